@@ -1,0 +1,1 @@
+"""Provides accounts: password hashing, login throttling, sessions and the account service."""

@@ -1,0 +1,71 @@
+"""Provides the request handlers for accounts and sessions."""
+
+from __future__ import annotations
+
+from backend.connection import Connection
+from backend.dispatch import Dispatcher
+from backend.services import Services
+from protocol.messages.accounts import (
+    AccountCreated,
+    ChangePassword,
+    CreateAccount,
+    LoggedIn,
+    Login,
+    Logout,
+    Me,
+    Resume,
+    Resumed,
+    WhoAmI,
+)
+from protocol.messages.base import Ok, Reply
+
+
+def register(dispatcher: Dispatcher, services: Services) -> None:
+    """Register the account handlers."""
+    accounts = services.accounts
+
+    async def bind_session(connection: Connection, reply: Reply) -> None:
+        # Runs for fresh and replayed replies alike, so a login retried after a drop still
+        # authenticates the new connection.
+        if isinstance(reply, LoggedIn):
+            connection.principal, _ = await accounts.resume(reply.token)
+
+    @dispatcher.route(CreateAccount, auth=False)
+    async def create_account(connection: Connection, request: CreateAccount) -> Reply:
+        user = await accounts.create_account(request.username, request.password)
+        return AccountCreated(id=request.id, user=user)
+
+    @dispatcher.route(Login, auth=False, after=bind_session)
+    async def login(connection: Connection, request: Login) -> Reply:
+        token, principal, expires_at = await accounts.login(
+            request.username, request.password, connection.address
+        )
+        return LoggedIn(id=request.id, token=token, user=principal.info(), expires_at=expires_at)
+
+    @dispatcher.route(Resume, auth=False, replayable=False)
+    async def resume(connection: Connection, request: Resume) -> Reply:
+        principal, expires_at = await accounts.resume(request.token)
+        connection.principal = principal
+        return Resumed(id=request.id, user=principal.info(), expires_at=expires_at)
+
+    # No session check: a logout retried after a drop (session already revoked) still succeeds.
+    @dispatcher.route(Logout, auth=False)
+    async def logout(connection: Connection, request: Logout) -> Reply:
+        if connection.principal is not None:
+            await accounts.logout(connection.principal)
+        connection.principal = None
+        return Ok(id=request.id)
+
+    @dispatcher.route(WhoAmI, replayable=False)
+    async def whoami(connection: Connection, request: WhoAmI) -> Reply:
+        return Me(id=request.id, user=connection.require_user().info())
+
+    @dispatcher.route(ChangePassword, after=bind_session)
+    async def change_password(connection: Connection, request: ChangePassword) -> Reply:
+        token, principal, expires_at = await accounts.change_password(
+            connection.require_user(),
+            request.old_password,
+            request.new_password,
+            connection.address,
+        )
+        return LoggedIn(id=request.id, token=token, user=principal.info(), expires_at=expires_at)

@@ -1,0 +1,135 @@
+"""Provides the ``pixmart-server`` command: serve, fingerprint, admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from backend import tls
+from backend.config import ServerConfig, default_data_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixmart-server", description="The pixmart backend.")
+    parser.add_argument(
+        "--data-dir", type=Path, help="data dir (default: $PIXMART_DATA_DIR or the platform's)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="serve clients (the default)")
+    _add_serve_options(serve)
+
+    commands.add_parser("fingerprint", help="print the server certificate's SHA-256 fingerprint")
+
+    admin = commands.add_parser("admin", help="manage administrators")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    add = admin_commands.add_parser("add", help="make USER an administrator")
+    add.add_argument("user")
+    remove = admin_commands.add_parser("remove", help="take the admin role from USER")
+    remove.add_argument("user")
+    return parser
+
+
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--cert", type=Path, help="a CA-issued certificate (PEM) instead of the self-signed one"
+    )
+    parser.add_argument("--key", type=Path, help="the private key (PEM) that goes with --cert")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser Origin allowed to connect (repeatable); others are refused",
+    )
+    parser.add_argument("--no-vision", action="store_true", help="do not load the image model")
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    config = ServerConfig(data_dir=args.data_dir or default_data_dir())
+    if getattr(args, "host", None) is not None:
+        if bool(args.cert) != bool(args.key):
+            raise SystemExit("pixmart-server: --cert and --key go together")
+        config = replace(
+            config,
+            host=args.host,
+            port=args.port,
+            cert_file=args.cert,
+            key_file=args.key,
+            allowed_origins=tuple(args.allow_origin),
+            enable_vision=not args.no_vision,
+        )
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pixmart-server``; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "serve"])
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = _config(args)
+    if args.command == "fingerprint":
+        cert, _ = (
+            (config.cert_file, config.key_file)
+            if config.cert_file
+            else tls.ensure_self_signed(config.data_dir)
+        )
+        assert cert is not None
+        print(tls.fingerprint_of_pem_file(cert))
+        return 0
+    if args.command == "admin":
+        return asyncio.run(_admin(config, args.user, args.admin_command == "add"))
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> int:
+    from backend.server import PixmartServer
+
+    server = PixmartServer(config)
+    try:
+        await server.serve_forever()
+    except OSError as exc:
+        print(
+            f"pixmart-server: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+async def _admin(config: ServerConfig, user: str, grant: bool) -> int:
+    from backend.accounts.service import AccountService
+    from backend.storage.database import Database
+    from protocol.errors import PixmartError
+
+    db = Database(config.db_path)
+    await db.open()
+    try:
+        info = await AccountService(db, config.sessions).set_admin(user, grant)
+    except PixmartError as exc:
+        print(f"pixmart-server: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"{info.username} is {'now' if grant else 'no longer'} an administrator")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Provides image decoding, validation, derivatives and the content-addressed blob store."""

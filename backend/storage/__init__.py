@@ -1,0 +1,1 @@
+"""Provides SQLite storage: the database handle, transactions and versioned migrations."""

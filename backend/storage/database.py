@@ -1,0 +1,148 @@
+"""Provides the SQLite database: one serialised writer, a small pool of readers, and migrations.
+
+SQLite allows one writer at a time; serialising write transactions behind an asyncio lock keeps
+``BEGIN IMMEDIATE`` from ever waiting on ``busy_timeout`` and makes every transaction atomic from
+the event loop's point of view. Readers use their own connections so browsing never waits on a
+write (WAL mode lets them read the last committed state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import logging
+import pkgutil
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from backend.storage import migrations as migrations_package
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+def discover_migrations() -> list[tuple[int, str, str]]:
+    """Return (version, name, sql) for every ``mNNNN_*`` module, in version order."""
+    found: list[tuple[int, str, str]] = []
+    for info in pkgutil.iter_modules(migrations_package.__path__):
+        if not info.name.startswith("m") or "_" not in info.name:
+            continue
+        version = int(info.name[1:].split("_", 1)[0])
+        module = importlib.import_module(f"{migrations_package.__name__}.{info.name}")
+        found.append((version, info.name, str(module.SQL)))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration versions must be 1..N without gaps, found {versions}")
+    return found
+
+
+class Database:
+    """The database of one server process."""
+
+    def __init__(self, path: Path, *, readers: int = 2) -> None:
+        self.path = path
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._reader_cycle: itertools.cycle[aiosqlite.Connection] | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 10000")
+        # FULL: a commit the client saw acknowledged survives power loss too, not only a crash.
+        await conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        """Open the connections, switch to WAL and apply pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer.execute("PRAGMA journal_mode = WAL")
+        await self._migrate()
+        self._readers = [await self._connect() for _ in range(self._reader_count)]
+        for reader in self._readers:
+            await reader.execute("PRAGMA query_only = ON")
+        self._reader_cycle = itertools.cycle(self._readers)
+
+    async def close(self) -> None:
+        """Checkpoint the WAL and close every connection."""
+        for reader in self._readers:
+            await reader.close()
+        self._readers = []
+        if self._writer is not None:
+            async with self._write_lock:
+                try:
+                    await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    await self._writer.close()
+                    self._writer = None
+
+    async def _migrate(self) -> None:
+        writer = self._require_writer()
+        async with writer.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        for version, name, sql in discover_migrations():
+            if version <= current:
+                continue
+            log.info("applying migration %s", name)
+            # One script, one transaction: a crash mid-migration leaves the old version intact.
+            await writer.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+
+    def _require_writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._write_lock:
+            writer = self._require_writer()
+            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield writer
+            except BaseException:
+                await writer.execute("ROLLBACK")
+                raise
+            else:
+                await writer.execute("COMMIT")
+
+    def _reader(self) -> aiosqlite.Connection:
+        if self._reader_cycle is None:
+            raise RuntimeError("database is not open")
+        return next(self._reader_cycle)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
+        """Run a read query and return its first row, or ``None``."""
+        async with self._reader().execute(sql, params) as cursor:
+            row: aiosqlite.Row | None = await cursor.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Run a read query and return all its rows."""
+        async with self._reader().execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement in its own transaction; return the rows it changed."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one write statement for many parameter rows in a single transaction."""
+        async with self.transaction() as conn:
+            await conn.executemany(sql, rows)

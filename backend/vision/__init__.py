@@ -1,0 +1,1 @@
+"""Provides the TensorFlow embedder, the vector index and the similarity services."""

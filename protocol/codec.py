@@ -1,0 +1,79 @@
+"""Provides the sans-I/O codec: messages to msgpack frames and frames back to typed messages.
+
+Bytes in, messages out, no sockets: the server transport, the client session and the tests all
+use this one codec, so strict decoding is defined once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from protocol.errors import BadRequest
+from protocol.messages import accounts, base
+
+#: Every message type that may cross the wire, in one tagged union.
+MESSAGE_TYPES: tuple[type[base.Message], ...] = base.MESSAGES + accounts.MESSAGES
+
+#: Frames above this size are refused with ``bad_request`` (the transport cuts far larger ones).
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+M = TypeVar("M", bound=base.Message)
+
+_encoder = msgspec.msgpack.Encoder()
+_union: Any = MESSAGE_TYPES[0]
+for _message_type in MESSAGE_TYPES[1:]:
+    _union = _union | _message_type
+_decoder: msgspec.msgpack.Decoder[base.Message] = msgspec.msgpack.Decoder(_union)
+_loose_decoder = msgspec.msgpack.Decoder()
+
+
+def encode(message: base.Message) -> bytes:
+    """Encode one message as the payload of one binary frame."""
+    return _encoder.encode(message)
+
+
+def decode(frame: bytes | str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> base.Message:
+    """Decode one frame into a typed message.
+
+    Raises:
+        BadRequest: for text frames, oversized frames, undecodable bytes, unknown tags, wrong
+            types and missing or unknown fields. The message says which, in words.
+    """
+    if isinstance(frame, str):
+        raise BadRequest("Text frames are not part of the protocol; send msgpack in binary frames")
+    if len(frame) > max_bytes:
+        raise BadRequest(f"The message is {len(frame):,} bytes; the limit is {max_bytes:,} bytes")
+    try:
+        return _decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"Undecodable message: {exc}") from None
+
+
+def decode_as(frame: bytes, expected: type[M], **kwargs: Any) -> M:
+    """Decode a frame and check that it is of the ``expected`` type."""
+    message = decode(frame, **kwargs)
+    if not isinstance(message, expected):
+        raise BadRequest(f"Expected {expected.__name__}, got {type(message).__name__}")
+    return message
+
+
+def request_id_of(frame: bytes | str) -> int:
+    """Best-effort request id of a frame that failed to decode, so its error can be correlated.
+
+    Returns 0 when no plausible id can be read.
+    """
+    if isinstance(frame, str) or len(frame) > DEFAULT_MAX_MESSAGE_BYTES:
+        return 0
+    try:
+        raw = _loose_decoder.decode(frame)
+    except (msgspec.DecodeError, RecursionError):
+        return 0
+    if isinstance(raw, dict):
+        value = raw.get("id")
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 2**53:
+            return value
+    return 0

@@ -1,0 +1,1 @@
+"""Provides every message type of the wire protocol, grouped by domain."""

@@ -1,0 +1,1 @@
+"""Provides the scripting subcommands of ``pixmart``, one module per domain."""

@@ -1,0 +1,90 @@
+"""Provides what every scripting subcommand shares: options, the session, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from protocol.client import Session
+from protocol.trust import TrustPolicy
+from tui.store import ClientStore
+
+DEFAULT_SERVER = "wss://127.0.0.1:8765"
+
+#: A subcommand: gets the context and its parsed arguments, returns the exit status.
+Command = Callable[["CommandContext", argparse.Namespace], Awaitable[int]]
+
+
+class CommandFailed(Exception):
+    """A subcommand failed for a reason to print in words (exit status 1)."""
+
+
+@dataclass
+class CommandContext:
+    """The resolved global options of one ``pixmart`` run."""
+
+    server: str
+    trust: TrustPolicy
+    store: ClientStore
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CommandContext:
+        """Resolve ``--server`` / ``PIXMART_SERVER`` / last used, and the trust policy."""
+        store = ClientStore()
+        server = args.server or os.environ.get("PIXMART_SERVER") or store.last_server
+        server = server or DEFAULT_SERVER
+        trust = TrustPolicy(
+            ca_file=Path(args.ca_file) if args.ca_file else None,
+            fingerprint=args.trust or os.environ.get("PIXMART_TRUST"),
+            known=store.known_servers,
+        )
+        return cls(server=server, trust=trust, store=store)
+
+    def session(self, *, with_token: bool = True) -> Session:
+        """A session to the server, resuming the saved token; tokens are saved as they change."""
+        session = Session(
+            self.server,
+            self.trust,
+            token=self.store.token(self.server) if with_token else None,
+            client_name="pixmart-cli",
+        )
+        session.on_token(lambda token: self.store.save_token(self.server, token))
+        return session
+
+    async def connected(self) -> Session:
+        """A connected session that must be logged in."""
+        session = self.session()
+        await session.connect()
+        self.store.remember(server=self.server)
+        if session.user is None:
+            await session.close()
+            raise CommandFailed("Not logged in: run 'pixmart login USER' first")
+        return session
+
+
+def read_password(prompt: str = "Password: ", *, confirm: bool = False) -> str:
+    """The password from ``PIXMART_PASSWORD`` or a prompt on the terminal."""
+    env = os.environ.get("PIXMART_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise CommandFailed("No password: set PIXMART_PASSWORD or run in a terminal")
+    password = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Repeat password: ") != password:
+        raise CommandFailed("The passwords do not match")
+    return password
+
+
+def print_json(value: Any) -> None:
+    """Print one JSON object on one line (msgspec Structs included)."""
+    sys.stdout.write(json.dumps(msgspec.to_builtins(value), ensure_ascii=False, sort_keys=True))
+    sys.stdout.write("\n")
