@@ -16,6 +16,7 @@ from backend.accounts import handlers as account_handlers
 from backend.accounts.service import AccountService
 from backend.config import ServerConfig
 from backend.dispatch import Dispatcher
+from backend.domains import Domain, domain_factories
 from backend.events import EventHub
 from backend.services import Services
 from backend.storage.database import Database
@@ -36,6 +37,7 @@ class PixmartServer:
         self.services = Services(config, self.db, self.accounts, self.events)
         self.dispatcher = Dispatcher(self.accounts)
         self._transport: Transport | None = None
+        self.domains: list[Domain] = []
         self.fingerprint = ""
         self.cert_path: Path | None = None
 
@@ -65,13 +67,19 @@ class PixmartServer:
 
     async def start(self) -> int:
         """Open storage, register handlers and start serving; return the bound port."""
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        # The data dir holds the private key and every user's pictures: owner-only.
+        self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cert, key = self.tls_files()
         self.cert_path = cert
         self.fingerprint = tls.fingerprint_of_pem_file(cert)
         await self.db.open()
         handshake.register(self.dispatcher, self.capabilities)
         account_handlers.register(self.dispatcher, self.services)
+        for factory in domain_factories():
+            domain = factory(self.services)
+            await domain.start()
+            domain.register(self.dispatcher)
+            self.domains.append(domain)
         self._transport = Transport(
             self.config, self.dispatcher, self.events, tls.server_context(cert, key)
         )
@@ -106,6 +114,9 @@ class PixmartServer:
         if self._transport is not None:
             await self._transport.stop()
             self._transport = None
+        for domain in reversed(self.domains):
+            await domain.stop()
+        self.domains.clear()
         await self.db.close()
 
     async def serve_forever(self) -> None:

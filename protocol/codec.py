@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest
-from protocol.messages import accounts, base
+from protocol.messages import accounts, base, live
 
 #: Every message type that may cross the wire, in one tagged union.
-MESSAGE_TYPES: tuple[type[base.Message], ...] = base.MESSAGES + accounts.MESSAGES
+MESSAGE_TYPES: tuple[type[base.Message], ...] = (
+    base.MESSAGES + accounts.MESSAGES + live.MESSAGES
+)
 
 #: Frames above this size are refused with ``bad_request`` (the transport cuts far larger ones).
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024

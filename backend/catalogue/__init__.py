@@ -1,0 +1,1 @@
+"""Provides the catalogue: items, uploads, tags, browse and text search."""
