@@ -1,0 +1,211 @@
+"""Provides the downscaled pictures made from an accepted original, from a single decode.
+
+From one decode of the original we make:
+
+* a thumbnail, longest side :data:`THUMBNAIL_LONG_SIDE` px, WebP;
+* a preview, longest side :data:`PREVIEW_LONG_SIDE` px, WebP at quality :data:`PREVIEW_QUALITY`
+  (WebP rather than JPEG: about a third smaller at the same quality, and the terminal client
+  decodes both through Pillow anyway);
+* the picture for the vision pipeline: RGB, at most :data:`MODEL_SHORT_SIDE` px on the shorter
+  side (the embedder resizes to 224 itself; 448 leaves it room to crop).
+
+Small pictures are never upscaled. All three are upright (EXIF orientation applied), converted
+to sRGB from any embedded ICC profile, with transparency composited onto white, and the two
+encoded files carry no metadata at all (no EXIF, GPS, ICC, XMP or comments).
+
+Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale straight out of libjpeg (``draft``), and
+large PNG/WebP pictures are box-reduced by an integer factor before any other work, so a
+50-megapixel photo costs a fraction of a full-size pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from PIL import Image
+
+from backend.media.decoding import open_image, source_stream
+from backend.media.imaging import (
+    SWAPPING_ORIENTATIONS,
+    apply_orientation,
+    flatten_onto_white,
+    to_srgb,
+    to_working_mode,
+)
+from backend.media.validate import ImageInfo
+
+THUMBNAIL_LONG_SIDE: Final = 256
+PREVIEW_LONG_SIDE: Final = 1280
+MODEL_SHORT_SIDE: Final = 448
+#: Caps the vision picture of a very long panorama, which the embedder squeezes to 224 anyway.
+MODEL_MAX_LONG_SIDE: Final = 4 * MODEL_SHORT_SIDE
+THUMBNAIL_QUALITY: Final = 80
+PREVIEW_QUALITY: Final = 85
+#: The MIME type of the thumbnail and the preview.
+DERIVATIVE_MIME: Final = "image/webp"
+
+#: The working picture is kept at least this many times larger than every output, so the final
+#: Lanczos resize still has detail to work with after the cheap integer reductions.
+_REDUCING_GAP: Final = 2
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Derivatives:
+    """The pictures made from one original.
+
+    Attributes:
+        thumbnail: WebP file, longest side at most :data:`THUMBNAIL_LONG_SIDE`.
+        thumb_size: ``(width, height)`` of the thumbnail.
+        preview: WebP file, longest side at most :data:`PREVIEW_LONG_SIDE`.
+        preview_size: ``(width, height)`` of the preview.
+        model_image: Upright sRGB RGB picture for the embedder, shorter side at most
+            :data:`MODEL_SHORT_SIDE`; it has no metadata in ``info``.
+    """
+
+    thumbnail: bytes
+    thumb_size: Size
+    preview: bytes
+    preview_size: Size
+    model_image: Image.Image
+
+
+def make_derivatives(source: bytes | Path, info: ImageInfo) -> Derivatives:
+    """Decode an accepted original once and make the thumbnail, preview and model picture.
+
+    Runs synchronously and is CPU-bound: call it from a worker thread.
+
+    Args:
+        source: The original's bytes, or the path of its stored blob.
+        info: What :func:`~backend.media.validate.inspect_image` returned for ``source``. Only
+            validated pictures may be decoded here, and the info proves it.
+
+    Returns:
+        The encoded thumbnail and preview with their sizes, and the model picture.
+
+    Raises:
+        ValueError: ``info`` does not describe ``source``.
+        UnsupportedMedia: The picture cannot be decoded (it was validated, so only if the file
+            changed since).
+    """
+    width, height = info.width, info.height
+    thumb_size = fit_longest_side((width, height), THUMBNAIL_LONG_SIDE)
+    preview_size = fit_longest_side((width, height), PREVIEW_LONG_SIDE)
+    model_size = fit_for_model((width, height))
+    working = _decode_working(source, info, _largest(preview_size, model_size))
+    return Derivatives(
+        thumbnail=_encode_webp(_resized(working, thumb_size), THUMBNAIL_QUALITY),
+        thumb_size=thumb_size,
+        preview=_encode_webp(_resized(working, preview_size), PREVIEW_QUALITY),
+        preview_size=preview_size,
+        model_image=_resized(working, model_size),
+    )
+
+
+def decode_for_model(source: bytes | Path, info: ImageInfo) -> Image.Image:
+    """Return only the vision pipeline's picture (e.g. to re-embed after a model change).
+
+    Args:
+        source: The original's bytes, or the path of its stored blob.
+        info: What :func:`~backend.media.validate.inspect_image` returned for ``source``.
+
+    Returns:
+        The same picture :func:`make_derivatives` puts in ``model_image``.
+
+    Raises:
+        ValueError: ``info`` does not describe ``source``.
+        UnsupportedMedia: The picture cannot be decoded.
+    """
+    model_size = fit_for_model((info.width, info.height))
+    return _resized(_decode_working(source, info, model_size), model_size)
+
+
+def fit_longest_side(size: Size, longest: int) -> Size:
+    """Return ``size`` scaled down so its longest side is ``longest``; never scaled up."""
+    width, height = size
+    if max(width, height) <= longest:
+        return size
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def fit_for_model(size: Size) -> Size:
+    """Return ``size`` scaled down for the embedder; never scaled up.
+
+    The shorter side becomes :data:`MODEL_SHORT_SIDE`, unless the longer side would then pass
+    :data:`MODEL_MAX_LONG_SIDE`.
+    """
+    width, height = size
+    scale = min(
+        1.0, MODEL_SHORT_SIDE / min(width, height), MODEL_MAX_LONG_SIDE / max(width, height)
+    )
+    if scale >= 1.0:
+        return size
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _largest(*sizes: Size) -> Size:
+    """Return the smallest size that covers all of ``sizes`` in both dimensions."""
+    return max(size[0] for size in sizes), max(size[1] for size in sizes)
+
+
+def _decode_working(source: bytes | Path, info: ImageInfo, needed: Size) -> Image.Image:
+    """Decode ``source`` into an upright, sRGB, RGB picture at least ``needed`` in size.
+
+    Args:
+        source: The original's bytes or path.
+        info: What validation returned for it.
+        needed: The largest output, as people see the picture (after orientation).
+
+    Returns:
+        An RGB picture with empty ``info``, as large as the original or at least
+        ``_REDUCING_GAP`` times ``needed`` (whichever is smaller).
+    """
+    transposed = info.orientation in SWAPPING_ORIENTATIONS
+    # The decoder works on the stored pixels, which are sideways when orientation swaps sides.
+    stored_needed = (needed[1], needed[0]) if transposed else needed
+    with (
+        source_stream(source) as (stream, _),
+        open_image(stream, info.format, info.pixels) as image,
+    ):
+        stored_size = image.size
+        # The size check guards against decoding anything validation has not seen. Its error
+        # is raised after the block, where it is not mistaken for a damaged picture.
+        if stored_size == info.stored_size:
+            # JPEG only: libjpeg decodes straight at 1/2, 1/4 or 1/8 scale, never below the
+            # size asked for. Other formats ignore draft().
+            image.draft("RGB", stored_needed)
+            image.load()
+    if stored_size != info.stored_size:
+        raise ValueError(f"info describes a {info.stored_size} picture, not {stored_size}")
+    working = to_working_mode(image)
+    factor = min(
+        working.width // (stored_needed[0] * _REDUCING_GAP),
+        working.height // (stored_needed[1] * _REDUCING_GAP),
+    )
+    if factor > 1:
+        working = working.reduce(factor)
+    working = flatten_onto_white(to_srgb(apply_orientation(working, info.orientation)))
+    # Nothing from the original's metadata may follow the pixels into the outputs.
+    working.info = {}
+    return working
+
+
+def _resized(image: Image.Image, size: Size) -> Image.Image:
+    """Return ``image`` resized to ``size`` with Lanczos, or itself when already that size."""
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _encode_webp(image: Image.Image, quality: int) -> bytes:
+    """Return ``image`` as a lossy WebP file without any metadata chunks."""
+    buffer = io.BytesIO()
+    # Explicitly empty metadata: Pillow's WebP encoder writes whatever is passed here and
+    # nothing from image.info.
+    image.save(buffer, format="WEBP", quality=quality, method=4, exif=b"", icc_profile=b"", xmp=b"")
+    return buffer.getvalue()
