@@ -19,14 +19,24 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="data dir (default: $PIXMART_DATA_DIR or the platform's)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # --data-dir is also accepted after the subcommand: ``pixmart-server fingerprint --data-dir D``.
+    # SUPPRESS keeps a subcommand that is not given it from overwriting the value given before.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="data dir (as above)"
+    )
     commands = parser.add_subparsers(dest="command")
 
-    serve = commands.add_parser("serve", help="serve clients (the default)")
+    serve = commands.add_parser("serve", parents=[common], help="serve clients (the default)")
     _add_serve_options(serve)
 
-    commands.add_parser("fingerprint", help="print the server certificate's SHA-256 fingerprint")
+    commands.add_parser(
+        "fingerprint",
+        parents=[common],
+        help="print the server certificate's SHA-256 fingerprint",
+    )
 
-    admin = commands.add_parser("admin", help="manage administrators")
+    admin = commands.add_parser("admin", parents=[common], help="manage administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     add = admin_commands.add_parser("add", help="make USER an administrator")
     add.add_argument("user")

@@ -93,7 +93,11 @@ class Transport:
         self.shutting_down = True
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        # Stop listening, but keep the connections open until the requests in flight are
+        # answered. Not via ``Server.close(close_connections=False)``: that call is idempotent,
+        # so it would turn the ``close(code=GOING_AWAY)`` below into a no-op and leave every
+        # client connected until its idle timeout.
+        self._server.server.close()
         if self._requests:
             _, pending = await asyncio.wait(set(self._requests), timeout=grace)
             for task in pending:

@@ -23,10 +23,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from protocol import codec
-from protocol.errors import PixmartError, Unauthenticated, Unavailable, error_class
+from protocol.errors import (
+    Forbidden,
+    PixmartError,
+    Unauthenticated,
+    Unavailable,
+    error_class,
+)
 from protocol.messages.accounts import (
     AccountCreated,
     ChangePassword,
@@ -269,17 +275,28 @@ class Session:
     # -- connection internals ----------------------------------------------------------------
 
     async def _open(self) -> ClientConnection:
-        ws = await connect(
-            self.url,
-            ssl=self.trust.ssl_context(),
-            open_timeout=self.open_timeout,
-            compression=None,
-            max_size=64 * 1024 * 1024,
-            ping_interval=15,
-            ping_timeout=15,
-            proxy=None,
-            user_agent_header=f"pixmart/{PROTOCOL_VERSION}",
-        )
+        try:
+            ws = await connect(
+                self.url,
+                ssl=self.trust.ssl_context(),
+                open_timeout=self.open_timeout,
+                compression=None,
+                max_size=64 * 1024 * 1024,
+                ping_interval=15,
+                ping_timeout=15,
+                proxy=None,
+                user_agent_header=f"pixmart/{PROTOCOL_VERSION}",
+            )
+        except InvalidStatus as exc:
+            # The server answered the upgrade with an HTTP error: say so in words, typed.
+            status = exc.response.status_code
+            if status == 503:
+                raise Unavailable(
+                    "The server is full or shutting down; try again shortly", retry_after=5
+                ) from None
+            if status == 403:
+                raise Forbidden("The server refused this client (origin not allowed)") from None
+            raise Unavailable(f"The server refused the connection (HTTP {status})") from None
         try:
             ssl_object = ws.transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None

@@ -29,6 +29,10 @@ for _message_type in MESSAGE_TYPES[1:]:
     _union = _union | _message_type
 _decoder: msgspec.msgpack.Decoder[base.Message] = msgspec.msgpack.Decoder(_union)
 _loose_decoder = msgspec.msgpack.Decoder()
+_REQUEST_TAGS = frozenset(
+    cls.__struct_config__.tag for cls in MESSAGE_TYPES if issubclass(cls, base.Request)
+)
+_DEFAULT_REQUEST_ID = base.Request().id
 
 
 def encode(message: base.Message) -> bytes:
@@ -53,6 +57,12 @@ def decode(frame: bytes | str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) ->
         raise BadRequest(f"Invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Undecodable message: {exc}") from None
+    except UnicodeDecodeError:
+        # msgspec lets this one through for strings and map keys that are not UTF-8.
+        raise BadRequest("Undecodable message: a string is not valid UTF-8") from None
+    except RecursionError:
+        # A few bytes of nested arrays in a free-form field reach the interpreter's limit.
+        raise BadRequest("Undecodable message: nested too deeply") from None
 
 
 def decode_as(frame: bytes, expected: type[M], **kwargs: Any) -> M:
@@ -72,9 +82,13 @@ def request_id_of(frame: bytes | str) -> int:
         return 0
     try:
         raw = _loose_decoder.decode(frame)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return 0
     if isinstance(raw, dict):
+        tag = raw.get("type")
+        if "id" not in raw and isinstance(tag, str) and tag in _REQUEST_TAGS:
+            # The default id is left out of the frame (omit_defaults); decoding would restore it.
+            return _DEFAULT_REQUEST_ID
         value = raw.get("id")
         if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 2**53:
             return value
