@@ -127,14 +127,18 @@ class Database:
 
     async def fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         """Run a read query and return its first row, or ``None``."""
-        async with self._reader().execute(sql, params) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        """Run a read query and return all its rows."""
-        async with self._reader().execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """Run a read query and return all its rows.
+
+        The whole query runs in one call on the reader's thread: a cursor read step by step
+        would keep its snapshot open between steps, and another query sharing the connection
+        meanwhile would see that old snapshot instead of the latest commit.
+        """
+        rows = await self._reader().execute_fetchall(sql, params)
+        return list(rows)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement in its own transaction; return the rows it changed."""
