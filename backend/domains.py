@@ -31,6 +31,9 @@ DomainFactory = Callable[[Services], Domain]
 
 
 def domain_factories() -> list[DomainFactory]:
-    """The domains this server runs, imported lazily so start-up only loads what it needs."""
-    factories: list[DomainFactory] = []
-    return factories
+    """The domains this server runs, in start order."""
+    # Imported here rather than at module level so light commands (``pixmart-server
+    # fingerprint``, ``admin``) do not load every domain.
+    from backend.catalogue.domain import CatalogueDomain
+
+    return [CatalogueDomain]

@@ -8,7 +8,7 @@ import sys
 
 from protocol.errors import PixmartError
 from protocol.trust import TrustError
-from tui.commands import accounts
+from tui.commands import accounts, catalogue
 from tui.commands.context import CommandContext, CommandFailed
 
 
@@ -17,11 +17,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixmart", description="pixmart: an image shop in the terminal."
     )
-    parser.add_argument("--server", help="wss://HOST:PORT (default: $PIXMART_SERVER or the last used)")
-    parser.add_argument("--trust", metavar="FINGERPRINT", help="pin this server certificate fingerprint")
-    parser.add_argument("--ca-file", metavar="PEM", help="verify the server against this CA instead")
+    parser.add_argument(
+        "--server", help="wss://HOST:PORT (default: $PIXMART_SERVER or the last used)"
+    )
+    parser.add_argument(
+        "--trust", metavar="FINGERPRINT", help="pin this server certificate fingerprint"
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PEM", help="verify the server against this CA instead"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("demo", help="start a local demo shop and open it in the TUI")
     accounts.register(commands)
+    catalogue.register(commands)
     return parser
 
 
@@ -30,11 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        from tui.launch import run_tui  # the full-screen client; Textual loads only here
+
+        return run_tui(args)
+    if args.command == "demo":
+        from tui.demo import run_demo  # starts its own server subprocess and the TUI
+
+        return run_demo(args)
     try:
         ctx = CommandContext.from_args(args)
-        return asyncio.run(args.func(ctx, args))
+        status: int = asyncio.run(args.func(ctx, args))
+        return status
     except KeyboardInterrupt:
         print("pixmart: interrupted", file=sys.stderr)
         return 130

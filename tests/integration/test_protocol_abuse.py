@@ -27,7 +27,7 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol import codec
 from protocol.client import ConnectionState, Session
-from protocol.errors import BadRequest, ErrorCode
+from protocol.errors import BadRequest, ErrorCode, Unavailable
 from protocol.messages.accounts import AccountCreated, CreateAccount, Login, WhoAmI
 from protocol.messages.base import PROTOCOL_VERSION, ErrorReply, Hello, Notice, Ok, Welcome
 from protocol.trust import TrustPolicy
@@ -313,12 +313,13 @@ async def test_the_connection_limit_refuses_the_extra_connection(
                 async with raw_client(server):
                     pass
             assert refused.value.response.status_code == 503
-            # The Session treats it as temporary: connect() fails, nothing is trusted wrongly.
+            # The Session turns it into a typed, temporary error with words for the person.
             session = Session(
                 f"wss://127.0.0.1:{server.port}", TrustPolicy(fingerprint=server.fingerprint)
             )
-            with pytest.raises(InvalidStatus):
+            with pytest.raises(Unavailable, match="full or shutting down") as typed:
                 await session.connect()
+            assert typed.value.retry_after is not None
             await session.close()
         # Once one leaves, there is room again.
         await eventually(lambda: _connections_at_most(server, 0))

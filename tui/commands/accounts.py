@@ -16,7 +16,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     create.add_argument("user")
     create.set_defaults(func=create_account)
 
-    login_parser = commands.add_parser("login", help="log in and keep the session for later commands")
+    login_parser = commands.add_parser(
+        "login", help="log in and keep the session for later commands"
+    )
     login_parser.add_argument("user")
     login_parser.set_defaults(func=login)
 

@@ -1,0 +1,132 @@
+"""Provides the changes owners (and admins) make to listed items: edit and bulk delete."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from backend.accounts.service import Principal
+from backend.catalogue.cards import cards_by_id
+from backend.catalogue.items import (
+    Clock,
+    ItemRow,
+    can_change,
+    can_see,
+    delete_items,
+    item_for,
+    load_items,
+    not_found,
+    update_item,
+)
+from backend.catalogue.live import publish_added, publish_changed, publish_removed
+from backend.catalogue.pictures import PictureStore
+from backend.catalogue.tags import normalise_tags
+from backend.catalogue.validation import clean_description, clean_title
+from backend.events import EventHub
+from backend.storage.database import Database
+from protocol.errors import ErrorCode
+from protocol.messages.catalogue import DeleteResult, EditItem, ItemCard
+
+log = logging.getLogger(__name__)
+
+#: Called with the ids of items just deleted (e.g. to drop them from the vision index).
+DeletedHook = Callable[[Sequence[int]], Awaitable[None]]
+
+
+class ItemChanges:
+    """Edits and deletions, with their announcements."""
+
+    def __init__(
+        self, db: Database, pictures: PictureStore, events: EventHub, clock: Clock
+    ) -> None:
+        self._db = db
+        self._pictures = pictures
+        self._events = events
+        self._clock = clock
+        #: Told about every deletion, after it committed.
+        self.deleted_hooks: list[DeletedHook] = []
+
+    async def edit(self, principal: Principal, request: EditItem) -> ItemCard:
+        """Apply an edit; every field but the picture may change.
+
+        Raises:
+            NotFound: no such item, or one the principal may not see.
+            Forbidden: the principal is not the owner nor an admin.
+            BadRequest: a field is invalid.
+        """
+        item = await item_for(self._db, principal, request.item_id, change=True)
+        fields: dict[str, object] = {}
+        if request.title is not None:
+            fields["title"] = clean_title(request.title)
+        if request.description is not None:
+            fields["description"] = clean_description(request.description)
+        if request.price_cents is not None:
+            fields["price_cents"] = request.price_cents
+        if request.stock is not None:
+            fields["stock"] = request.stock
+        if request.public is not None:
+            fields["public"] = int(request.public)
+        tags = normalise_tags(request.tags) if request.tags is not None else None
+        async with self._db.transaction() as conn:
+            if not await update_item(conn, item.id, fields, tags, self._clock):
+                raise not_found(item.id)  # deleted meanwhile; rolls back the tags too
+        card = (await cards_by_id(self._db, [item.id], viewer_id=None))[0]
+        publish_changed(
+            self._events,
+            item_id=card.id,
+            owner_id=card.owner_id,
+            title=card.title,
+            price_cents=card.price_cents,
+            stock=card.stock,
+            public=card.public,
+            was_public=item.public,
+        )
+        if card.public and not item.public:
+            # Galleries that never had it must learn it exists now.
+            publish_added(self._events, item_id=card.id, owner_id=card.owner_id, public=True)
+        return card
+
+    async def delete(self, principal: Principal, item_ids: Sequence[int]) -> list[DeleteResult]:
+        """Delete the items the principal may delete; return one result per requested id.
+
+        Pictures no remaining item shows are removed, rows and files.
+        """
+        items = await load_items(self._db, list(dict.fromkeys(item_ids)))
+        results: list[DeleteResult] = []
+        doomed: dict[int, ItemRow] = {}
+        for item_id in item_ids:
+            item = items.get(item_id)
+            if item is None or not can_see(principal, item):
+                error = not_found(item_id)
+                results.append(
+                    DeleteResult(item_id=item_id, error=error.code, message=error.message)
+                )
+            elif not can_change(principal, item):
+                results.append(
+                    DeleteResult(
+                        item_id=item_id,
+                        error=ErrorCode.FORBIDDEN,
+                        message="Only the seller can delete this item",
+                    )
+                )
+            else:
+                doomed[item_id] = item
+                results.append(DeleteResult(item_id=item_id))
+        if not doomed:
+            return results
+        shas = {item.sha256 for item in doomed.values()}
+        async with self._pictures.locks.hold(*shas):
+            async with self._db.transaction() as conn:
+                await delete_items(conn, list(doomed))
+                orphans = await self._pictures.delete_orphan_rows(conn, shas)
+            await self._pictures.remove_files(orphans)
+        for item in doomed.values():
+            publish_removed(
+                self._events, item_id=item.id, owner_id=item.owner_id, public=item.public
+            )
+        for hook in self.deleted_hooks:
+            try:
+                await hook(list(doomed))
+            except Exception:
+                log.exception("item-deleted hook %r failed", hook)
+        return results

@@ -1,0 +1,174 @@
+"""Provides the step that turns a fully received upload into a listed item.
+
+Order of work, so that a failure at any step leaves nothing behind: verify the hash of the
+whole file, validate and decode it (threads), move the original and its clean copy into the
+blob store, then commit the picture row, the item, its tags and the removal of the upload row
+in one transaction. Only then is the item announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image
+
+from backend.catalogue.cards import cards_by_id
+from backend.catalogue.items import Clock, insert_item, owned_item_with_picture
+from backend.catalogue.live import publish_added
+from backend.catalogue.pictures import PictureStore, StoredFiles
+from backend.catalogue.processing import PictureProcessor, PreparedPicture
+from backend.catalogue.uploads import Incomplete, UploadManager, UploadRow
+from backend.catalogue.validation import Listing, validate_metadata
+from backend.events import EventHub
+from backend.media.uploads import FinishedUpload
+from backend.storage.database import Database
+from protocol.errors import PixmartError
+from protocol.messages.catalogue import ItemCard, ItemCreated
+
+log = logging.getLogger(__name__)
+
+#: Below this many pixels on the longer side a seller is warned that buyers may find it small.
+SMALL_PICTURE: Final = 800
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item just listed, as told to :data:`CreatedHook` listeners (e.g. the vision index).
+
+    Attributes:
+        model_image: The vision pipeline's picture when the picture file is new; ``None`` when
+            another seller's item already showed the same picture (same ``sha256``), whose
+            embedding can be reused, or re-made with ``CatalogueService.model_image``.
+    """
+
+    item_id: int
+    owner_id: int
+    sha256: str
+    public: bool
+    model_image: Image.Image | None
+
+
+#: Called after an item is listed; returns warnings for the seller (e.g. near-duplicates).
+CreatedHook = Callable[[NewItem], Awaitable[Sequence[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    item_id: int
+    duplicate: bool
+    prepared: PreparedPicture | None
+
+
+class Intake:
+    """Finishes uploads: verification, storage, the item row, the announcement."""
+
+    def __init__(
+        self,
+        db: Database,
+        uploads: UploadManager,
+        pictures: PictureStore,
+        processor: PictureProcessor,
+        events: EventHub,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._uploads = uploads
+        self._pictures = pictures
+        self._processor = processor
+        self._events = events
+        self._clock = clock
+        #: Told about every new item; see :class:`NewItem`.
+        self.created_hooks: list[CreatedHook] = []
+
+    async def finish(self, owner_id: int, upload_id: str) -> ItemCreated:
+        """Verify the owner's complete upload and list it (or name the existing item).
+
+        Raises:
+            NotFound: no such upload.
+            Incomplete: bytes are missing; the upload is kept, to be resumed.
+            BadRequest: invalid metadata (kept) or wrong hash (discarded).
+            UnsupportedMedia, TooLarge: the picture is refused (discarded).
+        """
+        async with self._uploads.locks.hold(upload_id):
+            # Read under the lock: a concurrent finish of the same upload may have won.
+            upload = await self._uploads.get(owner_id, upload_id)
+            listing = validate_metadata(upload.metadata)
+            try:
+                finished = await self._uploads.complete(upload)
+                accepted = await self._accept(upload, finished, listing)
+            except Incomplete:
+                raise  # kept, to be resumed
+            except PixmartError:
+                # Refused for good: nothing of it may stay behind.
+                await self._uploads.discard(upload_id)
+                raise
+            # Leftovers only: the row went with the item's transaction, the file into the store.
+            await self._uploads.discard(upload_id)
+        card = (await cards_by_id(self._db, [accepted.item_id], viewer_id=None))[0]
+        if accepted.duplicate:
+            return ItemCreated(id=0, item=card, duplicate=True)
+        publish_added(self._events, item_id=card.id, owner_id=owner_id, public=card.public)
+        warnings = _warnings(card)
+        warnings.extend(await self._run_hooks(card, upload, accepted.prepared))
+        return ItemCreated(id=0, item=card, warnings=warnings)
+
+    async def _accept(
+        self, upload: UploadRow, finished: FinishedUpload, listing: Listing
+    ) -> _Accepted:
+        sha256 = finished.sha256
+        # Decode before taking the picture's lock: it is the slow part and needs no lock.
+        prepared = None
+        if not await self._pictures.exists(sha256):
+            prepared = await self._processor.prepare(finished.path)
+        async with self._pictures.locks.hold(sha256):
+            existing = await owned_item_with_picture(self._db, upload.owner_id, sha256)
+            if existing is not None:
+                return _Accepted(existing, duplicate=True, prepared=None)
+            files: StoredFiles | None = None
+            if not await self._pictures.exists(sha256):
+                if prepared is None:  # it existed when we looked; its last item went since
+                    prepared = await self._processor.prepare(finished.path)
+                files = await self._pictures.store_files(finished.path, sha256, prepared.clean)
+            try:
+                async with self._db.transaction() as conn:
+                    if files is not None and prepared is not None:
+                        await self._pictures.insert(conn, files, prepared, self._clock())
+                    item_id = await insert_item(conn, upload.owner_id, sha256, listing, self._clock)
+                    await conn.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
+            except BaseException:
+                if files is not None:
+                    await self._pictures.remove_files([files])
+                raise
+        return _Accepted(item_id, duplicate=False, prepared=prepared if files else None)
+
+    async def _run_hooks(
+        self, card: ItemCard, upload: UploadRow, prepared: PreparedPicture | None
+    ) -> list[str]:
+        event = NewItem(
+            item_id=card.id,
+            owner_id=upload.owner_id,
+            sha256=upload.sha256,
+            public=card.public,
+            model_image=prepared.derivatives.model_image if prepared else None,
+        )
+        warnings: list[str] = []
+        for hook in self.created_hooks:
+            try:
+                warnings.extend(await hook(event))
+            except Exception:
+                # The item is listed; a failing listener (e.g. the vision index) must not undo
+                # that or fail the upload.
+                log.exception("item-created hook %r failed for item %d", hook, card.id)
+        return warnings
+
+
+def _warnings(card: ItemCard) -> list[str]:
+    warnings: list[str] = []
+    if max(card.width, card.height) < SMALL_PICTURE:
+        warnings.append(
+            f"The picture is only {card.width} x {card.height} pixels; buyers may find it small"
+        )
+    return warnings

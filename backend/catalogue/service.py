@@ -1,0 +1,289 @@
+"""Provides :class:`CatalogueService`, the catalogue as handlers and other domains use it.
+
+The instance lives in ``services.extra["catalogue"]``. Besides what the catalogue's own requests
+need, it offers other domains (vision, commerce):
+
+* :meth:`CatalogueService.render_cards`: item ids to :class:`ItemCard` for a viewer, in the
+  given order, invisible ids dropped, optional scores;
+* :meth:`CatalogueService.visible_item_ids`: ids of the items matching listing filters that a
+  viewer may see, to pre-filter a vector search;
+* :attr:`CatalogueService.cursors` and :func:`~backend.catalogue.cursors.cursor_binding`: the
+  signed keyset cursors, for their own batched listings;
+* :meth:`CatalogueService.on_item_created` / :meth:`CatalogueService.on_items_deleted`: hooks;
+* :meth:`CatalogueService.model_image`: re-decode a stored picture for the embedder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from PIL import Image
+
+from backend.accounts.service import Principal
+from backend.catalogue.cards import cards_by_id, item_detail
+from backend.catalogue.changes import DeletedHook, ItemChanges
+from backend.catalogue.cursors import CursorSigner
+from backend.catalogue.intake import CreatedHook, Intake
+from backend.catalogue.items import Clock, can_see, item_for, load_items, owned_item_with_picture
+from backend.catalogue.listing import Listings
+from backend.catalogue.pictures import PictureStore
+from backend.catalogue.processing import PictureProcessor
+from backend.catalogue.tags import load_starter_tags, tag_counts
+from backend.catalogue.uploads import UploadManager
+from backend.catalogue.validation import validate_metadata
+from backend.media.blobstore import BlobStore
+from backend.media.uploads import PartialUploads
+from backend.media.validate import MediaLimits
+from backend.resources import data_file
+from backend.services import Services
+from protocol.errors import BadRequest, NotFound
+from protocol.messages.catalogue import (
+    BeginUpload,
+    DeleteResult,
+    EditItem,
+    ItemBatch,
+    ItemCard,
+    ItemCreated,
+    ItemDetail,
+    ListingFilters,
+    OriginalData,
+    SortOrder,
+    TagCount,
+    UploadChunk,
+    UploadState,
+)
+
+#: Largest slice of an original sent in one reply; well under the 8 MiB message limit.
+ORIGINAL_CHUNK_BYTES: Final = 4 * 1024 * 1024
+STARTER_TAGS: Final = "starter_tags.txt"
+
+
+class CatalogueService:
+    """Items, uploads, tags, listings and the files behind them.
+
+    Args:
+        services: The server's shared services; the data dir must exist.
+        clock: Wall-clock time, replaceable in tests.
+    """
+
+    def __init__(self, services: Services, *, clock: Clock = time.time) -> None:
+        config = services.config
+        limits = config.limits
+        data_dir = config.data_dir
+        self.db = services.db
+        self.events = services.events
+        self.upload_expiry = config.upload_expiry
+        self.starter_tags_path = data_file(STARTER_TAGS)
+        self.cursors = CursorSigner.from_file(data_dir / "cursor.key")
+        self.pictures = PictureStore(self.db, BlobStore(data_dir / "blobs"))
+        self.processor = PictureProcessor(
+            MediaLimits(max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+        )
+        self.uploads = UploadManager(
+            self.db,
+            PartialUploads(data_dir / "uploads", max_bytes=limits.max_upload_bytes),
+            max_bytes=limits.max_upload_bytes,
+            chunk_bytes=limits.upload_chunk_bytes,
+            clock=clock,
+        )
+        self.listings = Listings(
+            self.db, self.cursors, batch_default=limits.batch_default, batch_max=limits.batch_max
+        )
+        self.intake = Intake(
+            self.db, self.uploads, self.pictures, self.processor, self.events, clock
+        )
+        self.changes = ItemChanges(self.db, self.pictures, self.events, clock)
+        self.original_chunk_bytes = min(ORIGINAL_CHUNK_BYTES, limits.max_message_bytes // 2)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the starter tags (first start) and remove whatever no row owns.
+
+        Runs before the server accepts connections, so the sweeps race with nothing.
+        """
+        await load_starter_tags(self.db, self.starter_tags_path)
+        await self.uploads.sweep()
+        await self.pictures.sweep()
+
+    async def expire_uploads(self) -> int:
+        """Discard uploads untouched for the configured expiry; return how many."""
+        return await self.uploads.expire(self.upload_expiry)
+
+    # -- hooks for other domains -----------------------------------------------------------
+
+    def on_item_created(self, hook: CreatedHook) -> None:
+        """Call ``hook`` after every new item; the warnings it returns reach the seller."""
+        self.intake.created_hooks.append(hook)
+
+    def on_items_deleted(self, hook: DeletedHook) -> None:
+        """Call ``hook`` with the ids of deleted items, after the deletion committed."""
+        self.changes.deleted_hooks.append(hook)
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    async def begin_upload(self, principal: Principal, request: BeginUpload) -> UploadState:
+        """Start or resume an upload; name the caller's existing item if it is a duplicate.
+
+        Raises:
+            BadRequest: invalid metadata.
+            UnsupportedMedia: the declared size is zero.
+            TooLarge: the declared size is over the limit.
+        """
+        validate_metadata(request.metadata)
+        self.uploads.check_declared_size(request.size)
+        chunk = self.uploads.chunk_bytes
+        existing = await owned_item_with_picture(self.db, principal.user_id, request.sha256)
+        if existing is not None:
+            stale = await self.uploads.find(principal.user_id, request.sha256)
+            if stale is not None:
+                await self.uploads.cancel(principal.user_id, stale.id)
+            card = await self.render_cards(principal.user_id, [existing])
+            return UploadState(
+                id=request.id,
+                upload_id="",
+                offset=0,
+                size=request.size,
+                chunk_bytes=chunk,
+                existing=card[0] if card else None,
+            )
+        position = await self.uploads.begin(
+            principal.user_id, request.sha256, request.size, request.metadata
+        )
+        return UploadState(
+            id=request.id,
+            upload_id=position.upload_id,
+            offset=position.offset,
+            size=request.size,
+            chunk_bytes=chunk,
+        )
+
+    async def upload_chunk(self, principal: Principal, request: UploadChunk) -> int:
+        """Append a chunk; return the bytes the server now holds (see UploadManager.append)."""
+        return await self.uploads.append(
+            principal.user_id, request.upload_id, request.offset, request.data
+        )
+
+    async def finish_upload(self, principal: Principal, upload_id: str) -> ItemCreated:
+        """Verify a complete upload and list it (see :meth:`Intake.finish`)."""
+        return await self.intake.finish(principal.user_id, upload_id)
+
+    async def cancel_upload(self, principal: Principal, upload_id: str) -> None:
+        """Discard an upload in progress."""
+        await self.uploads.cancel(principal.user_id, upload_id)
+
+    # -- items -----------------------------------------------------------------------------
+
+    async def get_item(self, principal: Principal, item_id: int) -> ItemDetail:
+        """One item with its preview.
+
+        Raises:
+            NotFound: no such item, or one the principal may not see.
+        """
+        item = await item_for(self.db, principal, item_id, change=False)
+        detail = await item_detail(self.db, item.id)
+        if detail is None:
+            raise NotFound(f"There is no item {item_id}")
+        return detail
+
+    async def read_original(
+        self, principal: Principal, item_id: int, offset: int = 0, length: int = 0
+    ) -> OriginalData:
+        """A range of the original: as uploaded for the owner, metadata-stripped for others.
+
+        Raises:
+            NotFound: no such item, or one the principal may not see.
+            BadRequest: ``offset`` is past the end of the file.
+        """
+        item = await item_for(self.db, principal, item_id, change=False)
+        stripped = item.owner_id != principal.user_id
+        served = await self.pictures.served_file(item.sha256, stripped=stripped)
+        if served is None:
+            raise NotFound(f"There is no item {item_id}")
+        name, fmt = served
+        wanted = min(length or self.original_chunk_bytes, self.original_chunk_bytes)
+        total, data = await self.pictures.read_range(name, offset, wanted)
+        if offset > total:
+            raise BadRequest(f"The file has {total:,} bytes; offset {offset:,} is past its end")
+        return OriginalData(
+            id=0,
+            item_id=item.id,
+            offset=offset,
+            total=total,
+            format=fmt,
+            sha256=name,
+            stripped=stripped,
+            data=data,
+        )
+
+    async def edit_item(self, principal: Principal, request: EditItem) -> ItemCard:
+        """Edit an item (see :meth:`ItemChanges.edit`)."""
+        return await self.changes.edit(principal, request)
+
+    async def delete_items(
+        self, principal: Principal, item_ids: Sequence[int]
+    ) -> list[DeleteResult]:
+        """Delete items, one result per id (see :meth:`ItemChanges.delete`)."""
+        return await self.changes.delete(principal, item_ids)
+
+    async def visible_among(self, principal: Principal, item_ids: Sequence[int]) -> list[int]:
+        """The ids among ``item_ids`` that ``principal`` may see, in the given order."""
+        items = await load_items(self.db, list(dict.fromkeys(item_ids)))
+        return [i for i in dict.fromkeys(item_ids) if i in items and can_see(principal, items[i])]
+
+    # -- listings --------------------------------------------------------------------------
+
+    async def browse(
+        self,
+        viewer_id: int,
+        filters: ListingFilters,
+        sort: SortOrder = SortOrder.NEWEST,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ItemBatch:
+        """One batch of a browse or text search (see :meth:`Listings.browse`)."""
+        return await self.listings.browse(viewer_id, filters, sort, limit=limit, cursor=cursor)
+
+    async def tags(self, viewer_id: int, prefix: str = "", limit: int = 100) -> list[TagCount]:
+        """Tags starting with ``prefix`` with the number of items the viewer can see carry each."""
+        return await tag_counts(self.db, viewer_id, prefix, limit)
+
+    async def render_cards(
+        self,
+        viewer_id: int,
+        item_ids: Sequence[int],
+        scores: Mapping[int, float] | None = None,
+    ) -> list[ItemCard]:
+        """Cards of ``item_ids`` in that order, dropping ids the viewer may not see.
+
+        Args:
+            viewer_id: The user the cards are for; private items of others are left out.
+            item_ids: Ids in the order wanted (e.g. by similarity).
+            scores: Put into each card's ``score``.
+        """
+        return await cards_by_id(self.db, item_ids, viewer_id=viewer_id, scores=scores)
+
+    async def visible_item_ids(self, viewer_id: int, filters: ListingFilters) -> list[int]:
+        """Ids (ascending) of the items matching ``filters`` that the viewer may see.
+
+        Raises:
+            BadRequest: invalid filters (e.g. a malformed tag).
+        """
+        return await self.listings.visible_ids(viewer_id, filters)
+
+    # -- pictures for other domains ----------------------------------------------------------
+
+    def original_path(self, sha256: str) -> Path:
+        """Where the original with this hash is stored (it may not exist)."""
+        return self.pictures.blobs.path_for(sha256)
+
+    async def model_image(self, sha256: str) -> Image.Image | None:
+        """Decode a stored picture for the embedder, in a thread; ``None`` if not stored."""
+        info = await self.pictures.info(sha256)
+        if info is None:
+            return None
+        return await self.processor.model_image(self.original_path(sha256), info)

@@ -1,0 +1,122 @@
+"""Provides the shared helpers of the catalogue tests: pictures, uploads, storage counts.
+
+It holds no tests; the ``test_`` name keeps it among the catalogue's test files.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from backend.catalogue.service import CatalogueService
+from backend.server import PixmartServer
+from protocol.catalogue_client import upload_file
+from protocol.client import Session
+from protocol.messages.catalogue import ItemCreated, ItemMetadata
+from tests.support import pinned_session
+
+
+def pixels(seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """A small RGB picture with content unique to ``seed`` (so its hash is unique too)."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(noise, "RGB")
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: Any) -> bytes:
+    """``image`` saved in ``fmt`` with Pillow's ``params``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def jpeg(seed: int = 0, size: tuple[int, int] = (64, 48), **params: Any) -> bytes:
+    """A small JPEG unique to ``seed``."""
+    return encode(pixels(seed, size), "JPEG", quality=90, **params)
+
+
+def png(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small PNG unique to ``seed``."""
+    return encode(pixels(seed, size), "PNG")
+
+
+def webp(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small WebP unique to ``seed``."""
+    return encode(pixels(seed, size), "WEBP", quality=80)
+
+
+def write(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` to ``directory/name`` (parents created) and return the path."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def meta(title: str = "A picture", **fields: Any) -> ItemMetadata:
+    """Listing metadata with a title and any other fields."""
+    return ItemMetadata(title=title, **fields)
+
+
+async def upload(
+    session: Session, directory: Path, data: bytes, title: str = "A picture", **fields: Any
+) -> ItemCreated:
+    """Upload ``data`` as a file in ``directory`` and return the reply."""
+    path = write(directory, f"upload-{abs(hash(data))}.bin", data)
+    return await upload_file(session, path, meta(title, **fields))
+
+
+def catalogue(server: PixmartServer) -> CatalogueService:
+    """The server's catalogue service."""
+    service = server.services.extra["catalogue"]
+    assert isinstance(service, CatalogueService)
+    return service
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Everything the catalogue keeps, counted."""
+
+    blobs: int
+    partial_files: int
+    items: int
+    pictures: int
+    uploads: int
+
+
+async def stored(server: PixmartServer) -> Stored:
+    """Count the blob files, partial upload files and catalogue rows of ``server``."""
+    data_dir = server.config.data_dir
+    blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+    partials = [p for p in (data_dir / "uploads").iterdir() if p.is_file()]
+
+    async def count(table: str) -> int:
+        row = await server.db.fetchone(f"SELECT COUNT(*) FROM {table}")
+        assert row is not None
+        return int(row[0])
+
+    return Stored(
+        blobs=len(blobs),
+        partial_files=len(partials),
+        items=await count("items"),
+        pictures=await count("pictures"),
+        uploads=await count("uploads"),
+    )
+
+
+EMPTY = Stored(blobs=0, partial_files=0, items=0, pictures=0, uploads=0)
+
+
+async def account(stack: AsyncExitStack, server: PixmartServer, username: str) -> Session:
+    """A session on ``server`` logged in as a new account, closed when ``stack`` closes."""
+    session = await stack.enter_async_context(pinned_session(server))
+    await session.create_account(username, "password123")
+    await session.login(username, "password123")
+    return session
