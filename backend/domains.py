@@ -35,5 +35,6 @@ def domain_factories() -> list[DomainFactory]:
     # Imported here rather than at module level so light commands (``pixmart-server
     # fingerprint``, ``admin``) do not load every domain.
     from backend.catalogue.domain import CatalogueDomain
+    from backend.commerce.domain import CommerceDomain
 
-    return [CatalogueDomain]
+    return [CatalogueDomain, CommerceDomain]

@@ -8,7 +8,7 @@ import sys
 
 from protocol.errors import PixmartError
 from protocol.trust import TrustError
-from tui.commands import accounts, catalogue
+from tui.commands import accounts, catalogue, commerce
 from tui.commands.context import CommandContext, CommandFailed
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="start a local demo shop and open it in the TUI")
     accounts.register(commands)
     catalogue.register(commands)
+    commerce.register(commands)
     return parser
 
 

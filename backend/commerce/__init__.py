@@ -1,0 +1,1 @@
+"""Provides commerce: server-side carts, all-or-nothing idempotent checkout, orders and sales."""

@@ -1,0 +1,197 @@
+"""Provides helpers shared by the commerce tests, the checkout fault test and its benchmark.
+
+Items are listed through the catalogue's own client (a real upload of a tiny picture), so the
+commerce tests exercise the same path a seller's client takes. The module holds no tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from PIL import Image
+
+from protocol.catalogue_client import upload_file
+from protocol.client import Backoff, Session
+from protocol.messages.base import Event
+from protocol.messages.catalogue import ItemMetadata
+from protocol.trust import TrustPolicy
+
+E = TypeVar("E", bound=Event)
+
+_pictures = itertools.count(1)
+PASSWORD = "password123"
+
+
+def write_picture(directory: Path) -> Path:
+    """Write a small PNG unlike every other one written by this process."""
+    n = next(_pictures)
+    path = directory / f"picture-{os.getpid()}-{n}.png"
+    directory.mkdir(parents=True, exist_ok=True)
+    # Distinct pixels give distinct hashes: one seller never lists the same picture twice.
+    Image.new("RGB", (48, 48), (n % 251, (n // 251) % 251, (os.getpid() + n) % 251)).save(path)
+    return path
+
+
+async def list_item(
+    session: Session,
+    directory: Path,
+    *,
+    title: str = "Sunset",
+    price_cents: int = 1250,
+    stock: int = 5,
+    public: bool = True,
+) -> int:
+    """List an item as ``session``'s user through the catalogue's upload; return its id."""
+    path = write_picture(directory)
+    metadata = ItemMetadata(title=title, price_cents=price_cents, stock=stock, public=public)
+    created = await upload_file(session, path, metadata)
+    return created.item.id
+
+
+async def sign_up(session: Session, username: str) -> Session:
+    """Create ``username`` and log ``session`` in as it."""
+    await session.create_account(username, PASSWORD)
+    await session.login(username, PASSWORD)
+    return session
+
+
+async def many_logged_in(
+    make_session: Callable[..., Awaitable[Session]], prefix: str, count: int
+) -> list[Session]:
+    """``count`` sessions, each logged in as a fresh user ``<prefix><n>`` (made concurrently)."""
+
+    async def one(n: int) -> Session:
+        return await sign_up(await make_session(), f"{prefix}{n}")
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+class EventLog:
+    """Records the events a session receives, and waits for one that matches."""
+
+    def __init__(self, session: Session) -> None:
+        self.events: list[Event] = []
+        session.on_event(self.events.append)
+
+    def of(self, kind: type[E]) -> list[E]:
+        """The events of one type received so far."""
+        return [event for event in self.events if isinstance(event, kind)]
+
+    async def wait_for(
+        self, kind: type[E], predicate: Callable[[E], bool] = lambda _: True, timeout: float = 5.0
+    ) -> E:
+        """The first event of ``kind`` that matches ``predicate``, waiting up to ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.of(kind):
+                    if predicate(event):
+                        return event
+                await asyncio.sleep(0.005)
+
+
+def units_sold(db_path: Path, item_id: int) -> int:
+    """Units of an item in committed orders, read straight from the database file."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE item_id = ?", (item_id,)
+        ).fetchone()
+    return int(row[0])
+
+
+# -- a real server process -------------------------------------------------------------------
+
+_LISTENING = re.compile(r"listening on wss://127\.0\.0\.1:(\d+)")
+_FINGERPRINT = re.compile(r"fingerprint: ([0-9A-F:]+)")
+FAST_BACKOFF = Backoff(initial=0.05, factor=2.0, maximum=0.5)
+
+
+def _server_command() -> str:
+    """The ``pixmart-server`` script installed next to this Python."""
+    script = Path(sys.executable).parent / "pixmart-server"
+    if not script.exists():
+        raise RuntimeError(f"{script} is missing: install the project (make test does)")
+    return str(script)
+
+
+@dataclass
+class ServerProcess:
+    """A ``pixmart-server`` subprocess on a free loopback port, without the image model."""
+
+    data_dir: Path
+    port: int = 0
+    fingerprint: str = ""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The server's ``wss://`` address."""
+        return f"wss://127.0.0.1:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        """The server's database file."""
+        return self.data_dir / "pixmart.sqlite3"
+
+    async def start(self, *, port: int = 0, timeout: float = 30.0) -> None:
+        """Start the process and wait until it prints its port and fingerprint.
+
+        Args:
+            port: 0 for a free port; a restart passes the old one so clients find it again.
+        """
+        command = [_server_command(), "--data-dir", str(self.data_dir)]
+        command += ["serve", "--port", str(port), "--no-vision"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        stdout = self.process.stdout
+        assert stdout is not None
+        port = fingerprint = None
+        async with asyncio.timeout(timeout):
+            while port is None or fingerprint is None:
+                line = (await asyncio.to_thread(stdout.readline)).decode()
+                if not line:
+                    raise RuntimeError(f"the server exited with {self.process.wait()}")
+                if match := _LISTENING.search(line):
+                    port = int(match.group(1))
+                if match := _FINGERPRINT.search(line):
+                    fingerprint = match.group(1)
+        self.port, self.fingerprint = port, fingerprint
+
+    def kill(self) -> None:
+        """SIGKILL the process: no shutdown, no checkpoint, as a power cut would."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._close_pipe()
+
+    def stop(self) -> None:
+        """SIGTERM the process (graceful shutdown) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def session(self, **kwargs: object) -> Session:
+        """A session to this server that pins its fingerprint (not yet connected)."""
+        kwargs.setdefault("backoff", FAST_BACKOFF)
+        trust = TrustPolicy(fingerprint=self.fingerprint)
+        return Session(self.url, trust, **kwargs)  # type: ignore[arg-type]

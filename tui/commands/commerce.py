@@ -1,0 +1,360 @@
+"""Provides ``pixmart cart``, ``checkout``, ``orders`` and ``sales``.
+
+``pixmart checkout`` never orders twice. Before it sends anything it keeps a random checkout key
+in the client config dir (written and fsynced, one per server and user), sends the checkout with
+that key, and forgets the key only once the server has answered for certain: with the order, or
+with an error that says nothing was bought. A run that crashed, or lost the server, after sending
+leaves the key behind, so the next run sends the same key and the server answers with the order
+the first run placed instead of placing another. A key derived from the cart's contents would
+not do: buying the same things twice on purpose must stay possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from protocol import commerce_client as shop
+from protocol.catalogue_client import format_price
+from protocol.client import Session
+from protocol.errors import BadRequest, Conflict, OutOfStock
+from protocol.messages.commerce import (
+    Cart,
+    CartLine,
+    LineProblem,
+    Order,
+    OrderSummary,
+    Sale,
+    describe_failure,
+)
+from tui.commands.context import CommandContext, CommandFailed, print_json
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the commerce subcommands."""
+    # SUPPRESS: "--json" may come before or after the cart action without one default
+    # overwriting the other.
+    json_option = argparse.ArgumentParser(add_help=False)
+    json_option.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+    )
+
+    cart = commands.add_parser("cart", parents=[json_option], help="show or change your cart")
+    cart.set_defaults(func=show_cart)
+    actions = cart.add_subparsers(dest="cart_command", metavar="ACTION")
+    add = actions.add_parser("add", parents=[json_option], help="put units of an item in the cart")
+    add.add_argument("item_id", type=int, metavar="ID")
+    add.add_argument("quantity", type=int, nargs="?", default=1, metavar="QTY")
+    add.set_defaults(func=add_to_cart)
+    change = actions.add_parser("set", parents=[json_option], help="change the units of an item")
+    change.add_argument("item_id", type=int, metavar="ID")
+    change.add_argument("quantity", type=int, metavar="QTY")
+    change.set_defaults(func=set_quantity)
+    remove = actions.add_parser("remove", parents=[json_option], help="take an item out")
+    remove.add_argument("item_id", type=int, metavar="ID")
+    remove.set_defaults(func=remove_from_cart)
+    actions.add_parser("clear", parents=[json_option], help="empty the cart").set_defaults(
+        func=clear_cart
+    )
+
+    buy = commands.add_parser("checkout", parents=[json_option], help="buy everything in the cart")
+    buy.set_defaults(func=checkout)
+
+    orders = commands.add_parser("orders", parents=[json_option], help="list your orders")
+    orders.add_argument("order_id", type=int, nargs="?", metavar="ORDER", help="show this order")
+    orders.set_defaults(func=show_orders)
+
+    sales = commands.add_parser("sales", parents=[json_option], help="list sales of your items")
+    sales.set_defaults(func=show_sales)
+
+
+# -- cart ------------------------------------------------------------------------------------
+
+
+async def show_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Print the cart."""
+    session = await ctx.connected()
+    try:
+        cart = await shop.get_cart(session)
+    finally:
+        await session.close()
+    _print_cart(cart, _currency(session), args)
+    return 0
+
+
+async def add_to_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Put units of an item in the cart, then print the cart."""
+    _check_quantity(args.quantity)
+    session = await ctx.connected()
+    try:
+        cart = await shop.add_to_cart(session, args.item_id, args.quantity)
+    finally:
+        await session.close()
+    _print_cart(cart, _currency(session), args)
+    return 0
+
+
+async def set_quantity(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Change the units of an item in the cart, then print the cart."""
+    _check_quantity(args.quantity)
+    session = await ctx.connected()
+    try:
+        cart = await shop.set_quantity(session, args.item_id, args.quantity)
+    finally:
+        await session.close()
+    _print_cart(cart, _currency(session), args)
+    return 0
+
+
+async def remove_from_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Take an item out of the cart, then print the cart."""
+    session = await ctx.connected()
+    try:
+        cart = await shop.remove_from_cart(session, args.item_id)
+    finally:
+        await session.close()
+    _print_cart(cart, _currency(session), args)
+    return 0
+
+
+async def clear_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Empty the cart."""
+    session = await ctx.connected()
+    try:
+        cart = await shop.clear_cart(session)
+    finally:
+        await session.close()
+    _print_cart(cart, _currency(session), args)
+    return 0
+
+
+def _check_quantity(quantity: int) -> None:
+    if quantity < 1:
+        raise CommandFailed("The quantity must be at least 1 (use 'pixmart cart remove ID')")
+
+
+def _print_cart(cart: Cart, currency: str, args: argparse.Namespace) -> None:
+    if getattr(args, "json", False):
+        print_json(cart)
+        return
+    if not cart.lines:
+        print("Your cart is empty")
+        return
+    for line in cart.lines:
+        print(_cart_line(line, currency))
+    print(f"Total: {format_price(cart.total_cents, currency)} ({_units(cart.units)})")
+    if not cart.ready:
+        print("Some lines cannot be bought as they are; change or remove them first")
+
+
+def _cart_line(line: CartLine, currency: str) -> str:
+    price = format_price(line.price_cents, currency)
+    total = format_price(line.line_total_cents, currency)
+    text = f"#{line.item_id:<6} {line.title[:40]:<40} {line.quantity:>4} x {price:>14} {total:>14}"
+    notes = [_problem_words(line, problem, currency) for problem in line.problems]
+    return f"{text}  [{'; '.join(notes)}]" if notes else text
+
+
+def _problem_words(line: CartLine, problem: LineProblem, currency: str) -> str:
+    if problem is LineProblem.DELETED:
+        return "deleted by the seller"
+    if problem is LineProblem.PRIVATE:
+        return "no longer for sale"
+    if problem is LineProblem.PRICE_CHANGED:
+        return f"price changed, was {format_price(line.added_price_cents, currency)}"
+    return "sold out" if line.stock == 0 else f"only {line.stock} left"
+
+
+# -- checkout --------------------------------------------------------------------------------
+
+
+class PendingCheckout:
+    """The checkout key of one server and user, kept on disk until the checkout is settled.
+
+    Args:
+        root: The client config dir.
+        server: The server's address.
+        username: The buyer.
+    """
+
+    def __init__(self, root: Path, server: str, username: str) -> None:
+        digest = hashlib.sha256(f"{server}\0{username.casefold()}".encode()).hexdigest()[:32]
+        self.path = root / "checkout-keys" / digest
+
+    def load(self) -> str | None:
+        """The key left by an earlier run, or ``None``."""
+        try:
+            key = self.path.read_text("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return key if len(key) == 32 and all(c in "0123456789abcdef" for c in key) else None
+
+    def create(self) -> str:
+        """A new key, durably on disk before it is returned (so before it is ever sent)."""
+        key = shop.new_checkout_key()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        # The rename itself must survive a crash, or the next run would make a new key.
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return key
+
+    def settle(self) -> None:
+        """Forget the key: the server said for certain what became of it."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+async def checkout(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """Buy the cart at the total shown; a re-run after a crash returns the first run's order."""
+    session = await ctx.connected()
+    try:
+        assert session.user is not None  # ctx.connected() made sure
+        pending = PendingCheckout(ctx.store.root, ctx.server, session.user.username)
+        key = pending.load() or pending.create()
+        cart = await shop.get_cart(session)
+        currency = _currency(session)
+        as_json = getattr(args, "json", False)
+        if cart.lines and not as_json:
+            print(f"Buying {_units(cart.units)} for {format_price(cart.total_cents, currency)}")
+        try:
+            placed = await shop.checkout(session, cart.total_cents, key)
+        except BadRequest:
+            # Nothing was bought with this key (an earlier order would have been returned).
+            pending.settle()
+            raise
+        except (OutOfStock, Conflict) as exc:
+            pending.settle()
+            raise CommandFailed(_failure_words(exc, currency)) from None
+        pending.settle()
+        still_in_cart = (await shop.get_cart(session)).units if placed.replayed else 0
+    finally:
+        await session.close()
+    if as_json:
+        print_json({"order": placed.order, "replayed": placed.replayed})
+        return 0
+    if placed.replayed:
+        print("Your earlier checkout had already gone through; nothing more was bought.")
+    _print_order(placed.order)
+    if still_in_cart:
+        print(f"Your cart still holds {_units(still_in_cart)}: run 'pixmart checkout' to buy them")
+    return 0
+
+
+def _failure_words(exc: OutOfStock | Conflict, currency: str) -> str:
+    failures = shop.checkout_failures(exc)
+    if not failures:
+        return exc.message
+
+    def money(cents: int) -> str:
+        return format_price(cents, currency)
+
+    lines = [f"  #{failure.item_id}: {describe_failure(failure, money)}" for failure in failures]
+    details = exc.details or {}
+    total, expected = details.get("total_cents"), details.get("expected_total_cents")
+    if isinstance(total, int) and isinstance(expected, int) and total != expected:
+        lines.append(f"  the total is now {money(total)}")
+    return "\n".join(["Nothing was bought:", *lines, "Check your cart: pixmart cart"])
+
+
+# -- orders and sales ------------------------------------------------------------------------
+
+
+async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """List the orders, newest first, or show one order with its lines."""
+    as_json = getattr(args, "json", False)
+    session = await ctx.connected()
+    try:
+        if args.order_id is not None:
+            order = await shop.get_order(session, args.order_id)
+            if as_json:
+                print_json(order)
+            else:
+                _print_order(order)
+            return 0
+        count = 0
+        async for summary in shop.iter_orders(session):
+            if as_json:
+                print_json(summary)
+            else:
+                print(_order_summary(summary))
+            count += 1
+    finally:
+        await session.close()
+    if not count and not as_json:
+        print("You have no orders yet")
+    return 0
+
+
+async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
+    """List sales of the caller's items, newest first."""
+    as_json = getattr(args, "json", False)
+    session = await ctx.connected()
+    try:
+        count = 0
+        async for sale in shop.iter_sales(session):
+            if as_json:
+                print_json(sale)
+            else:
+                print(_sale_line(sale))
+            count += 1
+    finally:
+        await session.close()
+    if not count and not as_json:
+        print("Nothing of yours has been sold yet")
+    return 0
+
+
+def _print_order(order: Order) -> None:
+    print(f"Order {order.id} of {_when(order.created_at)}")
+    for line in order.lines:
+        price = format_price(line.unit_price_cents, order.currency)
+        total = format_price(line.line_total_cents, order.currency)
+        print(
+            f"  #{line.item_id:<6} {line.title[:40]:<40} {line.quantity:>4} x {price:>14}"
+            f" {total:>14}  from {line.seller_name}"
+        )
+    print(f"Total paid: {format_price(order.total_cents, order.currency)}")
+
+
+def _order_summary(summary: OrderSummary) -> str:
+    what = summary.first_title
+    if summary.line_count > 1:
+        what += f" and {summary.line_count - 1} more"
+    total = format_price(summary.total_cents, summary.currency)
+    when = _when(summary.created_at)
+    return f"{summary.id:>6}  {when}  {total:>14}  {what} ({_units(summary.units)})"
+
+
+def _sale_line(sale: Sale) -> str:
+    total = format_price(sale.line_total_cents, sale.currency)
+    return (
+        f"{_when(sale.sold_at)}  order {sale.order_id:<6} #{sale.item_id:<6} {sale.title[:40]:<40}"
+        f" {sale.quantity:>4} x {format_price(sale.unit_price_cents, sale.currency)}"
+        f" = {total}  to {sale.buyer_name}"
+    )
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def _units(count: int) -> str:
+    return f"{count} unit{'' if count == 1 else 's'}"
+
+
+def _currency(session: Session) -> str:
+    return session.capabilities.currency if session.capabilities else "EUR"
