@@ -1,0 +1,364 @@
+"""Provides snapshot tests of every screen against a real server with fixed data and size.
+
+Nondeterminism is removed by fixtures, never by sleeps: the server's certificate is fixed (so is
+its fingerprint), its random port is written as ``PORT`` in the stored SVGs, the items are
+generated from fixed seeds, pictures use half-blocks, cursors do not blink, and notifications are
+cleared before the picture is taken. Each test waits for the state it shows (polling, bounded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_textual_snapshot
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, SelectionList, TextArea
+
+from backend.config import Limits, ServerConfig, SessionPolicy
+from protocol.client import Session
+from protocol.trust import TrustPolicy
+from tests.conftest import TEST_BACKOFF
+from tests.ui.conftest import SIZE, until
+from tests.ui.seed import demo_items, draw_picture, seed
+from tests.ui.threaded_server import ThreadedServer
+from tui.app import PixmartApp
+from tui.dialogs import EditItemDialog, FingerprintChangedDialog, TrustDialog
+from tui.launch import build_app
+from tui.screens import (
+    GalleryScreen,
+    HelpScreen,
+    ItemScreen,
+    LoginScreen,
+    MyItemsScreen,
+    SearchScreen,
+    UploadScreen,
+)
+from tui.store import ClientStore
+from tui.widgets import CatalogueView, ItemTile, Picture
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SnapCompare = Callable[..., bool]
+RunBefore = Callable[[Pilot[None]], Awaitable[None]]
+
+#: textual-image 0.12 still calls a Pillow API deprecated in Pillow 13; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+
+
+@dataclass
+class SnapshotShop:
+    """The snapshot server and the saved session of its seller."""
+
+    server: ThreadedServer
+    token: str
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
+    """A server with a fixed certificate and a seller, ``ada``, selling 12 generated pictures."""
+    root = tmp_path_factory.mktemp("snapshot-server")
+    config = ServerConfig(
+        data_dir=root / "data",
+        port=0,
+        enable_vision=False,
+        limits=Limits(),
+        sessions=SessionPolicy(),
+        cert_file=FIXTURES / "snapshot-server-cert.pem",
+        key_file=FIXTURES / "snapshot-server-key.pem",
+    )
+    server = ThreadedServer(config).start()
+
+    async def open_shop() -> str:
+        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
+        await session.connect()
+        try:
+            await session.create_account("ada", "password123")
+            await session.login("ada", "password123")
+            await seed(session, demo_items(12), root / "pictures")
+            assert session.token is not None
+            return session.token
+        finally:
+            await session.close()
+
+    try:
+        yield SnapshotShop(server=server, token=server.run(open_shop()))
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def snap(
+    snap_compare: SnapCompare, shop: SnapshotShop, monkeypatch: pytest.MonkeyPatch
+) -> SnapCompare:
+    """``snap_compare`` at 120×40 with half-block pictures and the server port written ``PORT``."""
+    monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
+    normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
+    port = re.compile(rf"127\.0\.0\.1:{shop.server.port}\b")
+
+    def without_port(svg: str) -> str:
+        return normalise(port.sub("127.0.0.1:PORT", svg))
+
+    # The plugin normalises every SVG it stores or compares through this function.
+    monkeypatch.setattr(pytest_textual_snapshot, "normalize_svg", without_port)
+
+    def compare(app: PixmartApp, run_before: RunBefore) -> bool:
+        return snap_compare(app, run_before=run_before, terminal_size=SIZE)
+
+    return compare
+
+
+def make_app(
+    shop: SnapshotShop,
+    tmp_path: Path,
+    *,
+    logged_in: bool = True,
+    trust: TrustPolicy | None = None,
+    known: bool = True,
+    upload_root: Path | None = None,
+) -> PixmartApp:
+    store = ClientStore(tmp_path / "client")
+    if logged_in:
+        store.save_token(shop.server.url, shop.token)
+    store.remember(username="ada")
+    return build_app(
+        store=store,
+        trust=trust or TrustPolicy(fingerprint=shop.server.fingerprint, known=store.known_servers),
+        server_url=shop.server.url if known else None,
+        backoff=TEST_BACKOFF,
+        upload_root=upload_root,
+    )
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Stop blinking cursors and drop notifications, so the picture is the same every time."""
+    app = pilot.app
+    for screen in app.screen_stack:
+        for field in screen.query(Input):
+            field.cursor_blink = False
+        for area in screen.query(TextArea):
+            area.cursor_blink = False
+    app.clear_notifications()
+    await pilot.pause()
+
+
+def pictures_shown(app: PixmartApp) -> bool:
+    """Whether every visible card shows its picture."""
+    tiles = [tile for tile in app.screen.query(ItemTile) if tile.card is not None]
+    return bool(tiles) and all(tile.query_one(Picture).picture is not None for tile in tiles)
+
+
+async def in_gallery(pilot: Pilot[None], *, complete: bool = False) -> None:
+    """Wait for the gallery's first batch; ``complete`` also waits for thumbnails and tags."""
+    app = pilot.app
+    assert isinstance(app, PixmartApp)
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, GalleryScreen) and bool(app.screen.query(CatalogueView)),
+        what="the gallery",
+    )
+    view = app.screen.query_one(CatalogueView)
+    await until(pilot, lambda: view.listing is not None and view.listing.batches > 0)
+    if complete:
+        await until(pilot, lambda: pictures_shown(app), what="the thumbnails")
+        tags = app.screen.query_one("#tag-list", SelectionList)
+        await until(pilot, lambda: tags.option_count > 0, what="the tags")
+    # The "welcome back" toast would otherwise show through later modal screens.
+    app.clear_notifications()
+
+
+def test_login_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """Log in to a known server: the header says connected with TLSv1.3 and ``6D:75:C1…``;
+    the card has the server address, the remembered user name ``ada`` (focused) and an empty
+    password; the footer offers ^n for a new account."""
+    app = make_app(shop, tmp_path, logged_in=False)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.link.is_open, what="the connection")
+        await until(pilot, lambda: isinstance(app.screen, LoginScreen))
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_create_account_form(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """ctrl+n turns the login form into account creation: heading and buttons change and a
+    "Repeat password" field appears; the password rule (8 characters) is stated."""
+    app = make_app(shop, tmp_path, logged_in=False)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.link.is_open, what="the connection")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_trust_dialog(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """First contact: a dialog names ``127.0.0.1:PORT`` and shows the full fingerprint on two
+    lines, with "Don't trust" (focused) and "Trust and remember" buttons."""
+    app = make_app(shop, tmp_path, logged_in=False, trust=TrustPolicy(known=None))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: isinstance(app.screen, TrustDialog), what="the dialog")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_fingerprint_changed_warning(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """A changed certificate: a red warning with the remembered fingerprint (AB:AB:…) and the
+    presented one (6D:75:C1:…); the header says offline and nothing was sent."""
+    store = ClientStore(tmp_path / "client")
+    store.known_servers.pin(f"127.0.0.1:{shop.server.port}", ":".join(["AB"] * 32))
+    app = make_app(shop, tmp_path, logged_in=False, trust=TrustPolicy(known=store.known_servers))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: isinstance(app.screen, FingerprintChangedDialog))
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_gallery(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """The gallery as ada: tag sidebar with counts (landscape 6, warm 6, ...), 3×3 cards newest
+    first with pictures, titles, prices in euros and stock ("sold out" on no. 11), the first
+    card highlighted, and the status line "12 of 12 · end of the list"."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot, complete=True)
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_gallery_filtered_by_tag(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """Tag "sea" picked in the sidebar: three sea pictures, status "3 of 3 · tags: sea"."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot, complete=True)
+        await pilot.press("t")
+        tags = app.screen.query_one("#tag-list", SelectionList)
+        values = [tags.get_option_at_index(i).value for i in range(tags.option_count)]
+        tags.highlighted = values.index("sea")
+        await pilot.press("space")
+        view = app.screen.query_one(CatalogueView)
+        await until(pilot, lambda: view.listing is not None and view.listing.query.filters.tags)
+        await until(pilot, lambda: view.listing is not None and view.listing.batches == 1)
+        await until(pilot, lambda: pictures_shown(app), what="the thumbnails")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_item_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """Ada's newest item: the large preview on the left; title, price, stock, seller, tags,
+    description and "96×64 PNG" on the right; quantity and Add to cart; Edit and Delete (hers);
+    "Similar items" disabled (no image model)."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ItemScreen))
+        preview = app.screen.query_one("#item-preview", Picture)
+        await until(pilot, lambda: preview.picture is not None, what="the preview")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_edit_item_dialog(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """The owner's edit form over the item: title, price 35.25, stock, tags, a Public checkbox,
+    the description, and Cancel/Save."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ItemScreen))
+        screen = app.screen
+        assert isinstance(screen, ItemScreen)
+        await until(pilot, lambda: screen.detail is not None)
+        preview = screen.query_one("#item-preview", Picture)
+        await until(pilot, lambda: preview.picture is not None, what="the preview")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EditItemDialog))
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_search_results(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """Search for "harbour": the form on top (words, tags, prices, in stock, sort) and two
+    Harbour cards below, status "2 of 2 · “harbour”"."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot)
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        app.screen.query_one("#search-text", Input).value = "harbour"
+        await pilot.press("enter")
+        view = app.screen.query_one(CatalogueView)
+        await until(pilot, lambda: view.listing is not None and view.listing.batches == 1)
+        await until(pilot, lambda: pictures_shown(app), what="the thumbnails")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_upload_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """Upload with two pictures queued from the "to-sell" folder: the file tree on the left,
+    the queue with names and sizes, the listing form, and the Upload button."""
+    folder = tmp_path / "to-sell"
+    folder.mkdir()
+    for index in (201, 202):
+        draw_picture(index).save(folder / f"print-{index}.png")
+    app = make_app(shop, tmp_path, upload_root=folder)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot)
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, UploadScreen))
+        screen = app.screen
+        assert isinstance(screen, UploadScreen)
+        for path in sorted(folder.iterdir()):
+            await screen.add(path)
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_my_items(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """My items: a table of ada's 12 listings (title, price, stock with "sold out" in red,
+    visibility, tags), the second row selected (●), status "12 of 12 items · 1 selected"."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MyItemsScreen))
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 12, what="the rows")
+        await pilot.press("down", "space")
+        await settle(pilot)
+
+    assert snap(app, run_before)
+
+
+def test_help_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """? over the gallery lists the keys by section: Cards, Listing, This screen, Everywhere."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot, complete=True)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await settle(pilot)
+
+    assert snap(app, run_before)

@@ -1,0 +1,357 @@
+"""Provides :class:`PixmartApp`: modes, app-wide keys and the session it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.signal import Signal
+
+from protocol.client import ConnectionStatus, Offline, Session
+from protocol.messages.accounts import UserInfo
+from protocol.messages.base import Event
+from protocol.messages.catalogue import ItemCard
+from protocol.trust import FingerprintMismatch, UnknownServer
+from tui.data.thumbnails import PictureCache
+from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
+from tui.feedback import describe_error
+from tui.keys import key_commands
+from tui.link import LinkListeners, ServerLink, SessionFactory
+from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
+from tui.palette import PixmartCommands
+from tui.screens.gallery import GalleryScreen
+from tui.screens.help import HelpScreen
+from tui.screens.item import ItemScreen
+from tui.screens.login import LoginScreen
+from tui.screens.mine import MyItemsScreen
+from tui.screens.search import SearchScreen
+from tui.screens.upload import UploadScreen
+from tui.shop import ShopHooks
+from tui.store import ClientStore
+
+#: A palette entry without a key: name, help, what to run.
+PaletteCommand = tuple[str, str, Callable[[], Any]]
+
+#: The modes a logged-in person moves between; each keeps its own screen stack.
+SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
+    "gallery": GalleryScreen,
+    "search": SearchScreen,
+    "upload": UploadScreen,
+    "mine": MyItemsScreen,
+}
+
+#: Actions that only make sense when logged in (hidden from the footer otherwise).
+_LOGGED_IN_ACTIONS = frozenset({"logout", "go"})
+
+
+class PixmartApp(App[None]):
+    """The pixmart terminal client.
+
+    Args:
+        store: remembered servers, user names and tokens.
+        session_factory: builds a session for a server address (used when the person types one).
+        server_url: the server to connect to at start-up (``--server`` or remembered).
+        session: an existing session to use (connected, connecting or not yet connected).
+        server_known: whether ``server_url`` came from the person or memory; by default, whether
+            it was given at all. A known server is connected to at once.
+        listing_batch: items per listing batch; the server's default when ``None``.
+        upload_root: where the upload screen's file tree starts (the working directory).
+    """
+
+    TITLE = "pixmart"
+    CSS_PATH = "styles/app.tcss"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "login": LoginScreen,
+        **SHOP_MODES,
+    }
+    DEFAULT_MODE = "login"
+    COMMANDS = App.COMMANDS | {PixmartCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?"),
+        Binding("g", "go('gallery')", "Gallery", id="app.gallery"),
+        Binding("s,slash", "go('search')", "Search", id="app.search"),
+        Binding("u", "go('upload')", "Upload", id="app.upload"),
+        Binding("m", "go('mine')", "My items", id="app.mine"),
+        Binding(
+            "ctrl+r",
+            "reconnect",
+            "Reconnect now",
+            id="app.reconnect",
+            show=False,
+            tooltip="Skip the wait before the next reconnect attempt",
+        ),
+        Binding("ctrl+o", "logout", "Log out", id="app.logout", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
+    ]
+
+    connection: reactive[ConnectionStatus | None] = reactive(None, always_update=True)
+    user: reactive[UserInfo | None] = reactive(None)
+    cart_count: reactive[int] = reactive(0)
+
+    def __init__(
+        self,
+        *,
+        store: ClientStore,
+        session_factory: SessionFactory | None = None,
+        server_url: str | None = None,
+        session: Session | None = None,
+        server_known: bool | None = None,
+        listing_batch: int | None = None,
+        upload_root: Path | None = None,
+    ) -> None:
+        super().__init__()
+        if session_factory is None and session is None:
+            raise ValueError("PixmartApp needs a session or a session factory")
+        self.store = store
+        self.server_url = server_url or (session.url if session is not None else None)
+        self.server_known = self.server_url is not None if server_known is None else server_known
+        self.link = ServerLink(
+            session_factory,
+            LinkListeners(
+                status=lambda s, status: self.post_message(ConnectionChanged(s, status)),
+                event=lambda s, event: self.post_message(ServerEventReceived(s, event)),
+                token=lambda s, token: self.post_message(TokenChanged(s, token)),
+            ),
+            session=session,
+        )
+        #: Server events (items added, changed, removed) for the screens that show items.
+        self.server_events: Signal[Event] = Signal(self, "server-events")
+        #: Decoded thumbnails, shared by every screen that shows cards.
+        self.pictures = PictureCache(capacity=512)
+        self.listing_batch = listing_batch
+        self.upload_root = upload_root or Path.cwd()
+        #: Live updates, and the hooks for commerce (cart) and vision (similar pictures).
+        self.shop = ShopHooks(self)
+        self._logging_out = False
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self.link.session is not None:
+            self.connection = self.link.session.status
+        if self.server_url is not None and self.server_known:
+            self.connect_in_background(self.server_url)
+
+    async def on_unmount(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.link.close()
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def connect_in_background(self, url: str) -> None:
+        """Connect to ``url`` (resuming a saved session) without making anyone wait."""
+        self._connect(url)
+
+    @work(exclusive=True, group="connection")
+    async def _connect(self, url: str) -> None:
+        resuming = self.store.token(url) is not None
+        self._tell_login("Resuming your saved session…" if resuming else f"Connecting to {url}…")
+        try:
+            session = await self.link.open(url)
+        except Exception as exc:
+            self._tell_login(self.report_failure(exc), error=True)
+            return
+        self.server_url = url
+        self.store.remember(server=url)
+        if session.user is not None and self.user is None:
+            self.post_message(LoggedIn(session, resumed=True))
+        else:
+            self._tell_login(
+                "Your saved session has ended: please log in again." if resuming else ""
+            )
+
+    def _tell_login(self, text: str, *, error: bool = False) -> None:
+        """Show progress on the login form, if it is on screen."""
+        if isinstance(self.screen, LoginScreen):
+            self.screen.say(text, error=error)
+
+    async def confirm_first_use(self, server: str, fingerprint: str) -> bool:
+        """Ask the person whether to trust a server seen for the first time.
+
+        Installed as :attr:`protocol.trust.TrustPolicy.on_first_use`: the dialog's answer
+        resolves the decider.
+        """
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def resolve(accepted: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(accepted))
+
+        await self.push_screen(TrustDialog(server, fingerprint), callback=resolve)
+        return await answer
+
+    def report_failure(self, exc: BaseException) -> str:
+        """Tell the person what went wrong, in words; returns the words."""
+        text = describe_error(exc)
+        if isinstance(exc, FingerprintMismatch):
+            self.push_screen(FingerprintChangedDialog(exc.server, exc.pinned, exc.presented))
+        elif isinstance(exc, UnknownServer):
+            self.notify(text, title="Not connected", severity="warning")
+        else:
+            self.notify(text, title="Problem", severity="error")
+        return text
+
+    def require_session(self) -> Session:
+        """The session, connected at least once; requests made while it reconnects wait.
+
+        Raises:
+            Offline: there is no usable session (not connected yet, or given up).
+        """
+        session = self.link.session
+        if session is None or not self.link.is_open:
+            raise Offline("Not connected to a server")
+        return session
+
+    @property
+    def currency(self) -> str:
+        """The server's currency (ISO 4217)."""
+        session = self.link.session
+        capabilities = session.capabilities if session is not None else None
+        return capabilities.currency if capabilities is not None else "EUR"
+
+    @property
+    def has_vision(self) -> bool:
+        """Whether the server runs the image model (similar items, search by picture)."""
+        session = self.link.session
+        capabilities = session.capabilities if session is not None else None
+        return capabilities is not None and capabilities.embedder not in ("", "none")
+
+    @on(ConnectionChanged)
+    def _connection_changed(self, message: ConnectionChanged) -> None:
+        if message.session is self.link.session:
+            self.connection = message.status
+
+    @on(ServerEventReceived)
+    def _server_event(self, message: ServerEventReceived) -> None:
+        if message.session is not self.link.session:
+            return
+        self.shop.on_event(message.event)
+        self.server_events.publish(message.event)
+
+    @on(TokenChanged)
+    async def _token_changed(self, message: TokenChanged) -> None:
+        ended = message.token is None and self.user is not None and not self._logging_out
+        if message.session is self.link.session and ended:
+            self.user = None
+            self.notify("Your session ended. Please log in again.", severity="warning")
+            await self._back_to_login()
+
+    @on(LoggedIn)
+    async def _logged_in(self, message: LoggedIn) -> None:
+        user = message.session.user
+        if message.session is not self.link.session or user is None:
+            return
+        self.user = user
+        self.server_url = message.session.url
+        self.store.remember(server=message.session.url, username=user.username)
+        self.run_worker(self.shop.follow(message.session), group="follow", exclusive=True)
+        await self.switch_mode("gallery")
+        if message.resumed:
+            self.notify(f"Welcome back, {user.username}.", timeout=3)
+
+    def open_item(self, card: ItemCard) -> None:
+        """Show one item over the current screen."""
+        self.push_screen(ItemScreen(card.id, card))
+
+    async def _back_to_login(self) -> None:
+        self.shop.forget()
+        self.pictures = PictureCache(capacity=512)
+        await self.switch_mode("login")
+        # The shop screens hold the last person's data: start them afresh next time.
+        for mode, screen in SHOP_MODES.items():
+            await self.remove_mode(mode)
+            self.add_mode(mode, screen)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _LOGGED_IN_ACTIONS and self.user is None:
+            return False
+        return True
+
+    def watch_user(self) -> None:
+        self.refresh_bindings()
+
+    def action_help(self) -> None:
+        """Show every key of this screen and of the app."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen.title or "pixmart", key_commands(self.screen)))
+
+    async def action_go(self, mode: str) -> None:
+        """Go to a shop screen; from an item opened there, back to the screen itself."""
+        if mode not in SHOP_MODES or self.user is None:
+            return
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ItemScreen):
+            self.pop_screen()
+
+    def action_reconnect(self) -> None:
+        """Try to reconnect at once instead of waiting for the next attempt."""
+        session = self.link.session
+        if session is not None and self.link.is_open:
+            session.reconnect_now()
+        elif self.server_url is not None:
+            self.connect_in_background(self.server_url)
+
+    @work(exclusive=True, group="logout")
+    async def action_logout(self) -> None:
+        """End the session on the server and forget its token."""
+        session = self.link.session
+        if session is None or self.user is None:
+            return
+        self._logging_out = True
+        try:
+            async with asyncio.timeout(5):
+                await session.logout()
+        except Exception:
+            pass  # the token is forgotten here whatever the server heard
+        finally:
+            self.store.save_token(session.url, None)
+            self.user = None
+            self._logging_out = False
+        await self._back_to_login()
+        self.notify("Logged out.", timeout=3)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # "Quit" is already offered with its key by PixmartCommands.
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        """Commands the palette offers beyond the bound keys."""
+        if self.link.session is not None:
+            yield ("Server details", "address, TLS, certificate, limits", self.show_server)
+
+    def show_server(self) -> None:
+        """Say which server this is: address, TLS version, full fingerprint, model, currency."""
+        session = self.link.session
+        if session is None:
+            return
+        status = session.status
+        lines = [f"{session.url} · {status.state.value}"]
+        if status.tls_version:
+            lines.append(status.tls_version)
+        if status.fingerprint:
+            lines.append(f"SHA-256 {status.fingerprint}")
+        capabilities = session.capabilities
+        if capabilities is not None:
+            lines.append(
+                f"{capabilities.server_name} · {capabilities.currency} · "
+                f"image model: {capabilities.embedder or 'none'}"
+            )
+        self.notify("\n".join(lines), title="Server", timeout=10, markup=False)
+
+
+__all__ = ["SHOP_MODES", "PaletteCommand", "PixmartApp"]

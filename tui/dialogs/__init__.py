@@ -1,0 +1,19 @@
+"""Provides the modal dialogs; each dismisses with a typed result."""
+
+from __future__ import annotations
+
+from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields, parse_stock, parse_tags
+from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog, grouped_fingerprint
+
+__all__ = [
+    "ConfirmDialog",
+    "EditItemDialog",
+    "FingerprintChangedDialog",
+    "ItemEdit",
+    "ItemFields",
+    "TrustDialog",
+    "grouped_fingerprint",
+    "parse_stock",
+    "parse_tags",
+]

@@ -1,0 +1,151 @@
+"""Provides :class:`GalleryScreen`: the catalogue as a grid of cards, filtered by tags."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from protocol.catalogue_client import list_tags
+from protocol.messages.catalogue import ListingFilters, TagCount
+from tui.data.listing import ListingQuery
+from tui.screens.base import PixmartScreen
+from tui.widgets.catalogue_view import CatalogueView
+
+
+def tag_prompt(tag: TagCount, width: int = 20) -> Text:
+    """``cat ········ 12``: the tag and its count, the count right-aligned."""
+    count = f"{tag.count:,}"
+    name = tag.name if len(tag.name) <= width - len(count) - 1 else tag.name[: width - 2] + "…"
+    gap = max(1, width - len(name) - len(count))
+    return Text.assemble(name, " " * gap, (count, "dim"))
+
+
+class TagSidebar(Vertical):
+    """Tags with their counts; the selected ones filter the gallery (all must hold)."""
+
+    BINDING_GROUP_TITLE = "Tags"
+
+    DEFAULT_CSS = """
+    TagSidebar {
+        width: 30;
+        height: 1fr;
+        border-right: vkey $panel-lighten-1;
+        padding: 0 1;
+        #tags-title { padding: 0 1; width: 1fr; }
+        SelectionList { height: 1fr; border: none; padding: 0; background: transparent; }
+        #tags-hint { color: $text-muted; height: auto; padding: 0 1; }
+    }
+    """
+
+    BINDINGS = [Binding("c", "clear", "Clear tags", id="tags.clear")]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Tags", id="tags-title", classes="section")
+        yield SelectionList[str](id="tag-list")
+        yield Static("space pick · c clear · esc cards", id="tags-hint")
+
+    @property
+    def selection(self) -> SelectionList[str]:
+        """The tag list."""
+        return self.query_one("#tag-list", SelectionList)
+
+    def show_tags(self, tags: list[TagCount], selected: list[str]) -> None:
+        """Offer ``tags`` (most used first), keeping ``selected`` picked."""
+        chosen = set(selected)
+        with self.selection.prevent(SelectionList.SelectedChanged):
+            self.selection.clear_options()
+            # Tags no visible item carries filter nothing, unless picked (so they can be unpicked).
+            used = [tag for tag in tags if tag.count > 0 or tag.name in chosen]
+            known = {tag.name for tag in used}
+            extra = [TagCount(name=name, count=0) for name in selected if name not in known]
+            self.selection.add_options(
+                Selection(tag_prompt(tag), tag.name, tag.name in chosen) for tag in [*used, *extra]
+            )
+        count = len(used)
+        self.query_one("#tags-title", Label).update(f"Tags ({count:,})" if count else "Tags")
+
+    def action_clear(self) -> None:
+        """Unpick every tag."""
+        self.selection.deselect_all()
+
+
+class GalleryScreen(PixmartScreen):
+    """Everything for sale, newest first, in a responsive grid of cards."""
+
+    TITLE = "Gallery"
+
+    DEFAULT_CSS = """
+    GalleryScreen {
+        #gallery-body { height: 1fr; }
+    }
+    """
+
+    BINDINGS = [
+        Binding("t", "focus_tags", "Tags", id="gallery.tags", tooltip="Filter by tags"),
+        Binding("escape", "focus_cards", "Cards", show=False, id="gallery.cards"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="gallery-body"):
+            yield TagSidebar(id="tags")
+            yield CatalogueView(
+                id="gallery-view",
+                live_additions=True,
+                empty_text="Nothing matches.\n\nPress u to sell your own pictures.",
+            )
+
+    @property
+    def view(self) -> CatalogueView:
+        """The listing."""
+        return self.query_one(CatalogueView)
+
+    @property
+    def selected_tags(self) -> list[str]:
+        """The tags picked in the sidebar."""
+        return list(self.query_one(TagSidebar).selection.selected)
+
+    async def on_mount(self) -> None:
+        self.view.grid.focus()
+        await self.view.load(ListingQuery())  # the tags follow with the first batch
+
+    @work(exclusive=True, group="tags")
+    async def _load_tags(self) -> None:
+        try:
+            tags = await list_tags(self.pixmart.require_session(), limit=200)
+        except Exception as exc:
+            self.pixmart.report_failure(exc)
+            return
+        self.query_one(TagSidebar).show_tags(tags, self.selected_tags)
+
+    @on(SelectionList.SelectedChanged, "#tag-list")
+    async def _tags_changed(self) -> None:
+        tags = self.selected_tags
+        listing = self.view.listing
+        if listing is not None and listing.query.filters.tags == tags:
+            return
+        await self.view.load(ListingQuery(ListingFilters(tags=tags)))
+
+    @on(CatalogueView.Loaded)
+    def _listing_loaded(self, message: CatalogueView.Loaded) -> None:
+        if message.listing.batches == 1:
+            self._load_tags()  # a fresh listing: the counts may have moved too
+
+    @on(CatalogueView.Opened)
+    def _open_item(self, message: CatalogueView.Opened) -> None:
+        self.pixmart.open_item(message.card)
+
+    def action_focus_tags(self) -> None:
+        """Move to the tag list."""
+        self.query_one(TagSidebar).selection.focus()
+
+    def action_focus_cards(self) -> None:
+        """Move back to the cards."""
+        self.view.grid.focus()
+
+
+__all__ = ["GalleryScreen", "TagSidebar", "tag_prompt"]

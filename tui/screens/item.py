@@ -1,0 +1,336 @@
+"""Provides :class:`ItemScreen`: one item in full, to buy, or to edit and delete for its owner."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.widgets import Button, Input, Label, Static
+
+from protocol.catalogue_client import delete_items, edit_item, get_item
+from protocol.messages.base import Event
+from protocol.messages.catalogue import ItemCard, ItemDetail
+from protocol.messages.live import ItemChanged, ItemRemoved
+from tui.data.money import format_price
+from tui.data.thumbnails import decode_picture
+from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields
+from tui.screens.base import PixmartScreen
+from tui.widgets.card_grid import stock_label
+from tui.widgets.picture import Picture
+
+#: Previews are shrunk to this on decode: plenty for a terminal, light on memory.
+PREVIEW_MAX_SIDE = 1024
+
+
+def format_size(size: int) -> str:
+    """``245760`` → ``240 KB``."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+class ItemScreen(PixmartScreen):
+    """The preview, every field, the seller, and what the person may do with the item.
+
+    Args:
+        item_id: the item to show.
+        card: its card from a listing, shown at once while the rest loads.
+    """
+
+    TITLE = "Item"
+
+    DEFAULT_CSS = """
+    ItemScreen {
+        #item-body { height: 1fr; }
+        #item-preview { width: 3fr; height: 1fr; border: round $panel-lighten-1; }
+        #item-facts { width: 2fr; height: 1fr; padding: 0 2; }
+        #item-title { width: 1fr; margin-bottom: 1; }
+        #item-facts .fact-label { margin-top: 1; }
+        #item-removed {
+            display: none;
+            background: $error 30%;
+            color: $text-error;
+            text-style: bold;
+            padding: 0 1;
+            margin: 1 0;
+        }
+        &.-removed #item-removed { display: block; }
+        #item-description { margin-top: 1; }
+        #item-buy, #item-owner, #item-more { height: auto; margin-top: 1; }
+        #item-quantity { width: 10; }
+        #item-buy Label { height: 3; content-align: left middle; padding-right: 1; }
+        #item-owner { display: none; }
+        &.-mine #item-owner { display: block; }
+        Button { margin-right: 1; }
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back", id="item.back"),
+        Binding("a", "add_to_cart", "Add to cart", id="item.add-to-cart"),
+        Binding("e", "edit", "Edit", id="item.edit"),
+        Binding("d,delete", "delete", "Delete", id="item.delete"),
+        Binding(
+            "s",
+            "similar",
+            "Similar",
+            id="item.similar",
+            tooltip="Items that look like this one (needs the server's image model)",
+        ),
+    ]
+
+    def __init__(self, item_id: int, card: ItemCard | None = None) -> None:
+        super().__init__()
+        self.item_id = item_id
+        self.card = card
+        self.detail: ItemDetail | None = None
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="item-body"):
+            yield Picture("loading the picture…", id="item-preview")
+            with VerticalScroll(id="item-facts"):
+                yield Label("", id="item-title", classes="section")
+                yield Static("This item is no longer for sale.", id="item-removed")
+                yield Static("", id="item-price", classes="price")
+                yield Static("", id="item-stock")
+                yield Static("", id="item-visibility", classes="muted")
+                yield Static("Seller", classes="fact-label muted")
+                yield Static("", id="item-seller")
+                yield Static("Tags", classes="fact-label muted")
+                yield Static("", id="item-tags")
+                yield Static("", id="item-description")
+                yield Static("", id="item-details", classes="fact-label muted")
+                with Horizontal(id="item-buy"):
+                    yield Label("Quantity")
+                    yield Input("1", id="item-quantity", type="integer", max_length=6)
+                    yield Button("Add to cart", id="add-to-cart", variant="primary")
+                with Horizontal(id="item-owner"):
+                    yield Button("Edit", id="edit")
+                    yield Button("Delete", id="delete", variant="error")
+                with Horizontal(id="item-more"):
+                    yield Button("Similar items", id="similar", disabled=True)
+
+    async def on_mount(self) -> None:
+        if self.card is not None:
+            self._show_card(self.card)
+        self.query_one("#similar", Button).disabled = not self.pixmart.has_vision
+        self.query_one("#add-to-cart", Button).focus()
+        self.pixmart.server_events.subscribe(self, self._server_event)
+        self._load()
+
+    # -- showing -------------------------------------------------------------------------------
+
+    @property
+    def mine(self) -> bool:
+        """Whether the person may edit and delete the item (its owner, or an admin)."""
+        user = self.pixmart.user
+        owner_id = (
+            self.detail.owner_id if self.detail else self.card.owner_id if self.card else None
+        )
+        return user is not None and (user.is_admin or user.id == owner_id)
+
+    def _show_fields(
+        self, *, title: str, price_cents: int, stock: int, public: bool, owner: str
+    ) -> None:
+        currency = self.pixmart.currency
+        self.title = title or "Item"
+        self.query_one("#item-title", Label).update(Content(title or "untitled"))
+        self.query_one("#item-price", Static).update(Content(format_price(price_cents, currency)))
+        stock_widget = self.query_one("#item-stock", Static)
+        stock_widget.update(Content(stock_label(stock)))
+        stock_widget.set_class(stock <= 0, "sold-out")
+        visibility = self.query_one("#item-visibility", Static)
+        visibility.set_class(not public, "private")
+        visibility.update(Content("public" if public else "private: only you can see it"))
+        self.query_one("#item-seller", Static).update(Content(owner))
+        self.set_class(self.mine, "-mine")
+        self.query_one("#add-to-cart", Button).disabled = stock <= 0 or self.has_class("-removed")
+        self.refresh_bindings()
+
+    def _show_card(self, card: ItemCard) -> None:
+        self._show_fields(
+            title=card.title,
+            price_cents=card.price_cents,
+            stock=card.stock,
+            public=card.public,
+            owner=card.owner_name,
+        )
+        self.query_one("#item-tags", Static).update(Content(", ".join(card.tags) or "none"))
+
+    def _show_detail(self, detail: ItemDetail) -> None:
+        self._show_fields(
+            title=detail.title,
+            price_cents=detail.price_cents,
+            stock=detail.stock,
+            public=detail.public,
+            owner=detail.owner_name,
+        )
+        self.query_one("#item-tags", Static).update(Content(", ".join(detail.tags) or "none"))
+        self.query_one("#item-description", Static).update(
+            Content(detail.description or "No description.")
+        )
+        self.query_one("#item-details", Static).update(
+            Content(
+                f"{detail.width}×{detail.height} {detail.format} · {format_size(detail.size_bytes)}"
+            )
+        )
+
+    @work(exclusive=True, group="item")
+    async def _load(self) -> None:
+        app = self.pixmart
+        try:
+            session = app.require_session()
+            detail = await get_item(session, self.item_id)
+        except Exception as exc:
+            app.report_failure(exc)
+            await self.query_one(Picture).show(None, "The item could not be loaded.")
+            return
+        self.detail = detail
+        self._show_detail(detail)
+        await app.shop.watch_items([self.item_id])
+        try:
+            preview = await asyncio.to_thread(decode_picture, detail.preview, PREVIEW_MAX_SIDE)
+        except Exception:
+            await self.query_one(Picture).show(None, "The picture could not be shown.")
+            return
+        await self.query_one(Picture).show(preview)
+
+    async def _server_event(self, event: Event) -> None:
+        if isinstance(event, ItemChanged) and event.item_id == self.item_id:
+            if self.detail is not None:
+                self.detail.title = event.title
+                self.detail.price_cents = event.price_cents
+                self.detail.stock = event.stock
+                self.detail.public = event.public
+                self._show_detail(self.detail)
+        elif isinstance(event, ItemRemoved) and event.item_id == self.item_id:
+            self.add_class("-removed")
+            self.query_one("#add-to-cart", Button).disabled = True
+            self.refresh_bindings()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("edit", "delete"):
+            return self.mine and not self.has_class("-removed")
+        if action == "similar":
+            return True if self.pixmart.has_vision else None
+        if action == "add_to_cart":
+            source = self.detail or self.card
+            sold_out = source is not None and source.stock <= 0
+            return None if self.has_class("-removed") or sold_out else True
+        return True
+
+    def action_back(self) -> None:
+        """Back to where the item was opened from."""
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#add-to-cart")
+    @on(Input.Submitted, "#item-quantity")
+    def action_add_to_cart(self) -> None:
+        """Put the chosen quantity in the cart."""
+        text = self.query_one("#item-quantity", Input).value.strip() or "1"
+        try:
+            quantity = int(text)
+        except ValueError:
+            quantity = 0
+        if quantity < 1:
+            self.notify("The quantity is a whole number of at least 1.", severity="warning")
+            return
+        self.pixmart.run_worker(self.pixmart.shop.add_to_cart(self.item_id, quantity), group="cart")
+
+    @on(Button.Pressed, "#similar")
+    def action_similar(self) -> None:
+        """Look for items that look like this one (vision hook)."""
+        self.pixmart.shop.find_similar(self.item_id)
+
+    @on(Button.Pressed, "#edit")
+    @work(exclusive=True, group="item-edit")
+    async def action_edit(self) -> None:
+        """Edit the listing in a form."""
+        detail = self.detail
+        if detail is None or not self.mine:
+            return
+        fields = ItemFields(
+            title=detail.title,
+            description=detail.description,
+            price_cents=detail.price_cents,
+            stock=detail.stock,
+            tags=list(detail.tags),
+            public=detail.public,
+        )
+        changes = await self.app.push_screen_wait(
+            EditItemDialog(fields, currency=self.pixmart.currency)
+        )
+        if changes is None:
+            return
+        await self._apply(changes)
+
+    async def _apply(self, changes: ItemEdit) -> None:
+        app = self.pixmart
+        try:
+            card = await edit_item(
+                app.require_session(),
+                self.item_id,
+                title=changes.title,
+                description=changes.description,
+                price_cents=changes.price_cents,
+                stock=changes.stock,
+                tags=changes.tags,
+                public=changes.public,
+            )
+        except Exception as exc:
+            app.report_failure(exc)
+            return
+        if self.detail is not None:
+            self.detail.title = card.title
+            self.detail.price_cents = card.price_cents
+            self.detail.stock = card.stock
+            self.detail.public = card.public
+            self.detail.tags = list(card.tags)
+            if changes.description is not None:
+                self.detail.description = changes.description
+            self._show_detail(self.detail)
+        self.notify("Saved.", timeout=3)
+
+    @on(Button.Pressed, "#delete")
+    @work(exclusive=True, group="item-edit")
+    async def action_delete(self) -> None:
+        """Delete the item, after a confirmation."""
+        if not self.mine:
+            return
+        title = self.detail.title if self.detail else self.card.title if self.card else "this item"
+        confirmed = await self.app.push_screen_wait(
+            ConfirmDialog(
+                f"Delete “{title}”?",
+                "It disappears from the catalogue for everyone. This cannot be undone.",
+                confirm_label="Delete",
+                dangerous=True,
+            )
+        )
+        if not confirmed:
+            return
+        app = self.pixmart
+        try:
+            results = await delete_items(app.require_session(), [self.item_id])
+        except Exception as exc:
+            app.report_failure(exc)
+            return
+        failed = [result for result in results if result.error is not None]
+        if failed:
+            self.notify(failed[0].message or "The item could not be deleted.", severity="error")
+            return
+        self.notify(f"Deleted “{title}”.", timeout=3)
+        self.dismiss(None)
+
+
+__all__ = ["ItemScreen", "format_size"]

@@ -1,0 +1,405 @@
+"""Provides :class:`UploadScreen`: pick pictures, describe them once, upload with progress."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DirectoryTree,
+    Input,
+    Label,
+    ProgressBar,
+    Static,
+)
+
+from protocol.catalogue_client import upload_file
+from protocol.messages.catalogue import ItemMetadata
+from tui.data.money import parse_price
+from tui.dialogs.edit_item import parse_stock, parse_tags
+from tui.feedback import describe_error
+from tui.screens.base import PixmartScreen
+from tui.screens.item import format_size
+
+PICTURE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
+
+def is_picture(path: Path) -> bool:
+    """Whether the file name says it is a picture the server accepts."""
+    return path.suffix.lower() in PICTURE_SUFFIXES
+
+
+def title_from_name(path: Path) -> str:
+    """``sunset_beach-02.jpg`` → ``Sunset beach 02``."""
+    words = re.sub(r"[_\-.]+", " ", path.stem).strip()
+    return (words[:1].upper() + words[1:])[:200] or "Untitled"
+
+
+class PictureTree(DirectoryTree):
+    """A directory tree that shows folders and pictures only (hidden entries left out)."""
+
+    BINDING_GROUP_TITLE = "Files"
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [
+            path
+            for path in paths
+            if not path.name.startswith(".") and (path.is_dir() or is_picture(path))
+        ]
+
+
+@dataclass
+class UploadProgress(Message):
+    """Bytes the server holds of one queued file."""
+
+    path: Path
+    done: int
+    total: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, UploadProgress) and message.path == self.path
+
+
+class UploadRow(Horizontal):
+    """One queued file: its name and size, a progress bar and how it went."""
+
+    DEFAULT_CSS = """
+    UploadRow {
+        height: 1;
+        .name { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+        .size { width: 9; color: $text-muted; text-align: right; padding-right: 1; }
+        ProgressBar { width: 24; }
+        ProgressBar Bar { width: 16; }
+        .status { width: 26; text-wrap: nowrap; text-overflow: ellipsis; color: $text-muted; }
+        &.-done .status { color: $text-success; }
+        &.-failed .status { color: $text-error; }
+    }
+    """
+
+    def __init__(self, path: Path, file_size: int) -> None:
+        super().__init__()
+        self.path = path
+        self.file_size = file_size
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.path.name), classes="name")
+        yield Static(format_size(self.file_size), classes="size")
+        yield ProgressBar(total=max(1, self.file_size), show_eta=False)
+        yield Static("queued", classes="status")
+
+    def report(self, text: str, *, done: bool = False, failed: bool = False) -> None:
+        """Say how the upload of this file went."""
+        self.set_class(done, "-done")
+        self.set_class(failed, "-failed")
+        self.query_one(".status", Static).update(Content(text))
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """What the form says about every picture of one upload."""
+
+    title: str
+    description: str
+    price_cents: int
+    stock: int
+    tags: list[str]
+    public: bool
+
+    def metadata_for(self, path: Path, position: int, count: int) -> ItemMetadata:
+        """The listing of one file: a blank title comes from the file name."""
+        if not self.title:
+            title = title_from_name(path)
+        elif count > 1:
+            title = f"{self.title} {position}"
+        else:
+            title = self.title
+        return ItemMetadata(
+            title=title[:200],
+            description=self.description,
+            price_cents=self.price_cents,
+            stock=self.stock,
+            tags=self.tags,
+            public=self.public,
+        )
+
+
+class UploadScreen(PixmartScreen):
+    """Sell pictures: choose files, fill in the listing once, and upload them all."""
+
+    TITLE = "Upload"
+
+    DEFAULT_CSS = """
+    UploadScreen {
+        #upload-body { height: 1fr; }
+        #upload-files { width: 2fr; border-right: vkey $panel-lighten-1; padding: 0 1; }
+        #upload-side { width: 3fr; padding: 0 1; }
+        #upload-body .section { margin-top: 1; }
+        PictureTree { height: 1fr; }
+        #upload-queue { height: 1fr; min-height: 4; border: round $panel-lighten-1; }
+        #upload-queue-empty { color: $text-muted; padding: 0 1; }
+        #upload-form {
+            grid-size: 4;
+            grid-columns: 12 1fr 10 1fr;
+            grid-rows: 3;
+            grid-gutter: 0 1;
+            height: auto;
+        }
+        #upload-form Label { height: 3; content-align: left middle; }
+        #upload-title, #upload-description { column-span: 3; }
+        #upload-overall-row { height: 1; margin-top: 1; display: none; }
+        &.-uploading #upload-overall-row, &.-uploaded #upload-overall-row { display: block; }
+        #upload-overall-row Label { width: auto; padding-right: 1; }
+        #upload-buttons { height: auto; align-horizontal: right; }
+        #upload-buttons Button { margin-left: 1; }
+        #upload-summary { height: auto; color: $text-muted; }
+        #upload-summary.-problem { color: $text-warning; }
+    }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "upload", "Upload all", id="upload.start"),
+        Binding("ctrl+l", "clear", "Clear list", id="upload.clear"),
+        Binding(
+            "ctrl+a",
+            "add_folder",
+            "Add folder",
+            id="upload.add-folder",
+            tooltip="Queue every picture in the highlighted folder",
+        ),
+    ]
+
+    def __init__(self, root: Path | None = None) -> None:
+        super().__init__()
+        self.root = root
+        self.queue: dict[Path, UploadRow] = {}
+        self.uploading = False
+
+    def compose_body(self) -> ComposeResult:
+        root = self.root or self.pixmart.upload_root
+        with Horizontal(id="upload-body"):
+            with Vertical(id="upload-files"):
+                yield Label("Pictures (Enter adds or removes a file)", classes="section")
+                yield PictureTree(root, id="upload-tree")
+                yield Input(placeholder="…or type a file or folder path + Enter", id="upload-path")
+            with Vertical(id="upload-side"):
+                yield Label("To upload", classes="section", id="upload-queue-title")
+                with VerticalScroll(id="upload-queue"):
+                    yield Static("No pictures chosen yet.", id="upload-queue-empty")
+                yield Label("Listing (the same for every picture)", classes="section")
+                with Grid(id="upload-form"):
+                    yield Label("Title")
+                    yield Input(placeholder="blank: from each file name", id="upload-title")
+                    yield Label("Description")
+                    yield Input(placeholder="optional", id="upload-description")
+                    yield Label("Price")
+                    yield Input(placeholder="e.g. 12.50", id="upload-price")
+                    yield Label("Stock")
+                    yield Input("1", id="upload-stock", type="integer")
+                    yield Label("Tags")
+                    yield Input(placeholder="cat, print", id="upload-tags")
+                    yield Label("Visibility")
+                    yield Checkbox("Public", True, id="upload-public")
+                with Horizontal(id="upload-overall-row"):
+                    yield Label("Overall")
+                    yield ProgressBar(id="upload-overall", show_eta=False)
+                with Horizontal(id="upload-buttons"):
+                    yield Button("Clear list", id="upload-clear")
+                    yield Button("Upload", id="upload-go", variant="primary")
+                yield Static("", id="upload-summary")
+
+    def on_mount(self) -> None:
+        self.query_one(PictureTree).focus()
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    async def toggle(self, path: Path) -> None:
+        """Queue ``path``, or take it off the queue if it is there."""
+        if self.uploading:
+            return
+        if path in self.queue:
+            await self.queue.pop(path).remove()
+        else:
+            await self.add(path)
+        self._show_queue()
+
+    async def add(self, path: Path) -> None:
+        """Queue one picture (files that are not pictures are refused in words)."""
+        path = path.expanduser().resolve()
+        if path in self.queue:
+            return
+        if not path.is_file() or not is_picture(path):
+            self.notify(f"{path.name} is not a JPEG, PNG or WebP picture.", severity="warning")
+            return
+        row = UploadRow(path, path.stat().st_size)
+        self.queue[path] = row
+        await self.query_one("#upload-queue").mount(row)
+        self._show_queue()
+
+    async def add_folder(self, folder: Path) -> None:
+        """Queue every picture directly inside ``folder``."""
+        pictures = sorted(p for p in folder.iterdir() if p.is_file() and is_picture(p))
+        if not pictures:
+            self.notify(f"No pictures in {folder.name}.", severity="warning")
+            return
+        for path in pictures:
+            await self.add(path)
+        self._show_queue()
+
+    def _show_queue(self) -> None:
+        count = len(self.queue)
+        total = sum(row.file_size for row in self.queue.values())
+        self.query_one("#upload-queue-empty").display = count == 0
+        title = f"To upload: {count} picture{'s' if count != 1 else ''}"
+        self.query_one("#upload-queue-title", Label).update(
+            f"{title} · {format_size(total)}" if count else "To upload"
+        )
+
+    @on(DirectoryTree.FileSelected)
+    async def _file_chosen(self, message: DirectoryTree.FileSelected) -> None:
+        message.stop()
+        await self.toggle(message.path)
+
+    @on(Input.Submitted, "#upload-path")
+    async def _path_typed(self, message: Input.Submitted) -> None:
+        text = message.value.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            await self.add_folder(path)
+        else:
+            await self.add(path)
+        message.input.value = ""
+
+    async def action_add_folder(self) -> None:
+        """Queue every picture of the highlighted folder."""
+        node = self.query_one(PictureTree).cursor_node
+        if node is None or node.data is None:
+            return
+        path = Path(node.data.path)
+        await self.add_folder(path if path.is_dir() else path.parent)
+
+    @on(Button.Pressed, "#upload-clear")
+    async def action_clear(self) -> None:
+        """Empty the queue."""
+        if self.uploading:
+            return
+        await self.query_one("#upload-queue").remove_children(UploadRow)
+        self.queue.clear()
+        self.query_one("#upload-summary", Static).update("")
+        self.remove_class("-uploaded")
+        self._show_queue()
+
+    # -- uploading -----------------------------------------------------------------------------
+
+    def form(self) -> UploadForm:
+        """What the form says.
+
+        Raises:
+            ValueError: a field is not valid; the message says which.
+        """
+        currency = self.pixmart.currency
+        price_text = self.query_one("#upload-price", Input).value.strip()
+        if not price_text:
+            raise ValueError("Enter a price, e.g. 12.50 (0 to give the pictures away)")
+        return UploadForm(
+            title=self.query_one("#upload-title", Input).value.strip(),
+            description=self.query_one("#upload-description", Input).value.strip(),
+            price_cents=parse_price(price_text, currency),
+            stock=parse_stock(self.query_one("#upload-stock", Input).value or "1"),
+            tags=parse_tags(self.query_one("#upload-tags", Input).value),
+            public=self.query_one("#upload-public", Checkbox).value,
+        )
+
+    @on(Button.Pressed, "#upload-go")
+    def action_upload(self) -> None:
+        """Upload every queued picture with the listing from the form."""
+        if self.uploading:
+            return
+        if not self.queue:
+            self.notify("Choose pictures first (Enter on a file).", severity="warning")
+            return
+        try:
+            form = self.form()
+        except ValueError as exc:
+            self.notify(str(exc), title="Upload", severity="warning")
+            return
+        self._upload(form)
+
+    @work(exclusive=True, group="upload")
+    async def _upload(self, form: UploadForm) -> None:
+        app = self.pixmart
+        rows = list(self.queue.values())
+        total = sum(max(1, row.file_size) for row in rows)
+        overall = self.query_one("#upload-overall", ProgressBar)
+        overall.update(total=total, progress=0)
+        self.uploading = True
+        self.add_class("-uploading")
+        self.query_one("#upload-go", Button).disabled = True
+        listed = duplicates = failed = 0
+        finished_bytes = 0
+        try:
+            session = app.require_session()
+            for position, row in enumerate(rows, start=1):
+                row.report("uploading…")
+                metadata = form.metadata_for(row.path, position, len(rows))
+                base = finished_bytes
+
+                def progress(done: int, size: int, row: UploadRow = row, base: int = base) -> None:
+                    self.post_message(UploadProgress(row.path, done, size))
+                    overall.update(progress=base + done)
+
+                try:
+                    created = await upload_file(session, row.path, metadata, progress=progress)
+                except Exception as exc:
+                    failed += 1
+                    row.report(f"failed: {describe_error(exc)}", failed=True)
+                else:
+                    if created.duplicate:
+                        duplicates += 1
+                        row.report(f"already listed (#{created.item.id})", done=True)
+                    else:
+                        listed += 1
+                        row.report(f"listed as #{created.item.id}", done=True)
+                finished_bytes += max(1, row.file_size)
+                overall.update(progress=finished_bytes)
+                row.query_one(ProgressBar).update(progress=max(1, row.file_size))
+        except Exception as exc:
+            app.report_failure(exc)
+        finally:
+            self.uploading = False
+            self.remove_class("-uploading")
+            self.add_class("-uploaded")
+            self.query_one("#upload-go", Button).disabled = False
+        self._summarise(listed, duplicates, failed)
+
+    @on(UploadProgress)
+    def _progress(self, message: UploadProgress) -> None:
+        row = self.queue.get(message.path)
+        if row is not None:
+            row.query_one(ProgressBar).update(total=max(1, message.total), progress=message.done)
+
+    def _summarise(self, listed: int, duplicates: int, failed: int) -> None:
+        parts = [f"{listed} listed"]
+        if duplicates:
+            parts.append(f"{duplicates} already listed")
+        if failed:
+            parts.append(f"{failed} failed")
+        text = " · ".join(parts)
+        summary = self.query_one("#upload-summary", Static)
+        summary.set_class(bool(failed), "-problem")
+        summary.update(f"Done: {text}.")
+        self.notify(f"Upload done: {text}.", severity="warning" if failed else "information")
+
+
+__all__ = ["PictureTree", "UploadForm", "UploadScreen", "is_picture", "title_from_name"]

@@ -1,0 +1,377 @@
+"""Provides :class:`CardGrid`: a virtualised, keyboard-driven grid of item cards with pictures.
+
+Only the cards that fit on screen exist as widgets (a pool of tiles, re-filled as the window moves
+over the items), so a listing of thousands scrolls as smoothly as one of ten, and only visible
+cards decode and draw a picture. Decoded thumbnails are kept in a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+
+from protocol.messages.catalogue import ItemCard
+from tui.data.money import format_price
+from tui.data.thumbnails import PictureCache
+from tui.widgets.picture import Picture
+
+#: Cells per tile, border included; the grid stretches tiles to fill the width.
+TILE_MIN_WIDTH = 24
+TILE_HEIGHT = 12
+GUTTER = 1
+
+
+def stock_label(stock: int) -> str:
+    """``sold out``, ``1 left`` or ``12 in stock``."""
+    if stock <= 0:
+        return "sold out"
+    if stock == 1:
+        return "1 left"
+    return f"{stock:,} in stock"
+
+
+class ItemTile(Vertical):
+    """One card: picture, title, price and stock; sold-out and private items are marked."""
+
+    DEFAULT_CSS = """
+    ItemTile {
+        height: 12;
+        width: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-warning;
+        border-title-style: italic;
+        padding: 0 1;
+        &.-highlight { border: heavy $accent; background: $accent 10%; }
+        #title { height: 1; text-style: bold; text-wrap: nowrap; text-overflow: ellipsis; }
+        #meta { height: 1; }
+        #price { width: 1fr; }
+        #stock { width: auto; }
+        Picture { height: 1fr; }
+    }
+    """
+
+    @dataclass
+    class Clicked(Message):
+        """A tile was clicked (``chain`` 2 for a double click)."""
+
+        tile: ItemTile
+        chain: int
+
+    def __init__(self, slot: int) -> None:
+        super().__init__(id=f"tile-{slot}")
+        self.slot = slot
+        self.card: ItemCard | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Picture("loading…")
+        yield Static("", id="title")
+        with Horizontal(id="meta"):
+            yield Static("", id="price", classes="price")
+            yield Static("", id="stock", classes="muted")
+
+    async def show(
+        self,
+        card: ItemCard | None,
+        *,
+        cache: PictureCache,
+        currency: str,
+        highlighted: bool,
+    ) -> bool:
+        """Show ``card`` (or nothing); returns whether its picture still has to be decoded."""
+        if not self.children or not self.is_attached:
+            return False  # being removed (the grid was resized, or the app is closing)
+        self.set_class(highlighted and card is not None, "-highlight")
+        self.visible = card is not None
+        if card is None:
+            self.card = None
+            await self.query_one(Picture).show(None)
+            return False
+        self.card = card
+        self.set_class(card.stock <= 0, "-sold-out")
+        stock = self.query_one("#stock", Static)
+        stock.set_class(card.stock <= 0, "sold-out")
+        stock.set_class(card.stock > 0, "muted")
+        self.border_title = "private" if not card.public else ""
+        self.query_one("#title", Static).update(Content(card.title or "untitled"))
+        self.query_one("#price", Static).update(Content(format_price(card.price_cents, currency)))
+        self.query_one("#stock", Static).update(Content(stock_label(card.stock)))
+        picture = cache.get(card.id)
+        await self.query_one(Picture).show(picture, "loading…")
+        return picture is None
+
+    def on_click(self, event: events.Click) -> None:
+        self.post_message(self.Clicked(self, event.chain))
+
+
+class CardGrid(Widget, can_focus=True):
+    """Cards of a list of items in as many columns as fit, moved through with the keyboard.
+
+    The grid does not fetch: it tells its parent when the highlight reaches the last row
+    (:class:`EndReached`) and when an item is opened (:class:`Opened`).
+    """
+
+    BINDING_GROUP_TITLE = "Cards"
+
+    DEFAULT_CSS = """
+    CardGrid {
+        layout: grid;
+        grid-gutter: 0 1;
+        grid-rows: 12;
+        height: 1fr;
+        padding: 0 1;
+        &:focus ItemTile.-highlight { border: heavy $accent; }
+        &:blur ItemTile.-highlight { border: heavy $accent 50%; background: transparent; }
+    }
+    """
+
+    BINDINGS = [
+        Binding("up,k", "move(0, -1)", "Up", show=False, id="cards.up"),
+        Binding("down,j", "move(0, 1)", "Down", show=False, id="cards.down"),
+        Binding("left,h", "move(-1, 0)", "Left", show=False, id="cards.left"),
+        Binding("right,l", "move(1, 0)", "Right", show=False, id="cards.right"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="cards.page-up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="cards.page-down"),
+        Binding("home", "jump(0)", "First item", show=False, id="cards.first"),
+        Binding("end", "jump(-1)", "Last loaded item", show=False, id="cards.last"),
+        Binding("enter", "open", "Open", id="cards.open"),
+    ]
+
+    columns: reactive[int] = reactive(1, init=False)
+    highlight: reactive[int] = reactive(0, init=False)
+
+    @dataclass
+    class Opened(Message):
+        """The person opened an item."""
+
+        grid: CardGrid
+        card: ItemCard
+
+    @dataclass
+    class Highlighted(Message):
+        """The highlight moved to another item."""
+
+        grid: CardGrid
+        index: int
+        card: ItemCard | None
+
+    @dataclass
+    class EndReached(Message):
+        """The highlight is on the last row of the items loaded so far."""
+
+        grid: CardGrid
+
+    def __init__(
+        self,
+        *,
+        cache: PictureCache | None = None,
+        currency: str = "EUR",
+        id: str | None = None,  # noqa: A002
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.items: list[ItemCard] = []
+        self.cache = cache or PictureCache()
+        self.currency = currency
+        self.top_row = 0
+        self._rows = 1
+        self._tiles: list[ItemTile] = []
+
+    # -- geometry ------------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> int:
+        """Rows of tiles that fit."""
+        return self._rows
+
+    @property
+    def window(self) -> range:
+        """Indexes of the items in view."""
+        start = self.top_row * self.columns
+        return range(start, min(len(self.items), start + self.columns * self._rows))
+
+    def _fit(self) -> tuple[int, int]:
+        width = max(1, self.content_size.width)
+        height = max(1, self.content_size.height)
+        columns = max(1, (width + GUTTER) // (TILE_MIN_WIDTH + GUTTER))
+        return columns, max(1, height // TILE_HEIGHT)
+
+    async def on_resize(self) -> None:
+        columns, rows = self._fit()
+        if columns != self.columns or rows != self._rows or not self._tiles:
+            self._rows = rows
+            self.columns = columns
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        self.styles.grid_size_columns = self.columns
+        wanted = self.columns * self._rows
+        if len(self._tiles) != wanted:
+            await self.remove_children()
+            self._tiles = [ItemTile(slot) for slot in range(wanted)]
+            await self.mount_all(self._tiles)
+        self._scroll_to_highlight()
+        await self.refresh_tiles()
+
+    # -- content -------------------------------------------------------------------------------
+
+    async def set_items(self, items: list[ItemCard], *, reset: bool = False) -> None:
+        """Show ``items`` (the list may grow or shrink later; call :meth:`refresh_tiles`)."""
+        self.items = items
+        if reset:
+            self.top_row = 0
+            self.set_reactive(CardGrid.highlight, 0)
+        await self.refresh_tiles()
+
+    @property
+    def current(self) -> ItemCard | None:
+        """The highlighted item."""
+        if 0 <= self.highlight < len(self.items):
+            return self.items[self.highlight]
+        return None
+
+    async def refresh_tiles(self) -> None:
+        """Re-fill the tiles from the items in view; decode missing pictures in the background."""
+        if self.items and self.highlight >= len(self.items):
+            self.set_reactive(CardGrid.highlight, len(self.items) - 1)
+        self._scroll_to_highlight()
+        start = self.top_row * self.columns
+        missing = False
+        for slot, tile in enumerate(self._tiles):
+            index = start + slot
+            card = self.items[index] if index < len(self.items) else None
+            missing |= await tile.show(
+                card,
+                cache=self.cache,
+                currency=self.currency,
+                highlighted=index == self.highlight,
+            )
+        if missing:
+            self._decode_visible()
+
+    @work(exclusive=True, group="thumbnails")
+    async def _decode_visible(self) -> None:
+        for index in self.window:
+            card = self.items[index]
+            if card.id not in self.cache and card.thumbnail:
+                try:
+                    await self.cache.load(card.id, card.thumbnail)
+                except Exception:
+                    continue  # an undecodable thumbnail stays a placeholder
+        for tile in self._tiles:
+            shown = tile.card
+            picture = self.cache.get(shown.id) if shown is not None else None
+            if picture is not None and tile.is_attached:
+                for slot in tile.query(Picture):
+                    await slot.show(picture)
+
+    # -- movement ------------------------------------------------------------------------------
+
+    def _scroll_to_highlight(self) -> None:
+        row = self.highlight // self.columns
+        if row < self.top_row:
+            self.top_row = row
+        elif row >= self.top_row + self._rows:
+            self.top_row = row - self._rows + 1
+        last_row = max(0, math.ceil(len(self.items) / self.columns) - 1)
+        self.top_row = max(0, min(self.top_row, max(0, last_row - self._rows + 1)))
+
+    async def watch_highlight(self, old: int, new: int) -> None:
+        old_top = self.top_row
+        self._scroll_to_highlight()
+        if self.top_row != old_top:
+            await self.refresh_tiles()
+        else:
+            for tile in self._tiles:
+                index = self.top_row * self.columns + tile.slot
+                tile.set_class(index == new and tile.card is not None, "-highlight")
+        self.post_message(self.Highlighted(self, new, self.current))
+        if self.items and new // self.columns >= (len(self.items) - 1) // self.columns:
+            self.post_message(self.EndReached(self))
+
+    def _move_to(self, index: int) -> None:
+        if not self.items:
+            return
+        self.highlight = max(0, min(len(self.items) - 1, index))
+
+    def action_move(self, dx: int, dy: int) -> None:
+        """Move the highlight by columns and rows."""
+        if not self.items:
+            return
+        if dx:
+            self._move_to(self.highlight + dx)
+        elif dy > 0 and self.highlight + self.columns >= len(self.items):
+            # On the last row: stay put, but say the end was reached (more may be fetched).
+            if self.highlight // self.columns < (len(self.items) - 1) // self.columns:
+                self._move_to(len(self.items) - 1)
+            else:
+                self.post_message(self.EndReached(self))
+        else:
+            self._move_to(self.highlight + dy * self.columns)
+
+    def action_page(self, pages: int) -> None:
+        """Move the highlight by a screenful."""
+        self._move_to(self.highlight + pages * self.columns * self._rows)
+
+    def action_jump(self, index: int) -> None:
+        """Jump to the first (0) or last (-1) loaded item."""
+        self._move_to(len(self.items) - 1 if index < 0 else index)
+
+    def action_open(self) -> None:
+        """Open the highlighted item."""
+        card = self.current
+        if card is not None:
+            self.post_message(self.Opened(self, card))
+
+    @on(ItemTile.Clicked)
+    def _tile_clicked(self, message: ItemTile.Clicked) -> None:
+        message.stop()
+        index = self.top_row * self.columns + message.tile.slot
+        if index >= len(self.items):
+            return
+        self.focus()
+        if message.chain >= 2 or index == self.highlight:
+            self.highlight = index
+            self.action_open()
+        else:
+            self.highlight = index
+
+    async def _scroll_rows(self, rows: int) -> None:
+        last_top = max(0, math.ceil(len(self.items) / self.columns) - self._rows)
+        top = max(0, min(last_top, self.top_row + rows))
+        if top == self.top_row:
+            if rows > 0 and self.items:
+                self.post_message(self.EndReached(self))
+            return
+        self.top_row = top
+        # Keep the highlight in view, as a list does when scrolled with the wheel.
+        row = self.highlight // self.columns
+        if row < top:
+            self.set_reactive(
+                CardGrid.highlight, top * self.columns + self.highlight % self.columns
+            )
+        elif row >= top + self._rows:
+            last = (top + self._rows - 1) * self.columns + self.highlight % self.columns
+            self.set_reactive(CardGrid.highlight, min(len(self.items) - 1, last))
+        await self.refresh_tiles()
+        self.post_message(self.Highlighted(self, self.highlight, self.current))
+
+    async def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        await self._scroll_rows(1)
+
+    async def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        await self._scroll_rows(-1)
+
+
+__all__ = ["TILE_HEIGHT", "TILE_MIN_WIDTH", "CardGrid", "ItemTile", "stock_label"]

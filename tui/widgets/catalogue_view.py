@@ -1,0 +1,245 @@
+"""Provides :class:`CatalogueView`: a listing shown as a card grid, with a status line.
+
+It fetches the first batch when given a query and each next one only when the person reaches
+the end of what is loaded (or presses ``n``), and keeps the items current from live events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.widgets import Static
+
+from protocol.messages.base import Event
+from protocol.messages.catalogue import ItemCard
+from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
+from tui.data.listing import Listing, ListingQuery
+from tui.data.money import format_count
+from tui.widgets.card_grid import CardGrid
+
+if TYPE_CHECKING:
+    from tui.app import PixmartApp
+
+
+class CatalogueView(Vertical):
+    """Cards of one listing, a status line (``48 of 1,203 · tags: cat``) and an empty state.
+
+    Args:
+        empty_text: what to say when nothing matches.
+        live_additions: count items added by others and offer a refresh (the gallery does).
+    """
+
+    BINDING_GROUP_TITLE = "Listing"
+
+    DEFAULT_CSS = """
+    CatalogueView {
+        height: 1fr;
+        #listing-empty {
+            display: none;
+            height: 1fr;
+            width: 1fr;
+            content-align: center middle;
+            text-align: center;
+            color: $text-muted;
+        }
+        &.-empty #listing-empty { display: block; }
+        &.-empty CardGrid { display: none; }
+        #listing-status-line { height: 1; padding: 0 2; background: $boost; }
+        #listing-status { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+        #listing-hint { width: auto; color: $text-muted; }
+    }
+    """
+
+    BINDINGS = [
+        Binding(
+            "n",
+            "more",
+            "More",
+            id="listing.more",
+            tooltip="Fetch the next batch of items now",
+        ),
+        Binding("r", "reload", "Refresh", id="listing.reload", tooltip="Load the listing afresh"),
+    ]
+
+    @dataclass
+    class Opened(Message):
+        """The person opened an item of the listing."""
+
+        view: CatalogueView
+        card: ItemCard
+
+    @dataclass
+    class Loaded(Message):
+        """A batch arrived (or the listing changed); ``listing`` is the current state."""
+
+        view: CatalogueView
+        listing: Listing
+
+    def __init__(
+        self,
+        *,
+        empty_text: str = "No items match.",
+        live_additions: bool = False,
+        id: str | None = None,  # noqa: A002
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.empty_text = empty_text
+        self.live_additions = live_additions
+        self.listing: Listing | None = None
+        self.fetching = False
+        self.added_since_load = 0
+
+    @property
+    def pixmart(self) -> PixmartApp:
+        """The app, typed."""
+        return cast("PixmartApp", self.app)
+
+    @property
+    def grid(self) -> CardGrid:
+        """The card grid."""
+        return self.query_one(CardGrid)
+
+    def compose(self) -> ComposeResult:
+        app = self.pixmart
+        yield CardGrid(cache=app.pictures, currency=app.currency, id="cards")
+        yield Static(Content(self.empty_text), id="listing-empty")
+        with Horizontal(id="listing-status-line"):
+            yield Static("", id="listing-status")
+            yield Static("", id="listing-hint")
+
+    def on_mount(self) -> None:
+        self.pixmart.server_events.subscribe(self, self._server_event)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def show_message(self, text: str) -> None:
+        """Show ``text`` where the cards go (e.g. before the first search)."""
+        self.query_one("#listing-empty", Static).update(Content(text))
+        self.set_class(True, "-empty")
+
+    async def load(self, query: ListingQuery) -> None:
+        """Show ``query``'s listing from its first batch."""
+        self.query_one("#listing-empty", Static).update(Content(self.empty_text))
+        self.listing = Listing(query, self.pixmart.listing_batch)
+        self.added_since_load = 0
+        self.grid.currency = self.pixmart.currency
+        await self.grid.set_items(self.listing.items, reset=True)
+        self.set_class(False, "-empty")
+        self._fetch()
+
+    def action_more(self) -> None:
+        """Fetch the next batch, unless one is on its way or the listing is complete."""
+        if self.listing is not None and not self.fetching and not self.listing.exhausted:
+            self._fetch()
+
+    async def action_reload(self) -> None:
+        """Load the listing afresh (new items, new order)."""
+        if self.listing is not None:
+            await self.load(self.listing.query)
+
+    @work(exclusive=True, group="listing")
+    async def _fetch(self) -> None:
+        listing = self.listing
+        if listing is None:
+            return
+        self.fetching = True
+        self._show_status()
+        try:
+            session = self.pixmart.require_session()
+            await listing.fetch_next(session)
+        except Exception as exc:  # told in words; the listing stays as it was
+            if listing is self.listing:
+                self.pixmart.report_failure(exc)
+            return
+        finally:
+            if listing is self.listing:
+                self.fetching = False
+                self._show_status()
+        if listing is not self.listing:
+            return
+        await self.grid.refresh_tiles()
+        self.set_class(listing.exhausted and not listing.items, "-empty")
+        self._show_status()
+        self.post_message(self.Loaded(self, listing))
+
+    @on(CardGrid.EndReached)
+    def _end_reached(self, message: CardGrid.EndReached) -> None:
+        message.stop()
+        self.action_more()
+
+    @on(CardGrid.Opened)
+    def _opened(self, message: CardGrid.Opened) -> None:
+        message.stop()
+        self.post_message(self.Opened(self, message.card))
+
+    @on(CardGrid.Highlighted)
+    def _highlighted(self, message: CardGrid.Highlighted) -> None:
+        message.stop()
+        self._show_status()
+
+    # -- live updates --------------------------------------------------------------------------
+
+    async def _server_event(self, event: Event) -> None:
+        listing = self.listing
+        if listing is None:
+            return
+        if isinstance(event, ItemChanged):
+            position = listing.apply_change(event)
+            if position is not None and position in self.grid.window:
+                await self.grid.refresh_tiles()
+        elif isinstance(event, ItemRemoved):
+            position = listing.remove(event.item_id)
+            if position is not None:
+                if position < self.grid.highlight:
+                    self.grid.set_reactive(CardGrid.highlight, self.grid.highlight - 1)
+                await self.grid.refresh_tiles()
+                self.set_class(listing.exhausted and not listing.items, "-empty")
+                self._show_status()
+        elif isinstance(event, ItemAdded) and self.live_additions:
+            self.added_since_load += 1
+            self._show_status()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def _show_status(self) -> None:
+        listing = self.listing
+        try:
+            status = self.query_one("#listing-status", Static)
+            hint = self.query_one("#listing-hint", Static)
+        except NoMatches:
+            return  # the view is being taken down
+        if listing is None:
+            return
+        loaded = len(listing)
+        if listing.total is None:
+            text = "loading…" if self.fetching else ""
+        else:
+            text = f"{format_count(loaded)} of {format_count(listing.total)}"
+            described = listing.query.describe()
+            if described:
+                text += f" · {described}"
+            if self.fetching:
+                text += " · loading more…"
+        if self.added_since_load:
+            text += f" · {self.added_since_load} new (r to refresh)"
+        status.update(Content(text))
+        parts: list[str] = []
+        if self.grid.current is not None:
+            parts.append(f"item {self.grid.highlight + 1}")
+        if listing.exhausted:
+            parts.append("end of the list" if loaded else "")
+        elif listing.started:
+            parts.append("n or the last row loads more")
+        hint.update(Content(" · ".join(p for p in parts if p)))
+
+
+__all__ = ["CatalogueView"]
