@@ -80,6 +80,8 @@ class ServerConfig:
     near_duplicate_threshold: float = 0.92
     #: Whether to load the TensorFlow embedder (tests that do not need it switch it off).
     enable_vision: bool = True
+    #: Where the converted model is cached; ``None`` means ``<data_dir>/models/...``.
+    model_cache_dir: Path | None = None
 
     @property
     def db_path(self) -> Path:

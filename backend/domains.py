@@ -36,5 +36,7 @@ def domain_factories() -> list[DomainFactory]:
     # fingerprint``, ``admin``) do not load every domain.
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
+    from backend.vision.domain import VisionDomain
 
-    return [CatalogueDomain, CommerceDomain]
+    # Vision hooks into the catalogue, so it starts after it.
+    return [CatalogueDomain, VisionDomain, CommerceDomain]

@@ -11,11 +11,16 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest
-from protocol.messages import accounts, base, catalogue, commerce, live
+from protocol.messages import accounts, base, catalogue, commerce, live, vision
 
 #: Every message type that may cross the wire, in one tagged union.
 MESSAGE_TYPES: tuple[type[base.Message], ...] = (
-    base.MESSAGES + accounts.MESSAGES + live.MESSAGES + catalogue.MESSAGES + commerce.MESSAGES
+    base.MESSAGES
+    + accounts.MESSAGES
+    + live.MESSAGES
+    + catalogue.MESSAGES
+    + commerce.MESSAGES
+    + vision.MESSAGES
 )
 
 #: Frames above this size are refused with ``bad_request`` (the transport cuts far larger ones).

@@ -8,7 +8,7 @@ import sys
 
 from protocol.errors import PixmartError
 from protocol.trust import TrustError
-from tui.commands import accounts, catalogue, commerce
+from tui.commands import accounts, catalogue, commerce, vision
 from tui.commands.context import CommandContext, CommandFailed
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.register(commands)
     catalogue.register(commands)
     commerce.register(commands)
+    vision.register(commands)
     return parser
 
 

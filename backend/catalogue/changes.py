@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Called with the ids of items just deleted (e.g. to drop them from the vision index).
 DeletedHook = Callable[[Sequence[int]], Awaitable[None]]
+#: Called with (item id, public) when an edit changed an item's visibility.
+VisibilityHook = Callable[[int, bool], Awaitable[None]]
 
 
 class ItemChanges:
@@ -45,6 +47,8 @@ class ItemChanges:
         self._clock = clock
         #: Told about every deletion, after it committed.
         self.deleted_hooks: list[DeletedHook] = []
+        #: Told when an edit made an item public or private, after it committed.
+        self.visibility_hooks: list[VisibilityHook] = []
 
     async def edit(self, principal: Principal, request: EditItem) -> ItemCard:
         """Apply an edit; every field but the picture may change.
@@ -84,6 +88,9 @@ class ItemChanges:
         if card.public and not item.public:
             # Galleries that never had it must learn it exists now.
             publish_added(self._events, item_id=card.id, owner_id=card.owner_id, public=True)
+        if card.public != item.public:
+            for hook in self.visibility_hooks:
+                await hook(card.id, card.public)
         return card
 
     async def delete(self, principal: Principal, item_ids: Sequence[int]) -> list[DeleteResult]:

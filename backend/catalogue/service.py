@@ -24,7 +24,7 @@ from PIL import Image
 
 from backend.accounts.service import Principal
 from backend.catalogue.cards import cards_by_id, item_detail
-from backend.catalogue.changes import DeletedHook, ItemChanges
+from backend.catalogue.changes import DeletedHook, ItemChanges, VisibilityHook
 from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.intake import CreatedHook, Intake
 from backend.catalogue.items import Clock, can_see, item_for, load_items, owned_item_with_picture
@@ -122,6 +122,10 @@ class CatalogueService:
     def on_items_deleted(self, hook: DeletedHook) -> None:
         """Call ``hook`` with the ids of deleted items, after the deletion committed."""
         self.changes.deleted_hooks.append(hook)
+
+    def on_visibility_changed(self, hook: VisibilityHook) -> None:
+        """Call ``hook`` with (item id, public) after an edit changed an item's visibility."""
+        self.changes.visibility_hooks.append(hook)
 
     # -- uploads ---------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""Provides ImageNet class names and turns class probabilities into tag suggestions.
+
+``data/imagenet_labels.txt`` holds one class a line (line number = class id), synonyms separated
+by commas, e.g. ``tabby, tabby cat``. Suggestions use the product's tag syntax: lower case,
+words joined by ``-``, only ``[a-z0-9-]``, 1 to 32 characters.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from backend.resources import data_file
+
+NUM_LABELS: Final = 1000
+MAX_TAG_LENGTH: Final = 32
+_NOT_TAG_CHARS: Final = re.compile(r"[^a-z0-9-]+")
+_HYPHEN_RUNS: Final = re.compile(r"-{2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class TagSuggestion:
+    """A tag proposed for a picture, with the probability of the class it came from."""
+
+    tag: str
+    probability: float
+    class_id: int
+
+
+def normalise_tag(text: str) -> str | None:
+    """Return ``text`` in tag syntax, or ``None`` if nothing (or too much) is left.
+
+    Accents are stripped (``café`` -> ``cafe``), spaces become hyphens, other characters are
+    dropped (``jack-o'-lantern`` -> ``jack-o-lantern``). Names longer than 32 characters are
+    rejected rather than cut, since a truncated name reads as a different word.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    tag = _NOT_TAG_CHARS.sub("", ascii_text.strip().lower().replace(" ", "-"))
+    tag = _HYPHEN_RUNS.sub("-", tag).strip("-")
+    if not tag or len(tag) > MAX_TAG_LENGTH:
+        return None
+    return tag
+
+
+def load_labels(path: Path | None = None) -> tuple[tuple[str, ...], ...]:
+    """Return each class's synonyms, indexed by class id.
+
+    Args:
+        path: A labels file; defaults to the shipped ``data/imagenet_labels.txt`` (cached).
+
+    Raises:
+        ValueError: The file does not have exactly 1000 non-empty lines.
+    """
+    if path is None:
+        return _shipped_labels()
+    return _parse_labels(path)
+
+
+@functools.cache
+def _shipped_labels() -> tuple[tuple[str, ...], ...]:
+    return _parse_labels(data_file("imagenet_labels.txt"))
+
+
+def _parse_labels(path: Path) -> tuple[tuple[str, ...], ...]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    classes = tuple(
+        tuple(name.strip() for name in line.split(",") if name.strip()) for line in lines
+    )
+    if len(classes) != NUM_LABELS or not all(classes):
+        raise ValueError(f"{path}: expected {NUM_LABELS} non-empty class lines")
+    return classes
+
+
+def class_name(class_id: int) -> str:
+    """Return the first (most common) name of an ImageNet class."""
+    return _shipped_labels()[class_id][0]
+
+
+def suggest_tags(
+    probabilities: NDArray[np.floating],
+    *,
+    top_k: int = 5,
+    threshold: float = 0.1,
+    synonyms_per_class: int = 2,
+    labels: tuple[tuple[str, ...], ...] | None = None,
+) -> list[TagSuggestion]:
+    """Propose tags for a picture from its class probabilities.
+
+    Args:
+        probabilities: float [1000] softmax output for one picture.
+        top_k: How many of the most likely classes to consider.
+        threshold: Classes less likely than this are not suggested.
+        synonyms_per_class: Names taken per class: its first name, then further synonyms.
+        labels: Class names; defaults to the shipped ImageNet labels.
+
+    Returns:
+        Distinct tags, most probable first; a tag reached from several classes keeps its
+        highest probability.
+    """
+    names = _shipped_labels() if labels is None else labels
+    scores = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if scores.shape != (len(names),):
+        raise ValueError(f"expected {len(names)} probabilities, got {scores.shape}")
+    top_k = max(0, min(top_k, len(scores)))
+    if top_k == 0:
+        return []
+    candidates = np.argpartition(-scores, top_k - 1)[:top_k]
+    # Most probable first; equal probabilities by class id so output is deterministic.
+    ordered = sorted(candidates.tolist(), key=lambda c: (-scores[c], c))
+    best: dict[str, TagSuggestion] = {}
+    for class_id in ordered:
+        probability = float(scores[class_id])
+        if probability < threshold:
+            break
+        taken = 0
+        for synonym in names[class_id]:
+            if taken >= synonyms_per_class:
+                break
+            tag = normalise_tag(synonym)
+            if tag is None:
+                continue
+            taken += 1
+            if tag not in best:
+                best[tag] = TagSuggestion(tag, probability, class_id)
+    return list(best.values())

@@ -1,0 +1,398 @@
+"""Provides :class:`VisionService`: embeddings at upload, the vector index, similar-image search.
+
+The service keeps the in-memory :class:`~backend.vision.index.VectorIndex` in step with the
+database through the catalogue's hooks (created, deleted, visibility changed), embeds every new
+picture once (pictures shared by several sellers share their embedding), names near-duplicates
+to the seller, stores tag suggestions, and re-embeds in the background whatever was embedded by
+another model version. TensorFlow runs only on the embedding worker's thread; index searches run
+in a thread too, so the event loop never waits on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from backend.accounts.service import Principal
+from backend.catalogue.cursors import cursor_binding
+from backend.catalogue.errors import protocol_error
+from backend.catalogue.intake import NewItem
+from backend.catalogue.service import CatalogueService
+from backend.media.derivatives import decode_for_model
+from backend.media.errors import MediaError
+from backend.media.validate import MediaLimits, inspect_image
+from backend.services import Services
+from backend.vision.index import Hit, VectorIndex
+from backend.vision.labels import suggest_tags
+from backend.vision.preprocess import preprocess
+from backend.vision.types import BatchEmbedder, EmbedResult
+from backend.vision.worker import EmbeddingWorker
+from protocol.errors import BadRequest, NotFound, TooLarge
+from protocol.messages.catalogue import ListingFilters
+from protocol.messages.vision import SimilarBatch, TagSuggestion
+
+log = logging.getLogger(__name__)
+
+#: Recent example-picture vectors kept so later batches need not resend the picture.
+QUERY_CACHE_SIZE: Final = 1024
+#: Largest example picture accepted for search by image.
+MAX_QUERY_BYTES: Final = 8 * 1024 * 1024
+#: How many near-duplicates an upload reply names at most.
+NEAR_DUPLICATES: Final = 3
+_NO_FILTERS: Final = ListingFilters()
+_suggestions_encoder = msgspec.msgpack.Encoder()
+_suggestions_decoder = msgspec.msgpack.Decoder(list[tuple[str, float]])
+
+
+def _to_blob(vector: NDArray[np.float32]) -> bytes:
+    return vector.astype("<f2").tobytes()
+
+
+def _from_blob(blob: bytes) -> NDArray[np.float32]:
+    return np.frombuffer(blob, dtype="<f2").astype(np.float32)
+
+
+def _query_picture(data: bytes, limits: MediaLimits) -> Image.Image:
+    """Validate and decode an example picture exactly like an upload (runs in a thread)."""
+    info = inspect_image(data, limits)
+    return decode_for_model(data, info)
+
+
+class VisionService:
+    """Similar-image search over the catalogue's items."""
+
+    def __init__(
+        self,
+        services: Services,
+        catalogue: CatalogueService,
+        embedder_factory: Callable[[], BatchEmbedder],
+        model_version: str,
+    ) -> None:
+        self._db = services.db
+        self._catalogue = catalogue
+        self._threshold = services.config.near_duplicate_threshold
+        self._limits = MediaLimits(
+            max_bytes=min(MAX_QUERY_BYTES, services.config.limits.max_message_bytes),
+            max_pixels=services.config.limits.max_pixels,
+        )
+        self.model_version = model_version
+        self.worker = EmbeddingWorker(embedder_factory)
+        self.index = VectorIndex()
+        self._queries: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._backfill: asyncio.Task[None] | None = None
+        #: Pictures still waiting for an embedding of the current model (for progress reports).
+        self.backfill_remaining = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the embedder, load the index and start re-embedding what is missing."""
+        await self.worker.start()
+        loaded = await self._load_index()
+        log.info("vision index loaded: %d items (%s)", loaded, self.model_version)
+        self._catalogue.on_item_created(self._item_created)
+        self._catalogue.on_items_deleted(self._items_deleted)
+        self._catalogue.on_visibility_changed(self._visibility_changed)
+        self._backfill = asyncio.create_task(self._embed_missing(), name="pixmart-reembed")
+
+    async def stop(self) -> None:
+        """Stop re-embedding and the worker."""
+        if self._backfill is not None:
+            self._backfill.cancel()
+            await asyncio.gather(self._backfill, return_exceptions=True)
+            self._backfill = None
+        await self.worker.close()
+
+    async def _load_index(self) -> int:
+        rows = await self._db.fetchall(
+            "SELECT i.id, i.owner_id, i.public, e.vector FROM items i"
+            " JOIN embeddings e ON e.sha256 = i.sha256 WHERE e.model_version = ?",
+            (self.model_version,),
+        )
+        if not rows:
+            return 0
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        owners = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+        public = np.fromiter((bool(row[2]) for row in rows), dtype=np.bool_, count=len(rows))
+        vectors = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f2").reshape(
+            len(rows), -1
+        )
+        await asyncio.to_thread(self.index.add_many, ids, vectors, owners, public)
+        return len(rows)
+
+    async def _embed_missing(self) -> None:
+        """Embed pictures that have no embedding of the current model (new model, old data)."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
+            " ON e.sha256 = i.sha256 AND e.model_version = ? WHERE e.sha256 IS NULL",
+            (self.model_version,),
+        )
+        self.backfill_remaining = len(rows)
+        if rows:
+            log.info("re-embedding %d pictures with %s", len(rows), self.model_version)
+        started = time.monotonic()
+        for done, row in enumerate(rows, start=1):
+            sha256 = str(row[0])
+            try:
+                image = await self._catalogue.model_image(sha256)
+                if image is not None:
+                    result = await self._embed(image)
+                    await self._store(sha256, result)
+                    await self._index_items_of(sha256, result.embedding)
+            except (MediaError, OSError, ValueError):
+                log.exception("could not re-embed picture %s", sha256)
+            self.backfill_remaining = len(rows) - done
+            if done % 100 == 0 or done == len(rows):
+                log.info(
+                    "re-embedded %d/%d pictures (%.1f/s)",
+                    done,
+                    len(rows),
+                    done / max(time.monotonic() - started, 1e-6),
+                )
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    async def _embed(self, image: Image.Image) -> EmbedResult:
+        pixels = await asyncio.to_thread(preprocess, image)
+        return await self.worker.embed(pixels)
+
+    async def _store(self, sha256: str, result: EmbedResult) -> None:
+        suggestions = [
+            (s.tag, round(float(s.probability), 4)) for s in suggest_tags(result.probabilities)
+        ]
+        await self._db.execute(
+            "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET"
+            " model_version = excluded.model_version, vector = excluded.vector,"
+            " suggestions = excluded.suggestions, created_at = excluded.created_at",
+            (
+                sha256,
+                self.model_version,
+                _to_blob(result.embedding),
+                _suggestions_encoder.encode(suggestions),
+                time.time(),
+            ),
+        )
+
+    async def _stored_vector(self, sha256: str) -> NDArray[np.float32] | None:
+        row = await self._db.fetchone(
+            "SELECT vector FROM embeddings WHERE sha256 = ? AND model_version = ?",
+            (sha256, self.model_version),
+        )
+        return None if row is None else _from_blob(row[0])
+
+    async def _index_items_of(self, sha256: str, vector: NDArray[np.float32]) -> None:
+        rows = await self._db.fetchall(
+            "SELECT id, owner_id, public FROM items WHERE sha256 = ?", (sha256,)
+        )
+        for item_id, owner_id, public in rows:
+            self._put(int(item_id), vector, int(owner_id), bool(public))
+
+    def _put(self, item_id: int, vector: NDArray[np.float32], owner_id: int, public: bool) -> None:
+        if item_id in self.index:
+            self.index.update(item_id, vector=vector, owner_id=owner_id, public=public)
+        else:
+            self.index.add(item_id, vector, owner_id=owner_id, public=public)
+
+    # -- catalogue hooks -----------------------------------------------------------------------
+
+    async def _item_created(self, item: NewItem) -> Sequence[str]:
+        """Embed (or reuse) the picture, index the item and name near-duplicates.
+
+        Never fails the upload: a vision problem is logged and the item is listed anyway.
+        """
+        try:
+            vector = await self._stored_vector(item.sha256)
+            if vector is None:
+                image = item.model_image or await self._catalogue.model_image(item.sha256)
+                if image is None:
+                    return []
+                result = await self._embed(image)
+                await self._store(item.sha256, result)
+                vector = result.embedding
+            hits = await asyncio.to_thread(
+                self.index.search, vector, NEAR_DUPLICATES, item.owner_id
+            )
+            self._put(item.item_id, vector, item.owner_id, item.public)
+            return await self._near_duplicate_warnings(item.owner_id, hits)
+        except Exception:  # the upload itself succeeded; vision must not undo that
+            log.exception("vision could not process item %d", item.item_id)
+            return []
+
+    async def _near_duplicate_warnings(self, owner_id: int, hits: list[Hit]) -> list[str]:
+        close = {hit.item_id: hit.score for hit in hits if hit.score >= self._threshold}
+        if not close:
+            return []
+        cards = await self._catalogue.render_cards(owner_id, list(close), close)
+        return [
+            f"Looks very like item #{card.id} “{card.title}” "
+            f"({round(100 * close[card.id])}% similar)"
+            for card in cards
+        ]
+
+    async def _items_deleted(self, item_ids: Sequence[int]) -> None:
+        for item_id in item_ids:
+            self.index.remove(item_id)
+
+    async def _visibility_changed(self, item_id: int, public: bool) -> None:
+        if item_id in self.index:
+            self.index.update(item_id, public=public)
+
+    # -- search --------------------------------------------------------------------------------
+
+    async def search_by_image(
+        self,
+        principal: Principal,
+        *,
+        image: bytes | None,
+        query_id: str | None,
+        filters: ListingFilters,
+        limit: int | None,
+        cursor: str | None,
+    ) -> SimilarBatch:
+        """One batch of the items most like an example picture.
+
+        Raises:
+            BadRequest: neither a picture nor a query id, or a bad cursor or filter.
+            NotFound: the query id is unknown (expired): send the picture again.
+            UnsupportedMedia, TooLarge: the picture is refused, as an upload would be.
+        """
+        if image is not None:
+            if len(image) > self._limits.max_bytes:
+                raise TooLarge(
+                    f"The example picture is {len(image):,} bytes; the limit is "
+                    f"{self._limits.max_bytes:,} bytes"
+                )
+            try:
+                picture = await asyncio.to_thread(_query_picture, image, self._limits)
+            except MediaError as exc:
+                raise protocol_error(exc) from None
+            query_id = hashlib.sha256(image).hexdigest()
+            vector = (await self._embed(picture)).embedding
+            self._remember(query_id, vector)
+        elif query_id is not None:
+            cached = self._queries.get(query_id)
+            if cached is None:
+                raise NotFound("This picture search has expired; send the picture again")
+            self._queries.move_to_end(query_id)
+            vector = cached
+        else:
+            raise BadRequest("Send an example picture (or the query id of a running search)")
+        batch = await self._rank(
+            principal, vector, "vision.image", query_id, filters, limit, cursor, exclude=None
+        )
+        batch.query_id = query_id
+        return batch
+
+    async def similar_to_item(
+        self,
+        principal: Principal,
+        item_id: int,
+        filters: ListingFilters,
+        limit: int | None,
+        cursor: str | None,
+    ) -> SimilarBatch:
+        """One batch of the items most like a stored item (no inference; the item left out)."""
+        if not await self._catalogue.visible_among(principal, [item_id]):
+            raise NotFound(f"There is no item {item_id}")
+        if item_id not in self.index:
+            raise NotFound(f"Item {item_id} has no picture embedding yet; try again shortly")
+        vector = self.index.vector(item_id)
+        return await self._rank(
+            principal, vector, "vision.item", item_id, filters, limit, cursor, exclude=item_id
+        )
+
+    def _remember(self, query_id: str, vector: NDArray[np.float32]) -> None:
+        self._queries[query_id] = vector
+        self._queries.move_to_end(query_id)
+        while len(self._queries) > QUERY_CACHE_SIZE:
+            self._queries.popitem(last=False)
+
+    async def _rank(
+        self,
+        principal: Principal,
+        vector: NDArray[np.float32],
+        scope: str,
+        key: object,
+        filters: ListingFilters,
+        limit: int | None,
+        cursor: str | None,
+        *,
+        exclude: int | None,
+    ) -> SimilarBatch:
+        viewer = principal.user_id
+        size = self._catalogue.listings.batch_size(limit)
+        binding = cursor_binding(scope, viewer, key, msgspec.to_builtins(filters))
+        after: tuple[float, int] | None = None
+        if cursor is not None:
+            position = self._catalogue.cursors.open(cursor, binding)
+            if len(position) != 2:
+                raise BadRequest("The cursor does not belong to this search")
+            after = (float(position[0]), int(position[1]))
+        allowed: NDArray[np.int64] | None = None
+        total: int | None = None
+        if filters != _NO_FILTERS:
+            ids = await self._catalogue.visible_item_ids(viewer, filters)
+            allowed = np.asarray(ids, dtype=np.int64)
+            total = len(ids)
+        elif cursor is None:
+            total = await self._visible_count(viewer)
+        # One more than a batch tells whether another batch exists; one more for ``exclude``.
+        wanted = size + 1 + (exclude is not None)
+        hits = await asyncio.to_thread(self.index.search, vector, wanted, viewer, allowed, after)
+        hits = [hit for hit in hits if hit.item_id != exclude]
+        if total is not None and exclude is not None and cursor is None:
+            total = max(0, total - 1)
+        page, more = hits[:size], len(hits) > size
+        scores = {hit.item_id: float(hit.score) for hit in page}
+        cards = await self._catalogue.render_cards(viewer, [hit.item_id for hit in page], scores)
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = self._catalogue.cursors.seal(binding, [float(last.score), last.item_id])
+        return SimilarBatch(id=0, items=cards, cursor=next_cursor, total=total)
+
+    async def _visible_count(self, viewer_id: int) -> int:
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM items i JOIN embeddings e ON e.sha256 = i.sha256"
+            " AND e.model_version = ? WHERE i.public = 1 OR i.owner_id = ?",
+            (self.model_version, viewer_id),
+        )
+        return int(row[0]) if row else 0
+
+    # -- tag suggestions -------------------------------------------------------------------------
+
+    async def tag_suggestions(self, principal: Principal, item_id: int) -> list[TagSuggestion]:
+        """The model's tag proposals for an item of the caller's, minus the tags it carries."""
+        row = await self._db.fetchone(
+            "SELECT i.owner_id, e.suggestions FROM items i LEFT JOIN embeddings e"
+            " ON e.sha256 = i.sha256 WHERE i.id = ?",
+            (item_id,),
+        )
+        if row is None or (int(row[0]) != principal.user_id and not principal.is_admin):
+            raise NotFound(f"There is no item {item_id} of yours")
+        if not row[1]:
+            return []
+        carried = {
+            str(tag_row[0])
+            for tag_row in await self._db.fetchall(
+                "SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
+                " WHERE it.item_id = ?",
+                (item_id,),
+            )
+        }
+        return [
+            TagSuggestion(tag=tag, score=score)
+            for tag, score in _suggestions_decoder.decode(row[1])
+            if tag not in carried
+        ]

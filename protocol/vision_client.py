@@ -1,0 +1,107 @@
+"""Provides client helpers for similar-image search and tag suggestions.
+
+:func:`iter_similar_to_picture` streams the items most like a picture batch by batch, sending the
+picture only once; if the server forgot the search (it restarted, or the query aged out) the
+helper sends the picture again with the same cursor, so a long listing survives reconnects and
+restarts without the caller noticing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from protocol.client import Session
+from protocol.errors import NotFound
+from protocol.messages.catalogue import ItemCard, ListingFilters
+from protocol.messages.vision import (
+    GetTagSuggestions,
+    SearchByImage,
+    SimilarBatch,
+    SimilarToItem,
+    TagSuggestion,
+    TagSuggestions,
+)
+
+
+async def search_by_picture(
+    session: Session,
+    image: bytes,
+    filters: ListingFilters | None = None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    query_id: str | None = None,
+) -> SimilarBatch:
+    """One batch of the items most like ``image`` (best first, ``score`` set on each card).
+
+    For the next batch pass the previous batch's ``cursor`` and ``query_id``; the picture is
+    then sent again only if the server no longer knows the query.
+    """
+    filters = filters or ListingFilters()
+    if query_id is not None and cursor is not None:
+        try:
+            return await session.request(
+                SearchByImage(query_id=query_id, filters=filters, limit=limit, cursor=cursor),
+                SimilarBatch,
+            )
+        except NotFound:
+            pass  # the server forgot the query: send the picture with the same cursor
+    return await session.request(
+        SearchByImage(image=image, filters=filters, limit=limit, cursor=cursor), SimilarBatch
+    )
+
+
+async def similar_to_item(
+    session: Session,
+    item_id: int,
+    filters: ListingFilters | None = None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> SimilarBatch:
+    """One batch of the items most like a stored item (the item itself left out)."""
+    request = SimilarToItem(
+        item_id=item_id, filters=filters or ListingFilters(), limit=limit, cursor=cursor
+    )
+    return await session.request(request, SimilarBatch)
+
+
+async def iter_similar(
+    session: Session,
+    *,
+    image: bytes | None = None,
+    item_id: int | None = None,
+    filters: ListingFilters | None = None,
+    batch: int | None = None,
+    max_items: int | None = None,
+) -> AsyncIterator[ItemCard]:
+    """Yield similar items (to ``image`` or to ``item_id``), fetching batches on demand."""
+    if (image is None) == (item_id is None):
+        raise ValueError("give either an image or an item id")
+    cursor: str | None = None
+    query_id: str | None = None
+    sent = 0
+    while True:
+        wanted = batch if max_items is None else min(batch or max_items, max_items - sent)
+        if image is not None:
+            page = await search_by_picture(
+                session, image, filters, limit=wanted, cursor=cursor, query_id=query_id
+            )
+            query_id = page.query_id
+        else:
+            assert item_id is not None
+            page = await similar_to_item(session, item_id, filters, limit=wanted, cursor=cursor)
+        for card in page.items:
+            yield card
+            sent += 1
+            if max_items is not None and sent >= max_items:
+                return
+        if page.cursor is None:
+            return
+        cursor = page.cursor
+
+
+async def tag_suggestions(session: Session, item_id: int) -> list[TagSuggestion]:
+    """The image model's tag proposals for one of the caller's items."""
+    reply = await session.request(GetTagSuggestions(item_id=item_id), TagSuggestions)
+    return reply.suggestions

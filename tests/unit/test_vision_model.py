@@ -1,0 +1,155 @@
+"""Tests for the EfficientNet-Lite0 port, its TFLite conversion and the model cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.vision import embedder as embedder_module
+from backend.vision.embedder import MODEL_VERSION, Embedder, EmbedderError
+from backend.vision.labels import load_labels
+from backend.vision.model import StateDictError, build_keras_model
+from backend.vision.weights import WEIGHTS_SHA256, load_state_dict
+from tests.unit.vision_fixtures import (
+    preprocessed,
+    sample_picture,
+    shared_cache_dir,
+    shared_embedder,
+    shared_keras_embedder,
+)
+
+# What a correct port must see (any one of these among the top 5).
+EXPECTED_CLASSES = {
+    "chelsea": {"tabby", "tiger cat", "Egyptian cat"},
+    "coffee": {"espresso", "cup", "coffee mug"},
+    "rocket": {"missile", "projectile", "space shuttle"},
+    "camera": {"tripod", "reflex camera"},
+    "motorcycle": {"moped", "motor scooter", "crash helmet", "disc brake"},
+}
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return shared_embedder(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pictures() -> np.ndarray:
+    return np.stack([preprocessed(sample_picture(name)) for name in EXPECTED_CLASSES])
+
+
+def test_known_objects_get_their_imagenet_class_in_top5(
+    embedder: Embedder, pictures: np.ndarray
+) -> None:
+    names = [synonyms[0] for synonyms in load_labels()]
+    probabilities = embedder.embed(pictures).probabilities
+    for (picture, expected), row in zip(EXPECTED_CLASSES.items(), probabilities, strict=True):
+        top5 = {names[i] for i in np.argsort(-row)[:5]}
+        assert top5 & expected, f"{picture}: top-5 {top5} has none of {expected}"
+
+
+def test_embeddings_are_unit_norm_and_1280_wide(embedder: Embedder, pictures: np.ndarray) -> None:
+    result = embedder.embed(pictures)
+    assert result.embeddings.shape == (len(pictures), 1280)
+    assert result.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
+    assert result.probabilities.shape == (len(pictures), 1000)
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_batch_size_does_not_change_results(embedder: Embedder, pictures: np.ndarray) -> None:
+    together = embedder.embed(pictures).embeddings
+    alone = np.concatenate([embedder.embed(pictures[i : i + 1]).embeddings
+                            for i in range(len(pictures))])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_keras_and_tflite_agree(
+    embedder: Embedder, pictures: np.ndarray, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    reference = shared_keras_embedder(tmp_path_factory)
+    fast = embedder.embed(pictures)
+    slow = reference.embed(pictures)
+    # Measured: components differ by < 1e-6; leave room for other CPUs' kernels.
+    np.testing.assert_allclose(fast.embeddings, slow.embeddings, atol=1e-4)
+    np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-4)
+    assert reference.model_version == embedder.model_version == MODEL_VERSION
+
+
+def test_model_version_names_the_weights() -> None:
+    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v1"
+
+
+def test_second_embedder_loads_the_cache_without_converting(
+    embedder: Embedder, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> bytes:
+        raise AssertionError("cache was not used")
+
+    monkeypatch.setattr(embedder_module, "_convert_and_cache", refuse)
+    started = time.perf_counter()
+    again = Embedder(shared_cache_dir(tmp_path_factory))
+    assert time.perf_counter() - started < 5
+    picture = preprocessed(sample_picture("coffee"))[None]
+    np.testing.assert_allclose(again.embed(picture).embeddings, embedder.embed(picture).embeddings)
+
+
+def test_corrupt_cache_is_not_trusted(embedder: Embedder, tmp_path: Path,
+                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    source = shared_cache_dir(tmp_path_factory)
+    for name in ("model.tflite", "manifest.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    assert embedder_module._cached_flatbuffer(tmp_path) is not None
+    model = tmp_path / "model.tflite"
+    model.write_bytes(model.read_bytes()[:-100])
+    assert embedder_module._cached_flatbuffer(tmp_path) is None
+
+
+def test_wrong_input_is_rejected(embedder: Embedder) -> None:
+    with pytest.raises(ValueError):
+        embedder.embed(np.zeros((1, 224, 224, 3), np.float32))
+    with pytest.raises(ValueError):
+        embedder.embed(np.zeros((1, 200, 224, 3), np.uint8))
+
+
+def test_conversion_check_catches_disagreement() -> None:
+    class Constant:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            features = np.full((len(pixels), 1280), self.value, np.float32)
+            features[:, 0] += self.value
+            logits = np.zeros((len(pixels), 1000), np.float32)
+            return features, logits
+
+    embedder_module._check_conversion(Constant(1.0), Constant(1.0))
+    with pytest.raises(EmbedderError):
+        embedder_module._check_conversion(Constant(1.0), Constant(-1.0))
+
+
+def test_state_dict_must_match_the_architecture(embedder: Embedder) -> None:
+    state = load_state_dict()
+    missing = dict(state)
+    del missing["_blocks.3._expand_conv.weight"]
+    with pytest.raises(StateDictError, match="_blocks.3._expand_conv.weight"):
+        build_keras_model(missing)
+    extra = dict(state)
+    extra["_blocks.16._depthwise_conv.weight"] = np.zeros((8, 1, 3, 3), np.float32)
+    with pytest.raises(StateDictError, match="not used"):
+        build_keras_model(extra)
+
+
+def test_importing_backend_vision_does_not_load_tensorflow() -> None:
+    code = (
+        "import sys\n"
+        "import backend.vision.embedder, backend.vision.index, backend.vision.labels\n"
+        "import backend.vision.evaluate, backend.vision.worker, backend.vision.model\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -1,0 +1,75 @@
+"""Tests for the preprocessing every picture goes through before the network."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from backend.vision.preprocess import preprocess
+
+
+def _reopen(image: Image.Image, fmt: str, **options: object) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_transparent_cutout_is_composited_onto_white() -> None:
+    # A product cut-out: transparent background whose hidden colour is black.
+    cutout = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    cutout.paste((200, 30, 30, 255), (150, 100, 250, 200))
+    result = preprocess(_reopen(cutout, "PNG"))
+    assert result.shape == (224, 224, 3) and result.dtype == np.uint8
+    for corner in (result[0, 0], result[0, -1], result[-1, 0], result[-1, -1]):
+        np.testing.assert_array_equal(corner, [255, 255, 255])
+    np.testing.assert_array_equal(result[112, 112], [200, 30, 30])
+
+
+def test_palette_picture_with_transparency_is_composited_onto_white() -> None:
+    cutout = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    cutout.paste((0, 0, 255, 255), (64, 64, 192, 192))
+    palette = _reopen(cutout.convert("P", palette=Image.Palette.ADAPTIVE), "GIF",
+                      transparency=0)
+    result = preprocess(palette)
+    assert (result[0, 0] > 240).all()
+
+
+def test_shorter_side_is_scaled_and_centre_cropped() -> None:
+    # Three vertical bands; only the middle one should survive a centred square crop.
+    wide = np.zeros((300, 900, 3), np.uint8)
+    wide[:, :300] = (255, 0, 0)
+    wide[:, 300:600] = (0, 255, 0)
+    wide[:, 600:] = (0, 0, 255)
+    result = preprocess(Image.fromarray(wide))
+    assert result.shape == (224, 224, 3)
+    np.testing.assert_array_equal(result[:, 2:-2], np.broadcast_to([0, 255, 0], (224, 220, 3)))
+
+
+def test_exif_orientation_is_applied() -> None:
+    # Stored sideways (top red, bottom blue) with "rotate 90 CW" in EXIF: upright the red
+    # half is on the right (Orientation 6 = display rotated 90 degrees clockwise).
+    stored = np.zeros((200, 300, 3), np.uint8)
+    stored[:100] = (255, 0, 0)
+    stored[100:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = _reopen(Image.fromarray(stored), "JPEG", exif=exif, quality=95)
+    result = preprocess(photo).astype(int)
+    assert result[112, 200, 0] > 200 and result[112, 200, 2] < 60  # right: red
+    assert result[112, 20, 2] > 200 and result[112, 20, 0] < 60  # left: blue
+
+
+def test_greyscale_and_tiny_pictures_become_rgb_224() -> None:
+    grey = Image.fromarray(np.full((10, 30), 77, np.uint8), mode="L")
+    result = preprocess(grey)
+    assert result.shape == (224, 224, 3)
+    assert (result == 77).all()
+
+
+def test_input_picture_is_not_modified() -> None:
+    original = Image.new("RGBA", (50, 80), (10, 20, 30, 0))
+    preprocess(original)
+    assert original.mode == "RGBA" and original.size == (50, 80)
