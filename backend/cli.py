@@ -11,6 +11,8 @@ from pathlib import Path
 
 from backend import tls
 from backend.config import ServerConfig, default_data_dir
+from backend.server import DataDirBusy, PixmartServer
+from protocol.errors import PixmartError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,18 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="print the server certificate's SHA-256 fingerprint",
     )
+
+    bulk = commands.add_parser(
+        "import", parents=[common], help="import a folder of pictures as USER's items"
+    )
+    bulk.add_argument("folder", type=Path, help="a folder (searched recursively) or a picture")
+    bulk.add_argument("--owner", required=True, metavar="USER", help="whose items they become")
+    bulk.add_argument("--price", help="price of each item, e.g. 12.50")
+    bulk.add_argument("--stock", type=int, help="stock of each item")
+    bulk.add_argument("--tags", help="comma-separated tags for every item")
+    bulk.add_argument("--private", action="store_true", help="list the items privately")
+    bulk.add_argument("--jobs", type=int, help="uploads in flight (default 4)")
+    bulk.add_argument("--no-vision", action="store_true", help="do not load the image model")
 
     admin = commands.add_parser("admin", parents=[common], help="manage administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
@@ -103,17 +117,37 @@ def main(argv: list[str] | None = None) -> int:
         assert cert is not None
         print(tls.fingerprint_of_pem_file(cert))
         return 0
+    if args.command == "import":
+        from backend.bulk_import import import_folder
+
+        options = ["--title-from-filename"]
+        for flag in ("price", "stock", "tags", "jobs"):
+            if getattr(args, flag) is not None:
+                options += [f"--{flag}", str(getattr(args, flag))]
+        if args.private:
+            options.append("--private")
+        if args.no_vision:
+            config = replace(config, enable_vision=False)
+        try:
+            return asyncio.run(import_folder(config, args.folder, args.owner, options))
+        except PixmartError as exc:
+            print(f"pixmart-server: {exc.message}", file=sys.stderr)
+        except DataDirBusy as exc:
+            print(f"pixmart-server: {exc}", file=sys.stderr)
+        return 1
     if args.command == "admin":
         return asyncio.run(_admin(config, args.user, args.admin_command == "add"))
     return asyncio.run(_serve(config))
 
 
 async def _serve(config: ServerConfig) -> int:
-    from backend.server import PixmartServer
 
     server = PixmartServer(config)
     try:
         await server.serve_forever()
+    except DataDirBusy as exc:
+        print(f"pixmart-server: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"pixmart-server: cannot listen on {config.host}:{config.port}: {exc.strerror}",
@@ -126,7 +160,6 @@ async def _serve(config: ServerConfig) -> int:
 async def _admin(config: ServerConfig, user: str, grant: bool) -> int:
     from backend.accounts.service import AccountService
     from backend.storage.database import Database
-    from protocol.errors import PixmartError
 
     db = Database(config.db_path)
     await db.open()

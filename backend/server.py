@@ -7,7 +7,9 @@ deeper: it opens storage, builds the services, registers every domain's handlers
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -26,6 +28,10 @@ from protocol.messages.base import Capabilities
 log = logging.getLogger(__name__)
 
 
+class DataDirBusy(RuntimeError):
+    """Another server process holds the data dir."""
+
+
 class PixmartServer:
     """One backend process: storage, services, handlers and the TLS WebSocket transport."""
 
@@ -38,6 +44,7 @@ class PixmartServer:
         self.dispatcher = Dispatcher(self.accounts)
         self._transport: Transport | None = None
         self.domains: list[Domain] = []
+        self._lock_fd: int | None = None
         self.fingerprint = ""
         self.cert_path: Path | None = None
 
@@ -69,6 +76,7 @@ class PixmartServer:
         """Open storage, register handlers and start serving; return the bound port."""
         # The data dir holds the private key and every user's pictures: owner-only.
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_data_dir()
         cert, key = self.tls_files()
         self.cert_path = cert
         self.fingerprint = tls.fingerprint_of_pem_file(cert)
@@ -98,6 +106,27 @@ class PixmartServer:
         )
         return self._transport.port
 
+    def _lock_data_dir(self) -> None:
+        """Hold an exclusive lock on the data dir: two servers on one dir would corrupt it.
+
+        The operating system drops the lock when the process dies, even by SIGKILL.
+        """
+        path = self.config.data_dir / "server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirBusy(
+                f"Another pixmart server is using {self.config.data_dir}; stop it first"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock_data_dir(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     @property
     def port(self) -> int:
         """The bound port."""
@@ -118,6 +147,7 @@ class PixmartServer:
             await domain.stop()
         self.domains.clear()
         await self.db.close()
+        self._unlock_data_dir()
 
     async def serve_forever(self) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully."""

@@ -226,6 +226,23 @@ class AccountService:
             del self._live[token_hash]
         return await self._open_session(principal.user_id, principal.username, principal.is_admin)
 
+    async def issue_session(self, username: str) -> tuple[str, Principal]:
+        """Open a session for ``username`` without a password (server-side tools only).
+
+        Raises:
+            NotFound: there is no such user.
+        """
+        row = await self._db.fetchone(
+            "SELECT id, username, is_admin FROM users WHERE username_key = ?",
+            (username.casefold(),),
+        )
+        if row is None:
+            raise NotFound(f"No user named {username!r}")
+        token, principal, _ = await self._open_session(
+            int(row["id"]), str(row["username"]), bool(row["is_admin"])
+        )
+        return token, principal
+
     async def set_admin(self, username: str, is_admin: bool = True) -> UserInfo:
         """Grant (or take away) the admin role; used by ``pixmart-server admin add``."""
         changed = await self._db.execute(

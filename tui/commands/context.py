@@ -51,10 +51,12 @@ class CommandContext:
 
     def session(self, *, with_token: bool = True) -> Session:
         """A session to the server, resuming the saved token; tokens are saved as they change."""
+        # PIXMART_TOKEN lets a launcher hand over a session (``pixmart-server import`` does).
+        token = os.environ.get("PIXMART_TOKEN") or self.store.token(self.server)
         session = Session(
             self.server,
             self.trust,
-            token=self.store.token(self.server) if with_token else None,
+            token=token if with_token else None,
             client_name="pixmart-cli",
         )
         session.on_token(lambda token: self.store.save_token(self.server, token))
