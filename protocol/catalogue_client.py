@@ -49,6 +49,7 @@ from protocol.messages.catalogue import (
     Watching,
     WatchItems,
 )
+from protocol.paging import paginate
 
 #: Called with (bytes the server holds, file size) as an upload advances.
 Progress = Callable[[int, int], None]
@@ -233,21 +234,13 @@ async def iter_items(
     max_items: int | None = None,
 ) -> AsyncIterator[ItemCard]:
     """Yield the items of a listing, asking for each next batch only when it is needed."""
-    cursor: str | None = None
-    sent = 0
-    while True:
-        wanted = batch
-        if max_items is not None:
-            wanted = min(batch or max_items, max_items - sent)
-        page = await browse(session, filters, sort, limit=wanted, cursor=cursor)
-        for card in page.items:
-            yield card
-            sent += 1
-            if max_items is not None and sent >= max_items:
-                return
-        if page.cursor is None:
-            return
-        cursor = page.cursor
+
+    async def fetch(limit: int | None, cursor: str | None) -> tuple[list[ItemCard], str | None]:
+        page = await browse(session, filters, sort, limit=limit, cursor=cursor)
+        return page.items, page.cursor
+
+    async for card in paginate(fetch, batch=batch, max_items=max_items):
+        yield card
 
 
 async def get_item(session: Session, item_id: int) -> ItemDetail:

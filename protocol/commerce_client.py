@@ -35,6 +35,7 @@ from protocol.messages.commerce import (
     SaleBatch,
     SetCartQuantity,
 )
+from protocol.paging import paginate
 
 
 async def get_cart(session: Session) -> Cart:
@@ -104,14 +105,13 @@ async def order_batch(
 
 async def iter_orders(session: Session, *, limit: int | None = None) -> AsyncIterator[OrderSummary]:
     """Every order of the caller, newest first, fetched a batch at a time as consumed."""
-    cursor: str | None = None
-    while True:
-        batch = await order_batch(session, limit=limit, cursor=cursor)
-        for order in batch.orders:
-            yield order
-        if batch.cursor is None:
-            return
-        cursor = batch.cursor
+
+    async def fetch(size: int | None, cursor: str | None) -> tuple[list[OrderSummary], str | None]:
+        batch = await order_batch(session, limit=size, cursor=cursor)
+        return batch.orders, batch.cursor
+
+    async for order in paginate(fetch, batch=limit):
+        yield order
 
 
 async def sales_batch(
@@ -123,11 +123,10 @@ async def sales_batch(
 
 async def iter_sales(session: Session, *, limit: int | None = None) -> AsyncIterator[Sale]:
     """Every sale of the caller's items, newest first, fetched a batch at a time as consumed."""
-    cursor: str | None = None
-    while True:
-        batch = await sales_batch(session, limit=limit, cursor=cursor)
-        for sale in batch.sales:
-            yield sale
-        if batch.cursor is None:
-            return
-        cursor = batch.cursor
+
+    async def fetch(size: int | None, cursor: str | None) -> tuple[list[Sale], str | None]:
+        batch = await sales_batch(session, limit=size, cursor=cursor)
+        return batch.sales, batch.cursor
+
+    async for sale in paginate(fetch, batch=limit):
+        yield sale

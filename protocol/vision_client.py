@@ -21,6 +21,7 @@ from protocol.messages.vision import (
     TagSuggestion,
     TagSuggestions,
 )
+from protocol.paging import paginate
 
 
 async def search_by_picture(
@@ -78,27 +79,22 @@ async def iter_similar(
     """Yield similar items (to ``image`` or to ``item_id``), fetching batches on demand."""
     if (image is None) == (item_id is None):
         raise ValueError("give either an image or an item id")
-    cursor: str | None = None
     query_id: str | None = None
-    sent = 0
-    while True:
-        wanted = batch if max_items is None else min(batch or max_items, max_items - sent)
+
+    async def fetch(limit: int | None, cursor: str | None) -> tuple[list[ItemCard], str | None]:
+        nonlocal query_id
         if image is not None:
             page = await search_by_picture(
-                session, image, filters, limit=wanted, cursor=cursor, query_id=query_id
+                session, image, filters, limit=limit, cursor=cursor, query_id=query_id
             )
             query_id = page.query_id
         else:
             assert item_id is not None
-            page = await similar_to_item(session, item_id, filters, limit=wanted, cursor=cursor)
-        for card in page.items:
-            yield card
-            sent += 1
-            if max_items is not None and sent >= max_items:
-                return
-        if page.cursor is None:
-            return
-        cursor = page.cursor
+            page = await similar_to_item(session, item_id, filters, limit=limit, cursor=cursor)
+        return page.items, page.cursor
+
+    async for card in paginate(fetch, batch=batch, max_items=max_items):
+        yield card
 
 
 async def tag_suggestions(session: Session, item_id: int) -> list[TagSuggestion]:
