@@ -1,0 +1,382 @@
+"""Provides helpers for load and memory benchmarks and fault tests: clients, pictures, /proc.
+
+* :func:`seed_items` lists many items straight through the storage layer (pictures, previews,
+  items and tags rows, a few shared thumbnails), as fast as one transaction allows;
+* :func:`small_thumbnail` makes a WebP thumbnail with photo-like detail;
+* :func:`write_noise_picture` writes a large incompressible JPEG or PNG (the worst case for
+  transfer, hashing and decoding);
+* :func:`proc_memory` and :func:`cpu_seconds` read a process's peak RSS and CPU time;
+* :func:`percentile` and :func:`summary` turn latency samples into figures;
+* :class:`PagingPlan` and :func:`paging_clients` run many logged-in browsing clients in a
+  separate process (so client CPU is not counted in the server's, nor the server's in theirs),
+  started on a signal from the benchmark and reporting every batch latency and every error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from PIL import Image
+
+from backend.storage.database import Database
+from protocol.catalogue_client import browse
+from protocol.client import Backoff, Session
+from protocol.messages.catalogue import ItemBatch, SortOrder
+from protocol.trust import TrustPolicy
+
+#: Seconds one benchmark request may take before it counts as an error (a hang, not a latency).
+REQUEST_TIMEOUT: Final = 30.0
+_TAGS: Final = ("landscape", "city", "night", "portrait", "texture", "sky", "food", "animals")
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+async def seed_items(
+    db: Database,
+    owner_ids: Sequence[int],
+    count: int,
+    *,
+    thumbnails: Sequence[bytes],
+    preview: bytes,
+    public_share: float = 0.9,
+    seed: int = 7,
+    prefix: str = "seeded",
+) -> list[int]:
+    """List ``count`` items in one transaction, straight through the storage layer.
+
+    Every item gets its own picture row (a distinct made-up SHA-256, so nothing is shared by
+    accident) whose thumbnail is one of ``thumbnails``; no picture file is written, so the items
+    can be listed but not downloaded. Items are owned round-robin by ``owner_ids``, carry two
+    starter tags each and are ``created_at`` one second apart, in id order.
+
+    Returns:
+        The new item ids, oldest first.
+    """
+    tag_ids = {str(row[0]): int(row[1]) for row in await db.fetchall("SELECT name, id FROM tags")}
+    rng = random.Random(seed)
+    start = time.time() - count
+    pictures, previews, items = [], [], []
+    for n in range(count):
+        sha = hashlib.sha256(f"{prefix}-{seed}-{n}".encode()).hexdigest()
+        thumbnail = thumbnails[n % len(thumbnails)]
+        created = start + n
+        pictures.append((sha, "JPEG", 3000, 2000, 1, 2_000_000, sha, 1_900_000, created, thumbnail))
+        previews.append((sha, preview))
+        public = int(rng.random() < public_share)
+        owner = owner_ids[n % len(owner_ids)]
+        items.append(
+            (
+                owner,
+                f"Seeded item {n}",
+                "Listed by the load helpers.",
+                rng.randrange(0, 50_000),
+                rng.randrange(1, 20),
+                public,
+                sha,
+                created,
+                created,
+            )
+        )
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO pictures (sha256, format, width, height, orientation, size_bytes,"
+            " clean_sha256, clean_size, created_at, thumbnail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            pictures,
+        )
+        await conn.executemany(
+            "INSERT INTO picture_previews (sha256, preview) VALUES (?, ?)", previews
+        )
+        first_cursor = await conn.execute("SELECT coalesce(max(id), 0) FROM items")
+        first_row = await first_cursor.fetchone()
+        await first_cursor.close()
+        assert first_row is not None
+        await conn.executemany(
+            "INSERT INTO items (owner_id, title, description, price_cents, stock, public, sha256,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            items,
+        )
+        ids_cursor = await conn.execute(
+            "SELECT id FROM items WHERE id > ? ORDER BY id", (int(first_row[0]),)
+        )
+        ids = [int(row[0]) for row in await ids_cursor.fetchall()]
+        await ids_cursor.close()
+        if tag_ids:
+            names = sorted(set(_TAGS) & set(tag_ids)) or sorted(tag_ids)
+            pairs = [
+                (item_id, tag_ids[name])
+                for item_id in ids
+                for name in rng.sample(names, min(2, len(names)))
+            ]
+            await conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)", pairs)
+    return ids
+
+
+def small_thumbnail(seed: int, size: tuple[int, int] = (256, 171)) -> bytes:
+    """A WebP thumbnail with photo-like detail (smooth gradient plus noise), a few KB."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([128 + rng.uniform(-0.4, 0.4) * x + rng.uniform(-0.4, 0.4) * y] * 3, axis=-1)
+    base += rng.integers(-24, 25, base.shape)
+    picture = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, "WEBP", quality=80)
+    return buffer.getvalue()
+
+
+def write_noise_picture(path: Path, size: tuple[int, int], fmt: str, seed: int) -> Path:
+    """Write uniform RGB noise as a JPEG (quality 95) or PNG (fast compression) at ``path``.
+
+    Noise does not compress: about 1.2 bytes per pixel as JPEG q95, 3 as PNG, so the file size
+    is chosen through ``size``. It is the worst case for transfer, hashing and decoding alike.
+    """
+    width, height = size
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {"compress_level": 1}
+    Image.fromarray(pixels, "RGB").save(path, fmt, **options)
+    return path
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """``VmHWM`` (peak resident set) and ``VmRSS`` (resident now) of a live process, in bytes."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a live process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The command name may hold spaces; the fields we want come after its closing paren.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# -- figures -------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between the closest ranks."""
+    if not values:
+        return math.nan
+    return float(np.percentile(np.asarray(values, np.float64), q))
+
+
+def summary(values: Sequence[float]) -> str:
+    """``min - max`` of a few per-run figures, for a row's ``spread``."""
+    return f"runs {min(values):.3g} - {max(values):.3g}" if values else ""
+
+
+# -- browsing clients in their own process -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PagingPlan:
+    """What one client process does.
+
+    Attributes:
+        url: The server's ``wss://`` address.
+        fingerprint: The server certificate's fingerprint, pinned by every session.
+        tokens: Session tokens of logged-in users; client ``n`` resumes with ``tokens[n % len]``.
+        clients: Sessions (connections) this process opens.
+        pages: Timed batches each client asks for, following cursors (and starting over at the
+            end of the listing).
+        batch: Items per batch.
+        min_interval: Least seconds between one client's request starts, keeping a lone
+            client under the server's per-connection rate limit.
+        first_client: Index of this process's first client among all processes (for the sort
+            order and token of each client).
+        think: ``(low, high)`` seconds a client waits after each batch before asking for the
+            next, drawn uniformly (seeded by client), as a person looking at the pictures
+            would; ``None`` asks again at once (flat out, closed loop).
+    """
+
+    url: str
+    fingerprint: str
+    tokens: tuple[str, ...]
+    clients: int
+    pages: int
+    batch: int = 24
+    min_interval: float = 0.02
+    first_client: int = 0
+    think: tuple[float, float] | None = None
+
+
+@dataclass
+class PagingResult:
+    """What one client process measured."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    batches: int = 0
+    items: int = 0
+    thumbnail_bytes: int = 0
+    seconds: float = 0.0
+    #: CPU seconds the client process used while paging (all its threads).
+    cpu_seconds: float = 0.0
+
+
+_ORDERS: Final = (SortOrder.NEWEST, SortOrder.PRICE_UP, SortOrder.PRICE_DOWN)
+
+
+def paging_clients(plan: PagingPlan, pipe: Connection) -> None:
+    """Process entry point: connect the clients, say ``ready``, wait for ``go``, page, report.
+
+    Messages on ``pipe``: sends ``("ready", errors)``, receives ``"go"`` (or ``"stop"``), sends
+    ``("done", PagingResult)``.
+    """
+    asyncio.run(_paging_main(plan, pipe))
+
+
+async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
+    trust = TrustPolicy(fingerprint=plan.fingerprint)
+    # Slow reconnects: a benchmark client should never need one; if it does, it is an error.
+    backoff = Backoff(initial=0.5, factor=2.0, maximum=2.0)
+    sessions = [
+        Session(
+            plan.url,
+            trust,
+            token=plan.tokens[(plan.first_client + n) % len(plan.tokens)],
+            backoff=backoff,
+            client_name="bench-load",
+        )
+        for n in range(plan.clients)
+    ]
+    result = PagingResult()
+    cursors: list[str | None] = [None] * plan.clients
+    orders = [_ORDERS[(plan.first_client + n) % len(_ORDERS)] for n in range(plan.clients)]
+    try:
+        # Connected and resumed in groups: a herd of TLS handshakes is not what is measured.
+        for start in range(0, plan.clients, 20):
+            group = sessions[start : start + 20]
+            outcomes = await asyncio.gather(
+                *(_warm_up(session, plan, orders[n]) for n, session in enumerate(group, start)),
+                return_exceptions=True,
+            )
+            for n, outcome in enumerate(outcomes, start=start):
+                if isinstance(outcome, BaseException):
+                    result.errors.append(f"client {n} setup: {outcome!r}")
+                else:
+                    cursors[n] = outcome
+        pipe.send(("ready", list(result.errors)))
+        if await asyncio.to_thread(pipe.recv) != "go":
+            return
+        started, cpu_started = time.perf_counter(), time.process_time()
+        await asyncio.gather(
+            *(
+                _page(session, plan, orders[n], cursors[n], result, plan.first_client + n)
+                for n, session in enumerate(sessions)
+                if session.user is not None
+            )
+        )
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu_started
+        pipe.send(("done", result))
+    finally:
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                await session.close()
+
+
+async def _warm_up(session: Session, plan: PagingPlan, order: SortOrder) -> str | None:
+    """Connect, check the session is logged in, fetch the first batch; return its cursor."""
+    await session.connect()
+    if session.user is None:
+        raise RuntimeError("the token did not resume a logged-in session")
+    async with asyncio.timeout(REQUEST_TIMEOUT):
+        first = await browse(session, sort=order, limit=plan.batch)
+    return first.cursor
+
+
+async def _page(
+    session: Session,
+    plan: PagingPlan,
+    order: SortOrder,
+    cursor: str | None,
+    result: PagingResult,
+    client: int,
+) -> None:
+    """Ask for ``plan.pages`` batches one after the other; record latencies and errors."""
+    loop = asyncio.get_running_loop()
+    seen: set[int] = set()
+    rng = random.Random(client)
+    if plan.think is not None:  # people do not start in step
+        await asyncio.sleep(rng.uniform(0, plan.think[1]))
+    for _ in range(plan.pages):
+        started = loop.time()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                page: ItemBatch = await browse(session, sort=order, limit=plan.batch, cursor=cursor)
+        except Exception as exc:  # counted, never hidden: a row with errors says so
+            result.errors.append(f"{order}: {exc!r}")
+            cursor = None
+            seen.clear()
+        else:
+            elapsed = loop.time() - started
+            result.latencies_ms.append(elapsed * 1000)
+            result.batches += 1
+            result.items += len(page.items)
+            result.thumbnail_bytes += sum(len(card.thumbnail) for card in page.items)
+            problem = _check_batch(page, plan.batch, seen)
+            if problem:
+                result.errors.append(f"{order}: {problem}")
+            cursor = page.cursor
+            if cursor is None:
+                seen.clear()  # end of the listing: start over, as a person scrolling back up
+        left = plan.min_interval - (loop.time() - started)
+        if plan.think is not None:
+            left = max(left, rng.uniform(*plan.think))
+        if left > 0:
+            await asyncio.sleep(left)
+
+
+def _check_batch(page: ItemBatch, batch: int, seen: set[int]) -> str | None:
+    """What is wrong with a batch of one pass through a listing, or ``None``."""
+    if page.cursor is not None and len(page.items) != batch:
+        return f"a batch of {len(page.items)} items before the end of the listing"
+    if any(not card.thumbnail for card in page.items):
+        return "a card without a thumbnail"
+    ids = [card.id for card in page.items]
+    if seen.intersection(ids) or len(set(ids)) != len(ids):
+        return "an item sent twice in one pass"
+    seen.update(ids)
+    return None
+
+
+__all__ = [
+    "REQUEST_TIMEOUT",
+    "PagingPlan",
+    "PagingResult",
+    "cpu_seconds",
+    "paging_clients",
+    "percentile",
+    "proc_memory",
+    "seed_items",
+    "small_thumbnail",
+    "summary",
+    "write_noise_picture",
+]
