@@ -29,6 +29,7 @@ from protocol import codec
 from protocol.errors import (
     Forbidden,
     PixmartError,
+    RateLimited,
     Unauthenticated,
     Unavailable,
     error_class,
@@ -133,6 +134,11 @@ class _Listeners:
     events: list[Callable[[Event], None]] = field(default_factory=list)
     token: list[Callable[[str | None], None]] = field(default_factory=list)
 
+
+#: A request refused for sending too fast is resent if told to wait at most this long, until
+#: it has waited this long in all.
+RATE_LIMIT_MAX_WAIT = 2.0
+RATE_LIMIT_BUDGET = 30.0
 
 _RETRYABLE = (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, EOFError)
 
@@ -462,13 +468,31 @@ class Session:
         """Send ``request`` and return its reply of type ``expect``.
 
         While the link is down the request waits and is sent (again) once it is back; the server
-        applies a retried request once. With ``timeout`` the wait is bounded.
+        applies a retried request once. With ``timeout`` the wait is bounded. A request the
+        server turned away because this connection sent too fast (a short ``retry_after``) is
+        sent again after that wait: it was refused before it ran, so resending is safe.
 
         Raises:
             PixmartError: the typed error the server replied with.
             Offline: the session is closed or can no longer reach a trusted server.
             TimeoutError: ``timeout`` passed without a reply.
         """
+        waited = 0.0
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    return await self._request_once(request, expect)
+                except RateLimited as exc:
+                    wait = exc.retry_after
+                    if wait is None or wait > RATE_LIMIT_MAX_WAIT or waited > RATE_LIMIT_BUDGET:
+                        raise
+                    # Jitter spreads a burst of refused requests over the refill instead of
+                    # sending them all back at the same instant.
+                    wait *= random.uniform(1.0, 2.0)
+                    waited += wait
+                    await asyncio.sleep(wait)
+
+    async def _request_once(self, request: Request, expect: type[R]) -> R:
         if self._fatal is not None:
             raise Offline(str(self._fatal))
         if self._closing:
@@ -480,8 +504,7 @@ class Session:
         try:
             if self._ws is not None:
                 await self._send_quietly(self._ws, frame)
-            async with asyncio.timeout(timeout):
-                reply = await future
+            reply = await future
         finally:
             self._pending.pop(request.id, None)
         return _unwrap(reply, expect)
