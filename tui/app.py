@@ -27,12 +27,15 @@ from tui.keys import key_commands
 from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
 from tui.palette import PixmartCommands
+from tui.screens.cart import CartScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
 from tui.screens.item import ItemScreen
 from tui.screens.login import LoginScreen
 from tui.screens.mine import MyItemsScreen
+from tui.screens.orders import OrdersScreen
 from tui.screens.search import SearchScreen
+from tui.screens.similar import SimilarScreen
 from tui.screens.upload import UploadScreen
 from tui.shop import ShopHooks
 from tui.store import ClientStore
@@ -46,6 +49,8 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
     "search": SearchScreen,
     "upload": UploadScreen,
     "mine": MyItemsScreen,
+    "cart": CartScreen,
+    "orders": OrdersScreen,
 }
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
@@ -80,6 +85,8 @@ class PixmartApp(App[None]):
         Binding("s,slash", "go('search')", "Search", id="app.search"),
         Binding("u", "go('upload')", "Upload", id="app.upload"),
         Binding("m", "go('mine')", "My items", id="app.mine"),
+        Binding("c", "go('cart')", "Cart", id="app.cart", tooltip="Your cart, to check out"),
+        Binding("o", "go('orders')", "Orders", id="app.orders", tooltip="Your orders and sales"),
         Binding(
             "ctrl+r",
             "reconnect",
@@ -228,6 +235,7 @@ class PixmartApp(App[None]):
     def _connection_changed(self, message: ConnectionChanged) -> None:
         if message.session is self.link.session:
             self.connection = message.status
+            self.shop.on_status(message.status)
 
     @on(ServerEventReceived)
     def _server_event(self, message: ServerEventReceived) -> None:
@@ -287,13 +295,13 @@ class PixmartApp(App[None]):
         self.push_screen(HelpScreen(self.screen.title or "pixmart", key_commands(self.screen)))
 
     async def action_go(self, mode: str) -> None:
-        """Go to a shop screen; from an item opened there, back to the screen itself."""
+        """Go to a shop screen; from an item or look-alikes opened there, back to the screen."""
         if mode not in SHOP_MODES or self.user is None:
             return
         if self.current_mode != mode:
             await self.switch_mode(mode)
             return
-        while len(self.screen_stack) > 1 and isinstance(self.screen, ItemScreen):
+        while len(self.screen_stack) > 1 and isinstance(self.screen, ItemScreen | SimilarScreen):
             self.pop_screen()
 
     def action_reconnect(self) -> None:

@@ -1,21 +1,27 @@
-"""Provides the UI test fixtures: apps wired like ``pixmart`` against a real server on port 0."""
+"""Provides the UI test fixtures: apps wired like ``pixmart`` against a real server on port 0.
+
+The server runs without the image model unless a module asks for it with :func:`with_vision`
+(the model is then built once per test session, in a shared folder).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 
+from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol.client import Session
 from protocol.messages.catalogue import ItemCard
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
 from tests.ui.seed import demo_items, seed
+from tests.unit.vision_fixtures import shared_cache_dir
 from tui.app import PixmartApp
 from tui.launch import build_app
 from tui.store import ClientStore
@@ -24,6 +30,14 @@ from tui.store import ClientStore
 SIZE = (120, 40)
 
 AppFactory = Callable[..., PixmartApp]
+
+
+def with_vision(config: ServerConfig, factory: pytest.TempPathFactory) -> ServerConfig:
+    """``config`` with the image model on; the converted model is shared by the test session.
+
+    A module overrides ``server_config`` with it to run every server of its tests with vision.
+    """
+    return replace(config, enable_vision=True, model_cache_dir=shared_cache_dir(factory))
 
 
 def url_of(server: PixmartServer) -> str:

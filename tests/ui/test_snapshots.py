@@ -4,36 +4,47 @@ Nondeterminism is removed by fixtures, never by sleeps: the server's certificate
 its fingerprint), its random port is written as ``PORT`` in the stored SVGs, the items are
 generated from fixed seeds, pictures use half-blocks, cursors do not blink, and notifications are
 cleared before the picture is taken. Each test waits for the state it shows (polling, bounded).
+The commerce screens use a second server (a buyer's orders and cart would change the catalogue
+the other screens show) whose orders are dated at fixed times, shown in UTC.
 """
 
 from __future__ import annotations
 
+import calendar
+import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_textual_snapshot
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, SelectionList, TextArea
 
 from backend.config import Limits, ServerConfig, SessionPolicy
+from protocol import commerce_client
+from protocol.catalogue_client import delete_items, edit_item
 from protocol.client import Session
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF
 from tests.ui.conftest import SIZE, until
-from tests.ui.seed import demo_items, draw_picture, seed
+from tests.ui.seed import SeedItem, demo_items, draw_picture, seed
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
-from tui.dialogs import EditItemDialog, FingerprintChangedDialog, TrustDialog
+from tui.dialogs import EditItemDialog, FingerprintChangedDialog, OrderDialog, TrustDialog
 from tui.launch import build_app
 from tui.screens import (
+    CartScreen,
     GalleryScreen,
     HelpScreen,
     ItemScreen,
     LoginScreen,
     MyItemsScreen,
+    OrdersScreen,
     SearchScreen,
     UploadScreen,
 )
@@ -56,10 +67,8 @@ class SnapshotShop:
     token: str
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
-    """A server with a fixed certificate and a seller, ``ada``, selling 12 generated pictures."""
-    root = tmp_path_factory.mktemp("snapshot-server")
+def _start_server(root: Path) -> ThreadedServer:
+    """A server with the fixed certificate, its data under ``root``."""
     config = ServerConfig(
         data_dir=root / "data",
         port=0,
@@ -69,7 +78,14 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
         cert_file=FIXTURES / "snapshot-server-cert.pem",
         key_file=FIXTURES / "snapshot-server-key.pem",
     )
-    server = ThreadedServer(config).start()
+    return ThreadedServer(config).start()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
+    """A server with a fixed certificate and a seller, ``ada``, selling 12 generated pictures."""
+    root = tmp_path_factory.mktemp("snapshot-server")
+    server = _start_server(root)
 
     async def open_shop() -> str:
         session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
@@ -89,14 +105,13 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
         server.stop()
 
 
-@pytest.fixture
-def snap(
-    snap_compare: SnapCompare, shop: SnapshotShop, monkeypatch: pytest.MonkeyPatch
+def _comparer(
+    snap_compare: SnapCompare, server: ThreadedServer, monkeypatch: pytest.MonkeyPatch
 ) -> SnapCompare:
     """``snap_compare`` at 120×40 with half-block pictures and the server port written ``PORT``."""
     monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
     normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
-    port = re.compile(rf"127\.0\.0\.1:{shop.server.port}\b")
+    port = re.compile(rf"127\.0\.0\.1:{server.port}\b")
 
     def without_port(svg: str) -> str:
         return normalise(port.sub("127.0.0.1:PORT", svg))
@@ -108,6 +123,14 @@ def snap(
         return snap_compare(app, run_before=run_before, terminal_size=SIZE)
 
     return compare
+
+
+@pytest.fixture
+def snap(
+    snap_compare: SnapCompare, shop: SnapshotShop, monkeypatch: pytest.MonkeyPatch
+) -> SnapCompare:
+    """``snap_compare`` for the catalogue shop (see :func:`_comparer`)."""
+    return _comparer(snap_compare, shop.server, monkeypatch)
 
 
 def make_app(
@@ -257,8 +280,9 @@ def test_gallery_filtered_by_tag(snap: SnapCompare, shop: SnapshotShop, tmp_path
 
 def test_item_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
     """Ada's newest item: the large preview on the left; title, price, stock, seller, tags,
-    description and "96×64 PNG" on the right; quantity and Add to cart; Edit and Delete (hers);
-    "Similar items" disabled (no image model)."""
+    description and "96×64 PNG" on the right; quantity and Add to cart (disabled: a seller cannot
+    buy her own item, and the footer leaves it out); Edit and Delete (hers); "Similar items"
+    disabled (no image model)."""
     app = make_app(shop, tmp_path)
 
     async def run_before(pilot: Pilot[None]) -> None:
@@ -362,3 +386,189 @@ def test_help_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> N
         await settle(pilot)
 
     assert snap(app, run_before)
+
+
+# -- commerce: a second shop, so orders and the cart leave the catalogue above alone ----------
+
+#: ``bea``'s items: title, price, stock. Orders take from the last two; the cart from the rest.
+MARKET_ITEMS = [
+    ("Lighthouse at dusk", 2400, 6),
+    ("Harbour cranes", 1250, 4),
+    ("Old market hall", 975, 5),
+    ("Fog over the bay", 1800, 2),
+    ("Night ferry", 3000, 3),
+    ("Pier lanterns", 650, 10),
+]
+#: When ``cal``'s two orders were placed (UTC).
+ORDER_TIMES = [
+    calendar.timegm((2026, 11, 20, 14, 5, 0)),
+    calendar.timegm((2026, 11, 23, 9, 30, 0)),
+]
+
+
+@dataclass
+class Market:
+    """The commerce snapshot server, with the saved sessions of its buyer and seller."""
+
+    server: ThreadedServer
+    buyer: SnapshotShop
+    seller: SnapshotShop
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
+    """``bea`` sells six prints; ``cal`` bought twice (orders #1 and #2), then filled a cart
+    that ``bea`` spoiled: a price raised, stock taken, an item deleted, one made private."""
+    root = tmp_path_factory.mktemp("snapshot-market")
+    server = _start_server(root)
+
+    async def session_of(name: str) -> Session:
+        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
+        await session.connect()
+        await session.create_account(name, "password123")
+        await session.login(name, "password123")
+        return session
+
+    async def open_market() -> tuple[str, str]:
+        bea, cal = await session_of("bea"), await session_of("cal")
+        try:
+            items = [
+                SeedItem(index=40 + n, title=title, price_cents=price, stock=stock, tags=["print"])
+                for n, (title, price, stock) in enumerate(MARKET_ITEMS)
+            ]
+            lighthouse, cranes, hall, fog, ferry, lanterns = [
+                card.id for card in await seed(bea, items, root / "pictures")
+            ]
+            for lines in ([(lanterns, 2), (lighthouse, 1)], [(cranes, 1)]):
+                for item_id, quantity in lines:
+                    cart = await commerce_client.add_to_cart(cal, item_id, quantity)
+                await commerce_client.checkout(
+                    cal, cart.total_cents, commerce_client.new_checkout_key()
+                )
+            for item_id, quantity in [
+                (lighthouse, 1),
+                (cranes, 2),
+                (hall, 3),
+                (fog, 1),
+                (ferry, 1),
+            ]:
+                await commerce_client.add_to_cart(cal, item_id, quantity)
+            await edit_item(bea, cranes, price_cents=1400)
+            await edit_item(bea, hall, stock=1)
+            await delete_items(bea, [fog])
+            await edit_item(bea, ferry, public=False)
+            assert server.server is not None
+            for order_id, when in enumerate(ORDER_TIMES, start=1):
+                await server.server.db.execute(
+                    "UPDATE orders SET created_at = ? WHERE id = ?", (when, order_id)
+                )
+            assert cal.token is not None and bea.token is not None
+            return cal.token, bea.token
+        finally:
+            await bea.close()
+            await cal.close()
+
+    try:
+        cal_token, bea_token = server.run(open_market())
+        yield Market(
+            server=server,
+            buyer=SnapshotShop(server=server, token=cal_token),
+            seller=SnapshotShop(server=server, token=bea_token),
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def market_snap(
+    snap_compare: SnapCompare, market: Market, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SnapCompare]:
+    """``snap_compare`` for the market, with dates shown in UTC."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield _comparer(snap_compare, market.server, monkeypatch)
+    finally:
+        if zone is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+
+
+async def in_shop_screen(pilot: Pilot[None], key: str, screen: type[Screen[Any]]) -> None:
+    """Wait for the gallery, then press ``key`` and wait for ``screen``."""
+    app = pilot.app
+    await in_gallery(pilot)
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, screen), what=screen.__name__)
+
+
+def test_cart(market_snap: SnapCompare, market: Market, tmp_path: Path) -> None:
+    """The cart of cal: five lines, oldest first, with unit price, quantity, line total and
+    stock. Flags in the Notes column: Harbour cranes "price was €12.50" (now €14.00, yellow),
+    Old market hall "only 1 left" (3 wanted, red), Fog over the bay "deleted" and Night ferry
+    "now private" (both struck through, stock "—"). The status line says "5 items · 8 units ·
+    3 lines need attention…" and the total is €81.25 (the spoiled lines count nothing); the
+    footer offers +- Quantity, x Remove, C Empty cart and b Check out."""
+    app = make_app(market.buyer, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_shop_screen(pilot, "c", CartScreen)
+        screen = app.screen
+        assert isinstance(screen, CartScreen)
+        await until(pilot, lambda: len(screen.row_ids) == 5, what="the lines")
+        await settle(pilot)
+
+    assert market_snap(app, run_before)
+
+
+def test_orders(market_snap: SnapCompare, market: Market, tmp_path: Path) -> None:
+    """My orders as cal, newest first: #2 of 2026-11-23 09:30 (1 item, 1 unit, "Harbour
+    cranes", €12.50) and #1 of 2026-11-20 14:05 (2 items, 3 units, "Pier lanterns and 1 more",
+    €37.00); the "My orders" tab active, status "2 orders" and "row 1 · end of the list"."""
+    app = make_app(market.buyer, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_shop_screen(pilot, "o", OrdersScreen)
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        await until(pilot, lambda: screen.orders.table.row_count == 2, what="the orders")
+        await settle(pilot)
+
+    assert market_snap(app, run_before)
+
+
+def test_order_dialog(market_snap: SnapCompare, market: Market, tmp_path: Path) -> None:
+    """Enter on order #1: a dialog with its date, "2 items, 3 units · paid in EUR", the lines
+    (Pier lanterns 2 × €6.50 = €13.00 and Lighthouse at dusk 1 × €24.00, both from bea) and
+    "Total paid €37.00" over the orders list."""
+    app = make_app(market.buyer, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_shop_screen(pilot, "o", OrdersScreen)
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        await until(pilot, lambda: screen.orders.table.row_count == 2, what="the orders")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, OrderDialog), what="the order")
+        await settle(pilot)
+
+    assert market_snap(app, run_before)
+
+
+def test_sales(market_snap: SnapCompare, market: Market, tmp_path: Path) -> None:
+    """The Sales tab as bea (S): three lines sold to cal, newest first: Harbour cranes in #2,
+    then Lighthouse at dusk and Pier lanterns (2 × €6.50) in #1; status "3 sales"."""
+    app = make_app(market.seller, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_shop_screen(pilot, "o", OrdersScreen)
+        screen = app.screen
+        assert isinstance(screen, OrdersScreen)
+        await pilot.press("S")
+        await until(pilot, lambda: screen.sales.table.row_count == 3, what="the sales")
+        await settle(pilot)
+
+    assert market_snap(app, run_before)

@@ -27,11 +27,15 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="server")
         self.server: PixmartServer | None = None
 
-    def start(self) -> ThreadedServer:
-        """Start the loop and the server; returns ``self``."""
+    def start(self, timeout: float = 30.0) -> ThreadedServer:
+        """Start the loop and the server; returns ``self``.
+
+        Args:
+            timeout: seconds to wait for the server (more when it builds the image model).
+        """
         self._thread.start()
         self.server = PixmartServer(self.config)
-        self.run(self.server.start())
+        self.run(self.server.start(), timeout)
         return self
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

@@ -15,6 +15,7 @@ from protocol.catalogue_client import browse
 from protocol.client import Session
 from protocol.messages.catalogue import ItemBatch, ItemCard, ListingFilters, SortOrder
 from protocol.messages.live import ItemChanged
+from protocol.messages.vision import SimilarBatch
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class ListingQuery:
         elif self.sort is SortOrder.PRICE_DOWN:
             parts.append("dearest first")
         return " · ".join(parts)
+
+    def listing(self, batch_size: int | None = None) -> Listing:
+        """A new, empty listing of this query (subclasses bring their own kind)."""
+        return Listing(self, batch_size)
 
 
 class Listing:
@@ -89,16 +94,19 @@ class Listing:
         """
         if self.exhausted:
             return []
-        batch = await browse(
+        return self.absorb(await self.fetch_batch(session))
+
+    async def fetch_batch(self, session: Session) -> ItemBatch | SimilarBatch:
+        """Ask the server for the batch after :attr:`cursor` (subclasses ask differently)."""
+        return await browse(
             session,
             self.query.filters,
             self.query.sort,
             limit=self.batch_size,
             cursor=self.cursor,
         )
-        return self.absorb(batch)
 
-    def absorb(self, batch: ItemBatch) -> list[ItemCard]:
+    def absorb(self, batch: ItemBatch | SimilarBatch) -> list[ItemCard]:
         """Append a batch's new items and move the cursor on."""
         if batch.total is not None:
             self.total = batch.total

@@ -42,12 +42,12 @@ class TagSidebar(Vertical):
     }
     """
 
-    BINDINGS = [Binding("c", "clear", "Clear tags", id="tags.clear")]
+    BINDINGS = [Binding("x", "clear", "Clear tags", id="tags.clear")]
 
     def compose(self) -> ComposeResult:
         yield Label("Tags", id="tags-title", classes="section")
         yield SelectionList[str](id="tag-list")
-        yield Static("space pick · c clear · esc cards", id="tags-hint")
+        yield Static("space pick · x clear · esc cards", id="tags-hint")
 
     @property
     def selection(self) -> SelectionList[str]:

@@ -1,4 +1,8 @@
-"""Provides :class:`ItemScreen`: one item in full, to buy, or to edit and delete for its owner."""
+"""Provides :class:`ItemScreen`: one item in full, to buy, or to edit and delete for its owner.
+
+With the server's image model, a strip of the items that look most like it follows once the item
+shows, and ``s`` lists every look-alike.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ from protocol.catalogue_client import delete_items, edit_item, get_item
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ItemDetail
 from protocol.messages.live import ItemChanged, ItemRemoved
+from protocol.vision_client import similar_to_item
 from tui.data.money import format_price
 from tui.data.thumbnails import decode_picture
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields
 from tui.screens.base import PixmartScreen
-from tui.widgets.card_grid import stock_label
+from tui.widgets.card_grid import CardGrid, stock_label
 from tui.widgets.picture import Picture
+from tui.widgets.similar_strip import STRIP_ITEMS, SimilarStrip
 
 #: Previews are shrunk to this on decode: plenty for a terminal, light on memory.
 PREVIEW_MAX_SIDE = 1024
@@ -118,6 +124,7 @@ class ItemScreen(PixmartScreen):
                     yield Button("Delete", id="delete", variant="error")
                 with Horizontal(id="item-more"):
                     yield Button("Similar items", id="similar", disabled=True)
+        yield SimilarStrip(id="item-similar")
 
     async def on_mount(self) -> None:
         if self.card is not None:
@@ -138,6 +145,15 @@ class ItemScreen(PixmartScreen):
         )
         return user is not None and (user.is_admin or user.id == owner_id)
 
+    @property
+    def own(self) -> bool:
+        """Whether the person is the item's seller (who cannot buy it)."""
+        user = self.pixmart.user
+        owner_id = (
+            self.detail.owner_id if self.detail else self.card.owner_id if self.card else None
+        )
+        return user is not None and user.id == owner_id
+
     def _show_fields(
         self, *, title: str, price_cents: int, stock: int, public: bool, owner: str
     ) -> None:
@@ -153,7 +169,9 @@ class ItemScreen(PixmartScreen):
         visibility.update(Content("public" if public else "private: only you can see it"))
         self.query_one("#item-seller", Static).update(Content(owner))
         self.set_class(self.mine, "-mine")
-        self.query_one("#add-to-cart", Button).disabled = stock <= 0 or self.has_class("-removed")
+        self.query_one("#add-to-cart", Button).disabled = (
+            stock <= 0 or self.has_class("-removed") or self.own
+        )
         self.refresh_bindings()
 
     def _show_card(self, card: ItemCard) -> None:
@@ -201,8 +219,22 @@ class ItemScreen(PixmartScreen):
             preview = await asyncio.to_thread(decode_picture, detail.preview, PREVIEW_MAX_SIDE)
         except Exception:
             await self.query_one(Picture).show(None, "The picture could not be shown.")
+        else:
+            await self.query_one(Picture).show(preview)
+        self._load_similar()
+
+    @work(exclusive=True, group="item-similar")
+    async def _load_similar(self) -> None:
+        """Fill the strip of look-alikes (quietly: the strip is a nicety, the item is shown)."""
+        if not self.pixmart.has_vision:
             return
-        await self.query_one(Picture).show(preview)
+        try:
+            batch = await similar_to_item(
+                self.pixmart.require_session(), self.item_id, limit=STRIP_ITEMS
+            )
+        except Exception:
+            return  # e.g. the picture is not embedded yet; "s" says why when asked
+        await self.query_one(SimilarStrip).show_items(batch.items[:STRIP_ITEMS])
 
     async def _server_event(self, event: Event) -> None:
         if isinstance(event, ItemChanged) and event.item_id == self.item_id:
@@ -225,6 +257,8 @@ class ItemScreen(PixmartScreen):
         if action == "similar":
             return True if self.pixmart.has_vision else None
         if action == "add_to_cart":
+            if self.own:
+                return False  # a seller cannot buy their own item
             source = self.detail or self.card
             sold_out = source is not None and source.stock <= 0
             return None if self.has_class("-removed") or sold_out else True
@@ -250,8 +284,18 @@ class ItemScreen(PixmartScreen):
 
     @on(Button.Pressed, "#similar")
     def action_similar(self) -> None:
-        """Look for items that look like this one (vision hook)."""
-        self.pixmart.shop.find_similar(self.item_id)
+        """List every item that looks like this one, best first."""
+        source = self.detail or self.card
+        self.pixmart.shop.find_similar(
+            self.item_id,
+            title=source.title if source is not None else "",
+            thumbnail=source.thumbnail if source is not None else None,
+        )
+
+    @on(CardGrid.Opened)
+    def _open_look_alike(self, message: CardGrid.Opened) -> None:
+        message.stop()
+        self.pixmart.open_item(message.card)
 
     @on(Button.Pressed, "#edit")
     @work(exclusive=True, group="item-edit")

@@ -51,7 +51,7 @@ class MyItemsScreen(PixmartScreen):
             id="mine.visibility",
             tooltip="Make the selected items private (or public, if they all are private)",
         ),
-        Binding("r", "reload", "Refresh", id="mine.reload"),
+        Binding("r", "reload", "Refresh", id="mine.reload", show=False),
     ]
 
     def __init__(self) -> None:

@@ -1,10 +1,12 @@
 """Provides :class:`SearchScreen`: words, tags, a price range and stock, with results as cards.
 
-Searching by an example picture comes with the server's image model: the ``By picture`` button
-and :meth:`SearchScreen.action_by_picture` are the hook for it.
+With the server's image model, ``By picture…`` (ctrl+b) picks a picture file and shows the items
+that look like it, the form's tags, prices and stock applying too.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
@@ -17,7 +19,9 @@ from protocol.catalogue_client import list_tags
 from protocol.messages.catalogue import ListingFilters, SortOrder
 from tui.data.listing import ListingQuery
 from tui.data.money import parse_price
+from tui.data.similar import search_filters
 from tui.dialogs.edit_item import parse_tags
+from tui.dialogs.pick_picture import PickPictureDialog
 from tui.screens.base import PixmartScreen
 from tui.widgets.catalogue_view import CatalogueView
 
@@ -180,8 +184,23 @@ class SearchScreen(PixmartScreen):
 
     @on(Button.Pressed, "#search-by-picture")
     def action_by_picture(self) -> None:
-        """Search by an example picture (vision hook)."""
-        self.pixmart.shop.search_by_picture()
+        """Pick a picture file and show the items that look like it (the filters apply)."""
+        app = self.pixmart
+        if not app.has_vision:
+            self.notify("This server has no image model, so it cannot search by picture.")
+            return
+        try:
+            filters = search_filters(self.query_from_form().filters)  # words do not apply
+        except ValueError as exc:
+            self.notify(str(exc), title="Search", severity="warning")
+            return
+        described = ListingQuery(filters).describe()
+
+        def search(path: Path | None) -> None:
+            if path is not None:
+                app.shop.search_by_picture(path, filters)
+
+        self.app.push_screen(PickPictureDialog(app.upload_root, filters=described), search)
 
 
 __all__ = ["SORTS", "SearchScreen", "TagSuggester"]

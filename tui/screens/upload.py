@@ -1,9 +1,13 @@
-"""Provides :class:`UploadScreen`: pick pictures, describe them once, upload with progress."""
+"""Provides :class:`UploadScreen`: pick pictures, describe them once, upload with progress.
+
+With the server's image model, each file's line also names the items it looks very like
+(near-duplicates the server found) and offers the tags the model proposes for the new item, as
+chips to pick and add; nothing is added to an item unless the person asks.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,39 +27,23 @@ from textual.widgets import (
     Static,
 )
 
-from protocol.catalogue_client import upload_file
-from protocol.messages.catalogue import ItemMetadata
+from protocol.catalogue_client import edit_item, upload_file
+from protocol.messages.catalogue import ItemCard, ItemMetadata
+from protocol.messages.vision import TagSuggestion
+from protocol.vision_client import tag_suggestions
 from tui.data.money import parse_price
-from tui.dialogs.edit_item import parse_stock, parse_tags
+from tui.dialogs.edit_item import MAX_TAGS, parse_stock, parse_tags
 from tui.feedback import describe_error
 from tui.screens.base import PixmartScreen
 from tui.screens.item import format_size
-
-PICTURE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-
-
-def is_picture(path: Path) -> bool:
-    """Whether the file name says it is a picture the server accepts."""
-    return path.suffix.lower() in PICTURE_SUFFIXES
+from tui.widgets.picture_tree import PICTURE_SUFFIXES, PictureTree, is_picture
+from tui.widgets.tag_chips import TagChips
 
 
 def title_from_name(path: Path) -> str:
     """``sunset_beach-02.jpg`` → ``Sunset beach 02``."""
     words = re.sub(r"[_\-.]+", " ", path.stem).strip()
     return (words[:1].upper() + words[1:])[:200] or "Untitled"
-
-
-class PictureTree(DirectoryTree):
-    """A directory tree that shows folders and pictures only (hidden entries left out)."""
-
-    BINDING_GROUP_TITLE = "Files"
-
-    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [
-            path
-            for path in paths
-            if not path.name.startswith(".") and (path.is_dir() or is_picture(path))
-        ]
 
 
 @dataclass
@@ -70,12 +58,14 @@ class UploadProgress(Message):
         return isinstance(message, UploadProgress) and message.path == self.path
 
 
-class UploadRow(Horizontal):
-    """One queued file: its name and size, a progress bar and how it went."""
+class UploadRow(Vertical):
+    """One queued file: its name and size, a progress bar and how it went; below, once it is
+    listed, the items it looks very like and the tags proposed for it."""
 
     DEFAULT_CSS = """
     UploadRow {
-        height: 1;
+        height: auto;
+        .line { height: 1; }
         .name { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
         .size { width: 9; color: $text-muted; text-align: right; padding-right: 1; }
         ProgressBar { width: 24; }
@@ -83,6 +73,8 @@ class UploadRow(Horizontal):
         .status { width: 26; text-wrap: nowrap; text-overflow: ellipsis; color: $text-muted; }
         &.-done .status { color: $text-success; }
         &.-failed .status { color: $text-error; }
+        .warnings { display: none; height: auto; padding-left: 2; color: $text-warning; }
+        &.-warned .warnings { display: block; }
     }
     """
 
@@ -90,18 +82,41 @@ class UploadRow(Horizontal):
         super().__init__()
         self.path = path
         self.file_size = file_size
+        #: The item the file became, once uploaded.
+        self.item: ItemCard | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Content(self.path.name), classes="name")
-        yield Static(format_size(self.file_size), classes="size")
-        yield ProgressBar(total=max(1, self.file_size), show_eta=False)
-        yield Static("queued", classes="status")
+        with Horizontal(classes="line"):
+            yield Static(Content(self.path.name), classes="name")
+            yield Static(format_size(self.file_size), classes="size")
+            yield ProgressBar(total=max(1, self.file_size), show_eta=False)
+            yield Static("queued", classes="status")
+        yield Static("", classes="warnings")
 
     def report(self, text: str, *, done: bool = False, failed: bool = False) -> None:
         """Say how the upload of this file went."""
         self.set_class(done, "-done")
         self.set_class(failed, "-failed")
         self.query_one(".status", Static).update(Content(text))
+
+    def warn(self, warnings: list[str]) -> None:
+        """Show what the server noticed about the picture (e.g. items it looks very like)."""
+        self.set_class(bool(warnings), "-warned")
+        self.query_one(".warnings", Static).update(
+            Content("\n".join(f"⚠ {warning}" for warning in warnings))
+        )
+
+    async def offer_tags(self, item_id: int, suggestions: list[TagSuggestion]) -> TagChips:
+        """Show the model's tag proposals for the new item, as chips to pick."""
+        chips = TagChips(item_id, suggestions)
+        await self.mount(chips)
+        return chips
+
+    @property
+    def chips(self) -> TagChips | None:
+        """The tag proposals shown, if any."""
+        found = self.query(TagChips)
+        return found.first() if found else None
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,13 @@ class UploadScreen(PixmartScreen):
             "Add folder",
             id="upload.add-folder",
             tooltip="Queue every picture in the highlighted folder",
+        ),
+        Binding(
+            "ctrl+t",
+            "focus_tags",
+            "Suggested tags",
+            id="upload.suggested-tags",
+            tooltip="Move to the tags the image model proposes for the uploaded pictures",
         ),
     ]
 
@@ -346,7 +368,7 @@ class UploadScreen(PixmartScreen):
         self.uploading = True
         self.add_class("-uploading")
         self.query_one("#upload-go", Button).disabled = True
-        listed = duplicates = failed = 0
+        listed = duplicates = failed = alike = suggested = 0
         finished_bytes = 0
         try:
             session = app.require_session()
@@ -365,12 +387,17 @@ class UploadScreen(PixmartScreen):
                     failed += 1
                     row.report(f"failed: {describe_error(exc)}", failed=True)
                 else:
+                    row.item = created.item
                     if created.duplicate:
                         duplicates += 1
                         row.report(f"already listed (#{created.item.id})", done=True)
                     else:
                         listed += 1
                         row.report(f"listed as #{created.item.id}", done=True)
+                    row.warn(created.warnings)
+                    alike += bool(created.warnings)
+                    if not created.duplicate and await self._offer_tags(row, created.item):
+                        suggested += 1
                 finished_bytes += max(1, row.file_size)
                 overall.update(progress=finished_bytes)
                 row.query_one(ProgressBar).update(progress=max(1, row.file_size))
@@ -381,7 +408,93 @@ class UploadScreen(PixmartScreen):
             self.remove_class("-uploading")
             self.add_class("-uploaded")
             self.query_one("#upload-go", Button).disabled = False
-        self._summarise(listed, duplicates, failed)
+        self._summarise(listed, duplicates, failed, alike=alike, suggested=suggested)
+        self.refresh_bindings()
+        focused = self.focused
+        if (
+            focused is None
+            or isinstance(focused, Button)
+            or focused in self.query("#upload-form *")
+        ):
+            self.action_focus_tags()  # the listing is done: the proposals are what comes next
+
+    async def _offer_tags(self, row: UploadRow, item: ItemCard) -> bool:
+        """Fetch the model's tag proposals for a new item and offer them; returns whether any
+        were offered (a server without the model, or none proposed, offers nothing)."""
+        if not self.pixmart.has_vision or row.chips is not None:
+            return False
+        try:
+            suggestions = await tag_suggestions(self.pixmart.require_session(), item.id)
+        except Exception:
+            return False  # proposals are a nicety: the item is listed either way
+        if not suggestions:
+            return False
+        await row.offer_tags(item.id, suggestions)
+        return True
+
+    @property
+    def open_chips(self) -> list[TagChips]:
+        """The tag proposals still to be answered, in queue order."""
+        return [
+            chips
+            for row in self.queue.values()
+            if (chips := row.chips) is not None and chips.state == "open"
+        ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_tags":
+            return bool(self.open_chips)
+        return True
+
+    def action_focus_tags(self) -> None:
+        """Move to the next tag proposals still open."""
+        chips = self.open_chips
+        if not chips:
+            return
+        focused = self.focused
+        later = chips[chips.index(focused) + 1 :] if focused in chips else []
+        (later or chips)[0].focus()
+
+    @on(TagChips.Accepted)
+    def _tags_accepted(self, message: TagChips.Accepted) -> None:
+        message.stop()
+        row = next((row for row in self.queue.values() if row.chips is message.chips), None)
+        if row is None or row.item is None:
+            message.chips.reopen()
+            return
+        self._add_tags(row, message.chips, message.tags)
+
+    @work(group="add-tags")
+    async def _add_tags(self, row: UploadRow, chips: TagChips, tags: list[str]) -> None:
+        """Add the accepted tags to the item, keeping the tags it has."""
+        item = row.item
+        assert item is not None
+        carried = {tag.casefold() for tag in item.tags}
+        new = [tag for tag in tags if tag.casefold() not in carried]
+        if len(item.tags) + len(new) > MAX_TAGS:
+            self.notify(
+                f"An item carries at most {MAX_TAGS} tags; pick fewer.",
+                title="Tags",
+                severity="warning",
+            )
+            chips.reopen()
+            return
+        try:
+            row.item = await edit_item(
+                self.pixmart.require_session(), item.id, tags=[*item.tags, *new]
+            )
+        except Exception as exc:
+            self.pixmart.report_failure(exc)
+            chips.reopen()
+            return
+        had_focus = chips.has_focus
+        chips.added(tags)
+        self.refresh_bindings()
+        if had_focus:
+            self.action_focus_tags()  # on to the next proposals, if any
+        self.notify(
+            f"Added {', '.join(tags)} to “{row.item.title}”.", title="Tags", timeout=3, markup=False
+        )
 
     @on(UploadProgress)
     def _progress(self, message: UploadProgress) -> None:
@@ -389,17 +502,32 @@ class UploadScreen(PixmartScreen):
         if row is not None:
             row.query_one(ProgressBar).update(total=max(1, message.total), progress=message.done)
 
-    def _summarise(self, listed: int, duplicates: int, failed: int) -> None:
+    def _summarise(
+        self, listed: int, duplicates: int, failed: int, *, alike: int = 0, suggested: int = 0
+    ) -> None:
         parts = [f"{listed} listed"]
         if duplicates:
             parts.append(f"{duplicates} already listed")
+        if alike:
+            parts.append(f"{alike} near-duplicate{'s' if alike != 1 else ''}")
         if failed:
             parts.append(f"{failed} failed")
         text = " · ".join(parts)
         summary = self.query_one("#upload-summary", Static)
-        summary.set_class(bool(failed), "-problem")
-        summary.update(f"Done: {text}.")
+        summary.set_class(bool(failed or alike), "-problem")
+        words = f"Done: {text}."
+        if suggested:
+            words += " Tags are proposed above (ctrl+t): space picks, a picks all, Enter adds."
+        summary.update(Content(words))
         self.notify(f"Upload done: {text}.", severity="warning" if failed else "information")
 
 
-__all__ = ["PictureTree", "UploadForm", "UploadScreen", "is_picture", "title_from_name"]
+__all__ = [
+    "PICTURE_SUFFIXES",
+    "PictureTree",
+    "UploadForm",
+    "UploadRow",
+    "UploadScreen",
+    "is_picture",
+    "title_from_name",
+]

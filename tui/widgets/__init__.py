@@ -1,22 +1,34 @@
-"""Provides the pixmart widgets: header, connection indicator, pictures and the card grid."""
+"""Provides the pixmart widgets: header, connection indicator, pictures, the card grid, the
+batched table of orders and sales, picture files, look-alikes and tag proposals."""
 
 from __future__ import annotations
 
+from tui.widgets.batch_table import BatchTable
 from tui.widgets.card_grid import CardGrid, ItemTile, stock_label
 from tui.widgets.catalogue_view import CatalogueView
 from tui.widgets.connection_indicator import ConnectionIndicator, describe_status, short_fingerprint
 from tui.widgets.picture import Picture, image_widget_class
+from tui.widgets.picture_tree import PathInput, PictureTree, is_picture, path_completions
+from tui.widgets.similar_strip import SimilarStrip
 from tui.widgets.status_header import StatusHeader
+from tui.widgets.tag_chips import TagChips
 
 __all__ = [
+    "BatchTable",
     "CardGrid",
     "CatalogueView",
     "ConnectionIndicator",
     "ItemTile",
+    "PathInput",
     "Picture",
+    "PictureTree",
+    "SimilarStrip",
     "StatusHeader",
+    "TagChips",
     "describe_status",
     "image_widget_class",
+    "is_picture",
+    "path_completions",
     "short_fingerprint",
     "stock_label",
 ]

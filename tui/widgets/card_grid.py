@@ -2,7 +2,9 @@
 
 Only the cards that fit on screen exist as widgets (a pool of tiles, re-filled as the window moves
 over the items), so a listing of thousands scrolls as smoothly as one of ten, and only visible
-cards decode and draw a picture. Decoded thumbnails are kept in a bounded LRU.
+cards decode and draw a picture. Decoded thumbnails are kept in a bounded LRU. Cards of
+similar-picture results show their similarity (``93% similar``) on the frame; a compact grid
+(small tiles: picture, title and similarity) serves as a strip of look-alikes.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from textual.widgets import Static
 
 from protocol.messages.catalogue import ItemCard
 from tui.data.money import format_price
+from tui.data.similar import similarity_label
 from tui.data.thumbnails import PictureCache
 from tui.widgets.picture import Picture
 
 #: Cells per tile, border included; the grid stretches tiles to fill the width.
 TILE_MIN_WIDTH = 24
 TILE_HEIGHT = 12
+#: The same for a compact grid (picture, title and similarity only).
+COMPACT_TILE_MIN_WIDTH = 18
+COMPACT_TILE_HEIGHT = 8
 GUTTER = 1
 
 
@@ -41,7 +47,8 @@ def stock_label(stock: int) -> str:
 
 
 class ItemTile(Vertical):
-    """One card: picture, title, price and stock; sold-out and private items are marked."""
+    """One card: picture, title, price and stock; sold-out and private items are marked, and
+    the similarity of a similar-picture result is written on the bottom of the frame."""
 
     DEFAULT_CSS = """
     ItemTile {
@@ -50,6 +57,8 @@ class ItemTile(Vertical):
         border: round $panel-lighten-2;
         border-title-color: $text-warning;
         border-title-style: italic;
+        border-subtitle-color: $text-accent;
+        border-subtitle-style: bold;
         padding: 0 1;
         &.-highlight { border: heavy $accent; background: $accent 10%; }
         #title { height: 1; text-style: bold; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -102,6 +111,7 @@ class ItemTile(Vertical):
         stock.set_class(card.stock <= 0, "sold-out")
         stock.set_class(card.stock > 0, "muted")
         self.border_title = "private" if not card.public else ""
+        self.border_subtitle = similarity_label(card.score) if card.score is not None else ""
         self.query_one("#title", Static).update(Content(card.title or "untitled"))
         self.query_one("#price", Static).update(Content(format_price(card.price_cents, currency)))
         self.query_one("#stock", Static).update(Content(stock_label(card.stock)))
@@ -118,6 +128,9 @@ class CardGrid(Widget, can_focus=True):
 
     The grid does not fetch: it tells its parent when the highlight reaches the last row
     (:class:`EndReached`) and when an item is opened (:class:`Opened`).
+
+    Args:
+        compact: small tiles (picture, title, similarity), e.g. for a strip of one row.
     """
 
     BINDING_GROUP_TITLE = "Cards"
@@ -131,6 +144,9 @@ class CardGrid(Widget, can_focus=True):
         padding: 0 1;
         &:focus ItemTile.-highlight { border: heavy $accent; }
         &:blur ItemTile.-highlight { border: heavy $accent 50%; background: transparent; }
+        &.-compact { grid-rows: 8; }
+        &.-compact ItemTile { height: 8; }
+        &.-compact ItemTile #meta { display: none; }
     }
     """
 
@@ -175,10 +191,14 @@ class CardGrid(Widget, can_focus=True):
         *,
         cache: PictureCache | None = None,
         currency: str = "EUR",
+        compact: bool = False,
         id: str | None = None,  # noqa: A002
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        self.set_class(compact, "-compact")
+        self.tile_min_width = COMPACT_TILE_MIN_WIDTH if compact else TILE_MIN_WIDTH
+        self.tile_height = COMPACT_TILE_HEIGHT if compact else TILE_HEIGHT
         self.items: list[ItemCard] = []
         self.cache = cache or PictureCache()
         self.currency = currency
@@ -202,8 +222,8 @@ class CardGrid(Widget, can_focus=True):
     def _fit(self) -> tuple[int, int]:
         width = max(1, self.content_size.width)
         height = max(1, self.content_size.height)
-        columns = max(1, (width + GUTTER) // (TILE_MIN_WIDTH + GUTTER))
-        return columns, max(1, height // TILE_HEIGHT)
+        columns = max(1, (width + GUTTER) // (self.tile_min_width + GUTTER))
+        return columns, max(1, height // self.tile_height)
 
     async def on_resize(self) -> None:
         columns, rows = self._fit()
@@ -374,4 +394,12 @@ class CardGrid(Widget, can_focus=True):
         await self._scroll_rows(-1)
 
 
-__all__ = ["TILE_HEIGHT", "TILE_MIN_WIDTH", "CardGrid", "ItemTile", "stock_label"]
+__all__ = [
+    "COMPACT_TILE_HEIGHT",
+    "COMPACT_TILE_MIN_WIDTH",
+    "TILE_HEIGHT",
+    "TILE_MIN_WIDTH",
+    "CardGrid",
+    "ItemTile",
+    "stock_label",
+]

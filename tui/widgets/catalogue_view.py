@@ -66,7 +66,14 @@ class CatalogueView(Vertical):
             id="listing.more",
             tooltip="Fetch the next batch of items now",
         ),
-        Binding("r", "reload", "Refresh", id="listing.reload", tooltip="Load the listing afresh"),
+        Binding(
+            "r",
+            "reload",
+            "Refresh",
+            id="listing.reload",
+            show=False,
+            tooltip="Load the listing afresh",
+        ),
     ]
 
     @dataclass
@@ -127,9 +134,9 @@ class CatalogueView(Vertical):
         self.set_class(True, "-empty")
 
     async def load(self, query: ListingQuery) -> None:
-        """Show ``query``'s listing from its first batch."""
+        """Show ``query``'s listing from its first batch (a similar-picture query's too)."""
         self.query_one("#listing-empty", Static).update(Content(self.empty_text))
-        self.listing = Listing(query, self.pixmart.listing_batch)
+        self.listing = query.listing(self.pixmart.listing_batch)
         self.added_since_load = 0
         self.grid.currency = self.pixmart.currency
         await self.grid.set_items(self.listing.items, reset=True)
