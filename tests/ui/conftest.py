@@ -79,7 +79,7 @@ def make_app(server: PixmartServer, ui_store: ClientStore) -> AppFactory:
 
 
 async def until(
-    pilot: Pilot[None], condition: Callable[[], object], *, timeout: float = 5.0, what: str = ""
+    pilot: Pilot[None], condition: Callable[[], object], *, timeout: float = 15.0, what: str = ""
 ) -> None:
     """Let the app run until ``condition()`` holds (bounded polling, not a fixed sleep)."""
     deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
@@ -120,7 +121,11 @@ class GalleryScreen(PixmartScreen):
         except Exception as exc:
             self.pixmart.report_failure(exc)
             return
-        self.query_one(TagSidebar).show_tags(tags, self.selected_tags)
+        try:
+            sidebar = self.query_one(TagSidebar)
+        except NoMatches:
+            return  # the screen closed while the tags were on their way
+        sidebar.show_tags(tags, list(sidebar.selection.selected))
 
     @on(SelectionList.SelectedChanged, "#tag-list")
     async def _tags_changed(self) -> None:

@@ -173,7 +173,11 @@ class CatalogueView(Vertical):
                 self._show_status()
         if listing is not self.listing:
             return
-        await self.grid.refresh_tiles()
+        try:
+            grid = self.grid
+        except NoMatches:
+            return  # the view was taken down while the batch was on its way
+        await grid.refresh_tiles()
         self.set_class(listing.exhausted and not listing.items, "-empty")
         self._show_status()
         self.post_message(self.Loaded(self, listing))
