@@ -79,6 +79,15 @@ def write_report(rows: list[dict[str, Any]], failures: list[str], seconds: float
     (DOCS / "benchmarks.md").write_text("\n".join(lines) + "\n")
 
 
+def _previous_rows(exclude: set[str]) -> list[dict[str, Any]]:
+    """Rows of the last full report whose module is not in ``exclude``."""
+    try:
+        previous = json.loads((DOCS / "benchmarks.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [row for row in previous.get("rows", []) if row.get("module") not in exclude]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks (all, or those whose module name contains a filter word)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -108,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             failures.append(f"{name}: {traceback.format_exc(limit=3).splitlines()[-1]}")
             traceback.print_exc()
+    if args.only:
+        # A partial run refreshes its own modules' rows and keeps the others' from the last run.
+        rows = _previous_rows(exclude={row["module"] for row in rows}) + rows
     write_report(rows, failures, time.perf_counter() - started)
     print(f"wrote {DOCS / 'benchmarks.md'}")
     return 1 if failures else 0
