@@ -17,10 +17,10 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from backend.catalogue.tags import MAX_TAG_LENGTH
 from backend.resources import data_file
 
 NUM_LABELS: Final = 1000
-MAX_TAG_LENGTH: Final = 32
 _NOT_TAG_CHARS: Final = re.compile(r"[^a-z0-9-]+")
 _HYPHEN_RUNS: Final = re.compile(r"-{2,}")
 
