@@ -49,11 +49,8 @@ async def login(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 async def whoami(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Print the logged-in user."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         user = await session.whoami()
-    finally:
-        await session.close()
     print(f"{user.username}{' (admin)' if user.is_admin else ''} on {ctx.server}")
     return 0
 
@@ -74,14 +71,11 @@ async def logout(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 async def passwd(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Change the password; other sessions end."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         old = read_password("Current password: ")
         new = os.environ.get("PIXMART_NEW_PASSWORD") or read_password(
             "New password: ", confirm=True
         )
         await session.change_password(old, new)
-    finally:
-        await session.close()
     print("Password changed; every other session has been logged out")
     return 0

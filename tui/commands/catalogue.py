@@ -261,8 +261,7 @@ async def upload_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     files = collect_pictures(args.paths, report)
     for path, reason in report.rejected:
         _print_outcome(None, args, path, "rejected", reason=reason)
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         price = parse_price(args.price, currency_of(session))
         sizes = {path: path.stat().st_size for path in files}
         bar = ProgressBar(sys.stderr, len(files), sum(sizes.values()))
@@ -311,8 +310,6 @@ async def upload_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 
         await asyncio.gather(*(one(path) for path in files))
         bar.close()
-    finally:
-        await session.close()
     print(report.summary(), file=sys.stderr if args.json else sys.stdout)
     return 1 if report.rejected else 0
 
@@ -352,8 +349,7 @@ def _print_outcome(
 
 async def browse_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List items matching the filters, newest first unless sorted otherwise."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         currency = currency_of(session)
         filters = ListingFilters(
             tags=split_tags(args.tags),
@@ -370,22 +366,17 @@ async def browse_command(ctx: CommandContext, args: argparse.Namespace) -> int:
                 print_json(plain(card, currency))
             else:
                 print(card_line(card, currency))
-    finally:
-        await session.close()
     return 0
 
 
 async def item_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Show one item; optionally save its original picture."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         currency = currency_of(session)
         detail = await get_item(session, args.item_id)
         if args.download is not None:
             data, _ = await download_original(session, args.item_id)
             args.download.write_bytes(data)
-    finally:
-        await session.close()
     if args.json:
         print_json(plain(detail, currency))
         return 0
@@ -408,8 +399,7 @@ async def item_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 async def edit_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Change the given fields of an item."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         currency = currency_of(session)
         card = await edit_item(
             session,
@@ -421,8 +411,6 @@ async def edit_command(ctx: CommandContext, args: argparse.Namespace) -> int:
             tags=split_tags(args.tags) if args.tags is not None else None,
             public=args.public,
         )
-    finally:
-        await session.close()
     if args.json:
         print_json(plain(card, currency))
     else:
@@ -432,11 +420,8 @@ async def edit_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 async def delete_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Delete items; exit status 1 if any could not be deleted."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         results = await delete_items(session, args.item_ids)
-    finally:
-        await session.close()
     failed = 0
     for result in results:
         if result.error is None:
@@ -449,11 +434,8 @@ async def delete_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 async def tags_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List tags (most used first) with the number of items you can see carrying each."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         tags = await list_tags(session, args.prefix, args.limit)
-    finally:
-        await session.close()
     for tag in tags:
         if args.json:
             print_json(tag)

@@ -77,11 +77,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def show_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Print the cart."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         cart = await shop.get_cart(session)
-    finally:
-        await session.close()
     _print_cart(cart, _currency(session), args)
     return 0
 
@@ -89,11 +86,8 @@ async def show_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
 async def add_to_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Put units of an item in the cart, then print the cart."""
     _check_quantity(args.quantity)
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         cart = await shop.add_to_cart(session, args.item_id, args.quantity)
-    finally:
-        await session.close()
     _print_cart(cart, _currency(session), args)
     return 0
 
@@ -101,33 +95,24 @@ async def add_to_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
 async def set_quantity(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Change the units of an item in the cart, then print the cart."""
     _check_quantity(args.quantity)
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         cart = await shop.set_quantity(session, args.item_id, args.quantity)
-    finally:
-        await session.close()
     _print_cart(cart, _currency(session), args)
     return 0
 
 
 async def remove_from_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Take an item out of the cart, then print the cart."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         cart = await shop.remove_from_cart(session, args.item_id)
-    finally:
-        await session.close()
     _print_cart(cart, _currency(session), args)
     return 0
 
 
 async def clear_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Empty the cart."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         cart = await shop.clear_cart(session)
-    finally:
-        await session.close()
     _print_cart(cart, _currency(session), args)
     return 0
 
@@ -220,8 +205,7 @@ class PendingCheckout:
 
 async def checkout(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Buy the cart at the total shown; a re-run after a crash returns the first run's order."""
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         assert session.user is not None  # ctx.connected() made sure
         pending = PendingCheckout(ctx.store.root, ctx.server, session.user.username)
         key = pending.load() or pending.create()
@@ -241,8 +225,6 @@ async def checkout(ctx: CommandContext, args: argparse.Namespace) -> int:
             raise CommandFailed(_failure_words(exc, currency)) from None
         pending.settle()
         still_in_cart = (await shop.get_cart(session)).units if placed.replayed else 0
-    finally:
-        await session.close()
     if as_json:
         print_json({"order": placed.order, "replayed": placed.replayed})
         return 0
@@ -276,8 +258,7 @@ def _failure_words(exc: OutOfStock | Conflict, currency: str) -> str:
 async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the orders, newest first, or show one order with its lines."""
     as_json = getattr(args, "json", False)
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         if args.order_id is not None:
             order = await shop.get_order(session, args.order_id)
             if as_json:
@@ -292,8 +273,6 @@ async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
             else:
                 print(_order_summary(summary))
             count += 1
-    finally:
-        await session.close()
     if not count and not as_json:
         print("You have no orders yet")
     return 0
@@ -302,8 +281,7 @@ async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
 async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List sales of the caller's items, newest first."""
     as_json = getattr(args, "json", False)
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         count = 0
         async for sale in shop.iter_sales(session):
             if as_json:
@@ -311,8 +289,6 @@ async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
             else:
                 print(_sale_line(sale))
             count += 1
-    finally:
-        await session.close()
     if not count and not as_json:
         print("Nothing of yours has been sold yet")
     return 0

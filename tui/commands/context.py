@@ -7,7 +7,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,15 @@ class CommandContext:
         )
         session.on_token(lambda token: self.store.save_token(self.server, token))
         return session
+
+    @asynccontextmanager
+    async def logged_in(self) -> AsyncIterator[Session]:
+        """A connected, logged-in session for the block; closed when it ends."""
+        session = await self.connected()
+        try:
+            yield session
+        finally:
+            await session.close()
 
     async def connected(self) -> Session:
         """A connected session that must be logged in."""

@@ -32,8 +32,7 @@ async def similar_command(ctx: CommandContext, args: argparse.Namespace) -> int:
             image = args.path.read_bytes()
         except OSError as exc:
             raise CommandFailed(f"Cannot read {args.path}: {exc.strerror}") from None
-    session = await ctx.connected()
-    try:
+    async with ctx.logged_in() as session:
         currency = currency_of(session)
         async for card in iter_similar(
             session, image=image, item_id=args.item, max_items=args.limit or None
@@ -42,6 +41,4 @@ async def similar_command(ctx: CommandContext, args: argparse.Namespace) -> int:
                 print_json(plain(card, currency))
             else:
                 print(f"{round(100 * (card.score or 0)):>3}%  {card_line(card, currency)}")
-    finally:
-        await session.close()
     return 0
