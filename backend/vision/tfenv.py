@@ -25,6 +25,7 @@ _NOISE: Final = re.compile(
     rb"^(?:[IW]\d{4} .*(?:cudart_stub|port\.cc|cpu_feature_guard|xla_bridge|"
     rb"computation_placer|service\.cc)|WARNING: All log messages before absl::InitializeLog|"
     rb"INFO: Created TensorFlow Lite XNNPACK delegate|To enable the following instructions:|"
+    rb"fully_quantize: \d+, inference_type|"
     rb"\S*cpu_feature_guard).*$"
 )
 _CAPTURE_LOCK: Final = threading.Lock()
