@@ -37,7 +37,7 @@ from backend.server import PixmartServer
 from protocol.catalogue_client import browse, delete_items, iter_items, upload_file
 from protocol.client import Session
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
-from tests.integration.test_commerce_support import ServerProcess, sign_up
+from tests.support.commerce import ServerProcess, sign_up
 
 PHOTOS = 200
 IN_FLIGHT = 4

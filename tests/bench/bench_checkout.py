@@ -20,7 +20,7 @@ from typing import Any
 
 from protocol import commerce_client as shop
 from protocol.client import Session
-from tests.integration.test_commerce_support import ServerProcess, list_item, sign_up
+from tests.support.commerce import ServerProcess, list_item, sign_up
 
 BUYERS = 20
 ORDERS_PER_BUYER = 15

@@ -52,7 +52,7 @@ from protocol.client import Session
 from protocol.messages.catalogue import ItemMetadata
 from tests.bench.bench_catalogue import ITEMS
 from tests.bench.bench_catalogue import _seed as seed_catalogue
-from tests.integration.test_commerce_support import PASSWORD, ServerProcess, sign_up
+from tests.support.commerce import PASSWORD, ServerProcess, sign_up
 from tests.support.load import (
     PagingPlan,
     PagingResult,

@@ -26,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,8 +40,8 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol.catalogue_client import browse
 from protocol.vision_client import search_by_picture, similar_to_item
-from tests.integration.test_catalogue_support import jpeg
-from tests.integration.test_commerce_support import PASSWORD, ServerProcess, _server_command
+from tests.support.catalogue import jpeg
+from tests.support.commerce import PASSWORD, ServerProcess
 from tests.support.load import proc_memory, seed_items, small_thumbnail, summary
 
 ITEMS: Final = 100_000
@@ -53,8 +51,6 @@ TARGET_BYTES: Final = 1.5e9
 WARM_RUNS: Final = 3
 #: Seconds a start may take: the first one converts the model, then 100k vectors load.
 START_TIMEOUT: Final = 600.0
-_LISTENING = re.compile(r"listening on wss://127\.0\.0\.1:(\d+)")
-_FINGERPRINT = re.compile(r"fingerprint: ([0-9A-F:]+)")
 
 
 @dataclass
@@ -64,25 +60,12 @@ class VisionServerProcess(ServerProcess):
     vision: bool = True
 
     async def start(self, *, port: int = 0, timeout: float = START_TIMEOUT) -> None:
-        """Start ``pixmart-server serve`` (``--no-vision`` unless :attr:`vision`) and wait."""
-        command = [_server_command(), "--data-dir", str(self.data_dir), "serve"]
-        command += ["--port", str(port)] + ([] if self.vision else ["--no-vision"])
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        stdout = self.process.stdout
-        assert stdout is not None
-        found_port = fingerprint = None
-        async with asyncio.timeout(timeout):
-            while found_port is None or fingerprint is None:
-                line = (await asyncio.to_thread(stdout.readline)).decode()
-                if not line:
-                    raise RuntimeError(f"the server exited with {self.process.wait()}")
-                if match := _LISTENING.search(line):
-                    found_port = int(match.group(1))
-                if match := _FINGERPRINT.search(line):
-                    fingerprint = match.group(1)
-        self.port, self.fingerprint = found_port, fingerprint
+        """Start the process and wait, longer than for one without the model (it may build it)."""
+        await super().start(port=port, timeout=timeout)
+
+    def serve_options(self, port: int) -> list[str]:
+        """The port, and ``--no-vision`` unless :attr:`vision`."""
+        return ["--port", str(port)] + ([] if self.vision else ["--no-vision"])
 
 
 # -- seeding -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from protocol import commerce_client as shop
 from protocol.client import Session
 from protocol.errors import BadRequest, Conflict, OutOfStock
 from protocol.messages.commerce import Order
-from tests.integration.test_commerce_support import ServerProcess, list_item, sign_up
+from tests.support.commerce import ServerProcess, list_item, sign_up
 
 BUYERS = 8
 START_STOCK = 60

@@ -40,8 +40,8 @@ from protocol.messages.catalogue import (
     UploadChunk,
 )
 from protocol.trust import TrustPolicy
-from tests.integration.test_catalogue_support import stored
 from tests.support import FAST_BACKOFF, StatusRecorder
+from tests.support.catalogue import stored
 from tests.support.load import seed_items, small_thumbnail, write_noise_picture
 from tests.support.proxy import TcpProxy
 

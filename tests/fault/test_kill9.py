@@ -38,9 +38,9 @@ from protocol.errors import BadRequest, Conflict, OutOfStock, RateLimited
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
 from protocol.messages.commerce import Order
 from tests.fault.test_checkout_crash import _check_database
-from tests.integration.test_catalogue_support import jpeg
-from tests.integration.test_commerce_support import ServerProcess, list_item, sign_up
 from tests.support import StatusRecorder
+from tests.support.catalogue import jpeg
+from tests.support.commerce import ServerProcess, list_item, sign_up
 
 SELLERS: Final = 3
 BUYERS: Final = 3

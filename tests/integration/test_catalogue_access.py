@@ -22,8 +22,8 @@ from protocol.messages.base import Event
 from protocol.messages.catalogue import GetOriginal, ListingFilters, OriginalData
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_catalogue_support import jpeg, stored, upload
 from tests.support import eventually
+from tests.support.catalogue import jpeg, stored, upload
 
 
 class Inbox:

@@ -14,8 +14,8 @@ from protocol.client import Session
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import ItemCard, ListingFilters, SortOrder
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_catalogue_support import catalogue, jpeg, upload
 from tests.support import pinned_session, running_server
+from tests.support.catalogue import catalogue, jpeg, upload
 
 _seeds = iter(range(1000, 10**6))
 

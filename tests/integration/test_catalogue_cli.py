@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend.server import PixmartServer
-from tests.integration.test_catalogue_support import jpeg, png, stored, write
+from tests.support.catalogue import jpeg, png, stored, write
 from tui import cli
 from tui.commands.catalogue import title_from_filename
 

@@ -12,7 +12,7 @@ from protocol.catalogue_client import browse, delete_items, edit_item, get_item
 from protocol.errors import BadRequest, ErrorCode, NotFound
 from protocol.messages.catalogue import GetOriginal, ListingFilters, OriginalData
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_catalogue_support import catalogue, jpeg, stored, upload
+from tests.support.catalogue import catalogue, jpeg, stored, upload
 
 
 async def test_owners_edit_every_field_but_the_picture(

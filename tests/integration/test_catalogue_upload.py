@@ -30,7 +30,8 @@ from protocol.messages.catalogue import (
     UploadState,
 )
 from tests.conftest import SessionFactory, logged_in, with_limits
-from tests.integration.test_catalogue_support import (
+from tests.support import StatusRecorder, eventually, pinned_session, running_server
+from tests.support.catalogue import (
     EMPTY,
     account,
     encode,
@@ -43,7 +44,6 @@ from tests.integration.test_catalogue_support import (
     webp,
     write,
 )
-from tests.support import StatusRecorder, eventually, pinned_session, running_server
 
 
 def sha(data: bytes) -> str:

@@ -16,7 +16,7 @@ from protocol.errors import BadRequest, Conflict, Forbidden, NotFound, OutOfStoc
 from protocol.messages.commerce import AddToCart, CartView, LineProblem
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
-from tests.integration.test_commerce_support import list_item
+from tests.support.commerce import list_item
 
 
 async def test_add_change_remove_and_clear(make_session: SessionFactory, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from protocol.client import Session
 from protocol.errors import BadRequest, Conflict, OutOfStock
 from protocol.messages.commerce import LineProblem
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_support import list_item, many_logged_in
+from tests.support.commerce import list_item, many_logged_in
 
 
 async def _stock(session: Session, item_id: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 from backend.server import PixmartServer
 from protocol import commerce_client as shop
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_support import PASSWORD, list_item
+from tests.support.commerce import PASSWORD, list_item
 from tui.cli import main
 from tui.commands.commerce import PendingCheckout
 from tui.store import ClientStore

@@ -10,7 +10,7 @@ from protocol.catalogue_client import delete_items, edit_item
 from protocol.messages.commerce import CartChanged
 from protocol.messages.live import ItemChanged, ItemRemoved
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_support import EventLog, list_item
+from tests.support.commerce import EventLog, list_item
 
 
 async def test_cart_holders_hear_of_stock_taken_by_a_checkout(

@@ -12,7 +12,7 @@ from protocol.client import Session
 from protocol.errors import BadRequest, NotFound
 from protocol.messages.commerce import ListOrders, ListSales, OrderBatch, SaleBatch
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_support import list_item
+from tests.support.commerce import list_item
 
 
 async def _buy(session: Session, *lines: tuple[int, int]) -> int:

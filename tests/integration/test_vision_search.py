@@ -9,12 +9,10 @@ visibility changes reach the index; a server without the model says so.
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageEnhance
 
 from backend.config import ServerConfig
 from backend.server import PixmartServer
@@ -30,18 +28,9 @@ from protocol.vision_client import (
     tag_suggestions,
 )
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
-from tests.unit.vision_fixtures import SAMPLE_NAMES, sample_picture, shared_cache_dir
+from tests.unit.vision_fixtures import SAMPLE_NAMES, jpeg_of, shared_cache_dir
 
 PICTURES = SAMPLE_NAMES[:8]
-
-
-def jpeg_of(name: str, *, brighten: float = 1.0, quality: int = 90) -> bytes:
-    image = Image.fromarray(sample_picture(name))
-    if brighten != 1.0:
-        image = ImageEnhance.Brightness(image).enhance(brighten)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 The raw client speaks the wire protocol frame by frame (no :class:`~protocol.client.Session`
 logic), so tests can send malformed or out-of-order frames and look at exactly what comes back.
 ``tests.support.proxy`` has a TCP proxy that can break links on purpose; ``tests.support.certs``
-issues a throw-away CA and server certificate.
+issues a throw-away CA and server certificate; ``tests.support.catalogue`` and
+``tests.support.commerce`` hold the catalogue's and the shop's helpers (pictures, uploads, listed
+items, a real server process).
 """
 
 from __future__ import annotations

@@ -12,27 +12,25 @@ from __future__ import annotations
 
 import calendar
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_textual_snapshot
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, SelectionList, TextArea
 
-from backend.config import Limits, ServerConfig, SessionPolicy
 from protocol import commerce_client
 from protocol.catalogue_client import delete_items, edit_item
 from protocol.client import Session
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF
-from tests.ui.conftest import SIZE, until
+from tests.ui.conftest import until
 from tests.ui.seed import SeedItem, demo_items, draw_picture, seed
+from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, open_shop, snapshot_config
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
 from tui.dialogs import EditItemDialog, FingerprintChangedDialog, OrderDialog, TrustDialog
@@ -51,34 +49,13 @@ from tui.screens import (
 from tui.store import ClientStore
 from tui.widgets import CatalogueView, ItemTile, Picture
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SnapCompare = Callable[..., bool]
-RunBefore = Callable[[Pilot[None]], Awaitable[None]]
-
 #: textual-image 0.12 still calls a Pillow API deprecated in Pillow 13; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 
 
-@dataclass
-class SnapshotShop:
-    """The snapshot server and the saved session of its seller."""
-
-    server: ThreadedServer
-    token: str
-
-
 def _start_server(root: Path) -> ThreadedServer:
     """A server with the fixed certificate, its data under ``root``."""
-    config = ServerConfig(
-        data_dir=root / "data",
-        port=0,
-        enable_vision=False,
-        limits=Limits(),
-        sessions=SessionPolicy(),
-        cert_file=FIXTURES / "snapshot-server-cert.pem",
-        key_file=FIXTURES / "snapshot-server-key.pem",
-    )
-    return ThreadedServer(config).start()
+    return ThreadedServer(snapshot_config(root)).start()
 
 
 @pytest.fixture(scope="module")
@@ -86,51 +63,18 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
     """A server with a fixed certificate and a seller, ``ada``, selling 12 generated pictures."""
     root = tmp_path_factory.mktemp("snapshot-server")
     server = _start_server(root)
-
-    async def open_shop() -> str:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
-        try:
-            await session.create_account("ada", "password123")
-            await session.login("ada", "password123")
-            await seed(session, demo_items(12), root / "pictures")
-            assert session.token is not None
-            return session.token
-        finally:
-            await session.close()
-
     try:
-        yield SnapshotShop(server=server, token=server.run(open_shop()))
+        yield open_shop(server, lambda session: seed(session, demo_items(12), root / "pictures"))
     finally:
         server.stop()
-
-
-def _comparer(
-    snap_compare: SnapCompare, server: ThreadedServer, monkeypatch: pytest.MonkeyPatch
-) -> SnapCompare:
-    """``snap_compare`` at 120×40 with half-block pictures and the server port written ``PORT``."""
-    monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
-    normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
-    port = re.compile(rf"127\.0\.0\.1:{server.port}\b")
-
-    def without_port(svg: str) -> str:
-        return normalise(port.sub("127.0.0.1:PORT", svg))
-
-    # The plugin normalises every SVG it stores or compares through this function.
-    monkeypatch.setattr(pytest_textual_snapshot, "normalize_svg", without_port)
-
-    def compare(app: PixmartApp, run_before: RunBefore) -> bool:
-        return snap_compare(app, run_before=run_before, terminal_size=SIZE)
-
-    return compare
 
 
 @pytest.fixture
 def snap(
     snap_compare: SnapCompare, shop: SnapshotShop, monkeypatch: pytest.MonkeyPatch
 ) -> SnapCompare:
-    """``snap_compare`` for the catalogue shop (see :func:`_comparer`)."""
-    return _comparer(snap_compare, shop.server, monkeypatch)
+    """``snap_compare`` for the catalogue shop (see :func:`comparer`)."""
+    return comparer(snap_compare, shop.server, monkeypatch)
 
 
 def make_app(
@@ -488,7 +432,7 @@ def market_snap(
     os.environ["TZ"] = "UTC"
     time.tzset()
     try:
-        yield _comparer(snap_compare, market.server, monkeypatch)
+        yield comparer(snap_compare, market.server, monkeypatch)
     finally:
         if zone is None:
             os.environ.pop("TZ", None)

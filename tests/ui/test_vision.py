@@ -19,20 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import pytest_textual_snapshot
-from PIL import Image, ImageEnhance
+from PIL import Image
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
-from backend.config import Limits, ServerConfig, SessionPolicy
+from backend.config import ServerConfig
 from protocol.catalogue_client import get_item, upload_file
 from protocol.client import Session
 from protocol.messages.catalogue import ItemCard, ItemMetadata, ListingFilters
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
 from tests.ui.conftest import SIZE, AppFactory, type_text, until, with_vision
+from tests.ui.snapshot_shop import SnapshotShop, comparer, open_shop, snapshot_config
 from tests.ui.threaded_server import ThreadedServer
-from tests.unit.vision_fixtures import sample_picture
+from tests.unit.vision_fixtures import jpeg_of
 from tui.app import PixmartApp
 from tui.data.similar import SimilarQuery, load_query_picture, similarity_label
 from tui.dialogs import PickPictureDialog
@@ -51,7 +51,6 @@ from tui.widgets import (
     path_completions,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PERCENT = re.compile(r"^(\d+)% similar$")
 
 #: textual-image 0.12 still calls a Pillow API deprecated in Pillow 13; not ours to fix.
@@ -73,16 +72,6 @@ def server_config(
 ) -> ServerConfig:
     """Every server of this module runs the image model."""
     return with_vision(server_config, tmp_path_factory)
-
-
-def jpeg_of(name: str, *, brighten: float = 1.0, quality: int = 90) -> bytes:
-    """A scikit-image sample as JPEG bytes, optionally brightened and re-compressed."""
-    image = Image.fromarray(sample_picture(name))
-    if brighten != 1.0:
-        image = ImageEnhance.Brightness(image).enhance(brighten)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 async def list_samples(session: Session, folder: Path) -> dict[str, ItemCard]:
@@ -343,46 +332,14 @@ async def test_upload_names_look_alikes_and_adds_only_accepted_tags(
 # -- snapshot ----------------------------------------------------------------------------------
 
 
-@dataclass
-class SnapshotShop:
-    """The snapshot server and the saved session of its seller."""
-
-    server: ThreadedServer
-    token: str
-
-
 @pytest.fixture(scope="module")
 def vision_snapshot_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
     """A server with the model and the fixed certificate; ``ada`` sells the samples."""
     root = tmp_path_factory.mktemp("vision-snapshot")
-    config = with_vision(
-        ServerConfig(
-            data_dir=root / "data",
-            port=0,
-            enable_vision=False,
-            limits=Limits(),
-            sessions=SessionPolicy(),
-            cert_file=FIXTURES / "snapshot-server-cert.pem",
-            key_file=FIXTURES / "snapshot-server-key.pem",
-        ),
-        tmp_path_factory,
-    )
+    config = with_vision(snapshot_config(root), tmp_path_factory)
     server = ThreadedServer(config).start(timeout=180)  # builds the model if no test did yet
-
-    async def open_shop() -> str:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
-        try:
-            await session.create_account("ada", "password123")
-            await session.login("ada", "password123")
-            await list_samples(session, root / "pictures")
-            assert session.token is not None
-            return session.token
-        finally:
-            await session.close()
-
     try:
-        yield SnapshotShop(server=server, token=server.run(open_shop()))
+        yield open_shop(server, lambda session: list_samples(session, root / "pictures"))
     finally:
         server.stop()
 
@@ -398,14 +355,7 @@ def test_similar_results_snapshot(
     pictures, best match first and highlighted, each with "NN% similar" on its bottom frame;
     the status line "4 of 4 · like “Coffee”" and "end of the list"."""
     server = vision_snapshot_shop.server
-    monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
-    normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
-    port = re.compile(rf"127\.0\.0\.1:{server.port}\b")
-    monkeypatch.setattr(
-        pytest_textual_snapshot,
-        "normalize_svg",
-        lambda svg: normalise(port.sub("127.0.0.1:PORT", svg)),
-    )
+    snap = comparer(snap_compare, server, monkeypatch)
     store = ClientStore(tmp_path / "client")
     store.save_token(server.url, vision_snapshot_shop.token)
     app = build_app(
@@ -436,4 +386,4 @@ def test_similar_results_snapshot(
         app.clear_notifications()
         await pilot.pause()
 
-    assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
+    assert snap(app, run_before)

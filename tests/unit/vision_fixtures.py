@@ -54,6 +54,16 @@ def sample_picture(name: str) -> NDArray[np.uint8]:
     return np.ascontiguousarray(array[..., :3].astype(np.uint8))
 
 
+def jpeg_of(name: str, *, brighten: float = 1.0, quality: int = 90) -> bytes:
+    """A scikit-image sample as JPEG bytes, optionally brightened and re-compressed."""
+    image = Image.fromarray(sample_picture(name))
+    if brighten != 1.0:
+        image = ImageEnhance.Brightness(image).enhance(brighten)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
 def shared_cache_dir(factory: pytest.TempPathFactory) -> Path:
     """Return the session's model cache folder."""
     if "cache_dir" not in _cache:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from protocol import commerce_client as shop
@@ -77,42 +78,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def show_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Print the cart."""
-    async with ctx.logged_in() as session:
-        cart = await shop.get_cart(session)
-    _print_cart(cart, _currency(session), args)
-    return 0
+    return await _cart_command(ctx, args, shop.get_cart)
 
 
 async def add_to_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Put units of an item in the cart, then print the cart."""
     _check_quantity(args.quantity)
-    async with ctx.logged_in() as session:
-        cart = await shop.add_to_cart(session, args.item_id, args.quantity)
-    _print_cart(cart, _currency(session), args)
-    return 0
+    return await _cart_command(
+        ctx, args, lambda session: shop.add_to_cart(session, args.item_id, args.quantity)
+    )
 
 
 async def set_quantity(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Change the units of an item in the cart, then print the cart."""
     _check_quantity(args.quantity)
-    async with ctx.logged_in() as session:
-        cart = await shop.set_quantity(session, args.item_id, args.quantity)
-    _print_cart(cart, _currency(session), args)
-    return 0
+    return await _cart_command(
+        ctx, args, lambda session: shop.set_quantity(session, args.item_id, args.quantity)
+    )
 
 
 async def remove_from_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Take an item out of the cart, then print the cart."""
-    async with ctx.logged_in() as session:
-        cart = await shop.remove_from_cart(session, args.item_id)
-    _print_cart(cart, _currency(session), args)
-    return 0
+    return await _cart_command(
+        ctx, args, lambda session: shop.remove_from_cart(session, args.item_id)
+    )
 
 
 async def clear_cart(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Empty the cart."""
+    return await _cart_command(ctx, args, shop.clear_cart)
+
+
+async def _cart_command(
+    ctx: CommandContext, args: argparse.Namespace, call: Callable[[Session], Awaitable[Cart]]
+) -> int:
+    """Run ``call`` in a logged-in session and print the cart it answers with."""
     async with ctx.logged_in() as session:
-        cart = await shop.clear_cart(session)
+        cart = await call(session)
     _print_cart(cart, _currency(session), args)
     return 0
 

@@ -128,7 +128,7 @@ class ItemScreen(PixmartScreen):
 
     async def on_mount(self) -> None:
         if self.card is not None:
-            self._show_card(self.card)
+            self._show_item(self.card)
         self.query_one("#similar", Button).disabled = not self.pixmart.has_vision
         self.query_one("#add-to-cart", Button).focus()
         self.pixmart.server_events.subscribe(self, self._server_event)
@@ -140,59 +140,44 @@ class ItemScreen(PixmartScreen):
     def mine(self) -> bool:
         """Whether the person may edit and delete the item (its owner, or an admin)."""
         user = self.pixmart.user
-        owner_id = (
-            self.detail.owner_id if self.detail else self.card.owner_id if self.card else None
-        )
-        return user is not None and (user.is_admin or user.id == owner_id)
+        return user is not None and (user.is_admin or user.id == self._owner_id)
 
     @property
     def own(self) -> bool:
         """Whether the person is the item's seller (who cannot buy it)."""
         user = self.pixmart.user
-        owner_id = (
-            self.detail.owner_id if self.detail else self.card.owner_id if self.card else None
-        )
-        return user is not None and user.id == owner_id
+        return user is not None and user.id == self._owner_id
 
-    def _show_fields(
-        self, *, title: str, price_cents: int, stock: int, public: bool, owner: str
-    ) -> None:
+    @property
+    def _owner_id(self) -> int | None:
+        """The seller's id, from the full item or else the card (``None`` before either)."""
+        source = self.detail or self.card
+        return source.owner_id if source is not None else None
+
+    def _show_item(self, item: ItemCard | ItemDetail) -> None:
+        """Show the fields a card and the full item have alike."""
         currency = self.pixmart.currency
-        self.title = title or "Item"
-        self.query_one("#item-title", Label).update(Content(title or "untitled"))
-        self.query_one("#item-price", Static).update(Content(format_price(price_cents, currency)))
+        self.title = item.title or "Item"
+        self.query_one("#item-title", Label).update(Content(item.title or "untitled"))
+        self.query_one("#item-price", Static).update(
+            Content(format_price(item.price_cents, currency))
+        )
         stock_widget = self.query_one("#item-stock", Static)
-        stock_widget.update(Content(stock_label(stock)))
-        stock_widget.set_class(stock <= 0, "sold-out")
+        stock_widget.update(Content(stock_label(item.stock)))
+        stock_widget.set_class(item.stock <= 0, "sold-out")
         visibility = self.query_one("#item-visibility", Static)
-        visibility.set_class(not public, "private")
-        visibility.update(Content("public" if public else "private: only you can see it"))
-        self.query_one("#item-seller", Static).update(Content(owner))
+        visibility.set_class(not item.public, "private")
+        visibility.update(Content("public" if item.public else "private: only you can see it"))
+        self.query_one("#item-seller", Static).update(Content(item.owner_name))
+        self.query_one("#item-tags", Static).update(Content(", ".join(item.tags) or "none"))
         self.set_class(self.mine, "-mine")
         self.query_one("#add-to-cart", Button).disabled = (
-            stock <= 0 or self.has_class("-removed") or self.own
+            item.stock <= 0 or self.has_class("-removed") or self.own
         )
         self.refresh_bindings()
 
-    def _show_card(self, card: ItemCard) -> None:
-        self._show_fields(
-            title=card.title,
-            price_cents=card.price_cents,
-            stock=card.stock,
-            public=card.public,
-            owner=card.owner_name,
-        )
-        self.query_one("#item-tags", Static).update(Content(", ".join(card.tags) or "none"))
-
     def _show_detail(self, detail: ItemDetail) -> None:
-        self._show_fields(
-            title=detail.title,
-            price_cents=detail.price_cents,
-            stock=detail.stock,
-            public=detail.public,
-            owner=detail.owner_name,
-        )
-        self.query_one("#item-tags", Static).update(Content(", ".join(detail.tags) or "none"))
+        self._show_item(detail)
         self.query_one("#item-description", Static).update(
             Content(detail.description or "No description.")
         )

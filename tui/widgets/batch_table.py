@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Static
 
 from tui.data.commerce import Batches, BatchFetcher
 from tui.keys import THIS_SCREEN
+from tui.widgets.batch_fetch import fetch_next_batch
 
 if TYPE_CHECKING:
     from tui.app import PixmartApp
@@ -182,19 +183,8 @@ class BatchTable(Vertical, Generic[T]):
         batches = self.batches
         if batches is None:
             return
-        self.fetching = True
-        self._show_status()
-        try:
-            added = await batches.fetch_next()
-        except Exception as exc:  # told in words; the list stays as it was
-            if batches is self.batches:
-                self.pixmart.report_failure(exc)
-            return
-        finally:
-            if batches is self.batches:
-                self.fetching = False
-                self._show_status()
-        if batches is not self.batches:
+        added = await fetch_next_batch(self, batches.fetch_next, lambda: batches is self.batches)
+        if added is None:
             return
         for entry in added:
             self.table.add_row(*self.cells(entry), key=self._row_key(entry))

@@ -23,6 +23,7 @@ from protocol.messages.catalogue import ItemCard
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
 from tui.data.listing import Listing, ListingQuery
 from tui.data.money import format_count
+from tui.widgets.batch_fetch import fetch_next_batch
 from tui.widgets.card_grid import CardGrid
 
 if TYPE_CHECKING:
@@ -158,20 +159,12 @@ class CatalogueView(Vertical):
         listing = self.listing
         if listing is None:
             return
-        self.fetching = True
-        self._show_status()
-        try:
-            session = self.pixmart.require_session()
-            await listing.fetch_next(session)
-        except Exception as exc:  # told in words; the listing stays as it was
-            if listing is self.listing:
-                self.pixmart.report_failure(exc)
-            return
-        finally:
-            if listing is self.listing:
-                self.fetching = False
-                self._show_status()
-        if listing is not self.listing:
+        added = await fetch_next_batch(
+            self,
+            lambda: listing.fetch_next(self.pixmart.require_session()),
+            lambda: listing is self.listing,
+        )
+        if added is None:
             return
         try:
             grid = self.grid

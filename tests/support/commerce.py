@@ -1,7 +1,7 @@
 """Provides helpers shared by the commerce tests, the checkout fault test and its benchmark.
 
 Items are listed through the catalogue's own client (a real upload of a tiny picture), so the
-commerce tests exercise the same path a seller's client takes. The module holds no tests.
+commerce tests exercise the same path a seller's client takes.
 """
 
 from __future__ import annotations
@@ -150,24 +150,29 @@ class ServerProcess:
         Args:
             port: 0 for a free port; a restart passes the old one so clients find it again.
         """
-        command = [_server_command(), "--data-dir", str(self.data_dir)]
-        command += ["serve", "--port", str(port), "--no-vision"]
+        command = [_server_command(), "--data-dir", str(self.data_dir), "serve"]
+        command += self.serve_options(port)
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
         )
         stdout = self.process.stdout
         assert stdout is not None
-        port = fingerprint = None
+        listening: int | None = None
+        fingerprint: str | None = None
         async with asyncio.timeout(timeout):
-            while port is None or fingerprint is None:
+            while listening is None or fingerprint is None:
                 line = (await asyncio.to_thread(stdout.readline)).decode()
                 if not line:
                     raise RuntimeError(f"the server exited with {self.process.wait()}")
                 if match := _LISTENING.search(line):
-                    port = int(match.group(1))
+                    listening = int(match.group(1))
                 if match := _FINGERPRINT.search(line):
                     fingerprint = match.group(1)
-        self.port, self.fingerprint = port, fingerprint
+        self.port, self.fingerprint = listening, fingerprint
+
+    def serve_options(self, port: int) -> list[str]:
+        """The options of ``pixmart-server serve``: the port, and no image model."""
+        return ["--port", str(port), "--no-vision"]
 
     def kill(self) -> None:
         """SIGKILL the process: no shutdown, no checkpoint, as a power cut would."""

@@ -1,7 +1,4 @@
-"""Provides the shared helpers of the catalogue tests: pictures, uploads, storage counts.
-
-It holds no tests; the ``test_`` name keeps it among the catalogue's test files.
-"""
+"""Provides the shared helpers of the catalogue tests: pictures, uploads, storage counts."""
 
 from __future__ import annotations
 

@@ -1,0 +1,98 @@
+"""Provides what the snapshot tests share: a server with a fixed certificate (so a fixed
+fingerprint), the saved session of a seller stocked on it, and a ``snap_compare`` that writes the
+server's random port as ``PORT``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_textual_snapshot
+from textual.pilot import Pilot
+
+from backend.config import Limits, ServerConfig, SessionPolicy
+from protocol.client import Session
+from protocol.trust import TrustPolicy
+from tests.ui.conftest import SIZE
+from tests.ui.threaded_server import ThreadedServer
+from tui.app import PixmartApp
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SnapCompare = Callable[..., bool]
+RunBefore = Callable[[Pilot[None]], Awaitable[None]]
+
+
+@dataclass
+class SnapshotShop:
+    """The snapshot server and the saved session of its seller."""
+
+    server: ThreadedServer
+    token: str
+
+
+def snapshot_config(root: Path) -> ServerConfig:
+    """A server without the image model, with the fixed certificate, its data under ``root``."""
+    return ServerConfig(
+        data_dir=root / "data",
+        port=0,
+        enable_vision=False,
+        limits=Limits(),
+        sessions=SessionPolicy(),
+        cert_file=FIXTURES / "snapshot-server-cert.pem",
+        key_file=FIXTURES / "snapshot-server-key.pem",
+    )
+
+
+def open_shop(
+    server: ThreadedServer, stock: Callable[[Session], Awaitable[object]]
+) -> SnapshotShop:
+    """Make the seller ``ada`` on ``server``, let ``stock`` list her items, keep her session."""
+
+    async def opened() -> str:
+        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
+        await session.connect()
+        try:
+            await session.create_account("ada", "password123")
+            await session.login("ada", "password123")
+            await stock(session)
+            assert session.token is not None
+            return session.token
+        finally:
+            await session.close()
+
+    return SnapshotShop(server=server, token=server.run(opened()))
+
+
+def comparer(
+    snap_compare: SnapCompare, server: ThreadedServer, monkeypatch: pytest.MonkeyPatch
+) -> SnapCompare:
+    """``snap_compare`` at 120×40 with half-block pictures and the server port written ``PORT``."""
+    monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
+    normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
+    port = re.compile(rf"127\.0\.0\.1:{server.port}\b")
+
+    def without_port(svg: str) -> str:
+        return normalise(port.sub("127.0.0.1:PORT", svg))
+
+    # The plugin normalises every SVG it stores or compares through this function.
+    monkeypatch.setattr(pytest_textual_snapshot, "normalize_svg", without_port)
+
+    def compare(app: PixmartApp, run_before: RunBefore) -> bool:
+        return snap_compare(app, run_before=run_before, terminal_size=SIZE)
+
+    return compare
+
+
+__all__ = [
+    "FIXTURES",
+    "RunBefore",
+    "SnapCompare",
+    "SnapshotShop",
+    "comparer",
+    "open_shop",
+    "snapshot_config",
+]
