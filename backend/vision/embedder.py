@@ -4,9 +4,9 @@ The first :class:`Embedder` built for a cache directory parses the shipped PyTor
 builds the Keras model, exports it as a SavedModel, converts that to a fully int8-quantised
 TFLite flatbuffer (calibrated on the shipped pictures of :mod:`backend.vision.calibration`),
 checks that the quantised model still agrees with Keras, and stores ``model.tflite`` plus a
-manifest in the cache directory. Later embedders load the flatbuffer with the LiteRT interpreter
-(``ai-edge-litert``): no weights parsing, and no TensorFlow import at all, which keeps the
-server's start fast and its memory several hundred MB smaller.
+manifest in the cache directory. All of that runs in a child process, so the server never holds
+the converter's gigabyte. Embedders load the flatbuffer with the LiteRT interpreter
+(``ai-edge-litert``): running the model needs no TensorFlow import at all.
 
 Why int8: on the 2-core target machine XNNPACK runs the int8 model at about 450 pictures/s
 against 150-200 for float32 TFLite and 60-100 for Keras (``tests/bench/bench_vision.py``). The
@@ -19,8 +19,10 @@ Keras float32).
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -166,7 +168,7 @@ class Embedder:
         elif runtime == "tflite":
             flatbuffer = _cached_flatbuffer(cache_dir)
             if flatbuffer is None:
-                flatbuffer = _convert_and_cache(cache_dir, weights_path)
+                flatbuffer = _build_model_file(cache_dir, weights_path)
             self._network = _TfliteNetwork(flatbuffer, num_threads)
         else:
             raise ValueError(f"unknown runtime {runtime!r}")
@@ -254,11 +256,28 @@ def _cached_flatbuffer(cache_dir: Path) -> bytes | None:
     return flatbuffer
 
 
+def _build_model_file(cache_dir: Path, weights_path: Path | None) -> bytes:
+    """Convert and cache the model in a child process and return the flatbuffer.
+
+    TensorFlow, the Keras graph and the quantiser take about a gigabyte while converting, which
+    a long-running server would otherwise keep as its peak (and partly as its resident size)
+    for good. A spawned child gives all of it back when it exits; its exceptions (a tampered
+    checkpoint, a failed agreement check) arrive here as the same types.
+    """
+    context = multiprocessing.get_context("spawn")
+    try:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+            flatbuffer: bytes = child.submit(_convert_and_cache, cache_dir, weights_path).result()
+    except concurrent.futures.process.BrokenProcessPool as exc:  # killed, e.g. out of memory
+        raise EmbedderError(f"the model conversion process died: {exc}") from exc
+    return flatbuffer
+
+
 def _convert_and_cache(cache_dir: Path, weights_path: Path | None) -> bytes:
     """Build Keras, quantise to int8 TFLite, check agreement, store model + manifest atomically."""
-    tf = tensorflow()
-    model = _build_keras(weights_path)
+    model = _build_keras(weights_path)  # checks the checkpoint's hash first
     calibration = calibration_batch().astype(np.float32)
+    tf = tensorflow()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as scratch:
         saved_model = Path(scratch) / "saved_model"

@@ -65,6 +65,10 @@ class WeightsChecksumError(WeightsError):
         self.expected = expected
         self.actual = actual
 
+    def __reduce__(self) -> tuple[type[WeightsChecksumError], tuple[Path, str, str]]:
+        # The model is built in a child process; its errors travel back pickled.
+        return type(self), (self.path, self.expected, self.actual)
+
 
 class UnsafePickleError(WeightsError):
     """Raised when a checkpoint's pickle names a global outside the tensor allow-list."""

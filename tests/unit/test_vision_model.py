@@ -20,7 +20,12 @@ from backend.vision.embedder import (
 )
 from backend.vision.labels import load_labels
 from backend.vision.model import StateDictError, build_keras_model
-from backend.vision.weights import WEIGHTS_SHA256, load_state_dict
+from backend.vision.weights import (
+    WEIGHTS_SHA256,
+    WeightsChecksumError,
+    default_weights_path,
+    load_state_dict,
+)
 from tests.unit.vision_fixtures import (
     preprocessed,
     sample_picture,
@@ -127,12 +132,23 @@ def test_second_embedder_loads_the_cache_without_converting(
     def refuse(*args: object) -> bytes:
         raise AssertionError("cache was not used")
 
-    monkeypatch.setattr(embedder_module, "_convert_and_cache", refuse)
+    monkeypatch.setattr(embedder_module, "_build_model_file", refuse)
     started = time.perf_counter()
     again = Embedder(shared_cache_dir(tmp_path_factory))
     assert time.perf_counter() - started < 5
     picture = preprocessed(sample_picture("coffee"))[None]
     np.testing.assert_allclose(again.embed(picture).embeddings, embedder.embed(picture).embeddings)
+
+
+def test_a_tampered_checkpoint_fails_the_build_with_its_own_error(tmp_path: Path) -> None:
+    tampered = tmp_path / "weights.pth"
+    raw = bytearray(default_weights_path().read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one weight changed: parses fine, hash differs
+    tampered.write_bytes(raw)
+    # The conversion runs in a child process; its typed error must arrive unchanged.
+    with pytest.raises(WeightsChecksumError):
+        Embedder(tmp_path / "cache", weights_path=tampered)
+    assert not (tmp_path / "cache" / "manifest.json").exists()
 
 
 def test_corrupt_cache_is_not_trusted(embedder: Embedder, tmp_path: Path,
