@@ -20,7 +20,7 @@ server: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol backend tui tests
-	$(BIN)/mypy protocol backend tui
+	$(BIN)/mypy protocol backend tui tests
 	$(BIN)/lint-imports
 
 test: lint

@@ -86,12 +86,14 @@ async def _measure(root: Path) -> tuple[list[float], list[float]]:
             )
             view = app.screen.query_one(CatalogueView)
             await _until(pilot, lambda: view.listing is not None and len(view.listing) >= 24)
+            listing = view.listing
+            assert listing is not None
             for _ in range(RUNS):
-                before = len(view.listing)
+                before = len(listing)
                 watcher = asyncio.create_task(_worst_lateness(stalls))
                 started = time.perf_counter()
                 await pilot.press("n")
-                await _until(pilot, lambda b=before: len(view.listing) > b and not view.fetching)
+                await _until(pilot, lambda b=before: len(listing) > b and not view.fetching)
                 appear.append((time.perf_counter() - started) * 1000)
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)

@@ -17,7 +17,9 @@ from protocol.trust import TrustPolicy
 from tui.demo import CATALOGUE_DIR, DEMO_USER, DemoAccounts, seed_catalogue
 
 
-async def _visible_to(server: PixmartServer, username: str, password: str) -> list[tuple]:
+async def _visible_to(
+    server: PixmartServer, username: str, password: str
+) -> list[tuple[str, str, int, int, list[str]]]:
     session = Session(f"wss://127.0.0.1:{server.port}", TrustPolicy(fingerprint=server.fingerprint))
     await session.connect()
     try:

@@ -67,7 +67,8 @@ async def test_search_by_picture_ranks_the_match_first_and_pages_exactly_once(
     assert first.total == len(PICTURES)
     assert first.cursor is not None and first.query_id is not None
     scores = [card.score for card in first.items]
-    assert scores == sorted(scores, reverse=True)
+    assert None not in scores
+    assert scores == sorted((score for score in scores if score is not None), reverse=True)
 
     seen = [card.id async for card in iter_similar(buyer, image=query, batch=3)]
     assert sorted(seen) == sorted(ids.values())
