@@ -12,10 +12,17 @@ from backend.catalogue.tags import tags_of
 from backend.storage.database import Database
 from protocol.messages.catalogue import ItemCard, ItemDetail
 
-#: Columns of a card; listings select these and may order by any of them.
+#: Separates tag names in :data:`CARD_COLUMNS`' ``tag_names``; tags never hold a space.
+_TAG_SEPARATOR: Final = " "
+#: Columns of a card; listings select these and may order by any of them. The item's tags come
+#: in the same statement (a correlated subquery on item_tags' primary key, run only for the rows
+#: returned): one reader round trip per batch instead of two, and one consistent snapshot.
+#: :func:`cards_from_rows` unpacks them by position, in this order.
 CARD_COLUMNS: Final = (
     "i.id, i.title, i.price_cents, i.stock, i.public, i.owner_id, u.username AS owner_name,"
-    " p.width, p.height, i.created_at, p.thumbnail"
+    " p.width, p.height, i.created_at, p.thumbnail,"
+    f" (SELECT group_concat(t.name, '{_TAG_SEPARATOR}') FROM item_tags it"
+    " JOIN tags t ON t.id = it.tag_id WHERE it.item_id = i.id) AS tag_names"
 )
 #: Where a card's columns come from.
 CARD_FROM: Final = (
@@ -25,29 +32,57 @@ CARD_FROM: Final = (
 _ID_BATCH: Final = 500
 
 
-async def cards_from_rows(
-    db: Database, rows: Sequence[aiosqlite.Row], scores: Mapping[int, float] | None = None
+def cards_from_rows(
+    rows: Sequence[aiosqlite.Row], scores: Mapping[int, float] | None = None
 ) -> list[ItemCard]:
-    """Return the cards of rows selected with :data:`CARD_COLUMNS`, in the rows' order."""
-    tags = await tags_of(db, [int(row["id"]) for row in rows])
-    return [
-        ItemCard(
-            id=int(row["id"]),
-            title=str(row["title"]),
-            price_cents=int(row["price_cents"]),
-            stock=int(row["stock"]),
-            public=bool(row["public"]),
-            owner_id=int(row["owner_id"]),
-            owner_name=str(row["owner_name"]),
-            tags=tags.get(int(row["id"]), []),
-            width=int(row["width"]),
-            height=int(row["height"]),
-            created_at=float(row["created_at"]),
-            thumbnail=bytes(row["thumbnail"]),
-            score=scores.get(int(row["id"])) if scores is not None else None,
+    """Return the cards of rows selected with :data:`CARD_COLUMNS`, in the rows' order.
+
+    Rows are unpacked by position: ``row["name"]`` compares the name with every column's, and
+    a batch would do that some 300 times, close to half of what this function took.
+    """
+    cards: list[ItemCard] = []
+    for row in rows:
+        (
+            item_id,
+            title,
+            price_cents,
+            stock,
+            public,
+            owner_id,
+            owner_name,
+            width,
+            height,
+            created_at,
+            thumbnail,
+            tag_names,
+        ) = row
+        cards.append(
+            ItemCard(
+                id=int(item_id),
+                title=str(title),
+                price_cents=int(price_cents),
+                stock=int(stock),
+                public=bool(public),
+                owner_id=int(owner_id),
+                owner_name=str(owner_name),
+                tags=_tag_list(tag_names),
+                width=int(width),
+                height=int(height),
+                created_at=float(created_at),
+                thumbnail=bytes(thumbnail),
+                score=scores.get(int(item_id)) if scores is not None else None,
+            )
         )
-        for row in rows
-    ]
+    return cards
+
+
+def _tag_list(tag_names: str | None) -> list[str]:
+    """The tags of a card's ``tag_names`` column, sorted by name as :func:`tags_of` returns them.
+
+    group_concat's order is unspecified, so they are sorted here; tags are ASCII, so Python's
+    order is SQLite's BINARY order.
+    """
+    return sorted(tag_names.split(_TAG_SEPARATOR)) if tag_names else []
 
 
 async def cards_by_id(
@@ -79,7 +114,7 @@ async def cards_by_id(
         ):
             rows[int(row["id"])] = row
     ordered = [rows[item_id] for item_id in unique if item_id in rows]
-    return await cards_from_rows(db, ordered, scores)
+    return cards_from_rows(ordered, scores)
 
 
 async def item_detail(db: Database, item_id: int) -> ItemDetail | None:

@@ -75,7 +75,7 @@ class Listings:
         )
         more = len(rows) > size
         rows = rows[:size]
-        items = await cards_from_rows(self._db, rows)
+        items = cards_from_rows(rows)
         next_cursor = self._signer.seal(binding, ordering.key(rows[-1])) if more else None
         total = await self.count(viewer_id, criteria) if cursor is None else None
         return ItemBatch(id=0, items=items, cursor=next_cursor, total=total)

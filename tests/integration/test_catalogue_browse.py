@@ -9,7 +9,7 @@ import pytest
 
 from backend.config import ServerConfig
 from backend.server import PixmartServer
-from protocol.catalogue_client import browse, iter_items, list_tags
+from protocol.catalogue_client import browse, get_item, iter_items, list_tags
 from protocol.client import Session
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import ItemCard, ListingFilters, SortOrder
@@ -64,6 +64,20 @@ async def test_newest_first_with_total_on_the_first_batch_only(
     listed = [card.id for card in first.items + second.items]
     assert listed == sorted(ids.values(), reverse=True)
     assert first.items[0].thumbnail.startswith(b"RIFF")
+
+
+async def test_cards_carry_their_tags_sorted_as_the_item_detail_does(
+    shop: tuple[Session, Session, dict[str, int]], tmp_path: Path
+) -> None:
+    alice, _, _ = shop
+    await add(alice, tmp_path, "Zoo", tags=["zebra", "apple", "mango-2"])
+    batch = await browse(alice, limit=10)
+    tags = {card.title: card.tags for card in batch.items}
+    assert tags["Zoo"] == ["apple", "mango-2", "zebra"]
+    assert tags["Bob's café"] == ["food"]
+    assert tags["Grainy field"] == []
+    for card in batch.items:
+        assert card.tags == (await get_item(alice, card.id)).tags
 
 
 async def test_price_sorts_break_ties_by_id(shop: tuple[Session, Session, dict[str, int]]) -> None:

@@ -31,7 +31,6 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image
 
-from backend import eventloop
 from backend.storage.database import Database
 from protocol.catalogue_client import browse
 from protocol.client import Backoff, Session
@@ -250,7 +249,7 @@ def paging_clients(plan: PagingPlan, pipe: Connection) -> None:
     Messages on ``pipe``: sends ``("ready", errors)``, receives ``"go"`` (or ``"stop"``), sends
     ``("done", PagingResult)``.
     """
-    eventloop.run(_paging_main(plan, pipe))
+    asyncio.run(_paging_main(plan, pipe))
 
 
 async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
