@@ -38,7 +38,7 @@ def make_index(
         vectors = np.maximum(rng.standard_normal((count, DIM)) + 2 * rng.standard_normal(DIM), 0)
         vectors[:, 0] += 1e-3
     else:  # many exact duplicates: ties decided by item id
-        vectors = np.repeat(rng.standard_normal((count // 40, DIM)), 40, axis=0)
+        vectors = np.repeat(rng.standard_normal((-(-count // 40), DIM)), 40, axis=0)[:count]
     ids = rng.permutation(10 * count)[:count]
     owners = rng.integers(0, 4, count)
     public = rng.random(count) < 0.5
@@ -50,8 +50,10 @@ def make_index(
 
 @pytest.mark.parametrize("scorer", ["numpy", "xla"])
 @pytest.mark.parametrize("kind", ["gaussian", "relu", "duplicates"])
-def test_search_equals_brute_force(scorer: str, kind: str) -> None:
-    index, rows, vectors = make_index(scorer, kind)
+# 1024-row blocks: full blocks plus a partly used last one, only full blocks, only a part block.
+@pytest.mark.parametrize("count", [6000, 6144, 700])
+def test_search_equals_brute_force(scorer: str, kind: str, count: int) -> None:
+    index, rows, vectors = make_index(scorer, kind, count)
     rng = np.random.default_rng(1)
     for trial in range(6):
         query = vectors[rng.integers(len(vectors))] + 0.05 * rng.standard_normal(DIM)
