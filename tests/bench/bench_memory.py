@@ -4,8 +4,9 @@ A data dir is seeded straight through the storage layer: 5 sellers, 100,000 item
 picture row with a real ~10 KB WebP thumbnail; no picture files) and one ``embeddings`` row per
 picture of the current :data:`~backend.vision.embedder.MODEL_VERSION` (random unit vectors,
 1280 float16 values), so the server has nothing to re-embed. Then a real ``pixmart-server``
-process serves it *with* the image model: at start it builds the TFLite embedder (TensorFlow
-imported) and loads all 100,000 vectors into its :class:`~backend.vision.index.VectorIndex`.
+process serves it *with* the image model: at start it loads the int8 TFLite embedder (LiteRT)
+and all 100,000 vectors into its :class:`~backend.vision.index.VectorIndex`, whose XLA coarse
+pass imports TensorFlow.
 A client then runs 3 similar-to-item searches (the index's XLA coarse pass over all rows) and 2
 searches by picture (the embedder runs on an uploaded JPEG), plus a first catalogue batch. The
 figure is the server process's ``VmHWM`` (peak resident set, all threads) read from
@@ -13,8 +14,8 @@ figure is the server process's ``VmHWM`` (peak resident set, all threads) read f
 
 Rows, side by side on the same data dir:
 
-* first start with an empty model cache (the server converts the packaged weights to TFLite:
-  Keras and the converter are in memory once), one run;
+* first start with an empty model cache (the packaged weights are converted to TFLite in a
+  child process, so Keras and the converter never count against the server), one run;
 * warm start (model cache present: what every later start costs), three runs;
 * the same server started with ``--no-vision``, three runs, for what vision adds.
 
