@@ -197,13 +197,8 @@ class Embedder:
             ValueError: ``batch`` has the wrong dtype or shape.
         """
         batch = check_batch(batch)
-        features = np.empty((len(batch), EMBEDDING_DIM), np.float32)
-        logits = np.empty((len(batch), NUM_CLASSES), np.float32)
         with self._lock:
-            for start in range(0, len(batch), _MAX_CHUNK):
-                chunk = batch[start : start + _MAX_CHUNK].astype(np.float32)
-                stop = start + len(chunk)
-                features[start:stop], logits[start:stop] = self._network.run(chunk)
+            features, logits = _run_chunked(self._network, batch)
         return EmbedBatch(normalise_rows(features), softmax(logits))
 
 
@@ -338,10 +333,14 @@ def _check_conversion(
 
 
 def _run_chunked(
-    network: _Network, pixels: NDArray[np.float32]
+    network: _Network, pixels: NDArray[np.uint8] | NDArray[np.float32]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Run ``network`` over ``pixels`` in chunks of at most :data:`_MAX_CHUNK` pictures."""
-    parts = [network.run(pixels[start : start + _MAX_CHUNK])
+    """Run ``network`` over ``pixels`` in chunks of at most :data:`_MAX_CHUNK` pictures.
+
+    Each chunk is cast to float32 on its own, so a large uint8 batch never exists as a whole
+    float32 copy.
+    """
+    parts = [network.run(pixels[start : start + _MAX_CHUNK].astype(np.float32, copy=False))
              for start in range(0, len(pixels), _MAX_CHUNK)]
     return (np.concatenate([features for features, _ in parts]),
             np.concatenate([logits for _, logits in parts]))
