@@ -10,60 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from pathlib import Path
 
 from protocol import commerce_client as shop
 from protocol.client import Session
 from protocol.errors import BadRequest, Conflict, OutOfStock
 from protocol.messages.commerce import Order
-from tests.support.commerce import ServerProcess, list_item, sign_up
+from tests.support.commerce import ServerProcess, check_orders_database, list_item, sign_up
 
 BUYERS = 8
 START_STOCK = 60
 KILLS = 2
 #: Orders acknowledged between two kills, so every kill lands among running checkouts.
 ORDERS_PER_ROUND = 12
-
-
-def _check_database(db_path: Path, start_stock: dict[int, int], acknowledged: list[Order]) -> None:
-    """Assert that the database file is consistent and holds every acknowledged order."""
-    # A fresh connection after the kill runs SQLite's WAL recovery, as a restarted server would.
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        orders_without_lines = conn.execute(
-            "SELECT count(*) FROM orders AS o"
-            " WHERE NOT EXISTS (SELECT 1 FROM order_lines AS l WHERE l.order_id = o.id)"
-        ).fetchone()[0]
-        lines_without_order = conn.execute(
-            "SELECT count(*) FROM order_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id"
-            " WHERE o.id IS NULL"
-        ).fetchone()[0]
-        wrong_totals = conn.execute(
-            "SELECT o.id FROM orders AS o JOIN order_lines AS l ON l.order_id = o.id"
-            " GROUP BY o.id HAVING o.total_cents != sum(l.quantity * l.unit_price_cents)"
-        ).fetchall()
-        assert (orders_without_lines, lines_without_order, wrong_totals) == (0, 0, [])
-        for item_id, stock in start_stock.items():
-            left = conn.execute("SELECT stock FROM items WHERE id = ?", (item_id,)).fetchone()[0]
-            sold = conn.execute(
-                "SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE item_id = ?", (item_id,)
-            ).fetchone()[0]
-            assert left >= 0 and left + sold == stock, (item_id, left, sold)
-        for order in acknowledged:
-            total = conn.execute(
-                "SELECT total_cents FROM orders WHERE id = ?", (order.id,)
-            ).fetchone()
-            lines = conn.execute(
-                "SELECT item_id, quantity, unit_price_cents FROM order_lines"
-                " WHERE order_id = ? ORDER BY id",
-                (order.id,),
-            ).fetchall()
-            assert total == (order.total_cents,), order.id
-            assert lines == [
-                (line.item_id, line.quantity, line.unit_price_cents) for line in order.lines
-            ]
 
 
 async def _shop(
@@ -130,7 +89,7 @@ async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> N
             target = round_ * ORDERS_PER_ROUND
             await _until(lambda: len(acknowledged) >= target, 60)  # noqa: B023 (awaited here)
             server.kill()
-            _check_database(server.db_path, start_stock, [order for _, order in acknowledged])
+            check_orders_database(server.db_path, start_stock, [order for _, order in acknowledged])
             await server.start(port=server.port)
         await _until(lambda: len(acknowledged) >= (KILLS + 1) * ORDERS_PER_ROUND, 60)
         stop.set()
@@ -145,4 +104,4 @@ async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> N
         for session in sessions:
             await session.close()
         server.stop()
-    _check_database(server.db_path, start_stock, [order for _, order in acknowledged])
+    check_orders_database(server.db_path, start_stock, [order for _, order in acknowledged])

@@ -37,10 +37,9 @@ from protocol.client import ConnectionState, Session
 from protocol.errors import BadRequest, Conflict, OutOfStock, RateLimited
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
 from protocol.messages.commerce import Order
-from tests.fault.test_checkout_crash import _check_database
 from tests.support import StatusRecorder
 from tests.support.catalogue import jpeg
-from tests.support.commerce import ServerProcess, list_item, sign_up
+from tests.support.commerce import ServerProcess, check_orders_database, list_item, sign_up
 
 SELLERS: Final = 3
 BUYERS: Final = 3
@@ -213,7 +212,7 @@ def _check_after_kill(
     orders: list[Order],
 ) -> Disk:
     """On the dead server's files: intact, no row without its file, every ack stored."""
-    _check_database(server.db_path, start_stock, orders)  # integrity_check, orders, stock
+    check_orders_database(server.db_path, start_stock, orders)  # integrity_check, orders, stock
     with sqlite3.connect(server.db_path) as conn:
         disk = _disk(server.data_dir, conn)
         assert disk.rows_without_files == set()

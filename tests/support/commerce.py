@@ -11,6 +11,7 @@ import itertools
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from protocol.catalogue_client import upload_file
 from protocol.client import Backoff, Session
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemMetadata
+from protocol.messages.commerce import Order
 from protocol.trust import TrustPolicy
 
 E = TypeVar("E", bound=Event)
@@ -200,3 +202,45 @@ class ServerProcess:
         kwargs.setdefault("backoff", FAST_BACKOFF)
         trust = TrustPolicy(fingerprint=self.fingerprint)
         return Session(self.url, trust, **kwargs)  # type: ignore[arg-type]
+
+
+def check_orders_database(
+    db_path: Path, start_stock: dict[int, int], acknowledged: list[Order]
+) -> None:
+    """Assert that the database file is consistent and holds every acknowledged order."""
+    # A fresh connection after the kill runs SQLite's WAL recovery, as a restarted server would.
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        orders_without_lines = conn.execute(
+            "SELECT count(*) FROM orders AS o"
+            " WHERE NOT EXISTS (SELECT 1 FROM order_lines AS l WHERE l.order_id = o.id)"
+        ).fetchone()[0]
+        lines_without_order = conn.execute(
+            "SELECT count(*) FROM order_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id"
+            " WHERE o.id IS NULL"
+        ).fetchone()[0]
+        wrong_totals = conn.execute(
+            "SELECT o.id FROM orders AS o JOIN order_lines AS l ON l.order_id = o.id"
+            " GROUP BY o.id HAVING o.total_cents != sum(l.quantity * l.unit_price_cents)"
+        ).fetchall()
+        assert (orders_without_lines, lines_without_order, wrong_totals) == (0, 0, [])
+        for item_id, stock in start_stock.items():
+            left = conn.execute("SELECT stock FROM items WHERE id = ?", (item_id,)).fetchone()[0]
+            sold = conn.execute(
+                "SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE item_id = ?", (item_id,)
+            ).fetchone()[0]
+            assert left >= 0 and left + sold == stock, (item_id, left, sold)
+        for order in acknowledged:
+            total = conn.execute(
+                "SELECT total_cents FROM orders WHERE id = ?", (order.id,)
+            ).fetchone()
+            lines = conn.execute(
+                "SELECT item_id, quantity, unit_price_cents FROM order_lines"
+                " WHERE order_id = ? ORDER BY id",
+                (order.id,),
+            ).fetchall()
+            assert total == (order.total_cents,), order.id
+            assert lines == [
+                (line.item_id, line.quantity, line.unit_price_cents) for line in order.lines
+            ]
