@@ -18,9 +18,7 @@ Run alone with ``.venv/bin/python -m tests.bench.bench_catalogue``; ``make bench
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
-import random
 import statistics
 import tempfile
 import time
@@ -38,6 +36,7 @@ from protocol.catalogue_client import browse, delete_items, iter_items, upload_f
 from protocol.client import Session
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
 from tests.support.commerce import ServerProcess, sign_up
+from tests.support.load import seed_items
 
 PHOTOS = 200
 IN_FLIGHT = 4
@@ -45,7 +44,6 @@ UPLOAD_RUNS = 3
 ITEMS = 10_000
 BATCH = 24
 SAMPLES = 30
-TAGS = ["landscape", "city", "night", "portrait", "texture", "sky", "food", "animals"]
 
 
 # -- pictures ------------------------------------------------------------------------------
@@ -198,46 +196,15 @@ async def _seed(data_dir: Path) -> None:
         owners = [
             (await server.accounts.create_account(f"seller{n}", "password123")).id for n in range(5)
         ]
-        thumbnails = [small_webp(seed, (256, 171)) for seed in range(6)]
-        # Listings never read previews; a small one keeps the seeded database small.
-        preview = small_webp(99, (128, 85))
-        rng = random.Random(7)
-        now = time.time() - ITEMS
-        pictures, previews, items, tags = [], [], [], []
-        tag_ids = {
-            str(row[0]): int(row[1])
-            for row in await server.db.fetchall("SELECT name, id FROM tags")
-        }
-        for n in range(ITEMS):
-            sha = hashlib.sha256(f"bench-{n}".encode()).hexdigest()
-            thumbnail = thumbnails[n % len(thumbnails)]
-            pictures.append(
-                (sha, "JPEG", 3000, 2000, 1, 2_000_000, sha, 1_900_000, now + n, thumbnail)
-            )
-            previews.append((sha, preview))
-            public = int(rng.random() < 0.9)
-            price, stock = rng.randrange(0, 50_000), rng.randrange(0, 20)
-            owner = owners[n % len(owners)]
-            row = (n + 1, owner, f"Bench item {n}", "Seeded.", price, stock, public, sha)
-            items.append((*row, now + n, now + n))
-            for tag in rng.sample(TAGS, 2):
-                tags.append((n + 1, tag_ids[tag]))
-        async with server.db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO pictures (sha256, format, width, height, orientation, size_bytes,"
-                " clean_sha256, clean_size, created_at, thumbnail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                pictures,
-            )
-            await conn.executemany(
-                "INSERT INTO picture_previews (sha256, preview) VALUES (?, ?)", previews
-            )
-            await conn.executemany(
-                "INSERT INTO items (id, owner_id, title, description, price_cents, stock,"
-                " public, sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                items,
-            )
-            await conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)", tags)
+        await seed_items(
+            server.db,
+            owners,
+            ITEMS,
+            thumbnails=[small_webp(seed, (256, 171)) for seed in range(6)],
+            # Listings never read previews; a small one keeps the seeded database small.
+            preview=small_webp(99, (128, 85)),
+            prefix="bench",
+        )
     finally:
         await server.stop()
 
