@@ -9,13 +9,13 @@ rollback leaves stock, orders and cart exactly as they were.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import aiosqlite
 import msgspec
 
-from backend.commerce.lines import StoredLine, cart_total, load_lines
+from backend.commerce.lines import ItemState, StoredLine, cart_total, load_lines
 from backend.commerce.orders import read_order
 from backend.storage.database import Database
 from protocol.catalogue_client import format_price
@@ -36,11 +36,7 @@ class StockChange:
     """An item whose stock a checkout took, as it is after the commit (for live events)."""
 
     item_id: int
-    owner_id: int
-    title: str
-    price_cents: int
-    stock: int
-    public: bool
+    item: ItemState
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +177,7 @@ async def _take_stock(
                 f"Nothing was bought: '{item.title}' changed while buying it; try again",
                 details={"lines": msgspec.to_builtins([_failure(line, LineProblem.OUT_OF_STOCK)])},
             )
-        changes.append(
-            StockChange(
-                item_id=line.item_id,
-                owner_id=item.owner_id,
-                title=item.title,
-                price_cents=item.price_cents,
-                stock=item.stock - line.quantity,
-                public=item.public,
-            )
-        )
+        changes.append(StockChange(line.item_id, replace(item, stock=item.stock - line.quantity)))
     return tuple(changes)
 
 

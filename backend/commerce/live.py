@@ -46,12 +46,13 @@ def announce_cart(events: EventHub, origin: Connection, user_id: int, cart: Cart
 def announce_stock(events: EventHub, changes: Iterable[StockChange]) -> None:
     """Tell everyone looking at or holding these items their new stock."""
     for change in changes:
+        item = change.item
         publish_changed(
             events,
             item_id=change.item_id,
-            owner_id=change.owner_id,
-            title=change.title,
-            price_cents=change.price_cents,
-            stock=change.stock,
-            public=change.public,
+            owner_id=item.owner_id,
+            title=item.title,
+            price_cents=item.price_cents,
+            stock=item.stock,
+            public=item.public,
         )
