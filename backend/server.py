@@ -8,27 +8,44 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import importlib.metadata
 import logging
 import os
 import signal
+import sqlite3
+import ssl
+import time
 from pathlib import Path
 
 from backend import handshake, tls
 from backend.accounts import handlers as account_handlers
 from backend.accounts.service import AccountService
-from backend.config import ServerConfig
+from backend.config import ServerConfig, format_address
 from backend.dispatch import Dispatcher
 from backend.domains import Domain, domain_factories
 from backend.events import EventHub
+from backend.metrics import MetricsEndpoint, serve_metrics
 from backend.services import Services
-from backend.storage.database import Database
+from backend.startup import StartupError, check_shipped_files, check_writable_dir
+from backend.storage.database import Database, SchemaTooNewError
 from backend.transport import Transport
-from protocol.messages.base import Capabilities
+from protocol.messages.base import PROTOCOL_VERSION, Capabilities
 
 log = logging.getLogger(__name__)
 
+#: Seconds a health check waits for the database before calling it unreachable.
+HEALTH_DB_TIMEOUT = 2.0
 
-class DataDirBusy(RuntimeError):
+
+def package_version() -> str:
+    """The installed pixmart's version (``unknown`` when run from a bare source tree)."""
+    try:
+        return importlib.metadata.version("pixmart")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class DataDirBusy(StartupError):
     """Another server process holds the data dir."""
 
 
@@ -41,7 +58,8 @@ class PixmartServer:
         self.events = EventHub()
         self.accounts = AccountService(self.db, config.sessions)
         self.services = Services(config, self.db, self.accounts, self.events)
-        self.dispatcher = Dispatcher(self.accounts)
+        self.dispatcher = Dispatcher(self.accounts, metrics=self.services.metrics)
+        self._metrics_endpoint: MetricsEndpoint | None = None
         self._transport: Transport | None = None
         self.domains: list[Domain] = []
         self._lock_fd: int | None = None
@@ -64,7 +82,43 @@ class PixmartServer:
             batch_default=limits.batch_default,
             batch_max=limits.batch_max,
             currency=self.config.currency,
+            vision=self.vision_status(),
         )
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Whether this server can serve, with what a supervisor wants to see.
+
+        Image search still warming up (or unavailable) does not make the server unhealthy:
+        everything else serves, and taking the instance out of rotation would not help.
+        """
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT):
+                await self.db.fetchone("SELECT 1")
+            database = True
+        except Exception:  # any failure to answer is what the check is for
+            database = False
+        return database, {
+            "version": package_version(),
+            "protocol": PROTOCOL_VERSION,
+            "database": "ok" if database else "unreachable",
+            "vision": self.vision_status(),
+        }
+
+    async def vision_ready(self) -> str:
+        """Wait until image search has warmed up (or failed); returns :meth:`vision_status`.
+
+        Returns at once on a server without the model. For launchers and tests that need
+        similar-image search right after :meth:`start`; clients simply retry.
+        """
+        vision = self.services.extra.get("vision")
+        if vision is not None:
+            await vision.wait_ready()
+        return self.vision_status()
+
+    def vision_status(self) -> str:
+        """``off`` (no model), ``warming``, ``ready`` or ``failed``."""
+        vision = self.services.extra.get("vision")
+        return "off" if vision is None else str(vision.state)
 
     def tls_files(self) -> tuple[Path, Path]:
         """The certificate and key in use, creating a self-signed pair on first start."""
@@ -73,38 +127,115 @@ class PixmartServer:
         return tls.ensure_self_signed(self.config.data_dir)
 
     async def start(self) -> int:
-        """Open storage, register handlers and start serving; return the bound port."""
-        # The data dir holds the private key and every user's pictures: owner-only.
-        self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_data_dir()
-        cert, key = self.tls_files()
-        self.cert_path = cert
-        self.fingerprint = tls.fingerprint_of_pem_file(cert)
-        await self.db.open()
-        handshake.register(self.dispatcher, self.capabilities)
-        account_handlers.register(self.dispatcher, self.services)
-        for factory in domain_factories():
-            domain = factory(self.services)
-            await domain.start()
-            domain.register(self.dispatcher)
-            self.domains.append(domain)
-        self._transport = Transport(
-            self.config, self.dispatcher, self.events, tls.server_context(cert, key)
-        )
-        await self._transport.start()
+        """Check, open storage, register handlers and start serving; return the bound port.
+
+        Everything that can doom a start is checked before anything slow begins, in the order
+        an operator would fix it; the image model warms up after the server listens.
+
+        Raises:
+            StartupError: The server cannot start (the message names the cause and the fix);
+                whatever had started is stopped again and the data dir is unlocked.
+        """
+        started = time.monotonic()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        assert self._transport is not None
         # Printed, not only logged: the person starting the server must see what to pin.
         print(
             f"pixmart server listening on wss://{self.config.host}:{self._transport.port}\n"
             f"certificate SHA-256 fingerprint: {self.fingerprint}",
             flush=True,
         )
-        log.debug(
-            "pixmart serving on wss://%s:%d  certificate SHA-256 %s",
-            self.config.host,
-            self._transport.port,
-            self.fingerprint,
+        log.info(
+            "listening %.2f s after start; image search: %s",
+            time.monotonic() - started,
+            self.vision_status(),
         )
         return self._transport.port
+
+    async def _start(self) -> None:
+        config = self.config
+        check_shipped_files()
+        # The data dir holds the private key and every user's pictures: owner-only.
+        check_writable_dir(
+            config.data_dir, "data dir", "pick another --data-dir or fix its permissions"
+        )
+        self._lock_data_dir()
+        tls_context = self._tls_context()
+        # Bound before the slow parts so a taken port fails at once; clients are turned away
+        # with 503 until every handler is registered.
+        self._transport = Transport(
+            config, self.dispatcher, self.events, tls_context, health=self.health
+        )
+        try:
+            await self._transport.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
+                "stop what uses that port or pick another with --port",
+            ) from None
+        if config.metrics_address is not None:
+            metrics = self.services.metrics
+            try:
+                self._metrics_endpoint = serve_metrics(metrics, config.metrics_address)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot serve metrics on {format_address(*config.metrics_address)}: "
+                    f"{exc.strerror or exc}",
+                    "stop what uses that port or pick another with --metrics",
+                ) from None
+            log.info("serving metrics on %s", self._metrics_endpoint.url)
+        await self._open_database()
+        handshake.register(self.dispatcher, self.capabilities)
+        account_handlers.register(self.dispatcher, self.services)
+        for factory in domain_factories():
+            domain = factory(self.services)
+            self.domains.append(domain)
+            await domain.start()
+            domain.register(self.dispatcher)
+        self._transport.accepting = True
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            cert, key = self.tls_files()
+            context = tls.server_context(cert, key)
+            self.fingerprint = tls.fingerprint_of_pem_file(cert)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            given = self.config.cert_file is not None
+            where = (
+                f"{self.config.cert_file} / {self.config.key_file}"
+                if given
+                else f"the self-signed pair in {self.config.data_dir}"
+            )
+            fix = (
+                "pass a readable PEM certificate and its matching key with --cert and --key"
+                if given
+                else "remove server-cert.pem and server-key.pem from the data dir to make a new "
+                "pair (clients will then see a new fingerprint)"
+            )
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+            raise StartupError(f"cannot use the certificate {where}: {reason}", fix) from None
+        self.cert_path = cert
+        return context
+
+    async def _open_database(self) -> None:
+        path = self.config.db_path
+        try:
+            await self.db.open()
+        except SchemaTooNewError as exc:
+            raise StartupError(
+                f"the database {path} was written by a newer pixmart: {exc}",
+                "upgrade pixmart (pip install --upgrade 'pixmart[server]')",
+            ) from None
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            raise StartupError(
+                f"cannot open or migrate the database {path}: {exc}",
+                "restore it from a backup (pixmart-server restore) or move it away to start "
+                "an empty shop",
+            ) from None
 
     def _lock_data_dir(self) -> None:
         """Hold an exclusive lock on the data dir: two servers on one dir would corrupt it.
@@ -118,7 +249,8 @@ class PixmartServer:
         except BlockingIOError:
             os.close(fd)
             raise DataDirBusy(
-                f"Another pixmart server is using {self.config.data_dir}; stop it first"
+                f"another pixmart server is using the data dir {self.config.data_dir}",
+                "stop it first, or give this one another --data-dir",
             ) from None
         self._lock_fd = fd
 
@@ -138,11 +270,20 @@ class PixmartServer:
         """Open connections right now."""
         return self._transport.connection_count if self._transport else 0
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The metrics endpoint's bound port (useful with port 0), or ``None`` without one."""
+        return self._metrics_endpoint.port if self._metrics_endpoint else None
+
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, finish in-flight work, close with 1001, flush."""
         if self._transport is not None:
             await self._transport.stop()
             self._transport = None
+        if self._metrics_endpoint is not None:
+            # Off the loop: the HTTP server notices the shutdown within its 0.5 s poll.
+            await asyncio.to_thread(self._metrics_endpoint.close)
+            self._metrics_endpoint = None
         for domain in reversed(self.domains):
             await domain.stop()
         self.domains.clear()

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
+import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request as HttpRequest
@@ -25,6 +29,7 @@ from backend.config import ServerConfig
 from backend.connection import Connection
 from backend.dispatch import Dispatcher, error_reply
 from backend.events import EventHub
+from backend.metrics import UNKNOWN_TYPE
 from protocol import codec
 from protocol.errors import BadRequest, PixmartError, Unavailable
 from protocol.messages.base import Hello, Reply, Request
@@ -33,13 +38,23 @@ log = logging.getLogger(__name__)
 
 #: A connection must say hello and authenticate within this many seconds.
 HANDSHAKE_TIMEOUT = 30.0
+#: The plain-HTTP path that load balancers and supervisors poll.
+HEALTH_PATH = "/healthz"
+
+#: Answers a health check: whether the server is healthy, and the JSON-able details.
+HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 
 
 class Transport:
     """The WebSocket server and the bookkeeping of its live connections."""
 
     def __init__(
-        self, config: ServerConfig, dispatcher: Dispatcher, events: EventHub, tls: ssl.SSLContext
+        self,
+        config: ServerConfig,
+        dispatcher: Dispatcher,
+        events: EventHub,
+        tls: ssl.SSLContext,
+        health: HealthCheck | None = None,
     ) -> None:
         self._config = config
         self._limits = config.limits
@@ -49,6 +64,9 @@ class Transport:
         self._server: Server | None = None
         self._connections: set[ServerConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
+        self._health = health
+        #: Bound but not yet admitting clients while the server finishes starting.
+        self.accepting = False
         self.shutting_down = False
 
     @property
@@ -81,12 +99,36 @@ class Transport:
             server_header=None,
         )
 
-    def _admit(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+    async def _admit(
+        self, connection: ServerConnection, request: HttpRequest
+    ) -> HttpResponse | None:
+        if request.path == HEALTH_PATH and "Upgrade" not in request.headers:
+            return await self._health_response(connection)
+        if not self.accepting:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server is starting\n")
         if self.shutting_down:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down\n")
         if len(self._connections) >= self._limits.max_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
         return None
+
+    async def _health_response(self, connection: ServerConnection) -> HttpResponse:
+        """``200`` with a small JSON body when healthy, ``503`` with the same body otherwise."""
+        healthy, details = (False, {}) if self._health is None else await self._health()
+        healthy = healthy and self.accepting and not self.shutting_down
+        body = {"status": "ok" if healthy else "unavailable", **details}
+        status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+        payload = msgspec.json.encode(body) + b"\n"
+        response = connection.respond(status, "")
+        headers = Headers(
+            (name, value)
+            for name, value in response.headers.raw_items()
+            if name.lower() not in ("content-type", "content-length")
+        )
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(payload))
+        headers["Cache-Control"] = "no-store"
+        return dataclasses.replace(response, headers=headers, body=payload)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (or cancel them), close with 1001."""
@@ -115,11 +157,13 @@ class Transport:
             address, rate=self._limits.request_rate, burst=self._limits.request_burst
         )
         self._connections.add(websocket)
+        self._dispatcher.metrics.connection_opened(connection)
         writer = asyncio.create_task(self._drain_events(websocket, connection))
         try:
             await self._read_loop(websocket, connection)
         finally:
             self._connections.discard(websocket)
+            self._dispatcher.metrics.connection_closed(connection)
             self._events.drop(connection)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,8 +184,10 @@ class Transport:
                 return
             except ConnectionClosed:
                 return
+            request_type = UNKNOWN_TYPE  # for the metrics and log line of a refused frame
             try:
                 message = codec.decode(frame, max_bytes=self._limits.max_message_bytes)
+                request_type = type(message).__name__
                 if not isinstance(message, Request):
                     raise BadRequest(f"{type(message).__name__} is not a request")
                 if connection.client_id is None and not isinstance(message, Hello):
@@ -149,6 +195,7 @@ class Transport:
                 connection.bucket.take()
             except PixmartError as exc:
                 request_id = codec.request_id_of(frame)
+                self._dispatcher.refused(connection, request_id, request_type, exc)
                 await self._send_quietly(websocket, codec.encode(error_reply(request_id, exc)))
                 if isinstance(exc, BadRequest) and self._too_much_garbage(garbage):
                     log.warning("closing %r: too many malformed messages", connection)

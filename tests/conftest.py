@@ -40,9 +40,10 @@ def server_config(tmp_path: Path) -> ServerConfig:
 
 @pytest.fixture
 async def server(server_config: ServerConfig) -> AsyncIterator[PixmartServer]:
-    """A running server; stopped gracefully after the test."""
+    """A running server with image search warmed up if on; stopped gracefully after the test."""
     instance = PixmartServer(server_config)
     await instance.start()
+    await instance.vision_ready()
     try:
         yield instance
     finally:

@@ -22,7 +22,7 @@ from protocol.messages.catalogue import ItemCard
 from protocol.trust import FingerprintMismatch, UnknownServer
 from tui.data.thumbnails import PictureCache
 from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
-from tui.feedback import describe_error
+from tui.feedback import describe_error, is_warming_up
 from tui.keys import key_commands
 from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
@@ -202,6 +202,8 @@ class PixmartApp(App[None]):
             self.push_screen(FingerprintChangedDialog(exc.server, exc.pinned, exc.presented))
         elif isinstance(exc, UnknownServer):
             self.notify(text, title="Not connected", severity="warning")
+        elif is_warming_up(exc):
+            self.notify(text, title="Image search warming up", severity="warning")
         else:
             self.notify(text, title="Problem", severity="error")
         return text

@@ -9,6 +9,7 @@ The launcher started the server, so it trusts the fingerprint the server printed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from pixmart_data import data_file
 
 from protocol.catalogue_client import upload_file
 from protocol.client import Session
@@ -32,9 +34,11 @@ from protocol.trust import TrustPolicy
 from tui.store import ClientStore
 
 DEMO_USER = "demo"
-CATALOGUE_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
-#: Seconds the server may take to start (the first start builds the image model).
-START_TIMEOUT = 300.0
+CATALOGUE_DIR = data_file("demo")
+#: Seconds the server may take to start listening (the image model warms up after that).
+START_TIMEOUT = 60.0
+#: How the server words a fatal start-up error (one line: the cause and the fix).
+_FATAL = re.compile(r"^pixmart-server: error: .*$", re.MULTILINE)
 _LISTENING = re.compile(r"listening on (wss://\S+)")
 _FINGERPRINT = re.compile(r"fingerprint: ([0-9A-F:]{95})")
 
@@ -68,7 +72,9 @@ def server_command() -> list[str]:
 def local_server(data_dir: Path, *, extra: tuple[str, ...] = ()) -> Iterator[RunningServer]:
     """Start a server on a free loopback port; stop it (SIGTERM, then SIGKILL) on exit."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = open(data_dir / "server.log", "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    log_path = data_dir / "server.log"
+    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    start = log.tell()
     process = subprocess.Popen(
         [*server_command(), "--data-dir", str(data_dir), "serve", "--port", "0", *extra],
         stdout=subprocess.PIPE,
@@ -77,7 +83,12 @@ def local_server(data_dir: Path, *, extra: tuple[str, ...] = ()) -> Iterator[Run
         text=True,
     )
     try:
-        url, fingerprint = _read_banner(process)
+        try:
+            url, fingerprint = _read_banner(process)
+        except RuntimeError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)  # its last words reach the log before it exits
+            raise RuntimeError(_fatal_line(log_path, start) or str(exc)) from None
         yield RunningServer(process, url, fingerprint)
     finally:
         process.terminate()
@@ -87,6 +98,14 @@ def local_server(data_dir: Path, *, extra: tuple[str, ...] = ()) -> Iterator[Run
             process.kill()
             process.wait()
         log.close()
+
+
+def _fatal_line(log_path: Path, offset: int) -> str | None:
+    """The server's one-line reason for not starting, if it wrote one after ``offset``."""
+    with open(log_path, encoding="utf-8", errors="replace") as stream:
+        stream.seek(offset)
+        found = _FATAL.findall(stream.read())
+    return found[-1] if found else None
 
 
 def _read_banner(process: subprocess.Popen[str]) -> tuple[str, str]:

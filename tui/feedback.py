@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
-from protocol.errors import PixmartError, RateLimited
+from protocol.errors import PixmartError, RateLimited, Unavailable
 from protocol.trust import FingerprintMismatch, TrustError, UnknownServer
 
 
@@ -17,6 +17,9 @@ def describe_error(exc: BaseException) -> str:
     Returns:
         Words a person can act on.
     """
+    if is_warming_up(exc):
+        wait = max(1, round(exc.retry_after or 5)) if isinstance(exc, PixmartError) else 5
+        return f"Image search is warming up on the server; try again in {wait} s."
     if isinstance(exc, RateLimited) and exc.retry_after:
         return f"{exc.message} Try again in {max(1, round(exc.retry_after))} s."
     if isinstance(exc, PixmartError):
@@ -42,6 +45,11 @@ def describe_error(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__})."
 
 
+def is_warming_up(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server's image model is still loading (not a real failure)."""
+    return isinstance(exc, Unavailable) and (exc.details or {}).get("vision") == "warming"
+
+
 def first_line(text: str) -> str:
     """The first line of ``text`` (reasons from the session may span several lines)."""
     return text.strip().splitlines()[0] if text.strip() else ""
@@ -65,4 +73,4 @@ def normalise_server_url(text: str) -> str:
     return text
 
 
-__all__ = ["describe_error", "first_line", "normalise_server_url"]
+__all__ = ["describe_error", "first_line", "is_warming_up", "normalise_server_url"]

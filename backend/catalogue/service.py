@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from PIL import Image
+from pixmart_data import data_file
 
 from backend.accounts.service import Principal
 from backend.catalogue.cards import cards_by_id, item_detail
@@ -32,14 +33,13 @@ from backend.catalogue.listing import Listings
 from backend.catalogue.pictures import PictureStore
 from backend.catalogue.processing import PictureProcessor
 from backend.catalogue.tags import load_starter_tags, tag_counts
-from backend.catalogue.uploads import UploadManager
+from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import validate_metadata
 from backend.media.blobstore import BlobStore
 from backend.media.uploads import PartialUploads
 from backend.media.validate import MediaLimits
-from backend.resources import data_file
 from backend.services import Services
-from protocol.errors import BadRequest, NotFound
+from protocol.errors import BadRequest, ErrorCode, NotFound, PixmartError
 from protocol.messages.catalogue import (
     BeginUpload,
     DeleteResult,
@@ -97,6 +97,7 @@ class CatalogueService:
         )
         self.changes = ItemChanges(self.db, self.pictures, self.events, clock)
         self.original_chunk_bytes = min(ORIGINAL_CHUNK_BYTES, limits.max_message_bytes // 2)
+        self._metrics = services.metrics
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -167,13 +168,27 @@ class CatalogueService:
 
     async def upload_chunk(self, principal: Principal, request: UploadChunk) -> int:
         """Append a chunk; return the bytes the server now holds (see UploadManager.append)."""
-        return await self.uploads.append(
+        offset = await self.uploads.append(
             principal.user_id, request.upload_id, request.offset, request.data
         )
+        self._metrics.upload_bytes(len(request.data))
+        return offset
 
     async def finish_upload(self, principal: Principal, upload_id: str) -> ItemCreated:
         """Verify a complete upload and list it (see :meth:`Intake.finish`)."""
-        return await self.intake.finish(principal.user_id, upload_id)
+        try:
+            created = await self.intake.finish(principal.user_id, upload_id)
+        except Incomplete:
+            self._metrics.upload_finished("incomplete")  # kept, to be resumed: not a refusal
+            raise
+        except PixmartError as exc:
+            self._metrics.upload_finished(exc.code.value)
+            raise
+        except Exception:
+            self._metrics.upload_finished(ErrorCode.INTERNAL.value)
+            raise
+        self._metrics.upload_finished("duplicate" if created.duplicate else "listed")
+        return created
 
     async def cancel_upload(self, principal: Principal, upload_id: str) -> None:
         """Discard an upload in progress."""
@@ -250,7 +265,9 @@ class CatalogueService:
         cursor: str | None = None,
     ) -> ItemBatch:
         """One batch of a browse or text search (see :meth:`Listings.browse`)."""
-        return await self.listings.browse(viewer_id, filters, sort, limit=limit, cursor=cursor)
+        batch = await self.listings.browse(viewer_id, filters, sort, limit=limit, cursor=cursor)
+        self._metrics.observe_batch("browse", len(batch.items))
+        return batch
 
     async def tags(self, viewer_id: int, prefix: str = "", limit: int = 100) -> list[TagCount]:
         """Tags starting with ``prefix`` with the number of items the viewer can see carry each."""

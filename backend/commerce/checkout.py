@@ -17,9 +17,10 @@ import msgspec
 
 from backend.commerce.lines import ItemState, StoredLine, cart_total, load_lines
 from backend.commerce.orders import read_order
+from backend.metrics import ServerMetrics
 from backend.storage.database import Database
 from protocol.catalogue_client import format_price
-from protocol.errors import BadRequest, Conflict, OutOfStock, PixmartError
+from protocol.errors import BadRequest, Conflict, ErrorCode, OutOfStock, PixmartError
 from protocol.messages.commerce import (
     CheckoutFailure,
     LineProblem,
@@ -59,11 +60,15 @@ class CheckoutService:
     Args:
         db: The database.
         currency: The server's currency, recorded on every order.
+        metrics: Where checkout outcomes are counted, if anywhere.
     """
 
-    def __init__(self, db: Database, *, currency: str) -> None:
+    def __init__(
+        self, db: Database, *, currency: str, metrics: ServerMetrics | None = None
+    ) -> None:
         self._db = db
         self._currency = currency
+        self._metrics = metrics
 
     async def checkout(
         self, user_id: int, checkout_key: str, expected_total_cents: int
@@ -76,6 +81,22 @@ class CheckoutService:
             Conflict: some line was deleted or made private, or the total is not the one the
                 person confirmed (``details["lines"]`` says which lines and why).
         """
+        if self._metrics is None:
+            return await self._checkout(user_id, checkout_key, expected_total_cents)
+        try:
+            result = await self._checkout(user_id, checkout_key, expected_total_cents)
+        except PixmartError as exc:
+            self._metrics.checkout(exc.code.value)
+            raise
+        except Exception:
+            self._metrics.checkout(ErrorCode.INTERNAL.value)
+            raise
+        self._metrics.checkout("replayed" if result.replayed else "placed")
+        return result
+
+    async def _checkout(
+        self, user_id: int, checkout_key: str, expected_total_cents: int
+    ) -> CheckoutResult:
         changes: tuple[StockChange, ...] = ()
         async with self._db.transaction() as conn:
             order_id = await _existing_order(conn, user_id, checkout_key)

@@ -36,6 +36,8 @@ class CommerceService:
         )
         return cls(
             cart=CartService(services.db),
-            checkout=CheckoutService(services.db, currency=config.currency),
+            checkout=CheckoutService(
+                services.db, currency=config.currency, metrics=services.metrics
+            ),
             orders=orders,
         )

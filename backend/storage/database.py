@@ -13,6 +13,7 @@ import importlib
 import itertools
 import logging
 import pkgutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +44,10 @@ def discover_migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer pixmart than this one."""
+
+
 class Database:
     """The database of one server process."""
 
@@ -56,11 +61,17 @@ class Database:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 10000")
-        # FULL: a commit the client saw acknowledged survives power loss too, not only a crash.
-        await conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA busy_timeout = 10000")
+            # FULL: a commit the client saw acknowledged survives power loss too, not only a
+            # crash.
+            await conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            # Its thread is not a daemon: left open, it would keep a failed start from exiting.
+            await conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
@@ -83,6 +94,10 @@ class Database:
             async with self._write_lock:
                 try:
                     await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.DatabaseError as exc:
+                    # E.g. a file that never opened as a database (a failed start): the
+                    # connection must close all the same. Committed data is safe in the WAL.
+                    log.warning("could not checkpoint %s: %s", self.path, exc)
                 finally:
                     await self._writer.close()
                     self._writer = None
@@ -92,7 +107,12 @@ class Database:
         async with writer.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         current = int(row[0]) if row else 0
-        for version, name, sql in discover_migrations():
+        migrations = discover_migrations()
+        if current > len(migrations):
+            raise SchemaTooNewError(
+                f"its schema version {current} is newer than this pixmart's {len(migrations)}"
+            )
+        for version, name, sql in migrations:
             if version <= current:
                 continue
             log.info("applying migration %s", name)

@@ -20,8 +20,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
+from pixmart_data import data_file
 
-from backend.resources import data_file
 from backend.vision.preprocess import preprocess
 
 #: SHA-256 over the sorted file names and contents of the calibration pictures.

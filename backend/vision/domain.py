@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from backend.catalogue.service import CatalogueService
 from backend.dispatch import Dispatcher
 from backend.services import Services
+from backend.startup import check_writable_dir
 from backend.vision import handlers
 from backend.vision.service import VisionService
+
+#: What the hello's capabilities say of image search.
+VisionStatus = Literal["off", "warming", "ready", "failed"]
 
 
 class VisionDomain:
@@ -16,8 +22,17 @@ class VisionDomain:
         self._services = services
         self.service: VisionService | None = None
 
+    @property
+    def status(self) -> VisionStatus:
+        """``off`` without the model, else the service's state."""
+        return "off" if self.service is None else self.service.state
+
     async def start(self) -> None:
-        """Build (or load the cached) model and the index; needs the catalogue started first."""
+        """Check the model cache, then warm the model and the index up in the background.
+
+        Raises:
+            StartupError: The model cache folder cannot be written.
+        """
         config = self._services.config
         if not config.enable_vision:
             return
@@ -26,8 +41,16 @@ class VisionDomain:
 
         catalogue: CatalogueService = self._services.extra["catalogue"]
         cache_dir = config.model_cache_dir or default_cache_dir(config.data_dir)
+        check_writable_dir(
+            cache_dir,
+            "image model cache",
+            "make it a writable folder or remove it (it is rebuilt), or start with --no-vision",
+        )
         self.service = VisionService(
-            self._services, catalogue, lambda: Embedder(cache_dir), MODEL_VERSION
+            self._services,
+            catalogue,
+            lambda cancel: Embedder(cache_dir, cancel=cancel),
+            MODEL_VERSION,
         )
         await self.service.start()
         self._services.extra["vision"] = self.service
@@ -39,7 +62,7 @@ class VisionDomain:
         handlers.register(dispatcher, self.service)
 
     async def stop(self) -> None:
-        """Stop the worker and any re-embedding."""
+        """Stop the worker and any warm-up or re-embedding."""
         if self.service is not None:
             await self.service.stop()
             self.service = None

@@ -19,10 +19,10 @@ Keras float32).
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import tempfile
 import threading
@@ -70,6 +70,10 @@ _MIN_TOP_CLASS_KEPT: Final = 0.95
 
 class EmbedderError(RuntimeError):
     """Raised when the model cannot be built, converted or loaded."""
+
+
+class ConversionCancelled(EmbedderError):
+    """Raised when the server stopped while the model was still being converted."""
 
 
 def default_cache_dir(data_dir: Path) -> Path:
@@ -144,6 +148,7 @@ class Embedder:
         runtime: Runtime = "tflite",
         num_threads: int = 2,
         weights_path: Path | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         """Load the model from ``cache_dir``, building and caching it first if needed.
 
@@ -154,6 +159,7 @@ class Embedder:
             num_threads: Threads the TFLite interpreter may use.
             weights_path: The checkpoint; defaults to the packaged one. It must have the
                 expected SHA-256 either way.
+            cancel: Set it to stop a conversion in progress (raises ConversionCancelled).
 
         Raises:
             WeightsError: The checkpoint is missing, altered or malformed.
@@ -168,7 +174,7 @@ class Embedder:
         elif runtime == "tflite":
             flatbuffer = _cached_flatbuffer(cache_dir)
             if flatbuffer is None:
-                flatbuffer = _build_model_file(cache_dir, weights_path)
+                flatbuffer = _build_model_file(cache_dir, weights_path, cancel)
             self._network = _TfliteNetwork(flatbuffer, num_threads)
         else:
             raise ValueError(f"unknown runtime {runtime!r}")
@@ -251,21 +257,58 @@ def _cached_flatbuffer(cache_dir: Path) -> bytes | None:
     return flatbuffer
 
 
-def _build_model_file(cache_dir: Path, weights_path: Path | None) -> bytes:
+def _build_model_file(
+    cache_dir: Path, weights_path: Path | None, cancel: threading.Event | None = None
+) -> bytes:
     """Convert and cache the model in a child process and return the flatbuffer.
 
     TensorFlow, the Keras graph and the quantiser take about a gigabyte while converting, which
     a long-running server would otherwise keep as its peak (and partly as its resident size)
     for good. A spawned child gives all of it back when it exits; its exceptions (a tampered
-    checkpoint, a failed agreement check) arrive here as the same types.
+    checkpoint, a failed agreement check) arrive here as the same types. Setting ``cancel``
+    (a server stopping during its first start) kills the child at once.
+
+    Raises:
+        ConversionCancelled: ``cancel`` was set before the child finished.
+        EmbedderError: The child died (killed, out of memory) or the conversion failed.
     """
     context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_convert_in_child, args=(cache_dir, weights_path, sender), name="pixmart-convert"
+    )
+    child.start()
+    sender.close()  # the child holds the only sending end: EOF means it died
     try:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
-            flatbuffer: bytes = child.submit(_convert_and_cache, cache_dir, weights_path).result()
-    except concurrent.futures.process.BrokenProcessPool as exc:  # killed, e.g. out of memory
-        raise EmbedderError(f"the model conversion process died: {exc}") from exc
-    return flatbuffer
+        while not receiver.poll(0.1):
+            if cancel is not None and cancel.is_set():
+                raise ConversionCancelled("the model conversion was cancelled")
+            if not child.is_alive() and not receiver.poll():
+                raise EmbedderError(f"the model conversion process died (exit {child.exitcode})")
+        try:
+            outcome: bytes | BaseException = receiver.recv()
+        except EOFError:
+            raise EmbedderError("the model conversion process died without an answer") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiver.close()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _convert_in_child(
+    cache_dir: Path, weights_path: Path | None, sender: multiprocessing.connection.Connection
+) -> None:
+    """The conversion child's main: send back the flatbuffer, or the exception that stopped it."""
+    try:
+        outcome: bytes | BaseException = _convert_and_cache(cache_dir, weights_path)
+    except Exception as exc:  # every failure crosses the process boundary with its own type
+        outcome = exc
+    sender.send(outcome)
+    sender.close()
 
 
 def _convert_and_cache(cache_dir: Path, weights_path: Path | None) -> bytes:

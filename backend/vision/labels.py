@@ -16,9 +16,9 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+from pixmart_data import data_file
 
 from backend.catalogue.tags import MAX_TAG_LENGTH
-from backend.resources import data_file
 
 NUM_LABELS: Final = 1000
 _NOT_TAG_CHARS: Final = re.compile(r"[^a-z0-9-]+")

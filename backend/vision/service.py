@@ -6,6 +6,11 @@ picture once (pictures shared by several sellers share their embedding), names n
 to the seller, stores tag suggestions, and re-embeds in the background whatever was embedded by
 another model version. TensorFlow runs only on the embedding worker's thread; index searches run
 in a thread too, so the event loop never waits on either.
+
+The model and the index warm up in the background (:attr:`VisionService.state`): the server
+listens at once, even on a first start that converts the model for half a minute. Until the
+service is ready, searches answer ``unavailable`` with a retry-after, and pictures uploaded
+meanwhile are embedded by the catch-up pass that runs as soon as it is.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 import numpy as np
@@ -37,7 +43,7 @@ from backend.vision.labels import suggest_tags
 from backend.vision.preprocess import preprocess
 from backend.vision.types import BatchEmbedder, EmbedResult
 from backend.vision.worker import EmbeddingWorker
-from protocol.errors import BadRequest, NotFound, TooLarge
+from protocol.errors import BadRequest, NotFound, TooLarge, Unavailable
 from protocol.messages.catalogue import ListingFilters
 from protocol.messages.vision import SimilarBatch, TagSuggestion
 
@@ -51,7 +57,13 @@ MAX_QUERY_BYTES: Final = 8 * 1024 * 1024
 NEAR_DUPLICATES: Final = 3
 #: Embeddings read and indexed at a time when the server starts (about 21 MB of float16).
 INDEX_LOAD_CHUNK: Final = 8192
+#: Seconds a client is asked to wait before it tries a search again while the model warms up.
+WARMING_RETRY_AFTER: Final = 5.0
 _NO_FILTERS: Final = ListingFilters()
+
+#: ``warming``: building or loading the model and the index; ``ready``: searching;
+#: ``failed``: the model could not be built (the rest of the server serves on).
+VisionState = Literal["warming", "ready", "failed"]
 _suggestions_encoder = msgspec.msgpack.Encoder()
 _suggestions_decoder = msgspec.msgpack.Decoder(list[tuple[str, float]])
 
@@ -77,9 +89,18 @@ class VisionService:
         self,
         services: Services,
         catalogue: CatalogueService,
-        embedder_factory: Callable[[], BatchEmbedder],
+        embedder_factory: Callable[[threading.Event], BatchEmbedder],
         model_version: str,
     ) -> None:
+        """Prepare the service; nothing heavy runs until :meth:`start`.
+
+        Args:
+            services: The server's shared services.
+            catalogue: Whose items are indexed (its hooks keep the index in step).
+            embedder_factory: Builds the embedder on the worker thread; the event it is given
+                is set when the server stops, to cut a model conversion short.
+            model_version: Stored with every embedding made.
+        """
         self._db = services.db
         self._catalogue = catalogue
         self._threshold = services.config.near_duplicate_threshold
@@ -88,32 +109,106 @@ class VisionService:
             max_pixels=services.config.limits.max_pixels,
         )
         self.model_version = model_version
-        self.worker = EmbeddingWorker(embedder_factory)
+        self._stopping = threading.Event()
+        self.worker = EmbeddingWorker(lambda: embedder_factory(self._stopping))
         self.index = VectorIndex()
         self._queries: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
-        self._backfill: asyncio.Task[None] | None = None
+        self._warmup: asyncio.Task[None] | None = None
+        self._warmup_done = asyncio.Event()
+        #: Items deleted or changed while the index was loading, checked again once it is.
+        self._touched_while_loading: set[int] | None = None
+        self.state: VisionState = "warming"
+        #: Why the model could not be built, when :attr:`state` is ``failed``.
+        self.failure = ""
         #: Pictures still waiting for an embedding of the current model (for progress reports).
         self.backfill_remaining = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Build the embedder, load the index and start re-embedding what is missing."""
-        await self.worker.start()
-        loaded = await self._load_index()
-        log.info("vision index loaded: %d items (%s)", loaded, self.model_version)
+        """Hook into the catalogue and start warming up in the background; returns at once."""
         self._catalogue.on_item_created(self._item_created)
         self._catalogue.on_items_deleted(self._items_deleted)
         self._catalogue.on_visibility_changed(self._visibility_changed)
-        self._backfill = asyncio.create_task(self._embed_missing(), name="pixmart-reembed")
+        self._warmup = asyncio.create_task(self._warm_up(), name="pixmart-vision-warmup")
+
+    async def wait_ready(self) -> VisionState:
+        """Wait until warming up has ended (ready or failed); returns the state."""
+        await self._warmup_done.wait()
+        return self.state
 
     async def stop(self) -> None:
-        """Stop re-embedding and the worker."""
-        if self._backfill is not None:
-            self._backfill.cancel()
-            await asyncio.gather(self._backfill, return_exceptions=True)
-            self._backfill = None
+        """Stop warming up or re-embedding (a model conversion is killed) and the worker."""
+        self._stopping.set()
+        if self._warmup is not None:
+            self._warmup.cancel()
+            await asyncio.gather(self._warmup, return_exceptions=True)
+            self._warmup = None
         await self.worker.close()
+
+    async def _warm_up(self) -> None:
+        """Build the embedder, load the index, then embed whatever has no embedding yet."""
+        started = time.monotonic()
+        try:
+            await self.worker.start()
+            self._touched_while_loading = set()
+            loaded = await self._load_index()
+            await self._recheck_touched()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the rest of the shop serves on without image search
+            self.state, self.failure = "failed", str(exc) or type(exc).__name__
+            log.error("image search is unavailable: the model could not be built: %s", exc)
+            log.debug("model build failure", exc_info=True)
+            return
+        finally:
+            self._warmup_done.set()
+        self.state = "ready"
+        log.info(
+            "image search ready in %.1f s: %d items indexed (%s)",
+            time.monotonic() - started,
+            loaded,
+            self.model_version,
+        )
+        await self._embed_missing()
+
+    def require_ready(self) -> None:
+        """Raise ``unavailable`` unless the model and the index are ready for searches."""
+        if self.state == "ready":
+            return
+        if self.state == "warming":
+            raise Unavailable(
+                "Image search is warming up (the server is loading its image model); "
+                "try again in a few seconds",
+                retry_after=WARMING_RETRY_AFTER,
+                details={"vision": "warming"},
+            )
+        raise Unavailable(
+            f"Image search is unavailable on this server: {self.failure}",
+            details={"vision": "failed"},
+        )
+
+    async def _recheck_touched(self) -> None:
+        """Correct index rows for items deleted or changed while the index was loading.
+
+        A chunk read before such a change would otherwise put a deleted item, or an item's old
+        visibility, into the index.
+        """
+        touched, self._touched_while_loading = self._touched_while_loading or set(), None
+        if not touched:
+            return
+        ids = sorted(touched)
+        marks = ",".join("?" * len(ids))
+        rows = await self._db.fetchall(
+            f"SELECT id, public FROM items WHERE id IN ({marks})",  # noqa: S608 - only ?s
+            ids,
+        )
+        public_of = {int(row[0]): bool(row[1]) for row in rows}
+        for item_id in ids:
+            if item_id not in public_of:
+                self.index.remove(item_id)
+            elif item_id in self.index:
+                self.index.update(item_id, public=public_of[item_id])
 
     async def _load_index(self) -> int:
         """Load every item's embedding of the current model into the index, a chunk at a time.
@@ -222,8 +317,11 @@ class VisionService:
     async def _item_created(self, item: NewItem) -> Sequence[str]:
         """Embed (or reuse) the picture, index the item and name near-duplicates.
 
-        Never fails the upload: a vision problem is logged and the item is listed anyway.
+        Never fails the upload: a vision problem is logged and the item is listed anyway. While
+        the model warms up the item waits for the catch-up pass that follows.
         """
+        if self.state != "ready":
+            return []
         try:
             vector = await self._stored_vector(item.sha256)
             if vector is None:
@@ -254,10 +352,14 @@ class VisionService:
         ]
 
     async def _items_deleted(self, item_ids: Sequence[int]) -> None:
+        if self._touched_while_loading is not None:
+            self._touched_while_loading.update(item_ids)
         for item_id in item_ids:
             self.index.remove(item_id)
 
     async def _visibility_changed(self, item_id: int, public: bool) -> None:
+        if self._touched_while_loading is not None:
+            self._touched_while_loading.add(item_id)
         if item_id in self.index:
             self.index.update(item_id, public=public)
 
@@ -279,7 +381,9 @@ class VisionService:
             BadRequest: neither a picture nor a query id, or a bad cursor or filter.
             NotFound: the query id is unknown (expired): send the picture again.
             UnsupportedMedia, TooLarge: the picture is refused, as an upload would be.
+            Unavailable: the model is still warming up (with a retry-after) or failed.
         """
+        self.require_ready()
         if image is not None:
             if len(image) > self._limits.max_bytes:
                 raise TooLarge(
@@ -316,6 +420,7 @@ class VisionService:
         cursor: str | None,
     ) -> SimilarBatch:
         """One batch of the items most like a stored item (no inference; the item left out)."""
+        self.require_ready()
         if not await self._catalogue.visible_among(principal, [item_id]):
             raise NotFound(f"There is no item {item_id}")
         if item_id not in self.index:

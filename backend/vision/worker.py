@@ -79,6 +79,7 @@ class EmbeddingWorker:
         self._collector: asyncio.Task[None] | None = None
         self._accepting = False
         self._batches_run = 0
+        self._pictures_embedded = 0
 
     @property
     def model_version(self) -> str:
@@ -91,6 +92,16 @@ class EmbeddingWorker:
     def batches_run(self) -> int:
         """How many batches have gone through the network (for tests and metrics)."""
         return self._batches_run
+
+    @property
+    def pictures_embedded(self) -> int:
+        """How many pictures have been embedded (for metrics: throughput is its rate)."""
+        return self._pictures_embedded
+
+    @property
+    def queue_depth(self) -> int:
+        """Pictures waiting for a batch (for metrics; read from any thread, approximately)."""
+        return self._queue.qsize()
 
     async def start(self) -> None:
         """Start the thread and build the embedder on it (may take seconds the first time)."""
@@ -215,6 +226,7 @@ class EmbeddingWorker:
                     request.future.set_exception(exc)
             return
         self._batches_run += 1
+        self._pictures_embedded += len(live)
         for index, request in enumerate(live):
             if not request.future.done():
                 request.future.set_result(

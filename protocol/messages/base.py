@@ -79,6 +79,9 @@ class Capabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     batch_default: int
     batch_max: int
     currency: str
+    #: Image search: ``off`` (no model), ``warming`` (answers ``unavailable`` with a
+    #: retry-after until ready), ``ready`` or ``failed``.
+    vision: str = "off"
 
 
 Hex128 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]

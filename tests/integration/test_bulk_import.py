@@ -106,7 +106,7 @@ async def test_import_refuses_an_unknown_owner_and_a_busy_data_dir(
         "--no-vision",
     )
     assert status == 1
-    assert "Another pixmart server is using" in output
+    assert "pixmart-server: error: another pixmart server is using the data dir" in output
 
     other = tmp_path / "other-data"
     status, output = await _run(

@@ -9,6 +9,7 @@ visibility changes reach the index; a server without the model says so.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -197,3 +198,59 @@ async def test_without_the_model_searches_say_so(
         await session.close()
     finally:
         await plain.stop()
+
+
+async def test_searches_wait_for_warm_up_and_uploads_made_meanwhile_are_embedded(
+    server_config: ServerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the model warms up: hello says so, searches answer unavailable with a retry-after,
+    uploads and deletions go through; once ready, the pictures uploaded meanwhile are found."""
+    import threading
+
+    from backend.vision import embedder as embedder_module
+
+    release = threading.Event()
+    real = embedder_module.Embedder
+
+    def gated(*args: object, **kwargs: object) -> object:
+        release.wait(timeout=120)  # the model "builds" until the test lets it
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedder_module, "Embedder", gated)
+    server = PixmartServer(server_config)
+    await server.start()
+    try:
+        trust = TrustPolicy(fingerprint=server.fingerprint)
+        session = Session(f"wss://127.0.0.1:{server.port}", trust, backoff=TEST_BACKOFF)
+        await session.connect()
+        try:
+            assert session.capabilities is not None
+            assert session.capabilities.vision == "warming"
+            await session.create_account("early", "password123")
+            await session.login("early", "password123")
+            cat = await _upload(session, tmp_path, "chelsea", jpeg_of("chelsea"))
+            gone = await _upload(session, tmp_path, "coffee", jpeg_of("coffee"))
+            await delete_items(session, [gone])
+            with pytest.raises(Unavailable) as refused:
+                await search_by_picture(session, jpeg_of("chelsea"))
+            assert refused.value.retry_after is not None and refused.value.retry_after > 0
+            assert refused.value.details == {"vision": "warming"}
+            with pytest.raises(Unavailable):
+                await similar_to_item(session, cat)
+
+            release.set()
+            assert await server.vision_ready() == "ready"
+            vision = server.services.extra["vision"]
+            for _ in range(200):  # the catch-up pass embeds what was uploaded meanwhile
+                if cat in vision.index:
+                    break
+                await asyncio.sleep(0.05)
+            found = await search_by_picture(session, jpeg_of("chelsea"))
+            assert [card.id for card in found.items] == [cat]
+        finally:
+            await session.close()
+    finally:
+        release.set()
+        await server.stop()

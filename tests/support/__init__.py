@@ -109,9 +109,13 @@ async def raw_client(
 
 @asynccontextmanager
 async def running_server(config: ServerConfig) -> AsyncIterator[PixmartServer]:
-    """A server started with ``config`` (for tests that need other limits or policies)."""
+    """A server started with ``config`` (for tests that need other limits or policies).
+
+    Image search, if on, has warmed up by the time the block runs.
+    """
     server = PixmartServer(config)
     await server.start()
+    await server.vision_ready()
     try:
         yield server
     finally:

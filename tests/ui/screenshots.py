@@ -43,6 +43,7 @@ async def take(docs: Path) -> None:
         root = Path(tmp)
         server = PixmartServer(ServerConfig(data_dir=root / "server", port=0))
         await server.start()
+        await server.vision_ready()
         try:
             url = f"wss://127.0.0.1:{server.port}"
             trust = TrustPolicy(fingerprint=server.fingerprint)

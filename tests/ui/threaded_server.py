@@ -36,6 +36,7 @@ class ThreadedServer:
         self._thread.start()
         self.server = PixmartServer(self.config)
         self.run(self.server.start(), timeout)
+        self.run(self.server.vision_ready(), timeout)
         return self
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

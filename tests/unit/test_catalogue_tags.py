@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pixmart_data import data_file
 
 from backend.catalogue.tags import (
     MAX_TAGS_PER_ITEM,
@@ -13,7 +14,6 @@ from backend.catalogue.tags import (
     normalise_tags,
     read_starter_tags,
 )
-from backend.resources import data_file
 from protocol.errors import BadRequest
 
 

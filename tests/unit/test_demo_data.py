@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-
-from backend.resources import data_file
+from pixmart_data import data_file
 
 DEMO_DIR: Path = data_file("demo")
 CATALOGUE: Path = data_file("demo", "catalogue.json")

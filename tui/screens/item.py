@@ -24,6 +24,7 @@ from tui.data.money import format_price
 from tui.data.thumbnails import decode_picture
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields
+from tui.feedback import is_warming_up
 from tui.screens.base import PixmartScreen
 from tui.widgets.card_grid import CardGrid, stock_label
 from tui.widgets.picture import Picture
@@ -217,7 +218,9 @@ class ItemScreen(PixmartScreen):
             batch = await similar_to_item(
                 self.pixmart.require_session(), self.item_id, limit=STRIP_ITEMS
             )
-        except Exception:
+        except Exception as exc:
+            if is_warming_up(exc):
+                await self.query_one(SimilarStrip).show_note("Image search warming up…")
             return  # e.g. the picture is not embedded yet; "s" says why when asked
         await self.query_one(SimilarStrip).show_items(batch.items[:STRIP_ITEMS])
 

@@ -65,6 +65,12 @@ class SimilarStrip(Vertical):
         await self.grid.set_items(items, reset=True)
         self.set_class(bool(items), "-shown")
 
+    async def show_note(self, note: str) -> None:
+        """Show only a line of words where the look-alikes would be (e.g. while warming up)."""
+        self.query_one("#strip-title", Label).update(Content(note))
+        await self.grid.set_items([], reset=True)
+        self.set_class(True, "-shown")
+
     @on(CardGrid.EndReached)
     def _end_reached(self, message: CardGrid.EndReached) -> None:
         message.stop()  # the strip has all it will show
