@@ -23,8 +23,13 @@ lint: $(STAMP)
 	$(BIN)/mypy protocol backend tui tests
 	$(BIN)/lint-imports
 
+# The suite runs with an empty user cache dir, so no converted model or other cached state from
+# an earlier run can hide a test that only passes warm; pip keeps its own cache (the wheel tests
+# install into throwaway venvs).
 test: lint
-	$(BIN)/pytest -q
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" \
+	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run
