@@ -1,4 +1,4 @@
-"""Provides the ``pixmart-server`` command: serve, fingerprint, import, admin, backup, restore.
+"""Provides the ``pixmart-server`` command: serve, fingerprint, import, admin, backup, restore."""
 
 from __future__ import annotations
 
