@@ -5,6 +5,10 @@ for the 24 items most like a 2-megapixel JPEG over loopback TLS. Each measuremen
 slightly different picture (so nothing is answered from a cache) and covers the upload of the
 bytes, validation and decoding, preprocessing, inference, ranking and the 24 thumbnails back.
 
+The server listens before its model has warmed up (a first start converts it for half a
+minute), so the catalogue is stocked only once ``GET /healthz`` says ``"vision": "ready"``
+(bounded): every upload is then embedded as it arrives, and no search meets ``unavailable``.
+
 Run alone with ``.venv/bin/python -m tests.bench.bench_search_e2e``.
 """
 
@@ -16,13 +20,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from PIL import Image
 
 from protocol.client import Session
 from protocol.trust import TrustPolicy
 from protocol.vision_client import search_by_picture
+from tests.support.health import wait_for_health
 from tests.support.load import percentile
 from tui.demo import CATALOGUE_DIR, DEMO_USER, DemoAccounts, local_server, seed_catalogue
 
@@ -30,6 +36,8 @@ RUNS = 20
 WARM_UP = 3
 #: 1732 x 1155 = 2.0 megapixels.
 SIZE = (1732, 1155)
+#: Seconds the image model may take to warm up: a first start converts it (~30 s when idle).
+READY_TIMEOUT: Final = 600.0
 
 
 def two_megapixel_jpegs(count: int) -> list[bytes]:
@@ -71,6 +79,9 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="pixmart-bench-e2e-") as tmp:
         root = Path(tmp)
         with local_server(root / "server") as server:
+            port = urlsplit(server.url).port
+            assert port is not None
+            wait_for_health(port, vision="ready", timeout=READY_TIMEOUT, process=server.process)
             accounts = DemoAccounts(root / "accounts.json")
             timings = asyncio.run(_measure(server.url, server.fingerprint, accounts))
     size_kb = len(two_megapixel_jpegs(1)[0]) // 1024
