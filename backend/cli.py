@@ -6,14 +6,21 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from backend import tls
-from backend.config import ServerConfig, default_data_dir, parse_address
+from backend.config import ServerConfig, SessionPolicy, default_data_dir, parse_address
 from backend.logs import LOG_FORMATS, configure_logging
 from protocol.errors import PixmartError
+
+#: Everything the server creates is for its own eyes: the database (password and token hashes),
+#: pictures (originals may carry GPS positions), keys, uploads, backups. The data dir's own code
+#: asks for 0600/0700 where it creates files, but SQLite (WAL and SHM files), Pillow, tempfile
+#: users and the model cache create files too; the process-wide mask covers all of them.
+UMASK = 0o077
 
 #: Modules of the ``server`` extra; a client-only install (``pip install pixmart``) lacks them.
 SERVER_MODULES = (
@@ -122,6 +129,14 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by "
         "default; PORT or :PORT alone listens on 127.0.0.1; IPv6 as [::1]:PORT)",
     )
+    parser.add_argument(
+        "--accounts-per-address",
+        type=int,
+        metavar="N",
+        help="accounts one client address may create per hour (default "
+        f"{SessionPolicy.max_accounts_per_address}; raise it when many people share one "
+        "address, e.g. behind NAT)",
+    )
 
 
 def _metrics_address(text: str) -> tuple[str, int]:
@@ -149,11 +164,17 @@ def _config(args: argparse.Namespace) -> ServerConfig:
             enable_vision=not args.no_vision,
             metrics_address=args.metrics,
         )
+        if args.accounts_per_address is not None:
+            if args.accounts_per_address < 1:
+                raise SystemExit("pixmart-server: --accounts-per-address must be at least 1")
+            sessions = replace(config.sessions, max_accounts_per_address=args.accounts_per_address)
+            config = replace(config, sessions=sessions)
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``pixmart-server``; returns the exit status."""
+    os.umask(UMASK)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from backend.logs import LogFormat
+from protocol.codec import MAX_PRELOGIN_MESSAGE_BYTES
 
 APP_NAME = "pixmart"
 
@@ -29,9 +30,32 @@ class Limits:
     """Per-server and per-connection limits that keep one peer from hurting the others."""
 
     max_message_bytes: int = 8 * 1024 * 1024
-    #: Frames larger than this are cut by the transport with close code 1009.
+    #: Frames larger than this are cut by the transport with close code 1009 (after login).
     max_frame_bytes: int = 16 * 1024 * 1024
+    #: Frames larger than this are cut with 1009 before login, from the frame header, so their
+    #: payload is never buffered: Hello, Login, CreateAccount and Resume take a few hundred bytes.
+    max_prelogin_frame_bytes: int = MAX_PRELOGIN_MESSAGE_BYTES
+    #: Bytes of incoming messages over ``max_prelogin_frame_bytes``, server-wide, from their
+    #: frame header until their reply is sent (buffered, queued, decoded, served). A message
+    #: counts twice, its frame and its decoded copy: 8 messages of 16 MiB, 128 upload chunks.
+    #: One that does not fit waits before its payload is read, and its connection is not read
+    #: meanwhile (TCP back-pressure); smaller messages are not counted.
+    max_inflight_frame_bytes: int = 256 * 1024 * 1024
+    #: Complete frames websockets queues per connection before it stops reading the socket.
+    max_queued_frames: int = 1
     max_connections: int = 1000
+    #: Connections not logged in, server-wide: half of ``max_connections``, so connections that
+    #: never log in cannot take the room of logged-in sessions. Past it: HTTP 503, Retry-After.
+    max_unauthenticated: int = 500
+    #: Connections not logged in from one client address (an IPv4 address, an IPv6 /64): room
+    #: for an office behind one NAT logging in at once, while one attacker needs 16 addresses to
+    #: fill the server-wide share. Past it: HTTP 429 with a Retry-After.
+    max_unauthenticated_per_address: int = 32
+    #: Seconds from the TLS handshake to log in, else the connection is closed; no request (a
+    #: repeated Hello included) extends it. A logout starts a new one.
+    login_deadline: float = 30.0
+    #: Seconds a client has to finish the TLS handshake (asyncio's default is 60).
+    tls_handshake_timeout: float = 10.0
     #: Requests one connection may have in flight at once; more wait (back-pressure).
     max_in_flight: int = 16
     #: Sustained requests per second per connection, and the burst allowed above it.
@@ -46,21 +70,49 @@ class Limits:
     upload_chunk_bytes: int = 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 50_000_000
+    #: Pixels the decodes of example pictures (search by picture) may hold at once, server-wide;
+    #: a decode that does not fit waits its turn. A pixel takes up to 4 bytes, so 50 MP is about
+    #: 200 MB. A JPEG counts at the 1/8-1/2 scale it is decoded at (a 48 MP photo: 0.75 MP); PNG
+    #: and WebP have no reduced decoding and count whole. Equal to ``max_pixels``: a largest
+    #: picture runs alone (one over the budget would too), smaller ones share.
+    search_decode_pixels: int = 50_000_000
+    #: Unfinished uploads one user may hold at once, and the bytes they declare in all: each
+    #: sits on disk until finished, cancelled or expired (``upload_expiry``). 16 leaves room for
+    #: the clients' 4 parallel uploads plus some abandoned ones; 256 MiB is five full-size files.
+    max_open_uploads: int = 16
+    max_open_upload_bytes: int = 256 * 1024 * 1024
     batch_default: int = 24
     batch_max: int = 100
 
 
 @dataclass(frozen=True)
 class SessionPolicy:
-    """Session lifetimes and failed-login throttling."""
+    """Session lifetimes, failed-login throttling, sign-up limits, the password-hashing budget."""
 
     idle_expiry: float = 14 * 24 * 3600.0
     absolute_expiry: float = 90 * 24 * 3600.0
+    #: Seconds between sweeps that end sessions which expired unused (their connections are
+    #: told) or were deleted by another process, e.g. ``pixmart-server admin remove``.
+    sweep_interval: float = 5.0
     #: Failed logins allowed per account / per address inside ``failure_window`` seconds.
     max_failures_per_account: int = 5
     max_failures_per_address: int = 20
     failure_window: float = 300.0
     lockout: float = 60.0
+    #: Accounts one client address (an IPv6 /64) may create per ``account_window`` seconds, and
+    #: the whole server may: each costs a password hash and brings its own upload quota.
+    max_accounts_per_address: int = 5
+    max_accounts_total: int = 200
+    account_window: float = 3600.0
+    #: Argon2id runs (login checks, new passwords) at once, server-wide: half the cores, so a
+    #: login flood leaves the event loop a core (1 on the 2-core reference machine).
+    password_hash_workers: int = max(1, (os.cpu_count() or 2) // 2)
+    #: Runs allowed to wait for a worker; beyond that, ``rate_limited`` with a retry-after (16
+    #: waits at ~30 ms each keep a login under about half a second).
+    password_hash_queue: int = 16
+    #: Running plus waiting runs one client address may hold, so one address cannot fill the
+    #: queue for everyone.
+    password_hashes_per_address: int = 4
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class Connection:
         self.bucket = TokenBucket(rate, burst)
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
         self.events_dropped = 0
+        #: Why the session ended under this connection, told to requests that need a login.
+        self.ended: str | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -65,8 +67,20 @@ class Connection:
     def require_user(self) -> Principal:
         """The authenticated principal, or :class:`Unauthenticated`."""
         if self.principal is None:
-            raise Unauthenticated("Log in first")
+            raise Unauthenticated(self.ended or "Log in first")
         return self.principal
+
+    def end_session(self, event: Event, message: str) -> None:
+        """Log the connection out because its session ended, and queue ``event`` to say so.
+
+        Events still queued were meant for the session that ended: they are dropped, so
+        ``event`` is the last the connection hears of it.
+        """
+        self.principal = None
+        self.ended = message
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        self.push_event(event)
 
     def push_event(self, event: Event) -> None:
         """Queue an event without blocking; a full outbox drops its oldest event."""

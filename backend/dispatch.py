@@ -41,7 +41,8 @@ class Route:
     handler: Handler
     #: Whether the request needs a valid session (checked again on every request).
     auth: bool
-    #: Whether a retried request (same client session and id) is answered from the replay cache.
+    #: Whether a retried request (same client session, user and id) is answered from the replay
+    #: cache.
     replayable: bool
     #: Applied to the connection after a reply, fresh or replayed (e.g. binding a new session).
     after: AfterReply | None
@@ -183,7 +184,11 @@ class Dispatcher:
 
         if route.replayable and connection.client_id is not None:
             fingerprint = hashlib.sha256(frame).digest()[:16]
-            reply = await self._replay.run(connection.client_id, request.id, fingerprint, compute)
+            # The user is part of the key: a client id is whatever the hello claimed, so another
+            # user presenting it must not be answered with this user's replies.
+            reply = await self._replay.run(
+                connection.client_id, connection.user_id, request.id, fingerprint, compute
+            )
         else:
             reply = await compute()
         if route.after is not None:

@@ -1,11 +1,19 @@
-"""Provides the event hub: connections subscribe to topics and domain services publish events."""
+"""Provides the event hub: connections subscribe to topics and domain services publish events.
+
+The hub also ends the live side of sessions: when a session ends (:meth:`EventHub.end_sessions`,
+told by the account service) every connection logged in with it loses its subscriptions, hears
+:class:`~protocol.messages.accounts.SessionEnded` and is logged out; and before any event is
+queued or sent the connection's session is checked again, so none reaches a session that ended.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from backend.accounts.service import END_MESSAGES, Principal
+from protocol.messages.accounts import SessionEnded, SessionEndReason
 from protocol.messages.base import Event
 
 if TYPE_CHECKING:
@@ -13,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Decides, per receiving connection, whether it may see an event (e.g. private items).
 Audience = Callable[["Connection"], bool]
+#: A session's principal as it stands now (its role may have changed), ``None`` once it ended.
+SessionCheck = Callable[[Principal], Principal | None]
 
 
 class EventHub:
@@ -24,6 +34,16 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: defaultdict[str, set[Connection]] = defaultdict(set)
+        self._connections: set[Connection] = set()
+        self._check: SessionCheck | None = None
+
+    def attach(self, connection: Connection) -> None:
+        """Know an open connection, so it can be told when its session ends."""
+        self._connections.add(connection)
+
+    def check_sessions(self, check: SessionCheck) -> None:
+        """Check every receiver's session with ``check`` before an event is queued or sent."""
+        self._check = check
 
     def subscribe(self, connection: Connection, topic: str) -> None:
         """Deliver events of ``topic`` to ``connection`` until it unsubscribes or closes."""
@@ -39,10 +59,49 @@ class EventHub:
                 del self._subscribers[topic]
         connection.topics.discard(topic)
 
-    def drop(self, connection: Connection) -> None:
-        """Forget a closed connection everywhere."""
+    def unsubscribe_all(self, connection: Connection) -> None:
+        """Stop delivering every topic to ``connection``."""
         for topic in list(connection.topics):
             self.unsubscribe(connection, topic)
+
+    def drop(self, connection: Connection) -> None:
+        """Forget a closed connection everywhere."""
+        self.unsubscribe_all(connection)
+        self._connections.discard(connection)
+
+    def end_sessions(self, token_hashes: Collection[bytes], reason: SessionEndReason) -> None:
+        """End these sessions on every connection logged in with one of them.
+
+        Each such connection loses all its subscriptions, hears :class:`SessionEnded` (after
+        which nothing queued for the session is sent) and is logged out; it stays open.
+        """
+        for connection in list(self._connections):
+            principal = connection.principal
+            if principal is not None and principal.token_hash in token_hashes:
+                self._end(connection, reason)
+
+    def _end(self, connection: Connection, reason: SessionEndReason) -> None:
+        self.unsubscribe_all(connection)
+        connection.end_session(SessionEnded(reason=reason), END_MESSAGES[reason])
+
+    def admits(self, connection: Connection) -> bool:
+        """Whether ``connection`` may be sent a session's events now: its session is still on.
+
+        A session found over is ended on the connection here (if the account service has not
+        done so already); a role changed since the connection's last request is taken on.
+        A connection that is not logged in passes: the publishers' audiences decide for it.
+        """
+        principal = connection.principal
+        if principal is None or self._check is None:
+            return True
+        current = self._check(principal)
+        if current is None:
+            if connection.principal is not None:
+                self._end(connection, SessionEndReason.REVOKED)
+            return False
+        if current is not principal:
+            connection.principal = current
+        return True
 
     def publish(self, topic: str, event: Event, audience: Audience | None = None) -> int:
         """Queue ``event`` for every subscriber of ``topic`` allowed by ``audience``.
@@ -52,7 +111,7 @@ class EventHub:
         """
         delivered = 0
         for connection in list(self._subscribers.get(topic, ())):
-            if audience is None or audience(connection):
+            if self.admits(connection) and (audience is None or audience(connection)):
                 connection.push_event(event)
                 delivered += 1
         return delivered

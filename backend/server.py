@@ -7,6 +7,7 @@ deeper: it opens storage, builds the services, registers every domain's handlers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import importlib.metadata
 import logging
@@ -57,6 +58,11 @@ class PixmartServer:
         self.db = Database(config.db_path)
         self.events = EventHub()
         self.accounts = AccountService(self.db, config.sessions)
+        # The revocation path: a session that ends is ended at once on every connection logged
+        # in with it, and no event is queued or sent for a session that is no longer valid.
+        self.accounts.on_session_end(self.events.end_sessions)
+        self.events.check_sessions(self.accounts.current)
+        self._session_sweeper: asyncio.Task[None] | None = None
         self.services = Services(config, self.db, self.accounts, self.events)
         self.dispatcher = Dispatcher(self.accounts, metrics=self.services.metrics)
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -189,6 +195,9 @@ class PixmartServer:
                 ) from None
             log.info("serving metrics on %s", self._metrics_endpoint.url)
         await self._open_database()
+        self._session_sweeper = asyncio.create_task(
+            self.accounts.sweep_forever(), name="pixmart-session-sweeper"
+        )
         handshake.register(self.dispatcher, self.capabilities)
         account_handlers.register(self.dispatcher, self.services)
         for factory in domain_factories():
@@ -284,6 +293,11 @@ class PixmartServer:
             # Off the loop: the HTTP server notices the shutdown within its 0.5 s poll.
             await asyncio.to_thread(self._metrics_endpoint.close)
             self._metrics_endpoint = None
+        if self._session_sweeper is not None:
+            self._session_sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._session_sweeper
+            self._session_sweeper = None
         for domain in reversed(self.domains):
             await domain.stop()
         self.domains.clear()

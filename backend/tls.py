@@ -50,7 +50,7 @@ def ensure_self_signed(
     data_dir: Path, hostnames: tuple[str, ...] = ("localhost",)
 ) -> tuple[Path, Path]:
     """Return (cert, key) paths in ``data_dir``, creating a key and certificate if missing."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     cert_path, key_path = data_dir / CERT_NAME, data_dir / KEY_NAME
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path

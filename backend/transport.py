@@ -3,6 +3,12 @@
 Each connection gets one reader loop (this module) that decodes frames, enforces limits and spawns
 a task per request, plus one writer task that drains the connection's event outbox. Nothing here
 knows the domains: requests go to the :class:`~backend.dispatch.Dispatcher`.
+
+Before login a connection is counted per client address and server-wide
+(:class:`~backend.admission.PreLoginGate`), must log in by a deadline fixed when it connected, and
+may send only small frames; after login its frames may be large, and the bytes of large messages
+buffered or being handled are bounded server-wide (:class:`~backend.admission.ByteBudget`,
+charged from the frame headers by :class:`~backend.gated.GatedConnection`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import msgspec
@@ -25,10 +32,12 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
+from backend.admission import ByteBudget, PreLoginGate, return_freed_memory
 from backend.config import ServerConfig
 from backend.connection import Connection
 from backend.dispatch import Dispatcher, error_reply
 from backend.events import EventHub
+from backend.gated import GatedConnection, connection_class, set_max_message_size
 from backend.metrics import UNKNOWN_TYPE
 from protocol import codec
 from protocol.errors import BadRequest, PixmartError, Unavailable
@@ -36,13 +45,21 @@ from protocol.messages.base import Hello, Reply, Request
 
 log = logging.getLogger(__name__)
 
-#: A connection must say hello and authenticate within this many seconds.
-HANDSHAKE_TIMEOUT = 30.0
 #: The plain-HTTP path that load balancers and supervisors poll.
 HEALTH_PATH = "/healthz"
 
 #: Answers a health check: whether the server is healthy, and the JSON-able details.
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+
+
+@dataclass
+class _Link:
+    """One open connection as the transport tracks it: its login state and deadline timer."""
+
+    websocket: ServerConnection
+    connection: Connection
+    logged_in: bool = False
+    login_timer: asyncio.TimerHandle | None = None
 
 
 class Transport:
@@ -65,6 +82,19 @@ class Transport:
         self._connections: set[ServerConnection] = set()
         self._requests: set[asyncio.Task[None]] = set()
         self._health = health
+        self._gate = PreLoginGate(
+            per_address=self._limits.max_unauthenticated_per_address,
+            total=min(self._limits.max_unauthenticated, self._limits.max_connections),
+            window=self._limits.login_deadline,
+            on_evict=_close_evicted,
+        )
+        # Never above the frame limit itself (tests shrink that one).
+        self._prelogin_frame_bytes = min(
+            self._limits.max_prelogin_frame_bytes, self._limits.max_frame_bytes
+        )
+        #: Bytes of large incoming messages buffered or being handled, server-wide.
+        self.frame_budget = ByteBudget(self._limits.max_inflight_frame_bytes)
+        self._closers: set[asyncio.Task[None]] = set()
         #: Bound but not yet admitting clients while the server finishes starting.
         self.accepting = False
         self.shutting_down = False
@@ -81,9 +111,16 @@ class Transport:
         """How many connections are open."""
         return len(self._connections)
 
+    @property
+    def prelogin(self) -> PreLoginGate:
+        """The count of connections that have not logged in."""
+        return self._gate
+
     async def start(self) -> None:
         """Bind and start accepting connections."""
         origins: list[str | None] = [None, *self._config.allowed_origins]
+        # Large incoming messages come and go: their memory must go back to the system.
+        return_freed_memory()
         self._server = await serve(
             self._handle,
             self._config.host,
@@ -92,11 +129,20 @@ class Transport:
             origins=origins,  # type: ignore[arg-type]
             process_request=self._admit,
             compression=None,  # pictures are compressed already; deflate would only cost CPU
-            max_size=self._limits.max_frame_bytes,
-            max_queue=4,
+            # Every connection starts logged out: small frames until it logs in (_sync_login).
+            max_size=self._prelogin_frame_bytes,
+            # Pause reading once this many complete frames wait (large ones are charged to
+            # the byte budget from their headers besides).
+            max_queue=(max(0, self._limits.max_queued_frames - 1), 0),
             ping_interval=self._limits.ping_interval,
             ping_timeout=self._limits.ping_timeout,
             server_header=None,
+            create_connection=connection_class(
+                self._gate, self.frame_budget, self._prelogin_frame_bytes
+            ),
+            # Passed to loop.create_server: a peer that stalls in the TLS handshake is counted
+            # nowhere, so it must not hold its socket for asyncio's default minute.
+            ssl_handshake_timeout=self._limits.tls_handshake_timeout,
         )
 
     async def _admit(
@@ -108,6 +154,11 @@ class Transport:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server is starting\n")
         if self.shutting_down:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down\n")
+        refusal = connection.refusal if isinstance(connection, GatedConnection) else None
+        if refusal is not None:
+            response = connection.respond(refusal.status, refusal.reason)
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
         if len(self._connections) >= self._limits.max_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
         return None
@@ -156,12 +207,21 @@ class Transport:
         connection = Connection(
             address, rate=self._limits.request_rate, burst=self._limits.request_burst
         )
+        link = _Link(websocket, connection)
+        # The deadline was fixed when the gate counted the connection; nothing extends it.
+        deadline = self._gate.deadline(websocket)
+        self._arm_login_deadline(
+            link, deadline if deadline is not None else time.monotonic() + self._gate.window
+        )
         self._connections.add(websocket)
+        self._events.attach(connection)
         self._dispatcher.metrics.connection_opened(connection)
-        writer = asyncio.create_task(self._drain_events(websocket, connection))
+        writer = asyncio.create_task(self._drain_events(link))
         try:
-            await self._read_loop(websocket, connection)
+            await self._read_loop(link)
         finally:
+            if link.login_timer is not None:
+                link.login_timer.cancel()
             self._connections.discard(websocket)
             self._dispatcher.metrics.connection_closed(connection)
             self._events.drop(connection)
@@ -169,21 +229,92 @@ class Transport:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
-    async def _read_loop(self, websocket: ServerConnection, connection: Connection) -> None:
+    def _arm_login_deadline(self, link: _Link, deadline: float) -> None:
+        delay = max(0.0, deadline - time.monotonic())
+        link.login_timer = asyncio.get_running_loop().call_later(
+            delay, self._login_deadline_passed, link
+        )
+
+    def _login_deadline_passed(self, link: _Link) -> None:
+        # A timer, not a read timeout: it fires whatever the connection sends, and also while
+        # its read loop waits for a request slot.
+        link.login_timer = None
+        self._sync_login(link)
+        if link.logged_in:
+            return
+        log.info("closing %r: not logged in within %g s", link.connection, self._gate.window)
+        closer = asyncio.create_task(
+            link.websocket.close(
+                CloseCode.NORMAL_CLOSURE, f"not logged in within {self._gate.window:g} s"
+            )
+        )
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+
+    def _sync_login(self, link: _Link) -> None:
+        """Apply the limits of the connection's login state if it changed since last time.
+
+        Logged in: no longer counted by the gate, no deadline, frames up to ``max_frame_bytes``.
+        Logged out (a logout, or a session that ended): counted again, a new deadline, small
+        frames. Called before a reply is sent, so a client that waits for its ``LoggedIn``
+        reply may send large frames from then on.
+        """
+        logged_in = link.connection.principal is not None
+        if logged_in == link.logged_in:
+            return
+        link.logged_in = logged_in
+        protocol = link.websocket.protocol
+        if logged_in:
+            self._gate.release(link.websocket)
+            if link.login_timer is not None:
+                link.login_timer.cancel()
+                link.login_timer = None
+            set_max_message_size(protocol, self._limits.max_frame_bytes)
+        else:
+            set_max_message_size(protocol, self._prelogin_frame_bytes)
+            deadline = self._gate.rejoin(link.websocket, link.connection.address)
+            self._arm_login_deadline(link, deadline)
+
+    async def _read_loop(self, link: _Link) -> None:
+        websocket = link.websocket
         garbage: deque[float] = deque()
         in_flight = asyncio.Semaphore(self._limits.max_in_flight)
         while True:
-            timeout = (
-                HANDSHAKE_TIMEOUT if connection.principal is None else self._limits.idle_timeout
-            )
             try:
-                async with asyncio.timeout(timeout):
+                # Before login the login deadline comes first (_login_deadline_passed).
+                async with asyncio.timeout(self._limits.idle_timeout):
                     frame = await websocket.recv()
             except TimeoutError:
                 await websocket.close(CloseCode.NORMAL_CLOSURE, "idle timeout")
                 return
             except ConnectionClosed:
                 return
+            # A session can end between two frames (logout elsewhere, expiry).
+            self._sync_login(link)
+            # The message was charged to the byte budget from its header, before websockets
+            # buffered it; the charge is given back once its reply is sent.
+            meter = websocket.meter if isinstance(websocket, GatedConnection) else None
+            charged = meter.take() if meter is not None else 0
+            keep_reading = await self._take_frame(link, frame, charged, garbage, in_flight)
+            # Not held while the next message may wait for the budget: its charge is gone.
+            del frame
+            if not keep_reading:
+                return
+
+    async def _take_frame(
+        self,
+        link: _Link,
+        frame: bytes | str,
+        charged: int,
+        garbage: deque[float],
+        in_flight: asyncio.Semaphore,
+    ) -> bool:
+        """Refuse ``frame`` or start a task that serves it; whether to go on reading.
+
+        ``charged`` bytes of the budget go with the frame: to its task, or back at once.
+        """
+        websocket, connection = link.websocket, link.connection
+        try:
             request_type = UNKNOWN_TYPE  # for the metrics and log line of a refused frame
             try:
                 message = codec.decode(frame, max_bytes=self._limits.max_message_bytes)
@@ -200,15 +331,30 @@ class Transport:
                 if isinstance(exc, BadRequest) and self._too_much_garbage(garbage):
                     log.warning("closing %r: too many malformed messages", connection)
                     await websocket.close(CloseCode.POLICY_VIOLATION, "too many malformed messages")
-                    return
-                continue
+                    return False
+                return True
             assert isinstance(frame, bytes)
             # Back-pressure: with max_in_flight requests running, stop reading this connection.
             await in_flight.acquire()
-            task = asyncio.create_task(self._serve(websocket, connection, message, frame))
+            task = asyncio.create_task(self._serve(link, message, frame))
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
             task.add_done_callback(lambda _: in_flight.release())
+            # The task holds the frame until its reply is sent; a done callback runs even if
+            # the task is cancelled before it starts.
+            task.add_done_callback(self._budget_releaser(charged))
+            charged = 0
+            return True
+        finally:
+            if charged:
+                self.frame_budget.release(charged)
+
+    def _budget_releaser(self, amount: int) -> Callable[[asyncio.Task[None]], None]:
+        def release(_: asyncio.Task[None]) -> None:
+            if amount:
+                self.frame_budget.release(amount)
+
+        return release
 
     def _too_much_garbage(self, garbage: deque[float]) -> bool:
         now = time.monotonic()
@@ -217,25 +363,37 @@ class Transport:
             garbage.popleft()
         return len(garbage) > self._limits.max_garbage
 
-    async def _serve(
-        self, websocket: ServerConnection, connection: Connection, request: Request, frame: bytes
-    ) -> None:
+    async def _serve(self, link: _Link, request: Request, frame: bytes) -> None:
         if self.shutting_down:
             reply: Reply = error_reply(
                 request.id, Unavailable("The server is shutting down", retry_after=2)
             )
         else:
-            reply = await self._dispatcher.dispatch(connection, request, frame)
-        await self._send_quietly(websocket, codec.encode(reply))
+            reply = await self._dispatcher.dispatch(link.connection, request, frame)
+        # Before the reply leaves: a client that read LoggedIn may send large frames at once.
+        self._sync_login(link)
+        await self._send_quietly(link.websocket, codec.encode(reply))
 
     async def _send_quietly(self, websocket: ServerConnection, frame: bytes) -> None:
         with contextlib.suppress(ConnectionClosed):
             await websocket.send(frame)
 
-    async def _drain_events(self, websocket: ServerConnection, connection: Connection) -> None:
+    async def _drain_events(self, link: _Link) -> None:
+        websocket, connection = link.websocket, link.connection
         while True:
             frame = await connection.outbox.get()
+            if not self._events.admits(connection):
+                continue  # queued before its session ended; the end is queued in its place
             try:
                 await websocket.send(frame)
             except ConnectionClosed:
                 return
+            # The event may have told of a session that ended: the pre-login limits are back.
+            self._sync_login(link)
+
+
+def _close_evicted(handle: Hashable) -> None:
+    """Drop a connection the pre-login gate gave up to make room (it never logged in)."""
+    if isinstance(handle, ServerConnection) and handle.transport is not None:
+        log.info("closing %s: room made for a connection from a less busy address", handle.id)
+        handle.transport.abort()

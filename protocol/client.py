@@ -44,6 +44,8 @@ from protocol.messages.accounts import (
     Me,
     Resume,
     Resumed,
+    SessionEnded,
+    SessionEndReason,
     UserInfo,
     WhoAmI,
 )
@@ -179,6 +181,9 @@ class Session:
         self.backoff = backoff or Backoff()
         self.open_timeout = open_timeout
         self.user: UserInfo | None = None
+        #: Why the server last ended this session's login while connected (``None`` after a
+        #: login); token listeners hear ``None`` first, the ``SessionEnded`` event follows.
+        self.end_reason: SessionEndReason | None = None
         self.capabilities: Capabilities | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -296,10 +301,14 @@ class Session:
         except InvalidStatus as exc:
             # The server answered the upgrade with an HTTP error: say so in words, typed.
             status = exc.response.status_code
-            if status == 503:
-                raise Unavailable(
-                    "The server is full or shutting down; try again shortly", retry_after=5
-                ) from None
+            if status in (429, 503):
+                message = (
+                    "Too many connections from this address are waiting to log in"
+                    if status == 429
+                    else "The server is full or shutting down"
+                )
+                wait = _retry_after(exc.response.headers.get("Retry-After"))
+                raise Unavailable(f"{message}; try again shortly", retry_after=wait) from None
             if status == 403:
                 raise Forbidden("The server refused this client (origin not allowed)") from None
             raise Unavailable(f"The server refused the connection (HTTP {status})") from None
@@ -365,6 +374,11 @@ class Session:
             )
         )
         for pending in unanswered:
+            if self.user is None and len(pending.frame) > codec.MAX_PRELOGIN_MESSAGE_BYTES:
+                # Not logged in after all (the session ended): the server would cut this frame
+                # unread and the resend would repeat forever; it needs a login anyway.
+                pending.future.set_exception(Unauthenticated("Log in first"))
+                continue
             asyncio.create_task(self._send_quietly(ws, pending.frame))
 
     async def _send_quietly(self, ws: ClientConnection, frame: bytes) -> None:
@@ -418,6 +432,12 @@ class Session:
             self._deliver_event(message)
 
     def _deliver_event(self, event: Event) -> None:
+        if isinstance(event, SessionEnded):
+            # Logged out by the server (password changed, logout elsewhere, expiry, an admin):
+            # the token is dead, so a reconnect must not resume with it.
+            self.end_reason = event.reason
+            self.user = None
+            self._set_token(None)
         for listener in list(self._listeners.events):
             try:
                 listener(event)
@@ -499,6 +519,10 @@ class Session:
             raise Offline("The session was closed")
         request = msgspec.structs.replace(request, id=next(self._ids))
         frame = codec.encode(request)
+        if self.user is None and len(frame) > codec.MAX_PRELOGIN_MESSAGE_BYTES:
+            # The server cuts a frame this large before login (close 1009) instead of answering
+            # it, and every large request needs a login: say so here.
+            raise Unauthenticated("Log in first")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = _Pending(frame, future)
         try:
@@ -522,6 +546,7 @@ class Session:
         """Log in; the token is kept and reported to token listeners."""
         reply = await self.request(Login(username=username, password=password), LoggedIn)
         self.user = reply.user
+        self.end_reason = None
         self._set_token(reply.token)
         return reply.user
 
@@ -554,6 +579,15 @@ def _unwrap(reply: Reply, expect: type[R]) -> R:
     if not isinstance(reply, expect):
         raise ProtocolViolation(f"Expected {expect.__name__}, got {type(reply).__name__}")
     return reply
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds from an HTTP ``Retry-After`` header in seconds; 5 if absent or not a number."""
+    try:
+        seconds = float(header) if header is not None else 5.0
+    except ValueError:
+        return 5.0
+    return seconds if 0 < seconds < 3600 else 5.0
 
 
 def _describe(exc: BaseException) -> str:

@@ -25,6 +25,9 @@ MESSAGE_TYPES: tuple[type[base.Message], ...] = (
 
 #: Frames above this size are refused with ``bad_request`` (the transport cuts far larger ones).
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: Messages a client sends before it has logged in stay under this (Hello, Login, CreateAccount,
+#: Resume take a few hundred bytes): the server cuts a larger frame with 1009 unread.
+MAX_PRELOGIN_MESSAGE_BYTES = 64 * 1024
 
 M = TypeVar("M", bound=base.Message)
 

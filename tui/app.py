@@ -22,7 +22,7 @@ from protocol.messages.catalogue import ItemCard
 from protocol.trust import FingerprintMismatch, UnknownServer
 from tui.data.thumbnails import PictureCache
 from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
-from tui.feedback import describe_error, is_warming_up
+from tui.feedback import describe_error, describe_session_end, is_warming_up
 from tui.keys import key_commands
 from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
@@ -251,8 +251,10 @@ class PixmartApp(App[None]):
         ended = message.token is None and self.user is not None and not self._logging_out
         if message.session is self.link.session and ended:
             self.user = None
-            self.notify("Your session ended. Please log in again.", severity="warning")
+            reason = describe_session_end(message.session.end_reason)
+            self.notify(reason, severity="warning")
             await self._back_to_login()
+            self._tell_login(reason, error=True)
 
     @on(LoggedIn)
     async def _logged_in(self, message: LoggedIn) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from protocol.errors import PixmartError, RateLimited, Unavailable
+from protocol.messages.accounts import SessionEndReason
 from protocol.trust import FingerprintMismatch, TrustError, UnknownServer
 
 
@@ -45,6 +46,29 @@ def describe_error(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__})."
 
 
+_SESSION_ENDS = {
+    SessionEndReason.PASSWORD_CHANGED: (
+        "You were logged out because your password was changed on another device."
+    ),
+    SessionEndReason.LOGGED_OUT: (
+        "You were logged out because this session was logged out on another device."
+    ),
+    SessionEndReason.EXPIRED: "You were logged out because your session expired.",
+    SessionEndReason.REVOKED: "You were logged out by the server's administrator.",
+}
+
+
+def describe_session_end(reason: SessionEndReason | None) -> str:
+    """One line saying why the person is back at the login screen.
+
+    Args:
+        reason: what the server said (``None``: the session was found ended on a reconnect).
+    """
+    if reason is None:
+        return "Your session ended. Please log in again."
+    return _SESSION_ENDS.get(reason, "Your session ended. Please log in again.")
+
+
 def is_warming_up(exc: BaseException) -> bool:
     """Whether ``exc`` says the server's image model is still loading (not a real failure)."""
     return isinstance(exc, Unavailable) and (exc.details or {}).get("vision") == "warming"
@@ -73,4 +97,10 @@ def normalise_server_url(text: str) -> str:
     return text
 
 
-__all__ = ["describe_error", "first_line", "is_warming_up", "normalise_server_url"]
+__all__ = [
+    "describe_error",
+    "describe_session_end",
+    "first_line",
+    "is_warming_up",
+    "normalise_server_url",
+]

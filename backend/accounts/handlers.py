@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend.accounts.service import Principal
 from backend.connection import Connection
 from backend.dispatch import Dispatcher
 from backend.services import Services
@@ -23,6 +24,7 @@ from protocol.messages.base import Ok, Reply
 def register(dispatcher: Dispatcher, services: Services) -> None:
     """Register the account handlers."""
     accounts = services.accounts
+    events = services.events
 
     async def bind_session(connection: Connection, reply: Reply) -> None:
         # Runs for fresh and replayed replies alike, so a login retried after a drop still
@@ -32,7 +34,7 @@ def register(dispatcher: Dispatcher, services: Services) -> None:
 
     @dispatcher.route(CreateAccount, auth=False)
     async def create_account(connection: Connection, request: CreateAccount) -> Reply:
-        user = await accounts.create_account(request.username, request.password)
+        user = await accounts.create_account(request.username, request.password, connection.address)
         return AccountCreated(id=request.id, user=user)
 
     @dispatcher.route(Login, auth=False, after=bind_session)
@@ -51,9 +53,14 @@ def register(dispatcher: Dispatcher, services: Services) -> None:
     # No session check: a logout retried after a drop (session already revoked) still succeeds.
     @dispatcher.route(Logout, auth=False)
     async def logout(connection: Connection, request: Logout) -> Reply:
-        if connection.principal is not None:
-            await accounts.logout(connection.principal)
-        connection.principal = None
+        # Logged out before the session is revoked: the session's other connections are told it
+        # ended, this one asked for it and hears Ok.
+        principal, connection.principal = connection.principal, None
+        connection.ended = None
+        # Its subscriptions were made as the user it no longer is.
+        events.unsubscribe_all(connection)
+        if principal is not None:
+            await accounts.logout(principal)
         return Ok(id=request.id)
 
     @dispatcher.route(WhoAmI, replayable=False)
@@ -62,10 +69,16 @@ def register(dispatcher: Dispatcher, services: Services) -> None:
 
     @dispatcher.route(ChangePassword, after=bind_session)
     async def change_password(connection: Connection, request: ChangePassword) -> Reply:
+        def carry_on(principal: Principal) -> None:
+            # This connection moves to the new session, subscriptions and all; the user's other
+            # connections are told their session ended.
+            connection.principal = principal
+
         token, principal, expires_at = await accounts.change_password(
             connection.require_user(),
             request.old_password,
             request.new_password,
             connection.address,
+            rebind=carry_on,
         )
         return LoggedIn(id=request.id, token=token, user=principal.info(), expires_at=expires_at)

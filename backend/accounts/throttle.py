@@ -1,26 +1,100 @@
-"""Provides failed-login throttling per account and per client address."""
+"""Provides the account limits that run before any password work: failed logins and sign-ups.
+
+* :class:`LoginThrottle` counts failed logins per account and per client address and locks a
+  key out for a while past its limit. An attempt is reserved (:meth:`LoginThrottle.reserve`)
+  before its password is checked and counts as a failure until it succeeds, so attempts sent
+  at once cannot all pass the check before the first failure is recorded.
+* :class:`SignupLimiter` caps account creations per client address and server-wide in a
+  sliding window.
+
+Addresses are keyed by :func:`address_key`: an IPv6 client is limited by its /64, the block a
+single subscriber usually holds, so it cannot dodge a limit by changing its address.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from protocol.errors import RateLimited
+
+#: Seconds an attempt refused for "too many attempts in progress" is told to wait: those in
+#: progress settle within one password check, after which the key is locked or free again.
+IN_PROGRESS_RETRY: Final = 1.0
+
+
+def address_key(address: str) -> str:
+    """The key a client address is limited by: an IPv4 address, or the /64 of an IPv6 one.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address; text that is no IP address (a
+    Unix socket peer, ``"?"``) is its own key.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @dataclass
 class _Failures:
     times: deque[float] = field(default_factory=deque)
     locked_until: float = 0.0
+    #: Attempts reserved whose password check has not settled yet.
+    pending: int = 0
+
+
+class LoginAttempt:
+    """One login attempt, reserved against both keys before its password is checked.
+
+    Settle it exactly once: :meth:`failed` (also the right call when the check was cut short,
+    e.g. the client dropped), :meth:`succeeded`, or :meth:`release` if no password work ran
+    at all (the server was too busy to start it). Later calls do nothing.
+    """
+
+    def __init__(self, throttle: LoginThrottle, account: str, address: str) -> None:
+        self._throttle = throttle
+        self.account = account
+        self.address = address
+        self._open = True
+
+    def failed(self) -> None:
+        """Count the attempt as a failed login."""
+        if self._settle():
+            self._throttle.failed(self.account, self.address)
+
+    def succeeded(self) -> None:
+        """The password was right: forget the account's failures (the address keeps its)."""
+        if self._settle():
+            self._throttle.succeeded(self.account)
+
+    def release(self) -> None:
+        """Give the reservation back without counting anything: no password was checked."""
+        self._settle()
+
+    def _settle(self) -> bool:
+        if not self._open:
+            return False
+        self._open = False
+        self._throttle._unreserve(self.account, self.address)
+        return True
 
 
 class LoginThrottle:
     """Counts failed logins in a sliding window and locks the key out for a while past a limit.
 
-    Keys are ``("account", name)`` and ``("address", ip)``; both are checked before the password
-    is even hashed, so a brute-force run costs the attacker time, not the server CPU.
+    Keys are ``("account", name)`` and ``("address", ip)``. Both are checked before the password
+    is even hashed, so a brute-force run costs the attacker time, not the server CPU. Attempts
+    in progress count against the limit as if they had failed.
     """
 
     def __init__(
@@ -41,15 +115,39 @@ class LoginThrottle:
         self._failures: dict[tuple[str, str], _Failures] = {}
 
     def check(self, account: str, address: str) -> None:
-        """Raise :class:`RateLimited` if either key is locked out."""
+        """Raise :class:`RateLimited` if either key is locked out or has no attempt left."""
         now = self._clock()
-        for key in (("account", account), ("address", address)):
-            entry = self._failures.get(key)
-            if entry is not None and entry.locked_until > now:
+        for kind, value in (("account", account), ("address", address)):
+            entry = self._failures.get((kind, value))
+            if entry is None:
+                continue
+            if entry.locked_until > now:
                 retry = round(entry.locked_until - now, 1)
                 raise RateLimited(
                     f"Too many failed logins; try again in {retry:g} seconds", retry_after=retry
                 )
+            self._forget_old(entry, now)
+            if len(entry.times) + entry.pending >= self._limits[kind]:
+                # Only attempts still in progress can get here (settled failures lock first).
+                raise RateLimited(
+                    "Too many login attempts in progress; try again in a second",
+                    retry_after=IN_PROGRESS_RETRY,
+                )
+
+    def reserve(self, account: str, address: str) -> LoginAttempt:
+        """Check both keys and reserve one attempt on each; settle the returned attempt.
+
+        Check and reservation happen without a pause, so concurrent attempts see each other.
+
+        Raises:
+            RateLimited: a key is locked out, or its remaining attempts are all in progress.
+        """
+        self.check(account, address)
+        if len(self._failures) >= self._max_keys:
+            self._prune(self._clock())
+        for key in (("account", account), ("address", address)):
+            self._failures.setdefault(key, _Failures()).pending += 1
+        return LoginAttempt(self, account, address)
 
     def failed(self, account: str, address: str) -> None:
         """Record one failed login for both keys."""
@@ -59,22 +157,145 @@ class LoginThrottle:
         for kind, value in (("account", account), ("address", address)):
             entry = self._failures.setdefault((kind, value), _Failures())
             entry.times.append(now)
-            while entry.times and entry.times[0] < now - self._window:
-                entry.times.popleft()
+            self._forget_old(entry, now)
             if len(entry.times) >= self._limits[kind]:
                 entry.locked_until = now + self._lockout
                 entry.times.clear()
 
     def succeeded(self, account: str) -> None:
         """Forget the account's failures after a successful login (the address keeps its)."""
-        self._failures.pop(("account", account), None)
+        entry = self._failures.get(("account", account))
+        if entry is None:
+            return
+        if entry.pending:
+            # Other attempts are still in progress and will settle against this entry.
+            entry.times.clear()
+            entry.locked_until = 0.0
+        else:
+            del self._failures[("account", account)]
+
+    def _unreserve(self, account: str, address: str) -> None:
+        for key in (("account", account), ("address", address)):
+            entry = self._failures.get(key)
+            if entry is not None and entry.pending > 0:
+                entry.pending -= 1
+
+    def _forget_old(self, entry: _Failures, now: float) -> None:
+        while entry.times and entry.times[0] < now - self._window:
+            entry.times.popleft()
 
     def _prune(self, now: float) -> None:
         stale = [
             key
             for key, entry in self._failures.items()
             if entry.locked_until <= now
+            and not entry.pending
             and (not entry.times or entry.times[-1] < now - self._window)
         ]
         for key in stale:
             del self._failures[key]
+
+
+class _Window:
+    """Event times inside a sliding window, at most ``limit`` of them."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self.times: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        """Seconds until one more event fits (0 if it fits now)."""
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        if not self.times:
+            return self.period  # a limit of 0: never
+        return self.times[0] + self.period - now
+
+
+class SignupSlot:
+    """One account creation, counted against its address and the server; release if unused."""
+
+    def __init__(self, limiter: SignupLimiter, address: str, at: float) -> None:
+        self._limiter = limiter
+        self._address = address
+        self._at = at
+        self._open = True
+
+    def release(self) -> None:
+        """Give the slot back: no password was hashed for it (the server was too busy)."""
+        if self._open:
+            self._open = False
+            self._limiter._give_back(self._address, self._at)
+
+
+class SignupLimiter:
+    """Caps account creations per client address and server-wide within a sliding window.
+
+    Each creation costs an Argon2id hash and brings a new user with its own upload quota, so a
+    client making accounts in bulk costs the server CPU and disk. Limits are taken before the
+    hash; a slot is counted whatever the creation's outcome (a taken name still cost a hash).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_per_address: int,
+        max_total: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self._per_address = max_per_address
+        self._window = window
+        self._clock = clock
+        self._max_keys = max_keys
+        self._total = _Window(max_total, window)
+        self._addresses: dict[str, _Window] = {}
+
+    def reserve(self, address: str) -> SignupSlot:
+        """Count one creation for ``address``; return its slot.
+
+        Raises:
+            RateLimited: the address, or the server as a whole, made too many accounts lately;
+                ``retry_after`` says when the next one fits.
+        """
+        now = self._clock()
+        if len(self._addresses) >= self._max_keys:
+            self._prune(now)
+        own = self._addresses.get(address) or _Window(self._per_address, self._window)
+        for window, whose in ((own, "from your address"), (self._total, "on this server")):
+            wait = window.wait(now)
+            if wait > 0:
+                retry = math.ceil(wait)
+                raise RateLimited(
+                    f"Too many new accounts {whose} lately; try again in {_duration(retry)}",
+                    retry_after=float(retry),
+                )
+        self._addresses[address] = own
+        own.times.append(now)
+        self._total.times.append(now)
+        return SignupSlot(self, address, now)
+
+    def _give_back(self, address: str, at: float) -> None:
+        for window in (self._addresses.get(address), self._total):
+            if window is not None and at in window.times:
+                window.times.remove(at)
+
+    def _prune(self, now: float) -> None:
+        stale = [
+            address
+            for address, window in self._addresses.items()
+            if not window.times or window.times[-1] <= now - window.period
+        ]
+        for address in stale:
+            del self._addresses[address]
+
+
+def _duration(seconds: int) -> str:
+    """``"45 seconds"``, ``"12 minutes"``: how long to wait, in words."""
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"

@@ -4,6 +4,11 @@ Order of work, so that a failure at any step leaves nothing behind: verify the h
 whole file, validate and decode it (threads), move the original and its clean copy into the
 blob store, then commit the picture row, the item, its tags and the removal of the upload row
 in one transaction. Only then is the item announced.
+
+A picture the store already holds for another seller is validated, decoded and embedded all the
+same, though its stored files, derivatives and embedding would do: finishing it took 39 ms
+against 590 ms for a new picture, which told anyone holding a picture whether some seller had
+it, privately or not. Only the seller's own duplicate is answered at once (they know it).
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ class NewItem:
     """An item just listed, as told to :data:`CreatedHook` listeners (e.g. the vision index).
 
     Attributes:
-        model_image: The vision pipeline's picture when the picture file is new; ``None`` when
-            another seller's item already showed the same picture (same ``sha256``), whose
-            embedding can be reused, or re-made with ``CatalogueService.model_image``.
+        model_image: The vision pipeline's picture, decoded from this upload, also when another
+            seller's item already shows the same picture (same ``sha256``): listeners treat it
+            as new, so the upload takes as long either way. ``None`` only when the picture was
+            not decoded (another seller's item gained it while this one was being finished); it
+            can be re-made with ``CatalogueService.model_image``.
     """
 
     item_id: int
@@ -119,9 +126,10 @@ class Intake:
         self, upload: UploadRow, finished: FinishedUpload, listing: Listing
     ) -> _Accepted:
         sha256 = finished.sha256
-        # Decode before taking the picture's lock: it is the slow part and needs no lock.
+        # Decode before taking the picture's lock: it is the slow part and needs no lock. Also
+        # when another seller's item shows the picture (see the module docstring).
         prepared = None
-        if not await self._pictures.exists(sha256):
+        if await owned_item_with_picture(self._db, upload.owner_id, sha256) is None:
             prepared = await self._processor.prepare(finished.path)
         async with self._pictures.locks.hold(sha256):
             existing = await owned_item_with_picture(self._db, upload.owner_id, sha256)
@@ -129,7 +137,7 @@ class Intake:
                 return _Accepted(existing, duplicate=True, prepared=None)
             files: StoredFiles | None = None
             if not await self._pictures.exists(sha256):
-                if prepared is None:  # it existed when we looked; its last item went since
+                if prepared is None:  # the owner's item had it when we looked; it went since
                     prepared = await self._processor.prepare(finished.path)
                 files = await self._pictures.store_files(finished.path, sha256, prepared.clean)
             try:
@@ -142,7 +150,7 @@ class Intake:
                 if files is not None:
                     await self._pictures.remove_files([files])
                 raise
-        return _Accepted(item_id, duplicate=False, prepared=prepared if files else None)
+        return _Accepted(item_id, duplicate=False, prepared=prepared)
 
     async def _run_hooks(
         self, card: ItemCard, upload: UploadRow, prepared: PreparedPicture | None

@@ -87,6 +87,8 @@ class CatalogueService:
             PartialUploads(data_dir / "uploads", max_bytes=limits.max_upload_bytes),
             max_bytes=limits.max_upload_bytes,
             chunk_bytes=limits.upload_chunk_bytes,
+            max_open_uploads=limits.max_open_uploads,
+            max_open_bytes=limits.max_open_upload_bytes,
             clock=clock,
         )
         self.listings = Listings(

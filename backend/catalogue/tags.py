@@ -2,7 +2,8 @@
 
 A tag is 1 to 32 characters from ``a-z``, ``0-9`` and ``-`` after trimming and lower-casing;
 anything else is refused with ``bad_request`` rather than silently mangled, so a seller never
-ends up with a tag they did not type.
+ends up with a tag they did not type. An invisible or bidi character gets its own message
+(:func:`backend.safetext.refuse_hidden`), since the seller cannot see what is wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Final
 
 import aiosqlite
 
+from backend.safetext import refuse_hidden
 from backend.storage.database import Database
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import TagCount
@@ -29,7 +31,7 @@ _PREFIX: Final = re.compile(r"[a-z0-9-]{0,32}")
 
 def normalise_tag(raw: str) -> str:
     """Return ``raw`` trimmed and lower-cased, or raise :class:`BadRequest` if it is no tag."""
-    tag = raw.strip().lower()
+    tag = refuse_hidden(raw, "tag").strip().lower()
     if not _TAG.fullmatch(tag):
         raise BadRequest(
             f"{raw!r} is not a valid tag: a tag has 1 to {MAX_TAG_LENGTH} characters "

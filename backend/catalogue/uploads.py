@@ -31,8 +31,10 @@ from protocol.messages.catalogue import ItemMetadata
 
 log = logging.getLogger(__name__)
 
-#: Unfinished uploads one user may have at once; each may hold up to the size limit on disk.
-MAX_OPEN_UPLOADS: Final = 64
+#: Defaults of the per-user quota on unfinished uploads (the server passes
+#: ``Limits.max_open_uploads`` and ``Limits.max_open_upload_bytes``).
+MAX_OPEN_UPLOADS: Final = 16
+MAX_OPEN_UPLOAD_BYTES: Final = 256 * 1024 * 1024
 
 _metadata_decoder = msgspec.msgpack.Decoder(ItemMetadata)
 
@@ -73,15 +75,22 @@ class UploadManager:
         *,
         max_bytes: int,
         chunk_bytes: int,
+        max_open_uploads: int = MAX_OPEN_UPLOADS,
+        max_open_bytes: int = MAX_OPEN_UPLOAD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
         self._partials = partials
         self.max_bytes = max_bytes
         self.chunk_bytes = chunk_bytes
+        #: Per user: unfinished uploads at once, and the bytes they declare in all. Each may
+        #: hold its declared size on disk until finished, cancelled or expired.
+        self.max_open_uploads = max_open_uploads
+        self.max_open_bytes = max_open_bytes
         self._clock = clock
-        #: Held per upload id while its bytes change or it is finished or discarded, and per
-        #: "owner:sha256" while an upload of that file is begun.
+        #: Held per upload id while its bytes change or it is finished or discarded, per
+        #: "owner:sha256" while an upload of that file is begun, and per "quota:owner" while a
+        #: new upload is checked against the owner's quota and recorded.
         self.locks = KeyedLocks()
 
     def check_declared_size(self, size: int) -> None:
@@ -104,7 +113,8 @@ class UploadManager:
         The caller has validated ``metadata`` and the declared size.
 
         Raises:
-            Conflict: the owner has too many unfinished uploads.
+            Conflict: the owner's unfinished uploads would exceed the quota in number
+                (``details["quota"] == "uploads"``) or in declared bytes (``"bytes"``).
         """
         encoded = msgspec.msgpack.encode(metadata)
         async with self.locks.hold(f"begin:{owner_id}:{sha256}"):
@@ -119,24 +129,42 @@ class UploadManager:
                         )
                         return UploadPosition(existing.id, offset)
                     await self._discard_locked(existing.id)
-            open_uploads = await self._db.fetchone(
-                "SELECT COUNT(*) FROM uploads WHERE owner_id = ?", (owner_id,)
-            )
-            if open_uploads is not None and int(open_uploads[0]) >= MAX_OPEN_UPLOADS:
-                raise Conflict(
-                    f"You have {MAX_OPEN_UPLOADS} unfinished uploads; finish or cancel some first"
-                )
-            upload_id = await asyncio.to_thread(self._partials.begin)
-            try:
-                await self._db.execute(
-                    "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (upload_id, owner_id, sha256, size, encoded, self._clock()),
-                )
-            except BaseException:
-                await asyncio.to_thread(self._partials.discard, upload_id)
-                raise
+            # One owner's begins of different files run concurrently; the quota lock makes
+            # "count, then insert" one step, so uploads begun at once cannot all fit.
+            async with self.locks.hold(f"quota:{owner_id}"):
+                await self._check_quota(owner_id, size)
+                upload_id = await asyncio.to_thread(self._partials.begin)
+                try:
+                    await self._db.execute(
+                        "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (upload_id, owner_id, sha256, size, encoded, self._clock()),
+                    )
+                except BaseException:
+                    await asyncio.to_thread(self._partials.discard, upload_id)
+                    raise
             return UploadPosition(upload_id, 0)
+
+    async def _check_quota(self, owner_id: int, size: int) -> None:
+        """Refuse a new upload of ``size`` bytes that would take the owner over the quota."""
+        row = await self._db.fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads WHERE owner_id = ?", (owner_id,)
+        )
+        count, declared = (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        details: dict[str, object] = {"open_uploads": count, "open_bytes": declared}
+        if count >= self.max_open_uploads:
+            raise Conflict(
+                f"You have {count} unfinished uploads, the most allowed; "
+                "finish or cancel some first",
+                details={"quota": "uploads", **details},
+            )
+        if declared + size > self.max_open_bytes:
+            mib = 1024 * 1024
+            raise Conflict(
+                f"Your unfinished uploads would come to {(declared + size) / mib:,.0f} MiB, over "
+                f"the {self.max_open_bytes / mib:,.0f} MiB allowed; finish or cancel some first",
+                details={"quota": "bytes", **details},
+            )
 
     async def find(self, owner_id: int, sha256: str) -> UploadRow | None:
         """The owner's unfinished upload of the file with this hash, if any."""

@@ -1,25 +1,22 @@
 """Provides the checks on what sellers write: titles, descriptions and listing metadata.
 
 Titles and descriptions are shown in other people's terminals, so control characters (escape
-sequences that could redraw or retitle a terminal) are refused, not stored.
+sequences that could redraw or retitle a terminal), bidirectional controls and invisible
+characters are refused, not stored (see :mod:`backend.safetext`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
 from backend.catalogue.tags import normalise_tags
+from backend.safetext import check_display_text
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import ItemMetadata
 
 MAX_TITLE: Final = 200
 MAX_DESCRIPTION: Final = 10_000
-
-# C0 and C1 controls and DEL; a description may still hold line breaks and tabs.
-_TITLE_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TEXT_CONTROLS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +36,7 @@ def clean_title(title: str) -> str:
     cleaned = title.strip()
     if not 1 <= len(cleaned) <= MAX_TITLE:
         raise BadRequest(f"An item needs a title of 1 to {MAX_TITLE} characters")
-    if _TITLE_CONTROLS.search(cleaned):
-        raise BadRequest("The title contains control characters")
-    return cleaned
+    return check_display_text(cleaned, "title")
 
 
 def clean_description(description: str) -> str:
@@ -49,9 +44,8 @@ def clean_description(description: str) -> str:
     cleaned = description.strip()
     if len(cleaned) > MAX_DESCRIPTION:
         raise BadRequest(f"A description has at most {MAX_DESCRIPTION:,} characters")
-    if _TEXT_CONTROLS.search(cleaned):
-        raise BadRequest("The description contains control characters")
-    return cleaned
+    # A description may still hold line breaks and tabs.
+    return check_display_text(cleaned, "description", multiline=True)
 
 
 def validate_metadata(metadata: ItemMetadata) -> Listing:

@@ -12,6 +12,11 @@ this module therefore sets them for the whole process, once:
   limit is higher, so a picture we accept is never refused by Pillow.
 * ``DecompressionBombWarning`` is turned into an error, so no code path in the server decodes a
   picture over the guard. Our own header check would refuse it anyway; this is defence in depth.
+* Pillow allocates pixels in blocks of :data:`PIXEL_BLOCK_BYTES` instead of 16 MiB. glibc serves
+  blocks under its mmap threshold (which climbs to 32 MiB after the first large free) from the
+  decoding thread's own heap and keeps them when they are freed, so every decoding thread came
+  to hold a large picture's worth of memory for good: two threads taking turns at one 49 MP
+  decode at a time held 410 MB instead of 200. Larger blocks are mapped and unmapped each time.
 
 Every Pillow exception raised while opening or decoding is translated into a
 :class:`~backend.media.errors.MediaError`, so callers handle exactly one family of exceptions.
@@ -28,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError, _imaging
 
 from backend.media.errors import MediaError, TooLarge, UnsupportedMedia
 from backend.media.limits import DEFAULT_MAX_PIXELS
@@ -40,6 +45,11 @@ PILLOW_NAMES: Final[dict[str, frozenset[str]]] = {
     "PNG": frozenset({"PNG"}),
     "WEBP": frozenset({"WEBP"}),
 }
+
+#: Pillow's pixel block size: above glibc's largest mmap threshold (32 MiB), so the blocks of a
+#: large picture go back to the system as soon as it is freed. Smaller pictures fit one block
+#: of their own size, so nothing is allocated in vain.
+PIXEL_BLOCK_BYTES: Final = 64 * 1024 * 1024
 
 _guard_lock = threading.Lock()
 
@@ -56,6 +66,7 @@ def harden_pillow(max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     with _guard_lock:
         Image.MAX_IMAGE_PIXELS = max_pixels
     warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+    _imaging.set_block_size(PIXEL_BLOCK_BYTES)  # what Image.core is
 
 
 def _allow_pixels(max_pixels: int) -> None:

@@ -15,7 +15,10 @@ encoded files carry no metadata at all (no EXIF, GPS, ICC, XMP or comments).
 
 Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale straight out of libjpeg (``draft``), and
 large PNG/WebP pictures are box-reduced by an integer factor before any other work, so a
-50-megapixel photo costs a fraction of a full-size pipeline.
+50-megapixel photo costs a fraction of a full-size pipeline. A picture that must change mode
+first (a palette with transparency becomes RGBA, 16-bit grey becomes 8-bit) is converted and
+reduced a band of rows at a time, so no full-size converted copy is ever held next to it:
+:func:`model_decode_pixels` can then say what a decode holds at most.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from backend.media.imaging import (
     SWAPPING_ORIENTATIONS,
     apply_orientation,
     flatten_onto_white,
+    needs_working_conversion,
     to_srgb,
     to_working_mode,
 )
@@ -50,6 +54,10 @@ DERIVATIVE_MIME: Final = "image/webp"
 #: The working picture is kept at least this many times larger than every output, so the final
 #: Lanczos resize still has detail to work with after the cheap integer reductions.
 _REDUCING_GAP: Final = 2
+#: Pixels of one band when a picture is converted and reduced band by band (4 MB as RGBA).
+_BAND_PIXELS: Final = 1 << 20
+#: libjpeg's reduced decoding scales, largest first.
+_JPEG_SCALES: Final = (8, 4, 2, 1)
 
 Size = tuple[int, int]
 
@@ -124,6 +132,26 @@ def decode_for_model(source: bytes | Path, info: ImageInfo) -> Image.Image:
     return _resized(_decode_working(source, info, model_size), model_size)
 
 
+def model_decode_pixels(info: ImageInfo) -> int:
+    """Return the most pixels :func:`decode_for_model` holds at once for ``info``'s picture.
+
+    A JPEG is decoded straight at the largest of 1/8, 1/4, 1/2 and 1/1 scale that still covers
+    the model's size; PNG and WebP have no reduced decoding and are held whole until reduced.
+    Reduced copies are at most a quarter of that and are not counted. Pixels are at most 4
+    bytes each (Pillow keeps RGB as RGBX; a mode change happens band by band).
+    """
+    width, height = info.stored_size
+    if info.format != "JPEG":
+        return width * height
+    needed = fit_for_model((info.width, info.height))
+    if info.orientation in SWAPPING_ORIENTATIONS:
+        needed = (needed[1], needed[0])
+    # As Pillow's JpegImageFile.draft picks the scale.
+    ratio = min(width // needed[0], height // needed[1])
+    scale = next((s for s in _JPEG_SCALES if ratio >= s), 1)
+    return -(-width // scale) * -(-height // scale)
+
+
 def fit_longest_side(size: Size, longest: int) -> Size:
     """Return ``size`` scaled down so its longest side is ``longest``; never scaled up."""
     width, height = size
@@ -182,17 +210,43 @@ def _decode_working(source: bytes | Path, info: ImageInfo, needed: Size) -> Imag
             image.load()
     if stored_size != info.stored_size:
         raise ValueError(f"info describes a {info.stored_size} picture, not {stored_size}")
-    working = to_working_mode(image)
     factor = min(
-        working.width // (stored_needed[0] * _REDUCING_GAP),
-        working.height // (stored_needed[1] * _REDUCING_GAP),
+        image.width // (stored_needed[0] * _REDUCING_GAP),
+        image.height // (stored_needed[1] * _REDUCING_GAP),
     )
-    if factor > 1:
-        working = working.reduce(factor)
+    working = _working_reduced(image, factor)
     working = flatten_onto_white(to_srgb(apply_orientation(working, info.orientation)))
     # Nothing from the original's metadata may follow the pixels into the outputs.
     working.info = {}
     return working
+
+
+def _working_reduced(image: Image.Image, factor: int) -> Image.Image:
+    """Return ``image`` in a working mode, box-reduced by ``factor`` when it is over 1.
+
+    A mode change copies the whole picture, up to 4 bytes a pixel next to a palette's 1 (a
+    49-megapixel palette PNG with transparency took 425 MB), so a picture that is reduced anyway
+    is converted and reduced a band at a time instead. The bands are a multiple of ``factor``
+    rows high, so every box of the reduction lies in one band and the result is the same.
+    """
+    if factor <= 1:
+        return to_working_mode(image)
+    if not needs_working_conversion(image):
+        return image.reduce(factor)
+    width, height = image.size
+    rows = factor * max(1, _BAND_PIXELS // (width * factor))
+    bands = [
+        to_working_mode(image.crop((0, top, width, min(height, top + rows)))).reduce(factor)
+        for top in range(0, height, rows)
+    ]
+    reduced = Image.new(bands[0].mode, (bands[0].width, sum(band.height for band in bands)))
+    top = 0
+    for band in bands:
+        reduced.paste(band, (0, top))
+        top += band.height
+    # What the conversion kept (the ICC profile that to_srgb reads) goes with the pixels.
+    reduced.info = dict(bands[0].info)
+    return reduced
 
 
 def _resized(image: Image.Image, size: Size) -> Image.Image:

@@ -71,6 +71,13 @@ def apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
+def needs_working_conversion(image: Image.Image) -> bool:
+    """Return whether :func:`to_working_mode` converts ``image`` (a full-size copy) or keeps it."""
+    if "transparency" in image.info and image.mode in ("P", "L", "RGB"):
+        return True
+    return image.mode not in _WORKING_MODES
+
+
 def to_working_mode(image: Image.Image) -> Image.Image:
     """Return ``image`` in one of L, LA, RGB, RGBA or CMYK, keeping transparency.
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from backend.media.decoding import open_image, source_stream
 from backend.media.errors import TooLarge, UnsupportedMedia
 from backend.media.imaging import SWAPPING_ORIENTATIONS, exif_orientation
@@ -64,7 +66,9 @@ class ImageInfo:
         return self.width * self.height
 
 
-def inspect_image(source: bytes | Path, limits: MediaLimits = DEFAULT_LIMITS) -> ImageInfo:
+def inspect_image(
+    source: bytes | Path, limits: MediaLimits = DEFAULT_LIMITS, *, decode: bool = True
+) -> ImageInfo:
     """Check that ``source`` is a complete, still JPEG, PNG or WebP picture within ``limits``.
 
     Runs synchronously and decodes the whole picture: call it from a worker thread.
@@ -73,6 +77,10 @@ def inspect_image(source: bytes | Path, limits: MediaLimits = DEFAULT_LIMITS) ->
         source: The uploaded bytes, or the path of a file the server wrote itself (a finished
             upload or a stored blob). There is deliberately no file-name parameter.
         limits: The size, pixel and format limits to enforce.
+        decode: ``False`` skips step 6, the full decode, for a caller that decodes the picture
+            itself right after and so finds damage there (search by picture, which decodes
+            once, reduced, within a pixel budget). The orientation is then only what the
+            headers say: a PNG whose eXIf chunk follows its pixel data counts as upright.
 
     Returns:
         What was learned about the picture.
@@ -101,9 +109,12 @@ def inspect_image(source: bytes | Path, limits: MediaLimits = DEFAULT_LIMITS) ->
             # not an animation and only the first, the photo itself, is ever used.
             if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
                 raise UnsupportedMedia.animated()
-            image.load()
-            # Read after load(): a PNG may keep its eXIf chunk after the pixel data.
-            orientation = exif_orientation(image)
+            if decode:
+                image.load()
+                # Read after load(): a PNG may keep its eXIf chunk after the pixel data.
+                orientation = exif_orientation(image)
+            else:
+                orientation = _header_orientation(image)
 
     if orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width
@@ -115,3 +126,15 @@ def inspect_image(source: bytes | Path, limits: MediaLimits = DEFAULT_LIMITS) ->
         orientation=orientation,
         byte_size=byte_size,
     )
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation the headers give, without decoding any pixels.
+
+    Pillow's PNG plugin decodes the whole picture when asked for EXIF it has not seen yet (an
+    eXIf chunk may follow the pixel data), so a PNG without one before its pixels counts as
+    upright here.
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return exif_orientation(image)

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import itertools
 import logging
+import os
 import pkgutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -26,6 +27,13 @@ from backend.storage import migrations as migrations_package
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | dict[str, Any]
+
+#: The database holds password and token hashes: only the server's user may read it. SQLite gives
+#: its -wal and -shm files the mode of the database file, so they follow.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+#: What SQLite keeps next to the database file while it is open (or after a crash).
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
 def discover_migrations() -> list[tuple[int, str, str]]:
@@ -76,7 +84,7 @@ class Database:
 
     async def open(self) -> None:
         """Open the connections, switch to WAL and apply pending migrations."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._make_private)
         self._writer = await self._connect()
         await self._writer.execute("PRAGMA journal_mode = WAL")
         await self._migrate()
@@ -84,6 +92,28 @@ class Database:
         for reader in self._readers:
             await reader.execute("PRAGMA query_only = ON")
         self._reader_cycle = itertools.cycle(self._readers)
+
+    def _make_private(self) -> None:
+        """Create the database file 0600 before SQLite does, and tighten an older one's mode.
+
+        SQLite would create it with the process's umask (0644 under the usual 022); the -wal
+        and -shm files it makes later copy the database file's mode.
+        """
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        except FileExistsError:
+            pass
+        for suffix in _COMPANIONS:
+            path = self.path.with_name(self.path.name + suffix)
+            try:
+                mode = path.stat().st_mode & 0o777
+                if mode & 0o077:
+                    # Made by an earlier pixmart, which left them readable by everyone. Only
+                    # the others' bits go: an owner's read-only file stays read-only.
+                    os.chmod(path, mode & 0o700)
+            except FileNotFoundError:
+                continue
 
     async def close(self) -> None:
         """Checkpoint the WAL and close every connection."""

@@ -11,6 +11,12 @@ The model and the index warm up in the background (:attr:`VisionService.state`):
 listens at once, even on a first start that converts the model for half a minute. Until the
 service is ready, searches answer ``unavailable`` with a retry-after, and pictures uploaded
 meanwhile are embedded by the catch-up pass that runs as soon as it is.
+
+Example pictures are decoded once, reduced where the format allows, inside a server-wide pixel
+budget (``Limits.search_decode_pixels``), so pictures of many megapixels sent at once queue
+instead of each holding hundreds of megabytes. Their vectors are remembered per user: a query id
+is the picture's SHA-256, and a cache shared by all users told anyone who sent a picture's hash
+whether somebody had searched for it lately.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from backend.catalogue.cursors import cursor_binding
 from backend.catalogue.errors import protocol_error
 from backend.catalogue.intake import NewItem
 from backend.catalogue.service import CatalogueService
-from backend.media.derivatives import decode_for_model
+from backend.media.budget import PixelBudget
+from backend.media.derivatives import decode_for_model, model_decode_pixels
 from backend.media.errors import MediaError
 from backend.media.validate import MediaLimits, inspect_image
 from backend.services import Services
@@ -49,7 +56,8 @@ from protocol.messages.vision import SimilarBatch, TagSuggestion
 
 log = logging.getLogger(__name__)
 
-#: Recent example-picture vectors kept so later batches need not resend the picture.
+#: Recent example-picture vectors kept so later batches need not resend the picture (all users'
+#: together, each entry found only by the user who searched).
 QUERY_CACHE_SIZE: Final = 1024
 #: Largest example picture accepted for search by image.
 MAX_QUERY_BYTES: Final = 8 * 1024 * 1024
@@ -74,12 +82,6 @@ def _to_blob(vector: NDArray[np.float32]) -> bytes:
 
 def _from_blob(blob: bytes) -> NDArray[np.float32]:
     return np.frombuffer(blob, dtype="<f2").astype(np.float32)
-
-
-def _query_picture(data: bytes, limits: MediaLimits) -> Image.Image:
-    """Validate and decode an example picture exactly like an upload (runs in a thread)."""
-    info = inspect_image(data, limits)
-    return decode_for_model(data, info)
 
 
 class VisionService:
@@ -112,7 +114,9 @@ class VisionService:
         self._stopping = threading.Event()
         self.worker = EmbeddingWorker(lambda: embedder_factory(self._stopping))
         self.index = VectorIndex()
-        self._queries: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        #: Example-picture vectors by (user id, query id).
+        self._queries: OrderedDict[tuple[int, str], NDArray[np.float32]] = OrderedDict()
+        self._decodes = PixelBudget(services.config.limits.search_decode_pixels)
         self._warmup: asyncio.Task[None] | None = None
         self._warmup_done = asyncio.Event()
         #: Items deleted or changed while the index was loading, checked again once it is.
@@ -144,6 +148,7 @@ class VisionService:
             self._warmup.cancel()
             await asyncio.gather(self._warmup, return_exceptions=True)
             self._warmup = None
+        self._decodes.close()
         await self.worker.close()
 
     async def _warm_up(self) -> None:
@@ -323,8 +328,13 @@ class VisionService:
         if self.state != "ready":
             return []
         try:
-            vector = await self._stored_vector(item.sha256)
+            vector: NDArray[np.float32] | None = None
+            if item.model_image is None:
+                vector = await self._stored_vector(item.sha256)
             if vector is None:
+                # A picture decoded for this upload is embedded even when another seller's item
+                # already has its embedding: reusing it made such uploads finish 15 times
+                # faster, which told the uploader that someone holds the picture, privately too.
                 image = item.model_image or await self._catalogue.model_image(item.sha256)
                 if image is None:
                     return []
@@ -390,18 +400,18 @@ class VisionService:
                     f"The example picture is {len(image):,} bytes; the limit is "
                     f"{self._limits.max_bytes:,} bytes"
                 )
-            try:
-                picture = await asyncio.to_thread(_query_picture, image, self._limits)
-            except MediaError as exc:
-                raise protocol_error(exc) from None
+            picture = await self._decode_query(image)
             query_id = hashlib.sha256(image).hexdigest()
             vector = (await self._embed(picture)).embedding
-            self._remember(query_id, vector)
+            self._remember((principal.user_id, query_id), vector)
         elif query_id is not None:
-            cached = self._queries.get(query_id)
+            # Only the caller's own searches: another user's answer would tell that somebody
+            # searched for the picture with this hash.
+            key = (principal.user_id, query_id)
+            cached = self._queries.get(key)
             if cached is None:
                 raise NotFound("This picture search has expired; send the picture again")
-            self._queries.move_to_end(query_id)
+            self._queries.move_to_end(key)
             vector = cached
         else:
             raise BadRequest("Send an example picture (or the query id of a running search)")
@@ -430,9 +440,24 @@ class VisionService:
             principal, vector, "vision.item", item_id, filters, limit, cursor, exclude=item_id
         )
 
-    def _remember(self, query_id: str, vector: NDArray[np.float32]) -> None:
-        self._queries[query_id] = vector
-        self._queries.move_to_end(query_id)
+    async def _decode_query(self, data: bytes) -> Image.Image:
+        """Check an example picture as an upload is checked and decode it for the model, once.
+
+        The headers are checked first (format, pixel count, animation); the one decode, reduced
+        where the format allows, then waits for room in the pixel budget and finds any damage.
+
+        Raises:
+            UnsupportedMedia, TooLarge: the picture is refused, as an upload would be.
+        """
+        try:
+            info = await asyncio.to_thread(inspect_image, data, self._limits, decode=False)
+            return await self._decodes.run(model_decode_pixels(info), decode_for_model, data, info)
+        except MediaError as exc:
+            raise protocol_error(exc) from None
+
+    def _remember(self, key: tuple[int, str], vector: NDArray[np.float32]) -> None:
+        self._queries[key] = vector
+        self._queries.move_to_end(key)
         while len(self._queries) > QUERY_CACHE_SIZE:
             self._queries.popitem(last=False)
 

@@ -1,12 +1,13 @@
-"""Provides the account and session messages: create, log in, resume, log out, password."""
+"""Provides the account and session messages: create, log in, resume, log out, password, end."""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import msgspec
 
-from protocol.messages.base import Message, Reply, Request
+from protocol.messages.base import Event, Message, Reply, Request
 
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -84,6 +85,30 @@ class ChangePassword(Request):
     new_password: Password
 
 
+class SessionEndReason(enum.StrEnum):
+    """Why the server ended a session while a connection was logged in with it."""
+
+    #: The session was logged out, on another connection that shared it.
+    LOGGED_OUT = "logged_out"
+    #: The user's password was changed (every session but the changing connection's ends).
+    PASSWORD_CHANGED = "password_changed"
+    #: The session's idle or absolute lifetime ran out.
+    EXPIRED = "expired"
+    #: An administrator ended it (e.g. took away the user's admin role).
+    REVOKED = "revoked"
+
+
+class SessionEnded(Event):
+    """The session this connection was logged in with has ended: the connection is logged out.
+
+    It is the last event of that session: the server has dropped the connection's subscriptions
+    and sends nothing more about it. The connection stays open; its token no longer resumes, and
+    requests that need a login answer ``unauthenticated`` until the next login.
+    """
+
+    reason: SessionEndReason
+
+
 MESSAGES: tuple[type[Message], ...] = (
     CreateAccount,
     AccountCreated,
@@ -95,4 +120,5 @@ MESSAGES: tuple[type[Message], ...] = (
     WhoAmI,
     Me,
     ChangePassword,
+    SessionEnded,
 )

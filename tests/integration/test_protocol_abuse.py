@@ -41,13 +41,17 @@ def _packed(value: object) -> bytes:
     return msgspec.msgpack.encode(value)
 
 
-def _deeply_nested_field(depth: int = 100_000) -> bytes:
+#: Far past the interpreter's recursion limit, yet under the frame size allowed before login.
+NESTING_DEPTH = 60_000
+
+
+def _deeply_nested_field(depth: int = NESTING_DEPTH) -> bytes:
     """``{"type": "Login", "id": 9, "username": [[[...]]]}``: too deep to even read the id."""
     head = _packed({"type": "Login", "id": 9})
     return b"\x83" + head[1:] + _packed("username") + b"\x91" * depth + b"\x90"
 
 
-def _deeply_nested_details(depth: int = 100_000) -> bytes:
+def _deeply_nested_details(depth: int = NESTING_DEPTH) -> bytes:
     """An ErrorReply whose free-form ``details`` nest deeper than the interpreter allows."""
     head = _packed({"type": "ErrorReply", "id": 8, "code": "internal", "message": "x"})
     return b"\x85" + head[1:] + _packed("details") + b"\x81\xa1a" + b"\x91" * depth + b"\x90"

@@ -207,13 +207,15 @@ async def test_retry_while_the_first_attempt_runs_joins_it(
     started = asyncio.Event()
     release = asyncio.Event()
     runs: list[str] = []
-    original: Callable[[str, str], Awaitable[UserInfo]] = server.accounts.create_account
+    original: Callable[[str, str, str | None], Awaitable[UserInfo]] = (
+        server.accounts.create_account
+    )
 
-    async def slow_create(username: str, password: str) -> UserInfo:
+    async def slow_create(username: str, password: str, address: str | None = None) -> UserInfo:
         runs.append(username)
         started.set()
         await release.wait()
-        return await original(username, password)
+        return await original(username, password, address)
 
     monkeypatch.setattr(server.accounts, "create_account", slow_create)
     async with pinned_session(proxy.port, server.fingerprint) as session:
@@ -332,10 +334,10 @@ async def test_graceful_stop_finishes_requests_in_flight(
     release = asyncio.Event()
     original = server.accounts.create_account
 
-    async def slow_create(username: str, password: str) -> UserInfo:
+    async def slow_create(username: str, password: str, address: str | None = None) -> UserInfo:
         started.set()
         await release.wait()
-        return await original(username, password)
+        return await original(username, password, address)
 
     monkeypatch.setattr(server.accounts, "create_account", slow_create)
     session = await make_session()

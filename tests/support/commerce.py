@@ -135,6 +135,9 @@ class ServerProcess:
     port: int = 0
     fingerprint: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: Tests and benches sign many people up from 127.0.0.1, past the production limit of a
+    #: few accounts per address and hour; ``None`` keeps the production limit.
+    accounts_per_address: int | None = 100_000
 
     @property
     def url(self) -> str:
@@ -173,8 +176,11 @@ class ServerProcess:
         self.port, self.fingerprint = listening, fingerprint
 
     def serve_options(self, port: int) -> list[str]:
-        """The options of ``pixmart-server serve``: the port, and no image model."""
-        return ["--port", str(port), "--no-vision"]
+        """The options of ``pixmart-server serve``: the port, no image model, the sign-up limit."""
+        options = ["--port", str(port), "--no-vision"]
+        if self.accounts_per_address is not None:
+            options += ["--accounts-per-address", str(self.accounts_per_address)]
+        return options
 
     def kill(self) -> None:
         """SIGKILL the process: no shutdown, no checkpoint, as a power cut would."""

@@ -4,14 +4,21 @@ Proves that an account or an address is locked out once its failures inside the 
 reach the limit (and not before), that the lockout lasts exactly ``lockout`` seconds and reports
 the remaining time as ``retry_after``, that failures older than the window are forgotten, that a
 success clears the account's failures but not the address's, that keys do not leak into one
-another, and that the table of keys is pruned instead of growing without bound.
+another, and that the table of keys is pruned instead of growing without bound. Attempts
+reserved before their password check count against the limit until they settle; sign-ups are
+limited per address (an IPv6 /64) and in total, in a sliding window.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from backend.accounts.throttle import LoginThrottle
+from backend.accounts.throttle import (
+    IN_PROGRESS_RETRY,
+    LoginThrottle,
+    SignupLimiter,
+    address_key,
+)
 from protocol.errors import RateLimited
 
 
@@ -162,3 +169,110 @@ def test_locked_keys_survive_pruning(clock: FakeClock) -> None:
     fail(throttle, "judy", address="10.0.3.2")  # prunes
     with pytest.raises(RateLimited):
         throttle.check("ivan", "10.0.3.9")
+
+
+# -- reservations: attempts in progress count ---------------------------------------------------
+
+
+def test_attempts_in_progress_count_against_the_limit(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, per_account=3)
+    attempts = [throttle.reserve("kim", "10.0.0.1") for _ in range(3)]
+    # None has settled, yet a fourth may not start: it could be the one past the limit.
+    with pytest.raises(RateLimited) as caught:
+        throttle.reserve("kim", "10.0.0.1")
+    assert caught.value.retry_after == IN_PROGRESS_RETRY
+    for attempt in attempts:
+        attempt.failed()
+    with pytest.raises(RateLimited) as locked:
+        throttle.check("kim", "10.0.0.1")
+    assert locked.value.retry_after == 30.0
+
+
+def test_a_released_attempt_counts_nothing(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, per_account=2)
+    for _ in range(5):
+        throttle.reserve("lena", "10.0.0.1").release()
+    fail(throttle, "lena", times=1)
+    throttle.check("lena", "10.0.0.1")  # one failure: allowed
+
+
+def test_an_attempt_settles_once(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, per_account=2)
+    attempt = throttle.reserve("mia", "10.0.0.1")
+    attempt.failed()
+    attempt.failed()  # e.g. the ``finally`` after an explicit failure
+    attempt.release()
+    throttle.check("mia", "10.0.0.1")  # one failure, nothing pending
+
+
+def test_a_success_among_attempts_in_progress_keeps_their_count(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, per_account=3, per_address=100)
+    right = throttle.reserve("noor", "10.0.0.1")
+    wrong = [throttle.reserve("noor", "10.0.0.1") for _ in range(2)]
+    right.succeeded()
+    # The two still in progress hold their places: one more fits, not three.
+    extra = throttle.reserve("noor", "10.0.0.1")
+    with pytest.raises(RateLimited):
+        throttle.reserve("noor", "10.0.0.1")
+    for attempt in [*wrong, extra]:
+        attempt.failed()
+    with pytest.raises(RateLimited):
+        throttle.check("noor", "10.0.0.1")
+
+
+def test_keys_with_attempts_in_progress_survive_pruning(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, per_account=1, per_address=100, max_keys=2)
+    attempt = throttle.reserve("olga", "10.0.4.1")
+    clock.advance(3600.0)
+    fail(throttle, "pete", address="10.0.4.2")  # prunes
+    with pytest.raises(RateLimited):
+        throttle.reserve("olga", "10.0.4.9")
+    attempt.failed()
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("?", "?"),
+    ],
+)
+def test_address_keys(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+# -- sign-ups ------------------------------------------------------------------------------------
+
+
+def make_signups(clock: FakeClock, *, per_address: int = 2, total: int = 3) -> SignupLimiter:
+    return SignupLimiter(max_per_address=per_address, max_total=total, window=3600.0, clock=clock)
+
+
+def test_sign_ups_are_limited_per_address_and_in_total(clock: FakeClock) -> None:
+    signups = make_signups(clock)
+    signups.reserve("10.0.0.1")
+    clock.advance(600.0)
+    signups.reserve("10.0.0.1")
+    with pytest.raises(RateLimited, match="from your address") as own:
+        signups.reserve("10.0.0.1")
+    assert own.value.retry_after == 3000.0  # when the first slides out of the hour
+    signups.reserve("10.0.0.2")
+    with pytest.raises(RateLimited, match="on this server"):
+        signups.reserve("10.0.0.3")
+    clock.advance(3000.0)
+    signups.reserve("10.0.0.1")
+
+
+def test_a_released_sign_up_gives_its_slot_back(clock: FakeClock) -> None:
+    signups = make_signups(clock, per_address=1, total=10)
+    signups.reserve("10.0.0.1").release()
+    slot = signups.reserve("10.0.0.1")
+    with pytest.raises(RateLimited):
+        signups.reserve("10.0.0.1")
+    slot.release()
+    slot.release()  # once only
+    signups.reserve("10.0.0.1")

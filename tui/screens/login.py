@@ -107,6 +107,10 @@ class LoginScreen(PixmartScreen):
         # Coming back after a logout: no password may linger in the form.
         for field in ("#password", "#repeat"):
             self.query_one(field, Input).value = ""
+        # A session resumed at start never filled the name; one that ended needs it.
+        username = self.query_one("#username", Input)
+        if not username.value:
+            username.value = self.pixmart.store.last_username or ""
         self.busy = False
 
     # -- state ---------------------------------------------------------------------------------
