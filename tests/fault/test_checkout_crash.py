@@ -9,42 +9,24 @@ every order a client saw acknowledged present.
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 
 from protocol import commerce_client as shop
 from protocol.client import Session
-from protocol.errors import BadRequest, Conflict, OutOfStock
 from protocol.messages.commerce import Order
-from tests.support.commerce import ServerProcess, check_orders_database, list_item, sign_up
+from tests.support.commerce import (
+    ServerProcess,
+    check_orders_database,
+    keep_shopping,
+    list_item,
+    sign_up,
+)
 
 BUYERS = 8
 START_STOCK = 60
 KILLS = 2
 #: Orders acknowledged between two kills, so every kill lands among running checkouts.
 ORDERS_PER_ROUND = 12
-
-
-async def _shop(
-    buyer: Session,
-    items: list[int],
-    seed: int,
-    acknowledged: list[tuple[Session, Order]],
-    stop: asyncio.Event,
-) -> None:
-    """Add to the cart and check out until ``stop``; record every order acknowledged."""
-    rng = random.Random(seed)
-    while not stop.is_set():
-        try:
-            cart = await shop.add_to_cart(buyer, rng.choice(items), rng.randint(1, 3))
-            placed = await shop.checkout(buyer, cart.total_cents, shop.new_checkout_key())
-        except (OutOfStock, Conflict):
-            # Stock ran out, or a re-sent add doubled a line past it: start a new cart.
-            await shop.clear_cart(buyer)
-            continue
-        except BadRequest:
-            continue  # a re-sent checkout found its cart emptied by the first attempt
-        acknowledged.append((buyer, placed.order))
 
 
 async def _until(predicate: object, timeout: float) -> None:
@@ -82,7 +64,7 @@ async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> N
         acknowledged: list[tuple[Session, Order]] = []
         stop = asyncio.Event()
         shoppers = [
-            asyncio.create_task(_shop(buyer, list(start_stock), n, acknowledged, stop))
+            asyncio.create_task(keep_shopping(buyer, list(start_stock), stop, acknowledged, buyer))
             for n, buyer in enumerate(buyers)
         ]
         for round_ in range(1, KILLS + 1):

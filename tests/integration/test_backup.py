@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import random
 import shutil
 import sqlite3
 import stat
@@ -34,12 +33,12 @@ from backend.backup import MANIFEST, NOT_COPIED
 from protocol import commerce_client as shop
 from protocol.catalogue_client import delete_items, download_original, get_item, iter_items
 from protocol.client import Session
-from protocol.errors import Conflict, OutOfStock
 from protocol.messages.commerce import Order
 from tests.support.commerce import (
     PASSWORD,
     ServerProcess,
     check_orders_database,
+    keep_shopping,
     list_item,
     sign_up,
 )
@@ -80,25 +79,6 @@ def blob_files(root: Path) -> list[Path]:
 
 
 # -- the key test: a backup of a busy shop ---------------------------------------------------
-
-
-async def _shop(
-    buyer: Session,
-    name: str,
-    items: list[int],
-    acknowledged: list[tuple[str, Order]],
-    stop: asyncio.Event,
-) -> None:
-    """Add to the cart and check out until ``stop``; record every order acknowledged."""
-    rng = random.Random(name)
-    while not stop.is_set():
-        try:
-            cart = await shop.add_to_cart(buyer, rng.choice(items), rng.randint(1, 3))
-            placed = await shop.checkout(buyer, cart.total_cents, shop.new_checkout_key())
-        except (OutOfStock, Conflict):
-            await shop.clear_cart(buyer)
-            continue
-        acknowledged.append((name, placed.order))
 
 
 async def _churn(seller: Session, pictures: Path, stop: asyncio.Event) -> None:
@@ -157,7 +137,7 @@ async def test_a_backup_taken_under_load_restores_the_same_shop(tmp_path: Path) 
 
         stop = asyncio.Event()
         load = [
-            asyncio.create_task(_shop(buyer, name, list(start_stock), acknowledged, stop))
+            asyncio.create_task(keep_shopping(buyer, list(start_stock), stop, acknowledged, name))
             for name, buyer in buyers
         ]
         load.append(asyncio.create_task(_churn(churner, pictures, stop)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -29,6 +30,7 @@ from protocol.messages.commerce import Order
 from protocol.trust import TrustPolicy
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 _pictures = itertools.count(1)
 PASSWORD = "password123"
@@ -250,3 +252,33 @@ def check_orders_database(
             assert lines == [
                 (line.item_id, line.quantity, line.unit_price_cents) for line in order.lines
             ]
+
+
+async def keep_shopping(
+    buyer: Session,
+    items: list[int],
+    stop: asyncio.Event,
+    acknowledged: list[tuple[T, Order]],
+    tag: T,
+) -> None:
+    """Add a random item to the cart and check out, again and again until ``stop``.
+
+    Every order the server acknowledges is appended to ``acknowledged`` as ``(tag, order)``;
+    ``tag`` also seeds the choices. Out of stock (or a re-sent add that doubled a line past the
+    stock) starts a new cart; a re-sent checkout that found its cart emptied by its first
+    attempt is simply tried again.
+    """
+    from protocol import commerce_client as shop
+    from protocol.errors import BadRequest, Conflict, OutOfStock
+
+    rng = random.Random(str(tag))
+    while not stop.is_set():
+        try:
+            cart = await shop.add_to_cart(buyer, rng.choice(items), rng.randint(1, 3))
+            placed = await shop.checkout(buyer, cart.total_cents, shop.new_checkout_key())
+        except (OutOfStock, Conflict):
+            await shop.clear_cart(buyer)
+            continue
+        except BadRequest:
+            continue
+        acknowledged.append((tag, placed.order))
