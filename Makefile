@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench server clean
+.PHONY: run test lint bench server services services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test: lint
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" \
 	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q
+
+# PostgreSQL with pgvector on loopback, for running servers on the second engine; settings land
+# in .services.env (PIXMART_DATABASE=...). Idempotent. The tests start it themselves if needed.
+services: $(STAMP)
+	$(BIN)/python -m tests.support.services up
+
+services-down: $(STAMP)
+	$(BIN)/python -m tests.support.services down
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

@@ -132,8 +132,23 @@ class Database:
                     await self._writer.close()
                     self._writer = None
 
-    async def _migrate(self) -> None:
+    async def migrate(self) -> list[str]:
+        """Bring a closed database up to this pixmart's schema; return the migrations applied.
+
+        Raises:
+            SchemaTooNewError: The database was written by a newer pixmart.
+        """
+        await asyncio.to_thread(self._make_private)
+        self._writer = await self._connect()
+        try:
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            return await self._migrate()
+        finally:
+            await self.close()
+
+    async def _migrate(self) -> list[str]:
         writer = self._require_writer()
+        applied: list[str] = []
         async with writer.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         current = int(row[0]) if row else 0
@@ -150,6 +165,8 @@ class Database:
             await writer.executescript(
                 f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
             )
+            applied.append(name)
+        return applied
 
     def _require_writer(self) -> aiosqlite.Connection:
         if self._writer is None:
