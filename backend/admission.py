@@ -1,7 +1,7 @@
 """Provides the limits on connections that have not logged in, and the budget of incoming bytes.
 
 * :class:`PreLoginGate` counts the connections that have not logged in, per client address
-  (:func:`~backend.accounts.throttle.address_key`: an IPv4 address, or an IPv6 /64) and
+  (:func:`~backend.addresses.address_key`: an IPv4 address, or an IPv6 /64) and
   server-wide, and turns newcomers away past either cap with the seconds until a place frees
   (the oldest such connection's login deadline). It also holds each connection's deadline,
   which is fixed when the connection is counted: no request moves it.
@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from backend.accounts.throttle import address_key
+from backend.addresses import address_key
 
 #: Allocations from this size on get their own memory mapping, unmapped when freed.
 LARGE_ALLOCATION = 1024 * 1024

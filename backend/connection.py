@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from backend.accounts.service import Principal
+from backend.auth import Principal
 from protocol import codec
 from protocol.errors import RateLimited, Unauthenticated
 from protocol.messages.base import Event

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from backend.accounts.service import AccountService
+from backend.auth import Authenticator
 from backend.connection import Connection
 from backend.logs import REQUEST_LOGGER
 from backend.metrics import OK, ServerMetrics
@@ -53,12 +53,12 @@ class Dispatcher:
 
     def __init__(
         self,
-        accounts: AccountService,
+        authenticator: Authenticator,
         replay: ReplayCache | None = None,
         *,
         metrics: ServerMetrics | None = None,
     ) -> None:
-        self._accounts = accounts
+        self._authenticator = authenticator
         self._replay = replay or ReplayCache()
         self._routes: dict[type[Request], Route] = {}
         #: Where requests are counted; the transport reaches it here to count connections.
@@ -174,7 +174,7 @@ class Dispatcher:
             principal = connection.require_user()
             # Sessions can be revoked or expire while the connection stays open.
             try:
-                connection.principal = await self._accounts.authenticate(principal)
+                connection.principal = await self._authenticator.authenticate(principal)
             except PixmartError:
                 connection.principal = None
                 raise

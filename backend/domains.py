@@ -1,16 +1,22 @@
-"""Provides the list of domains the server runs; each registers its handlers and background work.
+"""Provides the domains the server runs; each registers its handlers and background work.
 
-A domain is built from the shared :class:`~backend.services.Services`, started before the server
-accepts connections (migrations have run by then), and stopped after the last connection closed.
+A domain is built from the shared :class:`~backend.services.Services` and, through its
+constructor, the services of the domains it uses; it is started before the server accepts
+connections (migrations have run by then), and stopped after the last connection closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from backend.dispatch import Dispatcher
 from backend.services import Services
+
+if TYPE_CHECKING:
+    from backend.catalogue.domain import CatalogueDomain
+    from backend.commerce.domain import CommerceDomain
+    from backend.vision.domain import VisionDomain
 
 
 class Domain(Protocol):
@@ -26,17 +32,34 @@ class Domain(Protocol):
         """Stop background tasks and release resources."""
 
 
-#: Factories of the domains, in start order (later domains may use earlier ones' services).
-DomainFactory = Callable[[Services], Domain]
+@dataclass(frozen=True)
+class Domains:
+    """The domains of one server, each by its type, and all of them in start order."""
+
+    catalogue: CatalogueDomain
+    #: Always built, so its requests are answered; its ``service`` is ``None`` (and the
+    #: requests answer ``unavailable``) without the image model.
+    vision: VisionDomain
+    commerce: CommerceDomain
+
+    @property
+    def all(self) -> tuple[Domain, ...]:
+        """Every domain in start order; they are stopped in reverse."""
+        # Vision hooks into the catalogue, so it starts after it.
+        return (self.catalogue, self.vision, self.commerce)
 
 
-def domain_factories() -> list[DomainFactory]:
-    """The domains this server runs, in start order."""
+def build_domains(services: Services) -> Domains:
+    """Build the domains this server runs, each handed the services of those it uses."""
     # Imported here rather than at module level so light commands (``pixmart-server
     # fingerprint``, ``admin``) do not load every domain.
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
     from backend.vision.domain import VisionDomain
 
-    # Vision hooks into the catalogue, so it starts after it.
-    return [CatalogueDomain, VisionDomain, CommerceDomain]
+    catalogue = CatalogueDomain(services)
+    return Domains(
+        catalogue=catalogue,
+        vision=VisionDomain(services, catalogue=catalogue.service),
+        commerce=CommerceDomain(services),
+    )

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from backend.accounts.service import END_MESSAGES, Principal
+from backend.auth import END_MESSAGES, Principal
 from protocol.messages.accounts import SessionEnded, SessionEndReason
 from protocol.messages.base import Event
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 #: Decides, per receiving connection, whether it may see an event (e.g. private items).
 Audience = Callable[["Connection"], bool]
-#: A session's principal as it stands now (its role may have changed), ``None`` once it ended.
+#: A session's principal as it stands now (its role may have changed), ``None`` once it ended:
+#: :meth:`Authenticator.current <backend.auth.Authenticator.current>`.
 SessionCheck = Callable[[Principal], Principal | None]
 
 

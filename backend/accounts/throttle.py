@@ -7,13 +7,13 @@
 * :class:`SignupLimiter` caps account creations per client address and server-wide in a
   sliding window.
 
-Addresses are keyed by :func:`address_key`: an IPv6 client is limited by its /64, the block a
-single subscriber usually holds, so it cannot dodge a limit by changing its address.
+Addresses are keyed by :func:`~backend.addresses.address_key`: an IPv6 client is limited by its
+/64, the block a single subscriber usually holds, so it cannot dodge a limit by changing its
+address.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import deque
@@ -26,23 +26,6 @@ from protocol.errors import RateLimited
 #: Seconds an attempt refused for "too many attempts in progress" is told to wait: those in
 #: progress settle within one password check, after which the key is locked or free again.
 IN_PROGRESS_RETRY: Final = 1.0
-
-
-def address_key(address: str) -> str:
-    """The key a client address is limited by: an IPv4 address, or the /64 of an IPv6 one.
-
-    An IPv4-mapped IPv6 address counts as its IPv4 address; text that is no IP address (a
-    Unix socket peer, ``"?"``) is its own key.
-    """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 @dataclass

@@ -64,7 +64,7 @@ from protocol.trust import TrustPolicy
 from protocol.vision_client import search_by_picture
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
 from tests.support import RawClient, raw_client, running_server
-from tests.support.catalogue import account, catalogue, jpeg
+from tests.support.catalogue import account, catalogue, jpeg, vision
 from tests.support.commerce import PASSWORD, list_item
 from tests.support.health import wait_for_health
 from tests.support.load import proc_memory
@@ -298,7 +298,7 @@ class WorkCounter:
         self.prepared = 0
         self.embedded = 0
         processor = catalogue(server).processor
-        worker = server.services.extra["vision"].worker
+        worker = vision(server).worker
         prepare, embed = processor.prepare, worker.embed
 
         async def counting_prepare(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.accounts.throttle import (
-    IN_PROGRESS_RETRY,
-    LoginThrottle,
-    SignupLimiter,
-    address_key,
-)
+from backend.accounts.throttle import IN_PROGRESS_RETRY, LoginThrottle, SignupLimiter
+from backend.addresses import address_key
 from protocol.errors import RateLimited
 
 
