@@ -13,7 +13,6 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 import time
 import unicodedata
 from collections.abc import Callable, Collection
@@ -21,10 +20,22 @@ from dataclasses import dataclass
 
 from backend.accounts.hashing import PasswordWork
 from backend.accounts.passwords import DUMMY_HASH
-from backend.accounts.throttle import LoginThrottle, SignupLimiter, address_key
+from backend.accounts.repository import (
+    AccountRepository,
+    NewSession,
+    SessionRepository,
+    UsernameTaken,
+    UserRecord,
+)
+from backend.accounts.throttle import LoginThrottle, SignupLimiter
+from backend.addresses import address_key
+from backend.auth import END_MESSAGES
+
+# Principal lives with the authenticator interface, on which the request path depends instead
+# of this package; re-exported here for the domains that import it from the account service.
+from backend.auth import Principal as Principal
 from backend.config import SessionPolicy
 from backend.safetext import refuse_hidden
-from backend.storage.database import Database
 from protocol.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthenticated
 from protocol.messages.accounts import SessionEndReason, UserInfo
 
@@ -36,37 +47,9 @@ MAX_PASSWORD = 1024
 #: ``last_seen_at`` is written at most this often per session (it feeds the idle expiry).
 TOUCH_INTERVAL = 60.0
 _GENERIC_LOGIN_FAILURE = "Wrong username or password"
-#: Token hashes per query when a sweep checks which sessions still have their row.
-_SWEEP_CHUNK = 500
-_INSERT_SESSION = (
-    "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
-
-#: What a request that needs a login hears on a connection whose session ended this way.
-END_MESSAGES: dict[SessionEndReason, str] = {
-    SessionEndReason.LOGGED_OUT: "The session was logged out elsewhere; please log in again",
-    SessionEndReason.PASSWORD_CHANGED: "Your password was changed; please log in again",
-    SessionEndReason.EXPIRED: "Your session has expired; please log in again",
-    SessionEndReason.REVOKED: "Your session was ended by an administrator; please log in again",
-}
 
 #: Told the token hashes of sessions that just ended, and why.
 SessionEndListener = Callable[[Collection[bytes], SessionEndReason], None]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated user bound to one session."""
-
-    user_id: int
-    username: str
-    is_admin: bool
-    token_hash: bytes
-
-    def info(self) -> UserInfo:
-        """The public view of this user."""
-        return UserInfo(id=self.user_id, username=self.username, is_admin=self.is_admin)
 
 
 @dataclass
@@ -131,12 +114,22 @@ class AccountService:
 
     def __init__(
         self,
-        db: Database,
+        users: AccountRepository,
+        sessions: SessionRepository,
         policy: SessionPolicy,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = db
+        """Build the service over its storage (see :mod:`backend.accounts.repositories`).
+
+        Args:
+            users: The stored users.
+            sessions: The stored sessions, of the same database as ``users``.
+            policy: Lifetimes of sessions and the limits on logins, sign-ups and hashing.
+            clock: Epoch seconds now; tests pass a fake one.
+        """
+        self._users = users
+        self._sessions = sessions
         self._policy = policy
         self._clock = clock
         self.throttle = LoginThrottle(
@@ -188,8 +181,7 @@ class AccountService:
         key = username_key(username)
         # Usernames are public (every item card names its seller), so saying "taken" before the
         # hash reveals nothing new, and spares a hash and a sign-up slot on a name clash.
-        taken = await self._db.fetchone("SELECT 1 FROM users WHERE username_key = ?", (key,))
-        if taken is not None:
+        if await self._users.by_key(key) is not None:
             raise Conflict(f"The username {username!r} is taken")
         where = address_key(address) if address is not None else "server"
         # Counted before the hash, so sign-ups sent at once cannot all pass the limit.
@@ -200,19 +192,11 @@ class AccountService:
             if slot is not None:
                 slot.release()  # nothing was hashed: the attempt costs the client nothing
             raise
-        now = self._clock()
         try:
-            async with self._db.transaction() as conn:
-                cursor = await conn.execute(
-                    "INSERT INTO users (username, username_key, password_hash, created_at,"
-                    " password_changed_at) VALUES (?, ?, ?, ?, ?)",
-                    (username, key, encoded, now, now),
-                )
-                user_id = cursor.lastrowid
-        except sqlite3.IntegrityError:
+            user = await self._users.create(username, key, encoded, self._clock())
+        except UsernameTaken:  # created meanwhile, by a request sent at the same time
             raise Conflict(f"The username {username!r} is taken") from None
-        assert user_id is not None
-        return UserInfo(id=user_id, username=username, is_admin=False, created_at=now)
+        return _user_info(user)
 
     async def login(
         self, username: str, password: str, address: str
@@ -227,40 +211,45 @@ class AccountService:
         where = address_key(address)
         attempt = self.throttle.reserve(key, where)
         try:
-            row = None
+            user = None
             # A name that create refuses belongs to no account, even if its key matches one
             # ("gloß" folds to "gloss"): login accepts exactly the spellings create does.
             if is_valid_username(username):
-                row = await self._db.fetchone(
-                    "SELECT id, username, password_hash, is_admin FROM users"
-                    " WHERE username_key = ?",
-                    (key,),
-                )
-            encoded = str(row["password_hash"]) if row else DUMMY_HASH
+                user = await self._users.by_key(key)
+            encoded = user.password_hash if user is not None else DUMMY_HASH
             try:
                 ok = await self.password_work.verify(password, encoded, where)
             except RateLimited:
                 attempt.release()  # refused before any work: not a guess
                 raise
-            if row is None or not ok:
+            if user is None or not ok:
                 attempt.failed()
                 raise Unauthenticated(_GENERIC_LOGIN_FAILURE)
             attempt.succeeded()
         finally:
             attempt.failed()  # cut short (the client dropped, an error): it counts; else no-op
-        return await self._open_session(int(row["id"]), str(row["username"]), bool(row["is_admin"]))
+        return await self._open_session(user)
 
-    async def _open_session(
-        self, user_id: int, username: str, is_admin: bool
-    ) -> tuple[str, Principal, float]:
+    def _new_session(self, user_id: int) -> tuple[str, NewSession]:
+        """A fresh token and the session to store for it, starting now."""
         token = secrets.token_urlsafe(32)
-        token_hash = hash_token(token)
         now = self._clock()
-        expires_at = now + self._policy.absolute_expiry
-        await self._db.execute(_INSERT_SESSION, (token_hash, user_id, now, now, expires_at))
-        principal = Principal(user_id, username, is_admin, token_hash)
-        self._live[token_hash] = _LiveSession(principal, now, now, expires_at)
-        return token, principal, expires_at
+        return token, NewSession(
+            hash_token(token), user_id, now, now + self._policy.absolute_expiry
+        )
+
+    def _hold(self, session: NewSession, principal: Principal) -> None:
+        """Keep a session just stored in memory, as bound to a connection."""
+        self._live[session.token_hash] = _LiveSession(
+            principal, session.created_at, session.created_at, session.expires_at
+        )
+
+    async def _open_session(self, user: UserRecord) -> tuple[str, Principal, float]:
+        token, session = self._new_session(user.id)
+        await self._sessions.create(session)
+        principal = Principal(user.id, user.username, user.is_admin, session.token_hash)
+        self._hold(session, principal)
+        return token, principal, session.expires_at
 
     async def resume(self, token: str) -> tuple[Principal, float]:
         """Validate a token; return the principal and the absolute expiry."""
@@ -276,22 +265,12 @@ class AccountService:
         now = self._clock()
         live = self._live.get(token_hash)
         if live is None:
-            row = await self._db.fetchone(
-                "SELECT s.user_id, s.created_at, s.last_seen_at, s.expires_at, u.username,"
-                " u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id"
-                " WHERE s.token_hash = ?",
-                (token_hash,),
-            )
-            if row is None:
+            stored = await self._sessions.find(token_hash)
+            if stored is None:
                 raise Unauthenticated("Your session has ended; please log in again")
-            principal = Principal(
-                int(row["user_id"]), str(row["username"]), bool(row["is_admin"]), token_hash
-            )
+            principal = Principal(stored.user_id, stored.username, stored.is_admin, token_hash)
             live = _LiveSession(
-                principal,
-                float(row["created_at"]),
-                float(row["last_seen_at"]),
-                float(row["expires_at"]),
+                principal, stored.created_at, stored.last_seen_at, stored.expires_at
             )
             self._live[token_hash] = live
         if live.expired(now, self._policy.idle_expiry):
@@ -299,9 +278,7 @@ class AccountService:
             raise Unauthenticated(END_MESSAGES[SessionEndReason.EXPIRED])
         if now - live.last_seen_at >= min(TOUCH_INTERVAL, self._policy.idle_expiry / 4):
             live.last_seen_at = now
-            await self._db.execute(
-                "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?", (now, token_hash)
-            )
+            await self._sessions.touch(token_hash, now)
         return live.principal, live
 
     def current(self, principal: Principal) -> Principal | None:
@@ -346,14 +323,15 @@ class AccountService:
     async def _revoke(self, token_hash: bytes, reason: SessionEndReason) -> None:
         async with self._ending:
             self._end([token_hash], reason)
-            await self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+            await self._sessions.delete([token_hash])
 
     async def sweep(self) -> None:
         """End the sessions that expired unused, and those another process deleted.
 
         A connection whose session expires while it sends nothing is told within one sweep
         interval. A session whose row is gone without this process deleting it (an
-        administrator's command run beside the server) ends with ``revoked``.
+        administrator's command run beside the server) ends with ``revoked``. Last, the rows
+        of every expired session go, those no process held too.
         """
         async with self._ending:
             now = self._clock()
@@ -361,20 +339,15 @@ class AccountService:
             self._expire([h for h, live in self._live.items() if live.expired(now, idle)])
             if self._expired_rows:
                 rows, self._expired_rows = self._expired_rows, set()
-                await self._db.executemany(
-                    "DELETE FROM sessions WHERE token_hash = ?", [(h,) for h in rows]
-                )
+                await self._sessions.delete(rows)
             cached = list(self._live)
-            stored: set[bytes] = set()
-            for start in range(0, len(cached), _SWEEP_CHUNK):
-                chunk = cached[start : start + _SWEEP_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                rows_found = await self._db.fetchall(
-                    f"SELECT token_hash FROM sessions WHERE token_hash IN ({marks})", chunk
-                )
-                stored.update(bytes(row["token_hash"]) for row in rows_found)
+            stored = await self._sessions.stored(cached)
             gone = [h for h in cached if h not in stored and h in self._live]
             self._end(gone, SessionEndReason.REVOKED)
+            # After the check, not before: a row deleted here is of a session that every
+            # process holding it finds expired by its next sweep (no process saw it used
+            # later than the row says), so none mistakes the missing row for a revocation.
+            await self._sessions.delete_expired(now, idle)
 
     async def sweep_forever(self) -> None:
         """Run :meth:`sweep` every ``SessionPolicy.sweep_interval`` seconds until cancelled."""
@@ -396,7 +369,7 @@ class AccountService:
                 [h for h, s in self._live.items() if s.principal.user_id == user_id],
                 SessionEndReason.REVOKED,
             )
-            await self._db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            await self._sessions.delete_of_user(user_id)
 
     async def change_password(
         self,
@@ -420,14 +393,12 @@ class AccountService:
         validate_password(new_password, principal.username)
         attempt = self.throttle.reserve(key, where)
         try:
-            row = await self._db.fetchone(
-                "SELECT password_hash FROM users WHERE id = ?", (principal.user_id,)
-            )
-            if row is None:
+            user = await self._users.by_id(principal.user_id)
+            if user is None:
                 attempt.release()
                 raise Unauthenticated("Your account no longer exists")
             try:
-                ok = await self.password_work.verify(old_password, str(row["password_hash"]), where)
+                ok = await self.password_work.verify(old_password, user.password_hash, where)
             except RateLimited:
                 attempt.release()
                 raise
@@ -438,28 +409,16 @@ class AccountService:
         finally:
             attempt.failed()  # cut short: it counts; else no-op
         encoded = await self.password_work.hash(new_password, where)
-        token = secrets.token_urlsafe(32)
-        token_hash = hash_token(token)
-        now = self._clock()
-        expires_at = now + self._policy.absolute_expiry
+        token, session = self._new_session(principal.user_id)
         async with self._ending:
-            # One transaction: the password never changes without the fresh session.
-            async with self._db.transaction() as conn:
-                await conn.execute(
-                    "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?",
-                    (encoded, now, principal.user_id),
-                )
-                await conn.execute("DELETE FROM sessions WHERE user_id = ?", (principal.user_id,))
-                await conn.execute(
-                    _INSERT_SESSION, (token_hash, principal.user_id, now, now, expires_at)
-                )
+            await self._users.change_password(principal.user_id, encoded, session)
             ended = [h for h, s in self._live.items() if s.principal.user_id == principal.user_id]
-            fresh = Principal(principal.user_id, principal.username, principal.is_admin, token_hash)
-            self._live[token_hash] = _LiveSession(fresh, now, now, expires_at)
+            fresh = dataclasses.replace(principal, token_hash=session.token_hash)
+            self._hold(session, fresh)
             if rebind is not None:
                 rebind(fresh)
             self._end(ended, SessionEndReason.PASSWORD_CHANGED)
-        return token, fresh, expires_at
+        return token, fresh, session.expires_at
 
     async def issue_session(self, username: str) -> tuple[str, Principal]:
         """Open a session for ``username`` without a password (server-side tools only).
@@ -467,15 +426,8 @@ class AccountService:
         Raises:
             NotFound: there is no such user.
         """
-        row = await self._db.fetchone(
-            "SELECT id, username, is_admin FROM users WHERE username_key = ?",
-            (username_key(username),),
-        )
-        if row is None:
-            raise NotFound(f"No user named {username!r}")
-        token, principal, _ = await self._open_session(
-            int(row["id"]), str(row["username"]), bool(row["is_admin"])
-        )
+        user = await self._find(username)
+        token, principal, _ = await self._open_session(user)
         return token, principal
 
     async def set_admin(self, username: str, is_admin: bool = True) -> UserInfo:
@@ -485,26 +437,31 @@ class AccountService:
         on acting, or hearing of private items, as an admin. A server running beside the
         command notices at its next sweep.
         """
-        row = await self._db.fetchone(
-            "SELECT id, username, created_at, is_admin FROM users WHERE username_key = ?",
-            (username_key(username),),
-        )
-        if row is None:
-            raise NotFound(f"No user named {username!r}")
-        user_id = int(row["id"])
-        await self._db.execute(
-            "UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id)
-        )
+        user = await self._find(username)
+        await self._users.set_admin(user.id, is_admin)
         if is_admin:
             # Sessions held in memory carry the role: the next request or event sees the grant.
             for live in self._live.values():
-                if live.principal.user_id == user_id:
+                if live.principal.user_id == user.id:
                     live.principal = dataclasses.replace(live.principal, is_admin=True)
-        elif row["is_admin"]:
-            await self.revoke_user_sessions(user_id)
-        return UserInfo(
-            id=int(row["id"]),
-            username=str(row["username"]),
-            is_admin=is_admin,
-            created_at=float(row["created_at"]),
-        )
+        elif user.is_admin:
+            await self.revoke_user_sessions(user.id)
+        return _user_info(dataclasses.replace(user, is_admin=is_admin))
+
+    async def _find(self, username: str) -> UserRecord:
+        """The user named ``username`` (compared by :func:`username_key`).
+
+        Raises:
+            NotFound: there is no such user.
+        """
+        user = await self._users.by_key(username_key(username))
+        if user is None:
+            raise NotFound(f"No user named {username!r}")
+        return user
+
+
+def _user_info(user: UserRecord) -> UserInfo:
+    """The public view of a stored user."""
+    return UserInfo(
+        id=user.id, username=user.username, is_admin=user.is_admin, created_at=user.created_at
+    )

@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
+from backend.accounts.repositories import account_repository, session_repository
 from backend.accounts.service import AccountService
 from backend.config import ServerConfig
 from backend.server import PixmartServer
-from backend.storage.database import Database
+from backend.storage.engine import engine_for
 from protocol import commerce_client as shop
 from protocol.catalogue_client import CatalogueWatch, browse, edit_item
 from protocol.client import Session
@@ -251,10 +252,13 @@ async def test_an_admin_command_beside_the_server_ends_the_sessions_at_the_next_
     phones = await listen_everywhere(phone)
 
     # What ``pixmart-server admin remove carol`` does: its own connection to the database.
-    db = Database(server.config.db_path)
+    db = engine_for(server.config)
     await db.open()
     try:
-        await AccountService(db, server.config.sessions).set_admin("carol", False)
+        accounts = AccountService(
+            account_repository(db), session_repository(db), server.config.sessions
+        )
+        await accounts.set_admin("carol", False)
     finally:
         await db.close()
     await server.accounts.sweep()

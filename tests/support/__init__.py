@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from backend.accounts.repositories import account_repository, session_repository
+from backend.accounts.service import username_key
 from backend.config import ServerConfig
 from backend.connection import Connection
 from backend.server import PixmartServer
@@ -198,34 +200,22 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def count_rows(server: PixmartServer, sql: str, *params: object) -> int:
-    """``SELECT COUNT(*) ...`` against the server's database."""
-    row = await server.db.fetchone(sql, params)
-    assert row is not None
-    return int(row[0])
-
-
 async def user_count(server: PixmartServer, username: str) -> int:
-    """How many users are stored under ``username`` (case-insensitively)."""
-    return await count_rows(
-        server, "SELECT COUNT(*) FROM users WHERE username_key = ?", username.casefold()
-    )
+    """How many users are stored under ``username`` (case-insensitively): 0 or 1."""
+    found = await account_repository(server.db).by_key(username_key(username))
+    return 0 if found is None else 1
 
 
 async def session_count(server: PixmartServer, username: str) -> int:
     """How many live sessions the user ``username`` has in the database."""
-    return await count_rows(
-        server,
-        "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username_key = ?",
-        username.casefold(),
-    )
+    user = await account_repository(server.db).by_key(username_key(username))
+    return 0 if user is None else await session_repository(server.db).count_of_user(user.id)
 
 
 __all__ = [
     "FAST_BACKOFF",
     "RawClient",
     "StatusRecorder",
-    "count_rows",
     "eventually",
     "insecure_tls13_context",
     "pinned_session",

@@ -1,0 +1,155 @@
+"""Provides the PostgreSQL implementation of the account and session repositories.
+
+Several server processes may share the database, so nothing here relies on being the only
+writer: a username clash is settled by the unique key (``ON CONFLICT DO NOTHING``), a touch
+never moves ``last_seen_at`` back past another process's, and a password change holds the
+user's row lock for the whole swap of sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import asyncpg
+
+from backend.accounts.repository import NewSession, SessionRecord, UsernameTaken, UserRecord
+from backend.storage.postgres import PostgresDatabase
+
+_USER_COLUMNS = "id, username, is_admin, created_at, password_hash"
+_INSERT_SESSION = (
+    "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
+    " VALUES ($1, $2, $3, $3, $4)"
+)
+
+
+def _session_args(session: NewSession) -> tuple[bytes, int, float, float]:
+    return (session.token_hash, session.user_id, session.created_at, session.expires_at)
+
+
+def _user(row: asyncpg.Record) -> UserRecord:
+    return UserRecord(
+        id=row["id"],
+        username=row["username"],
+        is_admin=row["is_admin"],
+        created_at=row["created_at"],
+        password_hash=row["password_hash"],
+    )
+
+
+class PostgresAccountRepository:
+    """:class:`~backend.accounts.repository.AccountRepository` over PostgreSQL."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def create(
+        self, username: str, username_key: str, password_hash: str, now: float
+    ) -> UserRecord:
+        async with self._db.connection() as conn:
+            user_id: int | None = await conn.fetchval(
+                "INSERT INTO users (username, username_key, password_hash, created_at,"
+                " password_changed_at) VALUES ($1, $2, $3, $4, $4)"
+                " ON CONFLICT (username_key) DO NOTHING RETURNING id",
+                username,
+                username_key,
+                password_hash,
+                now,
+            )
+        if user_id is None:
+            raise UsernameTaken(username_key)
+        return UserRecord(user_id, username, False, now, password_hash)
+
+    async def by_key(self, username_key: str) -> UserRecord | None:
+        row = await self._db.fetchone(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE username_key = $1", username_key
+        )
+        return _user(row) if row is not None else None
+
+    async def by_id(self, user_id: int) -> UserRecord | None:
+        row = await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        return _user(row) if row is not None else None
+
+    async def change_password(self, user_id: int, password_hash: str, session: NewSession) -> None:
+        async with self._db.transaction() as conn:
+            # The UPDATE locks the user's row until commit, so two changes of one user (from any
+            # processes) run one after the other and the later one deletes the earlier's session.
+            await conn.execute(
+                "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+                password_hash,
+                session.created_at,
+                user_id,
+            )
+            await conn.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+            await conn.execute(_INSERT_SESSION, *_session_args(session))
+
+    async def set_admin(self, user_id: int, is_admin: bool) -> None:
+        await self._db.execute("UPDATE users SET is_admin = $1 WHERE id = $2", is_admin, user_id)
+
+    async def count(self) -> int:
+        return int(await self._db.fetchval("SELECT count(*) FROM users"))
+
+
+class PostgresSessionRepository:
+    """:class:`~backend.accounts.repository.SessionRepository` over PostgreSQL."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def create(self, session: NewSession) -> None:
+        await self._db.execute(_INSERT_SESSION, *_session_args(session))
+
+    async def find(self, token_hash: bytes) -> SessionRecord | None:
+        row = await self._db.fetchone(
+            "SELECT s.user_id, s.created_at, s.last_seen_at, s.expires_at, u.username,"
+            " u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_hash = $1",
+            token_hash,
+        )
+        if row is None:
+            return None
+        return SessionRecord(
+            token_hash=token_hash,
+            user_id=row["user_id"],
+            username=row["username"],
+            is_admin=row["is_admin"],
+            created_at=row["created_at"],
+            last_seen_at=row["last_seen_at"],
+            expires_at=row["expires_at"],
+        )
+
+    async def touch(self, token_hash: bytes, now: float) -> None:
+        await self._db.execute(
+            "UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $1) WHERE token_hash = $2",
+            now,
+            token_hash,
+        )
+
+    async def delete(self, token_hashes: Collection[bytes]) -> None:
+        if token_hashes:
+            await self._db.execute(
+                "DELETE FROM sessions WHERE token_hash = ANY($1::bytea[])", list(token_hashes)
+            )
+
+    async def delete_of_user(self, user_id: int) -> None:
+        await self._db.execute("DELETE FROM sessions WHERE user_id = $1", user_id)
+
+    async def stored(self, token_hashes: Collection[bytes]) -> set[bytes]:
+        if not token_hashes:
+            return set()
+        rows = await self._db.fetchall(
+            "SELECT token_hash FROM sessions WHERE token_hash = ANY($1::bytea[])",
+            list(token_hashes),
+        )
+        return {bytes(row["token_hash"]) for row in rows}
+
+    async def delete_expired(self, now: float, idle_expiry: float) -> int:
+        return await self._db.execute(
+            "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2",
+            now,
+            now - idle_expiry,
+        )
+
+    async def count_of_user(self, user_id: int) -> int:
+        return int(
+            await self._db.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", user_id)
+        )
