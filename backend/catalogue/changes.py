@@ -6,24 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from backend.accounts.service import Principal
-from backend.catalogue.cards import cards_by_id
-from backend.catalogue.items import (
-    Clock,
-    ItemRow,
-    can_change,
-    can_see,
-    delete_items,
-    item_for,
-    load_items,
-    not_found,
-    update_item,
-)
+from backend.catalogue.items import Clock, can_change, can_see, item_for, not_found
 from backend.catalogue.live import publish_added, publish_changed, publish_removed
 from backend.catalogue.pictures import PictureStore
+from backend.catalogue.repository import CatalogueRepository, ItemEdit, ItemRow
 from backend.catalogue.tags import normalise_tags
 from backend.catalogue.validation import clean_description, clean_title
 from backend.events import EventHub
-from backend.storage.database import Database
 from protocol.errors import ErrorCode
 from protocol.messages.catalogue import DeleteResult, EditItem, ItemCard
 
@@ -39,9 +28,9 @@ class ItemChanges:
     """Edits and deletions, with their announcements."""
 
     def __init__(
-        self, db: Database, pictures: PictureStore, events: EventHub, clock: Clock
+        self, items: CatalogueRepository, pictures: PictureStore, events: EventHub, clock: Clock
     ) -> None:
-        self._db = db
+        self._items = items
         self._pictures = pictures
         self._events = events
         self._clock = clock
@@ -58,23 +47,22 @@ class ItemChanges:
             Forbidden: the principal is not the owner nor an admin.
             BadRequest: a field is invalid.
         """
-        item = await item_for(self._db, principal, request.item_id, change=True)
-        fields: dict[str, object] = {}
-        if request.title is not None:
-            fields["title"] = clean_title(request.title)
-        if request.description is not None:
-            fields["description"] = clean_description(request.description)
-        if request.price_cents is not None:
-            fields["price_cents"] = request.price_cents
-        if request.stock is not None:
-            fields["stock"] = request.stock
-        if request.public is not None:
-            fields["public"] = int(request.public)
-        tags = normalise_tags(request.tags) if request.tags is not None else None
-        async with self._db.transaction() as conn:
-            if not await update_item(conn, item.id, fields, tags, self._clock):
-                raise not_found(item.id)  # deleted meanwhile; rolls back the tags too
-        card = (await cards_by_id(self._db, [item.id], viewer_id=None))[0]
+        item = await item_for(self._items, principal, request.item_id, change=True)
+        edit = ItemEdit(
+            title=clean_title(request.title) if request.title is not None else None,
+            description=(
+                clean_description(request.description) if request.description is not None else None
+            ),
+            price_cents=request.price_cents,
+            stock=request.stock,
+            public=request.public,
+            tags=normalise_tags(request.tags) if request.tags is not None else None,
+        )
+        changed = await self._items.edit_item(item.id, edit, self._clock())
+        cards = await self._items.cards([item.id], viewer_id=None) if changed else []
+        if not cards:
+            raise not_found(item.id)  # deleted meanwhile
+        card = cards[0]
         publish_changed(
             self._events,
             item_id=card.id,
@@ -98,7 +86,7 @@ class ItemChanges:
 
         Pictures no remaining item shows are removed, rows and files.
         """
-        items = await load_items(self._db, list(dict.fromkeys(item_ids)))
+        items = await self._items.items(list(dict.fromkeys(item_ids)))
         results: list[DeleteResult] = []
         doomed: dict[int, ItemRow] = {}
         for item_id in item_ids:
@@ -123,9 +111,7 @@ class ItemChanges:
             return results
         shas = {item.sha256 for item in doomed.values()}
         async with self._pictures.locks.hold(*shas):
-            async with self._db.transaction() as conn:
-                await delete_items(conn, list(doomed))
-                orphans = await self._pictures.delete_orphan_rows(conn, shas)
+            orphans = await self._items.delete_items(list(doomed))
             await self._pictures.remove_files(orphans)
         for item in doomed.values():
             publish_removed(

@@ -7,6 +7,11 @@ import contextlib
 import logging
 
 from backend.catalogue import handlers
+from backend.catalogue.repositories import (
+    catalogue_repository,
+    picture_repository,
+    upload_repository,
+)
 from backend.catalogue.service import CatalogueService
 from backend.dispatch import Dispatcher
 from backend.services import Services
@@ -26,14 +31,19 @@ def sweep_interval(upload_expiry: float) -> float:
 class CatalogueDomain:
     """The catalogue as a :class:`~backend.domains.Domain`.
 
-    The service is published in ``services.extra["catalogue"]`` as soon as the domain is built,
-    so domains built after it can hook into it.
+    The service exists as soon as the domain is built, so domains built after it are handed it
+    and can hook into it.
     """
 
     def __init__(self, services: Services) -> None:
-        self.service = CatalogueService(services)
+        db = services.db
+        self.service = CatalogueService(
+            services,
+            items=catalogue_repository(db),
+            pictures=picture_repository(db),
+            uploads=upload_repository(db),
+        )
         self._events = services.events
-        services.extra["catalogue"] = self.service
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

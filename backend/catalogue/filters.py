@@ -1,7 +1,8 @@
-"""Provides listing criteria as SQL: visibility, filters and the keyset orders.
+"""Provides listing criteria and the keyset sort orders, independent of the storage engine.
 
-Every listing, count and id set goes through :meth:`Criteria.where`, so the visibility rule
-(public items, plus the viewer's own private ones) is written exactly once.
+What a viewer may see (public items, plus the viewer's own private ones) is part of every
+listing, count and id set; each repository writes that rule, the filters and the orders in its
+own SQL, from the :class:`Criteria` and :data:`KEYSETS` defined here.
 """
 
 from __future__ import annotations
@@ -10,24 +11,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-import aiosqlite
-
 from backend.catalogue.cursors import Position
 from backend.catalogue.tags import normalise_tags
-from backend.catalogue.textsearch import fts_query
+from backend.catalogue.textsearch import search_words
 from protocol.errors import BadRequest
-from protocol.messages.catalogue import ListingFilters, SortOrder
-
-#: The rule for what a viewer may see: parameter is the viewer's user id.
-VISIBLE_SQL: Final = "(i.public = 1 OR i.owner_id = ?)"
+from protocol.messages.catalogue import ItemCard, ListingFilters, SortOrder
 
 
 @dataclass(frozen=True, slots=True)
 class Criteria:
-    """Normalised filters of one listing (see :class:`ListingFilters`)."""
+    """Normalised filters of one listing (see :class:`ListingFilters`).
+
+    Attributes:
+        tags: Items carrying every one of these tags, sorted.
+        words: Items holding every one of these words, the last one as a prefix (see
+            :mod:`backend.catalogue.textsearch`); empty for no text filter.
+    """
 
     tags: tuple[str, ...] = ()
-    match: str | None = None
+    words: tuple[str, ...] = ()
     owner_id: int | None = None
     min_price_cents: int | None = None
     max_price_cents: int | None = None
@@ -51,7 +53,7 @@ class Criteria:
             raise BadRequest("The lowest price is above the highest price")
         return cls(
             tags=tuple(sorted(normalise_tags(filters.tags))),
-            match=fts_query(filters.text),
+            words=search_words(filters.text),
             owner_id=owner_id,
             min_price_cents=low,
             max_price_cents=high,
@@ -62,77 +64,39 @@ class Criteria:
         """The criteria as plain values, for binding cursors to them."""
         return [
             list(self.tags),
-            self.match,
+            list(self.words),
             self.owner_id,
             self.min_price_cents,
             self.max_price_cents,
             self.in_stock,
         ]
 
-    def where(self, viewer_id: int) -> tuple[str, list[object]]:
-        """Return the SQL condition on ``items i`` and its parameters."""
-        parts = [VISIBLE_SQL]
-        params: list[object] = [viewer_id]
-        if self.owner_id is not None:
-            parts.append("i.owner_id = ?")
-            params.append(self.owner_id)
-        if self.min_price_cents is not None:
-            parts.append("i.price_cents >= ?")
-            params.append(self.min_price_cents)
-        if self.max_price_cents is not None:
-            parts.append("i.price_cents <= ?")
-            params.append(self.max_price_cents)
-        if self.in_stock:
-            parts.append("i.stock > 0")
-        for tag in self.tags:
-            parts.append(
-                "i.id IN (SELECT it.item_id FROM item_tags it JOIN tags t ON t.id = it.tag_id"
-                " WHERE t.name = ?)"
-            )
-            params.append(tag)
-        if self.match is not None:
-            # The expression comes from fts_query only: never raw input.
-            parts.append("i.id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)")
-            params.append(self.match)
-        return " AND ".join(parts), params
-
 
 @dataclass(frozen=True, slots=True)
-class Ordering:
-    """A keyset order: ``ORDER BY``, the "after this position" condition and the row's key."""
+class Keyset:
+    """A total listing order: a card's sort key (ending with its id) and the key's types.
 
-    order_by: str
-    after: str
-    key: Callable[[aiosqlite.Row], Position]
+    Repositories order by the key's columns and continue strictly after a position.
+    """
+
+    key: Callable[[ItemCard], Position]
     types: tuple[type, type]
 
     def check(self, position: Position) -> Position:
-        """Return ``position`` if it has the shape of this order's keys, else BadRequest."""
+        """Return ``position`` with its values of this order's types, else BadRequest.
+
+        A float that happened to be whole travels as an int; it comes back a float.
+        """
         if len(position) != 2 or not all(
             isinstance(value, kind) or (kind is float and type(value) is int)
             for value, kind in zip(position, self.types, strict=True)
         ):
             raise BadRequest("The cursor does not belong to this sort order")
-        return position
+        return [kind(value) for value, kind in zip(position, self.types, strict=True)]
 
 
-ORDERINGS: Final[dict[SortOrder, Ordering]] = {
-    SortOrder.NEWEST: Ordering(
-        "i.created_at DESC, i.id DESC",
-        "(i.created_at, i.id) < (?, ?)",
-        lambda row: [float(row["created_at"]), int(row["id"])],
-        (float, int),
-    ),
-    SortOrder.PRICE_UP: Ordering(
-        "i.price_cents ASC, i.id ASC",
-        "(i.price_cents, i.id) > (?, ?)",
-        lambda row: [int(row["price_cents"]), int(row["id"])],
-        (int, int),
-    ),
-    SortOrder.PRICE_DOWN: Ordering(
-        "i.price_cents DESC, i.id DESC",
-        "(i.price_cents, i.id) < (?, ?)",
-        lambda row: [int(row["price_cents"]), int(row["id"])],
-        (int, int),
-    ),
+KEYSETS: Final[dict[SortOrder, Keyset]] = {
+    SortOrder.NEWEST: Keyset(lambda card: [card.created_at, card.id], (float, int)),
+    SortOrder.PRICE_UP: Keyset(lambda card: [card.price_cents, card.id], (int, int)),
+    SortOrder.PRICE_DOWN: Keyset(lambda card: [card.price_cents, card.id], (int, int)),
 }

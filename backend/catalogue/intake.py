@@ -2,8 +2,8 @@
 
 Order of work, so that a failure at any step leaves nothing behind: verify the hash of the
 whole file, validate and decode it (threads), move the original and its clean copy into the
-blob store, then commit the picture row, the item, its tags and the removal of the upload row
-in one transaction. Only then is the item announced.
+blob store, then commit the picture's rows, the item, its tags and the removal of the upload row
+in one transaction (:meth:`CatalogueRepository.add_item`). Only then is the item announced.
 
 A picture the store already holds for another seller is validated, decoded and embedded all the
 same, though its stored files, derivatives and embedding would do: finishing it took 39 ms
@@ -16,20 +16,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from PIL import Image
 
-from backend.catalogue.cards import cards_by_id
-from backend.catalogue.items import Clock, insert_item, owned_item_with_picture
+from backend.catalogue.items import Clock
 from backend.catalogue.live import publish_added
-from backend.catalogue.pictures import PictureStore, StoredFiles
+from backend.catalogue.pictures import PictureStore, new_picture
 from backend.catalogue.processing import PictureProcessor, PreparedPicture
-from backend.catalogue.uploads import Incomplete, UploadManager, UploadRow
+from backend.catalogue.repository import (
+    CatalogueRepository,
+    DuplicateItem,
+    ItemDraft,
+    NewPicture,
+    PictureMissing,
+    UploadRow,
+)
+from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import Listing, validate_metadata
 from backend.events import EventHub
 from backend.media.uploads import FinishedUpload
-from backend.storage.database import Database
 from protocol.errors import PixmartError
 from protocol.messages.catalogue import ItemCard, ItemCreated
 
@@ -74,14 +81,14 @@ class Intake:
 
     def __init__(
         self,
-        db: Database,
+        items: CatalogueRepository,
         uploads: UploadManager,
         pictures: PictureStore,
         processor: PictureProcessor,
         events: EventHub,
         clock: Clock,
     ) -> None:
-        self._db = db
+        self._items = items
         self._uploads = uploads
         self._pictures = pictures
         self._processor = processor
@@ -114,7 +121,7 @@ class Intake:
                 raise
             # Leftovers only: the row went with the item's transaction, the file into the store.
             await self._uploads.discard(upload_id)
-        card = (await cards_by_id(self._db, [accepted.item_id], viewer_id=None))[0]
+        card = (await self._items.cards([accepted.item_id], viewer_id=None))[0]
         if accepted.duplicate:
             return ItemCreated(id=0, item=card, duplicate=True)
         publish_added(self._events, item_id=card.id, owner_id=owner_id, public=card.public)
@@ -129,28 +136,49 @@ class Intake:
         # Decode before taking the picture's lock: it is the slow part and needs no lock. Also
         # when another seller's item shows the picture (see the module docstring).
         prepared = None
-        if await owned_item_with_picture(self._db, upload.owner_id, sha256) is None:
+        if await self._items.item_showing(upload.owner_id, sha256) is None:
             prepared = await self._processor.prepare(finished.path)
         async with self._pictures.locks.hold(sha256):
-            existing = await owned_item_with_picture(self._db, upload.owner_id, sha256)
+            existing = await self._items.item_showing(upload.owner_id, sha256)
             if existing is not None:
                 return _Accepted(existing, duplicate=True, prepared=None)
-            files: StoredFiles | None = None
-            if not await self._pictures.exists(sha256):
+            try:
+                if await self._pictures.exists(sha256):
+                    try:
+                        item_id = await self._add(upload, listing)
+                        return _Accepted(item_id, duplicate=False, prepared=prepared)
+                    except PictureMissing:
+                        pass  # its last item went (on another server) since: store it again
                 if prepared is None:  # the owner's item had it when we looked; it went since
                     prepared = await self._processor.prepare(finished.path)
-                files = await self._pictures.store_files(finished.path, sha256, prepared.clean)
-            try:
-                async with self._db.transaction() as conn:
-                    if files is not None and prepared is not None:
-                        await self._pictures.insert(conn, files, prepared, self._clock())
-                    item_id = await insert_item(conn, upload.owner_id, sha256, listing, self._clock)
-                    await conn.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
-            except BaseException:
-                if files is not None:
-                    await self._pictures.remove_files([files])
-                raise
+                item_id = await self._store_and_add(upload, listing, finished.path, prepared)
+            except DuplicateItem:
+                # Listed by the owner on another server meanwhile.
+                existing = await self._items.item_showing(upload.owner_id, sha256)
+                if existing is None:
+                    raise
+                return _Accepted(existing, duplicate=True, prepared=None)
         return _Accepted(item_id, duplicate=False, prepared=prepared)
+
+    async def _add(
+        self, upload: UploadRow, listing: Listing, picture: NewPicture | None = None
+    ) -> int:
+        draft = ItemDraft(upload.owner_id, upload.sha256, listing, upload.id, picture)
+        return await self._items.add_item(draft, self._clock())
+
+    async def _store_and_add(
+        self, upload: UploadRow, listing: Listing, source: Path, prepared: PreparedPicture
+    ) -> int:
+        """Store the picture's files, then add the item with the picture's rows.
+
+        The files go again if the item is not added.
+        """
+        files = await self._pictures.store_files(source, upload.sha256, prepared.clean)
+        try:
+            return await self._add(upload, listing, new_picture(files, prepared))
+        except BaseException:
+            await self._pictures.remove_files([files])
+            raise
 
     async def _run_hooks(
         self, card: ItemCard, upload: UploadRow, prepared: PreparedPicture | None

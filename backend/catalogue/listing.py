@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from backend.catalogue.cards import CARD_COLUMNS, CARD_FROM, cards_from_rows
 from backend.catalogue.cursors import CursorSigner, cursor_binding
-from backend.catalogue.filters import ORDERINGS, Criteria
-from backend.storage.database import Database
+from backend.catalogue.filters import KEYSETS, Criteria
+from backend.catalogue.repository import CatalogueRepository
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import ItemBatch, ListingFilters, SortOrder
 
@@ -25,9 +24,14 @@ class Listings:
     """Browse batches, counts and id sets over the items a viewer may see."""
 
     def __init__(
-        self, db: Database, signer: CursorSigner, *, batch_default: int, batch_max: int
+        self,
+        items: CatalogueRepository,
+        signer: CursorSigner,
+        *,
+        batch_default: int,
+        batch_max: int,
     ) -> None:
-        self._db = db
+        self._items = items
         self._signer = signer
         self.batch_default = batch_default
         self.batch_max = batch_max
@@ -61,30 +65,16 @@ class Listings:
         """
         size = self.batch_size(limit)
         criteria = Criteria.from_filters(filters, viewer_id)
-        ordering = ORDERINGS[sort]
+        keyset = KEYSETS[sort]
         binding = cursor_binding(BROWSE_SCOPE, viewer_id, sort.value, criteria.canonical())
-        where, params = criteria.where(viewer_id)
-        if cursor is not None:
-            position = ordering.check(self._signer.open(cursor, binding))
-            where = f"{where} AND {ordering.after}"
-            params.extend(position)
-        rows = await self._db.fetchall(
-            f"SELECT {CARD_COLUMNS} FROM {CARD_FROM} WHERE {where}"
-            f" ORDER BY {ordering.order_by} LIMIT ?",
-            [*params, size + 1],
-        )
-        more = len(rows) > size
-        rows = rows[:size]
-        items = cards_from_rows(rows)
-        next_cursor = self._signer.seal(binding, ordering.key(rows[-1])) if more else None
-        total = await self.count(viewer_id, criteria) if cursor is None else None
-        return ItemBatch(id=0, items=items, cursor=next_cursor, total=total)
-
-    async def count(self, viewer_id: int, criteria: Criteria) -> int:
-        """How many items match ``criteria`` for ``viewer_id``."""
-        where, params = criteria.where(viewer_id)
-        row = await self._db.fetchone(f"SELECT COUNT(*) FROM items i WHERE {where}", params)
-        return int(row[0]) if row else 0
+        after = keyset.check(self._signer.open(cursor, binding)) if cursor is not None else None
+        # One more than asked tells whether another batch follows.
+        cards = await self._items.page(viewer_id, criteria, sort, after=after, limit=size + 1)
+        more = len(cards) > size
+        cards = cards[:size]
+        next_cursor = self._signer.seal(binding, keyset.key(cards[-1])) if more else None
+        total = await self._items.count(viewer_id, criteria) if cursor is None else None
+        return ItemBatch(id=0, items=cards, cursor=next_cursor, total=total)
 
     async def visible_ids(self, viewer_id: int, filters: ListingFilters) -> list[int]:
         """Return the ids, ascending, of every item matching ``filters`` that the viewer sees.
@@ -94,8 +84,4 @@ class Listings:
         Raises:
             BadRequest: invalid filters.
         """
-        where, params = Criteria.from_filters(filters, viewer_id).where(viewer_id)
-        rows = await self._db.fetchall(
-            f"SELECT i.id FROM items i WHERE {where} ORDER BY i.id", params
-        )
-        return [int(row[0]) for row in rows]
+        return await self._items.matching_ids(viewer_id, Criteria.from_filters(filters, viewer_id))

@@ -1,7 +1,8 @@
 """Provides :class:`CatalogueService`, the catalogue as handlers and other domains use it.
 
-The instance lives in ``services.extra["catalogue"]``. Besides what the catalogue's own requests
-need, it offers other domains (vision, commerce):
+The instance is the catalogue domain's ``service``, handed to the domains built after it (see
+:func:`backend.domains.build_domains`). Besides what the catalogue's own requests need, it offers
+other domains (vision, commerce):
 
 * :meth:`CatalogueService.render_cards`: item ids to :class:`ItemCard` for a viewer, in the
   given order, invisible ids dropped, optional scores;
@@ -15,6 +16,7 @@ need, it offers other domains (vision, commerce):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,15 +26,15 @@ from PIL import Image
 from pixmart_data import data_file
 
 from backend.accounts.service import Principal
-from backend.catalogue.cards import cards_by_id, item_detail
 from backend.catalogue.changes import DeletedHook, ItemChanges, VisibilityHook
 from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.intake import CreatedHook, Intake
-from backend.catalogue.items import Clock, can_see, item_for, load_items, owned_item_with_picture
+from backend.catalogue.items import Clock, can_see, item_for
 from backend.catalogue.listing import Listings
 from backend.catalogue.pictures import PictureStore
 from backend.catalogue.processing import PictureProcessor
-from backend.catalogue.tags import load_starter_tags, tag_counts
+from backend.catalogue.repository import CatalogueRepository, PictureRepository, UploadRepository
+from backend.catalogue.tags import normalise_prefix, read_starter_tags
 from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import validate_metadata
 from backend.media.blobstore import BlobStore
@@ -56,6 +58,8 @@ from protocol.messages.catalogue import (
     UploadState,
 )
 
+log = logging.getLogger(__name__)
+
 #: Largest slice of an original sent in one reply; well under the 8 MiB message limit.
 ORIGINAL_CHUNK_BYTES: Final = 4 * 1024 * 1024
 STARTER_TAGS: Final = "starter_tags.txt"
@@ -66,24 +70,35 @@ class CatalogueService:
 
     Args:
         services: The server's shared services; the data dir must exist.
+        items: Where items, tags and listings are stored.
+        pictures: Where the rows of stored pictures are.
+        uploads: Where uploads in progress are recorded.
         clock: Wall-clock time, replaceable in tests.
     """
 
-    def __init__(self, services: Services, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        items: CatalogueRepository,
+        pictures: PictureRepository,
+        uploads: UploadRepository,
+        clock: Clock = time.time,
+    ) -> None:
         config = services.config
         limits = config.limits
         data_dir = config.data_dir
-        self.db = services.db
+        self._items = items
         self.events = services.events
         self.upload_expiry = config.upload_expiry
         self.starter_tags_path = data_file(STARTER_TAGS)
         self.cursors = CursorSigner.from_file(data_dir / "cursor.key")
-        self.pictures = PictureStore(self.db, BlobStore(data_dir / "blobs"))
+        self.pictures = PictureStore(pictures, BlobStore(data_dir / "blobs"))
         self.processor = PictureProcessor(
             MediaLimits(max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
         )
         self.uploads = UploadManager(
-            self.db,
+            uploads,
             PartialUploads(data_dir / "uploads", max_bytes=limits.max_upload_bytes),
             max_bytes=limits.max_upload_bytes,
             chunk_bytes=limits.upload_chunk_bytes,
@@ -92,12 +107,10 @@ class CatalogueService:
             clock=clock,
         )
         self.listings = Listings(
-            self.db, self.cursors, batch_default=limits.batch_default, batch_max=limits.batch_max
+            items, self.cursors, batch_default=limits.batch_default, batch_max=limits.batch_max
         )
-        self.intake = Intake(
-            self.db, self.uploads, self.pictures, self.processor, self.events, clock
-        )
-        self.changes = ItemChanges(self.db, self.pictures, self.events, clock)
+        self.intake = Intake(items, self.uploads, self.pictures, self.processor, self.events, clock)
+        self.changes = ItemChanges(items, self.pictures, self.events, clock)
         self.original_chunk_bytes = min(ORIGINAL_CHUNK_BYTES, limits.max_message_bytes // 2)
         self._metrics = services.metrics
 
@@ -108,9 +121,18 @@ class CatalogueService:
 
         Runs before the server accepts connections, so the sweeps race with nothing.
         """
-        await load_starter_tags(self.db, self.starter_tags_path)
+        await self._load_starter_tags()
         await self.uploads.sweep()
         await self.pictures.sweep()
+
+    async def _load_starter_tags(self) -> None:
+        """Load the starter tags on the first start; later starts leave the set as curated."""
+        if await self._items.has_starter_tags():
+            return
+        if not self.starter_tags_path.is_file():
+            log.warning("no starter tags: %s is missing", self.starter_tags_path)
+            return
+        await self._items.add_starter_tags(read_starter_tags(self.starter_tags_path))
 
     async def expire_uploads(self) -> int:
         """Discard uploads untouched for the configured expiry; return how many."""
@@ -143,7 +165,7 @@ class CatalogueService:
         validate_metadata(request.metadata)
         self.uploads.check_declared_size(request.size)
         chunk = self.uploads.chunk_bytes
-        existing = await owned_item_with_picture(self.db, principal.user_id, request.sha256)
+        existing = await self._items.item_showing(principal.user_id, request.sha256)
         if existing is not None:
             stale = await self.uploads.find(principal.user_id, request.sha256)
             if stale is not None:
@@ -204,8 +226,8 @@ class CatalogueService:
         Raises:
             NotFound: no such item, or one the principal may not see.
         """
-        item = await item_for(self.db, principal, item_id, change=False)
-        detail = await item_detail(self.db, item.id)
+        item = await item_for(self._items, principal, item_id, change=False)
+        detail = await self._items.detail(item.id)
         if detail is None:
             raise NotFound(f"There is no item {item_id}")
         return detail
@@ -219,7 +241,7 @@ class CatalogueService:
             NotFound: no such item, or one the principal may not see.
             BadRequest: ``offset`` is past the end of the file.
         """
-        item = await item_for(self.db, principal, item_id, change=False)
+        item = await item_for(self._items, principal, item_id, change=False)
         stripped = item.owner_id != principal.user_id
         served = await self.pictures.served_file(item.sha256, stripped=stripped)
         if served is None:
@@ -252,7 +274,7 @@ class CatalogueService:
 
     async def visible_among(self, principal: Principal, item_ids: Sequence[int]) -> list[int]:
         """The ids among ``item_ids`` that ``principal`` may see, in the given order."""
-        items = await load_items(self.db, list(dict.fromkeys(item_ids)))
+        items = await self._items.items(list(dict.fromkeys(item_ids)))
         return [i for i in dict.fromkeys(item_ids) if i in items and can_see(principal, items[i])]
 
     # -- listings --------------------------------------------------------------------------
@@ -273,7 +295,10 @@ class CatalogueService:
 
     async def tags(self, viewer_id: int, prefix: str = "", limit: int = 100) -> list[TagCount]:
         """Tags starting with ``prefix`` with the number of items the viewer can see carry each."""
-        return await tag_counts(self.db, viewer_id, prefix, limit)
+        normalised = normalise_prefix(prefix)
+        if normalised is None:
+            return []  # no tag can start with it
+        return await self._items.tag_counts(viewer_id, normalised, limit)
 
     async def render_cards(
         self,
@@ -288,7 +313,11 @@ class CatalogueService:
             item_ids: Ids in the order wanted (e.g. by similarity).
             scores: Put into each card's ``score``.
         """
-        return await cards_by_id(self.db, item_ids, viewer_id=viewer_id, scores=scores)
+        cards = await self._items.cards(item_ids, viewer_id=viewer_id)
+        if scores is not None:
+            for card in cards:
+                card.score = scores.get(card.id)
+        return cards
 
     async def visible_item_ids(self, viewer_id: int, filters: ListingFilters) -> list[int]:
         """Ids (ascending) of the items matching ``filters`` that the viewer may see.

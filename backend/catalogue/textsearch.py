@@ -1,9 +1,13 @@
-"""Provides the translation of what a person types into a safe SQLite FTS5 query.
+"""Provides the reading of what a person types into a search box as a list of search words.
 
-Raw input never reaches ``MATCH``: FTS5 has its own syntax (``AND``, ``NEAR``, column filters,
-``^``, ``*``, quotes) in which a stray character is a syntax error and a crafted one changes the
-meaning. Only word characters survive; every word is quoted, so it is a literal phrase, and the
-last one matches as a prefix, so results follow the person's typing.
+Both engines search with the same words and the same meaning: an item matches when it holds
+every word (in its title, description or tags, any case, accents ignored), the last word as a
+prefix, so results follow the person's typing. Each engine turns the words into its own query
+syntax (FTS5 phrases in :mod:`backend.catalogue.sqlite_filters`, a ``tsquery`` built in SQL by
+the PostgreSQL migration's ``pixmart_search_query``); raw input never reaches either syntax.
+
+A word is a run of word characters; the engines split it further where their tokenizers do
+(``"foo_bar"`` is the phrase *foo bar*), which is what the person meant.
 """
 
 from __future__ import annotations
@@ -13,27 +17,16 @@ from typing import Final
 
 #: Words beyond this many are ignored; a search box is not a document.
 MAX_TERMS: Final = 16
-#: Longer words are cut; no real word is this long and FTS5 tokens are bounded anyway.
+#: Longer words are cut; no real word is this long and index tokens are bounded anyway.
 MAX_TERM_LENGTH: Final = 64
 
 _WORD: Final = re.compile(r"\w+")
 
 
-def fts_query(text: str) -> str | None:
-    """Return an FTS5 expression matching items that contain every word of ``text``.
+def search_words(text: str) -> tuple[str, ...]:
+    """Return the casefolded words of ``text`` to search for; empty when it holds none.
 
     Args:
         text: What the person typed, as is.
-
-    Returns:
-        Quoted terms joined by spaces (FTS5's implicit AND), the last one a prefix, e.g.
-        ``'"red" "bicyc"*'``; ``None`` when ``text`` holds no word at all.
     """
-    words = [word[:MAX_TERM_LENGTH] for word in _WORD.findall(text.casefold())][:MAX_TERMS]
-    if not words:
-        return None
-    # \w never matches '"', so quoting needs no escaping; the tokenizer splits '_' inside quotes
-    # into a phrase, which is what the person meant.
-    terms = [f'"{word}"' for word in words]
-    terms[-1] += "*"
-    return " ".join(terms)
+    return tuple(word[:MAX_TERM_LENGTH] for word in _WORD.findall(text.casefold())[:MAX_TERMS])

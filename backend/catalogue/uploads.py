@@ -18,14 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-import aiosqlite
-import msgspec
-
 from backend.catalogue.errors import protocol_error
 from backend.catalogue.locks import KeyedLocks
+from backend.catalogue.repository import (
+    UploadExists,
+    UploadQuota,
+    UploadQuotaExceeded,
+    UploadRepository,
+    UploadRow,
+    UploadUsage,
+)
 from backend.media import errors as media
 from backend.media.uploads import FinishedUpload, PartialUploads
-from backend.storage.database import Database
 from protocol.errors import BadRequest, Conflict, TooLarge
 from protocol.messages.catalogue import ItemMetadata
 
@@ -36,25 +40,12 @@ log = logging.getLogger(__name__)
 MAX_OPEN_UPLOADS: Final = 16
 MAX_OPEN_UPLOAD_BYTES: Final = 256 * 1024 * 1024
 
-_metadata_decoder = msgspec.msgpack.Decoder(ItemMetadata)
-
 
 class Incomplete(BadRequest):
     """Finishing was asked before every byte arrived; the upload is kept, to be resumed.
 
     ``details["offset"]`` is where to resume.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRow:
-    """An upload in progress."""
-
-    id: str
-    owner_id: int
-    sha256: str
-    size: int
-    metadata: ItemMetadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +61,7 @@ class UploadManager:
 
     def __init__(
         self,
-        db: Database,
+        uploads: UploadRepository,
         partials: PartialUploads,
         *,
         max_bytes: int,
@@ -79,7 +70,7 @@ class UploadManager:
         max_open_bytes: int = MAX_OPEN_UPLOAD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = db
+        self._uploads = uploads
         self._partials = partials
         self.max_bytes = max_bytes
         self.chunk_bytes = chunk_bytes
@@ -88,9 +79,8 @@ class UploadManager:
         self.max_open_uploads = max_open_uploads
         self.max_open_bytes = max_open_bytes
         self._clock = clock
-        #: Held per upload id while its bytes change or it is finished or discarded, per
-        #: "owner:sha256" while an upload of that file is begun, and per "quota:owner" while a
-        #: new upload is checked against the owner's quota and recorded.
+        #: Held per upload id while its bytes change or it is finished or discarded, and per
+        #: "owner:sha256" while an upload of that file is begun.
         self.locks = KeyedLocks()
 
     def check_declared_size(self, size: int) -> None:
@@ -114,9 +104,10 @@ class UploadManager:
 
         Raises:
             Conflict: the owner's unfinished uploads would exceed the quota in number
-                (``details["quota"] == "uploads"``) or in declared bytes (``"bytes"``).
+                (``details["quota"] == "uploads"``) or in declared bytes (``"bytes"``); or
+                another server began the same file at the same moment (beginning again
+                resumes that upload).
         """
-        encoded = msgspec.msgpack.encode(metadata)
         async with self.locks.hold(f"begin:{owner_id}:{sha256}"):
             existing = await self.find(owner_id, sha256)
             if existing is not None:
@@ -124,56 +115,28 @@ class UploadManager:
                     offset = await self._received(existing.id)
                     if existing.size == size and offset is not None:
                         # The latest metadata wins: the seller may have changed their mind.
-                        await self._db.execute(
-                            "UPDATE uploads SET metadata = ? WHERE id = ?", (encoded, existing.id)
-                        )
+                        await self._uploads.set_metadata(existing.id, metadata)
                         return UploadPosition(existing.id, offset)
                     await self._discard_locked(existing.id)
-            # One owner's begins of different files run concurrently; the quota lock makes
-            # "count, then insert" one step, so uploads begun at once cannot all fit.
-            async with self.locks.hold(f"quota:{owner_id}"):
-                await self._check_quota(owner_id, size)
-                upload_id = await asyncio.to_thread(self._partials.begin)
-                try:
-                    await self._db.execute(
-                        "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (upload_id, owner_id, sha256, size, encoded, self._clock()),
-                    )
-                except BaseException:
-                    await asyncio.to_thread(self._partials.discard, upload_id)
-                    raise
+            upload_id = await asyncio.to_thread(self._partials.begin)
+            upload = UploadRow(upload_id, owner_id, sha256, size, metadata)
+            quota = UploadQuota(uploads=self.max_open_uploads, bytes=self.max_open_bytes)
+            try:
+                await self._uploads.add(upload, self._clock(), quota)
+            except BaseException as exc:
+                await asyncio.to_thread(self._partials.discard, upload_id)
+                if isinstance(exc, UploadQuotaExceeded):
+                    raise _over_quota(exc.usage, quota, size) from None
+                if isinstance(exc, UploadExists):
+                    raise Conflict(
+                        "This file is being uploaded already; begin again to resume it"
+                    ) from None
+                raise
             return UploadPosition(upload_id, 0)
-
-    async def _check_quota(self, owner_id: int, size: int) -> None:
-        """Refuse a new upload of ``size`` bytes that would take the owner over the quota."""
-        row = await self._db.fetchone(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads WHERE owner_id = ?", (owner_id,)
-        )
-        count, declared = (int(row[0]), int(row[1])) if row is not None else (0, 0)
-        details: dict[str, object] = {"open_uploads": count, "open_bytes": declared}
-        if count >= self.max_open_uploads:
-            raise Conflict(
-                f"You have {count} unfinished uploads, the most allowed; "
-                "finish or cancel some first",
-                details={"quota": "uploads", **details},
-            )
-        if declared + size > self.max_open_bytes:
-            mib = 1024 * 1024
-            raise Conflict(
-                f"Your unfinished uploads would come to {(declared + size) / mib:,.0f} MiB, over "
-                f"the {self.max_open_bytes / mib:,.0f} MiB allowed; finish or cancel some first",
-                details={"quota": "bytes", **details},
-            )
 
     async def find(self, owner_id: int, sha256: str) -> UploadRow | None:
         """The owner's unfinished upload of the file with this hash, if any."""
-        row = await self._db.fetchone(
-            "SELECT id, owner_id, sha256, size, metadata FROM uploads"
-            " WHERE owner_id = ? AND sha256 = ?",
-            (owner_id, sha256),
-        )
-        return _upload_row(row) if row is not None else None
+        return await self._uploads.find(owner_id, sha256)
 
     async def get(self, owner_id: int, upload_id: str) -> UploadRow:
         """The owner's upload with this id.
@@ -181,12 +144,10 @@ class UploadManager:
         Raises:
             NotFound: no such upload, or another user's.
         """
-        row = await self._db.fetchone(
-            "SELECT id, owner_id, sha256, size, metadata FROM uploads WHERE id = ?", (upload_id,)
-        )
-        if row is None or int(row["owner_id"]) != owner_id:
+        upload = await self._uploads.get(upload_id)
+        if upload is None or upload.owner_id != owner_id:
             raise protocol_error(media.UnknownUpload())
-        return _upload_row(row)
+        return upload
 
     async def append(self, owner_id: int, upload_id: str, offset: int, data: bytes) -> int:
         """Append a chunk at ``offset``; return the bytes now received.
@@ -258,7 +219,7 @@ class UploadManager:
         await self._discard_locked(upload_id)
 
     async def _discard_locked(self, upload_id: str) -> None:
-        await self._db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        await self._uploads.delete([upload_id])
         await asyncio.to_thread(self._partials.discard, upload_id)
 
     async def _received(self, upload_id: str) -> int | None:
@@ -276,10 +237,8 @@ class UploadManager:
                 await self._discard_locked(upload_id)
         # Rows whose bytes never arrived (the file may be gone after a crash) age by creation.
         cutoff = self._clock() - older_than
-        rows = await self._db.fetchall("SELECT id FROM uploads WHERE created_at <= ?", (cutoff,))
         dropped = 0
-        for row in rows:
-            upload_id = str(row[0])
+        for upload_id in await self._uploads.begun_before(cutoff):
             async with self.locks.hold(upload_id):
                 if await self._received(upload_id) is None:
                     await self._discard_locked(upload_id)
@@ -296,20 +255,27 @@ class UploadManager:
         """
         # abandoned(-inf) puts the cutoff in the future: every upload in the area is listed.
         on_disk = set(await asyncio.to_thread(self._partials.abandoned, float("-inf")))
-        rows = {str(row[0]) for row in await self._db.fetchall("SELECT id FROM uploads")}
+        rows = await self._uploads.ids()
         for upload_id in on_disk - rows:
             await asyncio.to_thread(self._partials.discard, upload_id)
         missing = rows - on_disk
         if missing:
-            await self._db.executemany("DELETE FROM uploads WHERE id = ?", [(i,) for i in missing])
+            await self._uploads.delete(missing)
         return len(on_disk - rows) + len(missing)
 
 
-def _upload_row(row: aiosqlite.Row) -> UploadRow:
-    return UploadRow(
-        id=str(row["id"]),
-        owner_id=int(row["owner_id"]),
-        sha256=str(row["sha256"]),
-        size=int(row["size"]),
-        metadata=_metadata_decoder.decode(bytes(row["metadata"])),
+def _over_quota(usage: UploadUsage, quota: UploadQuota, size: int) -> Conflict:
+    """The refusal of a new upload of ``size`` bytes beside ``usage``, over ``quota``."""
+    details: dict[str, object] = {"open_uploads": usage.uploads, "open_bytes": usage.bytes}
+    if usage.uploads >= quota.uploads:
+        return Conflict(
+            f"You have {usage.uploads} unfinished uploads, the most allowed; "
+            "finish or cancel some first",
+            details={"quota": "uploads", **details},
+        )
+    mib = 1024 * 1024
+    return Conflict(
+        f"Your unfinished uploads would come to {(usage.bytes + size) / mib:,.0f} MiB, over "
+        f"the {quota.bytes / mib:,.0f} MiB allowed; finish or cancel some first",
+        details={"quota": "bytes", **details},
     )

@@ -24,6 +24,7 @@ from typing import Final
 
 import pytest
 
+from backend.catalogue.repositories import catalogue_repository
 from backend.connection import Connection
 from backend.server import PixmartServer
 from protocol.catalogue_client import iter_items, sha256_of_file, upload_file
@@ -190,10 +191,9 @@ async def _uploads_survive_cuts(
     # One item per file, each named by the id its client was given, nothing else.
     ids = [reply.item.id for reply in created]
     assert len(set(ids)) == files
-    rows = await server.db.fetchall(
-        "SELECT id, sha256 FROM items WHERE owner_id = ? ORDER BY id", (user_id,)
-    )
-    assert sorted((int(row[0]), str(row[1])) for row in rows) == sorted(
+    rows = await catalogue_repository(server.db).items(ids)
+    assert {row.owner_id for row in rows.values()} == {user_id}
+    assert sorted((row.id, row.sha256) for row in rows.values()) == sorted(
         zip(ids, hashes, strict=True)
     )
     assert [reply.item.title for reply in created] == [path.stem for path in paths]

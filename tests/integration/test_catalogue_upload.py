@@ -397,6 +397,7 @@ async def test_abandoned_uploads_expire(server_config: ServerConfig) -> None:
             )
 
 
+@pytest.mark.sqlite_only  # plants rows straight into the SQLite file
 async def test_startup_sweep_removes_what_no_row_owns(
     server: PixmartServer, server_config: ServerConfig, make_session: SessionFactory, tmp_path: Path
 ) -> None:

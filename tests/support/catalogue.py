@@ -13,6 +13,7 @@ from PIL import Image
 
 from backend.catalogue.service import CatalogueService
 from backend.server import PixmartServer
+from backend.vision.service import VisionService
 from protocol.catalogue_client import upload_file
 from protocol.client import Session
 from protocol.messages.catalogue import ItemCreated, ItemMetadata
@@ -72,8 +73,15 @@ async def upload(
 
 def catalogue(server: PixmartServer) -> CatalogueService:
     """The server's catalogue service."""
-    service = server.services.extra["catalogue"]
-    assert isinstance(service, CatalogueService)
+    assert server.domains is not None, "the server is not started"
+    return server.domains.catalogue.service
+
+
+def vision(server: PixmartServer) -> VisionService:
+    """The server's vision service (the server must run with the image model)."""
+    assert server.domains is not None, "the server is not started"
+    service = server.domains.vision.service
+    assert service is not None, "the server runs without the image model"
     return service
 
 

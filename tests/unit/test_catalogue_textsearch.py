@@ -1,4 +1,7 @@
-"""The search box's text becomes safe FTS5: quoted words, the last one a prefix."""
+"""The search box's text becomes search words, and safe FTS5: quoted words, the last a prefix.
+
+The same words on PostgreSQL, and both engines' results, are in the catalogue contract suite.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.catalogue.textsearch import MAX_TERMS, fts_query
+from backend.catalogue.sqlite_filters import fts_query
+from backend.catalogue.textsearch import MAX_TERM_LENGTH, MAX_TERMS, search_words
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +31,25 @@ def index() -> Iterator[sqlite3.Connection]:
 
 
 def matches(db: sqlite3.Connection, text: str) -> list[str]:
-    query = fts_query(text)
-    if query is None:
+    words = search_words(text)
+    if not words:
         return ["<no filter>"]
+    query = fts_query(words)
     return [row[0] for row in db.execute("SELECT title FROM t WHERE t MATCH ?", (query,))]
 
 
+def test_words_are_casefolded_and_bounded() -> None:
+    assert search_words("Red  SUN") == ("red", "sun")
+    assert search_words(' "* ( ) - ^ ') == ()
+    assert search_words("") == ()
+    assert search_words("foo_bar 3.5 Café") == ("foo_bar", "3", "5", "café")
+    assert len(search_words(" ".join(f"w{i}" for i in range(40)))) == MAX_TERMS
+    assert search_words("x" * 100) == ("x" * MAX_TERM_LENGTH,)
+
+
 def test_words_are_quoted_and_the_last_is_a_prefix() -> None:
-    assert fts_query("Red  sun") == '"red" "sun"*'
-    assert fts_query("title:red OR x") == '"title" "red" "or" "x"*'
-    assert fts_query(' "* ( ) - ^ ') is None
-    assert fts_query("") is None
-    long_query = fts_query(" ".join(f"w{i}" for i in range(40)))
-    assert long_query is not None and long_query.count('"') == 2 * MAX_TERMS
+    assert fts_query(("red", "sun")) == '"red" "sun"*'
+    assert fts_query(search_words("title:red OR x")) == '"title" "red" "or" "x"*'
 
 
 def test_meaning_follows_the_words(index: sqlite3.Connection) -> None:
@@ -58,7 +68,7 @@ def test_any_text_is_a_valid_query(text: str) -> None:
     db.execute(
         "CREATE VIRTUAL TABLE t USING fts5(title, tokenize = 'unicode61 remove_diacritics 2')"
     )
-    query = fts_query(text)
-    if query is not None:
-        db.execute("SELECT rowid FROM t WHERE t MATCH ?", (query,)).fetchall()
+    words = search_words(text)
+    if words:
+        db.execute("SELECT rowid FROM t WHERE t MATCH ?", (fts_query(words),)).fetchall()
     db.close()

@@ -1,0 +1,63 @@
+"""Provides :class:`PostgresPictureRepository`: the rows of stored pictures in PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from backend.catalogue.postgres_locks import lock_pictures
+from backend.catalogue.repository import PictureInfo
+from backend.storage.postgres import PostgresDatabase
+
+_UNSHOWN: Final = "NOT EXISTS (SELECT 1 FROM items i WHERE i.sha256 = p.sha256)"
+
+
+class PostgresPictureRepository:
+    """The :class:`~backend.catalogue.repository.PictureRepository` of a PostgreSQL database."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def exists(self, sha256: str) -> bool:
+        return bool(
+            await self._db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1)", sha256
+            )
+        )
+
+    async def info(self, sha256: str) -> PictureInfo | None:
+        row = await self._db.fetchone(
+            "SELECT format, width, height, orientation, size_bytes, clean_sha256 FROM pictures"
+            " WHERE sha256 = $1",
+            sha256,
+        )
+        if row is None:
+            return None
+        return PictureInfo(
+            format=row["format"],
+            width=row["width"],
+            height=row["height"],
+            orientation=row["orientation"],
+            size_bytes=row["size_bytes"],
+            clean_sha256=row["clean_sha256"],
+        )
+
+    async def referenced(self, name: str) -> bool:
+        return bool(
+            await self._db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1 OR clean_sha256 = $1)",
+                name,
+            )
+        )
+
+    async def prune(self) -> set[str]:
+        unshown = await self._db.fetchall(f"SELECT sha256 FROM pictures p WHERE {_UNSHOWN}")
+        for row in unshown:
+            # Each under its picture's lock, checked again: another server may be giving it an
+            # item right now (it holds the lock) or may have just done so.
+            async with self._db.transaction() as conn:
+                await lock_pictures(conn, [row["sha256"]])
+                await conn.execute(
+                    f"DELETE FROM pictures p WHERE sha256 = $1 AND {_UNSHOWN}", row["sha256"]
+                )
+        rows = await self._db.fetchall("SELECT sha256, clean_sha256 FROM pictures")
+        return {str(name) for row in rows for name in row}

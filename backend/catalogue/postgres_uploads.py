@@ -1,0 +1,95 @@
+"""Provides :class:`PostgresUploadRepository`: uploads in progress in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import asyncpg
+
+from backend.catalogue.postgres_locks import lock_upload_quota
+from backend.catalogue.repository import (
+    UploadExists,
+    UploadQuota,
+    UploadQuotaExceeded,
+    UploadRow,
+    UploadUsage,
+    metadata_from_bytes,
+    metadata_to_bytes,
+)
+from backend.storage.postgres import PostgresDatabase
+from protocol.messages.catalogue import ItemMetadata
+
+_COLUMNS: Final = "id, owner_id, sha256, size, metadata"
+_OWNER_FILE_KEY: Final = "uploads_owner_file"
+
+
+class PostgresUploadRepository:
+    """The :class:`~backend.catalogue.repository.UploadRepository` of a PostgreSQL database."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def get(self, upload_id: str) -> UploadRow | None:
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
+        return _upload_row(row) if row is not None else None
+
+    async def find(self, owner_id: int, sha256: str) -> UploadRow | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM uploads WHERE owner_id = $1 AND sha256 = $2",
+            owner_id,
+            sha256,
+        )
+        return _upload_row(row) if row is not None else None
+
+    async def add(self, upload: UploadRow, created_at: float, quota: UploadQuota) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                # Uploads begun at once (on any server) are counted one after the other.
+                await lock_upload_quota(conn, upload.owner_id)
+                row = await conn.fetchrow(
+                    "SELECT count(*), COALESCE(sum(size), 0) FROM uploads WHERE owner_id = $1",
+                    upload.owner_id,
+                )
+                usage = UploadUsage(uploads=int(row[0]), bytes=int(row[1]))
+                if not quota.admits(usage, upload.size):
+                    raise UploadQuotaExceeded(usage)
+                await conn.execute(
+                    "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    upload.id,
+                    upload.owner_id,
+                    upload.sha256,
+                    upload.size,
+                    metadata_to_bytes(upload.metadata),
+                    created_at,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == _OWNER_FILE_KEY:
+                raise UploadExists(f"{upload.owner_id} uploads {upload.sha256} already") from None
+            raise
+
+    async def set_metadata(self, upload_id: str, metadata: ItemMetadata) -> None:
+        await self._db.execute(
+            "UPDATE uploads SET metadata = $1 WHERE id = $2", metadata_to_bytes(metadata), upload_id
+        )
+
+    async def delete(self, upload_ids: Iterable[str]) -> None:
+        await self._db.execute("DELETE FROM uploads WHERE id = ANY($1::text[])", list(upload_ids))
+
+    async def ids(self) -> set[str]:
+        return {str(row[0]) for row in await self._db.fetchall("SELECT id FROM uploads")}
+
+    async def begun_before(self, cutoff: float) -> list[str]:
+        rows = await self._db.fetchall("SELECT id FROM uploads WHERE created_at <= $1", cutoff)
+        return [str(row[0]) for row in rows]
+
+
+def _upload_row(row: asyncpg.Record) -> UploadRow:
+    return UploadRow(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        sha256=row["sha256"],
+        size=row["size"],
+        metadata=metadata_from_bytes(row["metadata"]),
+    )

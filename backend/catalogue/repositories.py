@@ -1,0 +1,34 @@
+"""Provides the catalogue's repositories for a storage engine: SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from backend.catalogue.postgres_pictures import PostgresPictureRepository
+from backend.catalogue.postgres_repository import PostgresCatalogueRepository
+from backend.catalogue.postgres_uploads import PostgresUploadRepository
+from backend.catalogue.repository import CatalogueRepository, PictureRepository, UploadRepository
+from backend.catalogue.sqlite_pictures import SqlitePictureRepository
+from backend.catalogue.sqlite_repository import SqliteCatalogueRepository
+from backend.catalogue.sqlite_uploads import SqliteUploadRepository
+from backend.storage.database import Database
+from backend.storage.engine import StorageEngine
+
+
+def catalogue_repository(db: StorageEngine) -> CatalogueRepository:
+    """Items, tags and listings stored in ``db``."""
+    if isinstance(db, Database):
+        return SqliteCatalogueRepository(db)
+    return PostgresCatalogueRepository(db)
+
+
+def picture_repository(db: StorageEngine) -> PictureRepository:
+    """The picture rows stored in ``db``."""
+    if isinstance(db, Database):
+        return SqlitePictureRepository(db)
+    return PostgresPictureRepository(db)
+
+
+def upload_repository(db: StorageEngine) -> UploadRepository:
+    """The uploads in progress stored in ``db``."""
+    if isinstance(db, Database):
+        return SqliteUploadRepository(db)
+    return PostgresUploadRepository(db)

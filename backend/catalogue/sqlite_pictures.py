@@ -1,0 +1,53 @@
+"""Provides :class:`SqlitePictureRepository`: the rows of stored pictures in SQLite."""
+
+from __future__ import annotations
+
+from backend.catalogue.repository import PictureInfo
+from backend.storage.database import Database
+
+
+class SqlitePictureRepository:
+    """The :class:`~backend.catalogue.repository.PictureRepository` of a SQLite database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def exists(self, sha256: str) -> bool:
+        return (
+            await self._db.fetchone("SELECT 1 FROM pictures WHERE sha256 = ?", (sha256,))
+            is not None
+        )
+
+    async def info(self, sha256: str) -> PictureInfo | None:
+        row = await self._db.fetchone(
+            "SELECT format, width, height, orientation, size_bytes, clean_sha256 FROM pictures"
+            " WHERE sha256 = ?",
+            (sha256,),
+        )
+        if row is None:
+            return None
+        return PictureInfo(
+            format=str(row[0]),
+            width=int(row[1]),
+            height=int(row[2]),
+            orientation=int(row[3]),
+            size_bytes=int(row[4]),
+            clean_sha256=str(row[5]),
+        )
+
+    async def referenced(self, name: str) -> bool:
+        row = await self._db.fetchone(
+            "SELECT 1 FROM pictures WHERE sha256 = ? OR clean_sha256 = ? LIMIT 1", (name, name)
+        )
+        return row is not None
+
+    async def prune(self) -> set[str]:
+        # The single writer makes the deletion and the read one consistent step.
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM pictures"
+                " WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.sha256 = pictures.sha256)"
+            )
+            async with conn.execute("SELECT sha256, clean_sha256 FROM pictures") as cursor:
+                rows = await cursor.fetchall()
+        return {str(name) for row in rows for name in row}
