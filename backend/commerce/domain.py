@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backend.commerce import handlers
+from backend.commerce.repositories import commerce_repository
 from backend.commerce.service import CommerceService
 from backend.dispatch import Dispatcher
 from backend.services import Services
@@ -13,18 +14,19 @@ class CommerceDomain:
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        self._commerce: CommerceService | None = None
+        #: The commerce services, built by :meth:`start`; ``None`` before.
+        self.service: CommerceService | None = None
 
     async def start(self) -> None:
-        """Build the services (migrations have run) and publish them for other domains."""
-        self._commerce = CommerceService.build(self._services)
-        self._services.extra["commerce"] = self._commerce
+        """Build the services (migrations have run)."""
+        repository = commerce_repository(self._services.db)
+        self.service = CommerceService.build(self._services, repository)
 
     def register(self, dispatcher: Dispatcher) -> None:
         """Register the cart, checkout, order and sales handlers."""
-        if self._commerce is None:
+        if self.service is None:
             raise RuntimeError("start the commerce domain before registering it")
-        handlers.register(dispatcher, self._commerce, self._services.events)
+        handlers.register(dispatcher, self.service, self._services.events)
 
     async def stop(self) -> None:
         """Nothing to release: all state is in the database."""

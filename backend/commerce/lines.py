@@ -8,25 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import aiosqlite
 
 from protocol.messages.commerce import BLOCKING_PROBLEMS, Cart, CartLine, LineProblem
-
-#: An item's current state as every commerce query names it (all NULL when it was deleted).
-ITEM_COLUMNS = """
-       i.owner_id AS item_owner, i.title AS item_title, i.price_cents AS item_price,
-       i.stock AS item_stock, i.public AS item_public
-"""
-
-#: A user's cart lines, oldest first, with the current state of each item.
-LINES_SQL = f"""
-SELECT c.item_id, c.quantity, c.title, c.price_cents, c.added_at, {ITEM_COLUMNS}
-FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
-WHERE c.user_id = ?
-ORDER BY c.added_at, c.item_id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,40 +80,6 @@ class StoredLine:
             problems=self.problems,
             added_at=self.added_at,
         )
-
-
-def item_from_row(row: Any) -> ItemState | None:
-    """The :data:`ITEM_COLUMNS` of a row as an :class:`ItemState`, ``None`` when deleted."""
-    if row["item_owner"] is None:
-        return None
-    return ItemState(
-        owner_id=int(row["item_owner"]),
-        title=str(row["item_title"]),
-        price_cents=int(row["item_price"]),
-        stock=int(row["item_stock"]),
-        public=bool(row["item_public"]),
-    )
-
-
-def lines_from_rows(rows: Iterable[Any]) -> list[StoredLine]:
-    """Cart lines from rows of :data:`LINES_SQL`."""
-    return [
-        StoredLine(
-            item_id=int(row["item_id"]),
-            quantity=int(row["quantity"]),
-            title=str(row["title"]),
-            price_cents=int(row["price_cents"]),
-            added_at=float(row["added_at"]),
-            item=item_from_row(row),
-        )
-        for row in rows
-    ]
-
-
-async def load_lines(conn: aiosqlite.Connection, user_id: int) -> list[StoredLine]:
-    """A user's cart lines read through ``conn`` (e.g. inside a write transaction)."""
-    # One call into the database thread: inside the write lock every round trip counts.
-    return lines_from_rows(await conn.execute_fetchall(LINES_SQL, (user_id,)))
 
 
 def cart_total(lines: Iterable[StoredLine]) -> int:

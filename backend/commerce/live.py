@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from backend.catalogue.live import item_topic, publish_changed
-from backend.commerce.checkout import StockChange
+from backend.commerce.repository import StockChange
 from backend.connection import Connection
 from backend.events import EventHub
 from protocol.messages.commerce import Cart, CartChanged

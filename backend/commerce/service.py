@@ -9,6 +9,7 @@ from backend.catalogue.cursors import CursorSigner
 from backend.commerce.cart import CartService
 from backend.commerce.checkout import CheckoutService
 from backend.commerce.orders import OrderBook
+from backend.commerce.repository import CommerceRepository
 from backend.services import Services
 
 #: The secret that signs order and sales cursors, in the data dir.
@@ -17,27 +18,35 @@ CURSOR_SECRET_FILE = "commerce-cursor.secret"
 
 @dataclass(frozen=True)
 class CommerceService:
-    """Carts, checkout and the order book; published as ``services.extra["commerce"]``."""
+    """Carts, checkout and the order book; the commerce domain's ``service`` once started."""
 
     cart: CartService
     checkout: CheckoutService
     orders: OrderBook
 
     @classmethod
-    def build(cls, services: Services, *, cursor_secret: Path | None = None) -> CommerceService:
-        """The services of one server, with cursors signed by a secret kept in the data dir."""
+    def build(
+        cls,
+        services: Services,
+        repository: CommerceRepository,
+        *,
+        cursor_secret: Path | None = None,
+    ) -> CommerceService:
+        """The services of one server over ``repository``, with cursors signed by a secret
+        kept in the data dir.
+        """
         config = services.config
         signer = CursorSigner.from_file(cursor_secret or config.data_dir / CURSOR_SECRET_FILE)
         orders = OrderBook(
-            services.db,
+            repository,
             signer,
             batch_default=config.limits.batch_default,
             batch_max=config.limits.batch_max,
         )
         return cls(
-            cart=CartService(services.db),
+            cart=CartService(repository),
             checkout=CheckoutService(
-                services.db, currency=config.currency, metrics=services.metrics
+                repository, currency=config.currency, metrics=services.metrics
             ),
             orders=orders,
         )

@@ -3,7 +3,8 @@
 Buyers keep adding to their carts and checking out while the server dies. Their sessions ride
 over the restarts (unanswered checkouts are re-sent with the same checkout key). After each kill
 the database file must be intact, every order whole or absent, no unit sold twice or lost, and
-every order a client saw acknowledged present.
+every order a client saw acknowledged present. It runs on SQLite, and on PostgreSQL when the
+suite's engine is PostgreSQL (``PIXMART_TEST_ENGINE=postgres``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from protocol.messages.commerce import Order
 from tests.support.commerce import (
     ServerProcess,
     check_orders_database,
+    check_orders_postgres,
     keep_shopping,
     list_item,
     sign_up,
@@ -36,8 +38,18 @@ async def _until(predicate: object, timeout: float) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "server-data")
+async def _check(server: ServerProcess, start_stock: dict[int, int], orders: list[Order]) -> None:
+    """Assert that the killed (or stopped) server's database is whole and holds ``orders``."""
+    if server.database is None:
+        check_orders_database(server.db_path, start_stock, orders)
+    else:
+        await check_orders_postgres(server.database, start_stock, orders)
+
+
+async def test_checkouts_are_all_or_nothing_across_sigkills(
+    tmp_path: Path, server_database: str | None
+) -> None:
+    server = ServerProcess(tmp_path / "server-data", database=server_database)
     await server.start()
     sessions: list[Session] = []
     try:
@@ -71,7 +83,7 @@ async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> N
             target = round_ * ORDERS_PER_ROUND
             await _until(lambda: len(acknowledged) >= target, 60)  # noqa: B023 (awaited here)
             server.kill()
-            check_orders_database(server.db_path, start_stock, [order for _, order in acknowledged])
+            await _check(server, start_stock, [order for _, order in acknowledged])
             await server.start(port=server.port)
         await _until(lambda: len(acknowledged) >= (KILLS + 1) * ORDERS_PER_ROUND, 60)
         stop.set()
@@ -86,4 +98,4 @@ async def test_checkouts_are_all_or_nothing_across_sigkills(tmp_path: Path) -> N
         for session in sessions:
             await session.close()
         server.stop()
-    check_orders_database(server.db_path, start_stock, [order for _, order in acknowledged])
+    await _check(server, start_stock, [order for _, order in acknowledged])

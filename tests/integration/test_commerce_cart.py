@@ -8,6 +8,7 @@ import pytest
 
 from backend.accounts.service import Principal
 from backend.commerce.cart import CartService
+from backend.commerce.repositories import commerce_repository
 from backend.server import PixmartServer
 from protocol import commerce_client as shop
 from protocol.catalogue_client import delete_items, edit_item
@@ -211,7 +212,7 @@ async def test_a_cart_holds_a_bounded_number_of_lines(
     second = await list_item(alice, tmp_path)
     assert bob.user is not None
     principal = Principal(bob.user.id, "bob", False, b"")
-    small = CartService(server.db, max_lines=1)
+    small = CartService(commerce_repository(server.db), max_lines=1)
     await small.add(principal, first, 1)
     await small.add(principal, first, 1)  # more units of a line already there are fine
     with pytest.raises(BadRequest, match="at most 1 different"):

@@ -18,8 +18,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
 from PIL import Image
 
 from protocol.catalogue_client import upload_file
@@ -140,6 +141,8 @@ class ServerProcess:
     #: Tests and benches sign many people up from 127.0.0.1, past the production limit of a
     #: few accounts per address and hour; ``None`` keeps the production limit.
     accounts_per_address: int | None = 100_000
+    #: The PostgreSQL URL the shop is kept in; ``None`` for the SQLite file in the data dir.
+    database: str | None = None
 
     @property
     def url(self) -> str:
@@ -157,8 +160,10 @@ class ServerProcess:
         Args:
             port: 0 for a free port; a restart passes the old one so clients find it again.
         """
-        command = [_server_command(), "--data-dir", str(self.data_dir), "serve"]
-        command += self.serve_options(port)
+        command = [_server_command(), "--data-dir", str(self.data_dir)]
+        if self.database is not None:
+            command += ["--database", self.database]
+        command += ["serve", *self.serve_options(port)]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -212,6 +217,36 @@ class ServerProcess:
         return Session(self.url, trust, **kwargs)  # type: ignore[arg-type]
 
 
+#: What :func:`_check_orders` reads; plain SQL both engines run alike.
+_ORDERS_WITHOUT_LINES = (
+    "SELECT count(*) FROM orders AS o"
+    " WHERE NOT EXISTS (SELECT 1 FROM order_lines AS l WHERE l.order_id = o.id)"
+)
+_LINES_WITHOUT_ORDER = (
+    "SELECT count(*) FROM order_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id"
+    " WHERE o.id IS NULL"
+)
+_WRONG_TOTALS = (
+    "SELECT o.id FROM orders AS o JOIN order_lines AS l ON l.order_id = o.id"
+    " GROUP BY o.id HAVING o.total_cents != sum(l.quantity * l.unit_price_cents)"
+)
+_STOCK = "SELECT id, stock FROM items"
+_SOLD = "SELECT item_id, sum(quantity) FROM order_lines GROUP BY item_id"
+_TOTALS = "SELECT id, total_cents FROM orders"
+_ORDER_LINES = "SELECT order_id, item_id, quantity, unit_price_cents FROM order_lines ORDER BY id"
+_CHECKS = (
+    _ORDERS_WITHOUT_LINES,
+    _LINES_WITHOUT_ORDER,
+    _WRONG_TOTALS,
+    _STOCK,
+    _SOLD,
+    _TOTALS,
+    _ORDER_LINES,
+)
+
+Rows = list[tuple[Any, ...]]
+
+
 def check_orders_database(
     db_path: Path, start_stock: dict[int, int], acknowledged: list[Order]
 ) -> None:
@@ -220,38 +255,48 @@ def check_orders_database(
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        orders_without_lines = conn.execute(
-            "SELECT count(*) FROM orders AS o"
-            " WHERE NOT EXISTS (SELECT 1 FROM order_lines AS l WHERE l.order_id = o.id)"
-        ).fetchone()[0]
-        lines_without_order = conn.execute(
-            "SELECT count(*) FROM order_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id"
-            " WHERE o.id IS NULL"
-        ).fetchone()[0]
-        wrong_totals = conn.execute(
-            "SELECT o.id FROM orders AS o JOIN order_lines AS l ON l.order_id = o.id"
-            " GROUP BY o.id HAVING o.total_cents != sum(l.quantity * l.unit_price_cents)"
-        ).fetchall()
-        assert (orders_without_lines, lines_without_order, wrong_totals) == (0, 0, [])
-        for item_id, stock in start_stock.items():
-            left = conn.execute("SELECT stock FROM items WHERE id = ?", (item_id,)).fetchone()[0]
-            sold = conn.execute(
-                "SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE item_id = ?", (item_id,)
-            ).fetchone()[0]
-            assert left >= 0 and left + sold == stock, (item_id, left, sold)
-        for order in acknowledged:
-            total = conn.execute(
-                "SELECT total_cents FROM orders WHERE id = ?", (order.id,)
-            ).fetchone()
-            lines = conn.execute(
-                "SELECT item_id, quantity, unit_price_cents FROM order_lines"
-                " WHERE order_id = ? ORDER BY id",
-                (order.id,),
-            ).fetchall()
-            assert total == (order.total_cents,), order.id
-            assert lines == [
-                (line.item_id, line.quantity, line.unit_price_cents) for line in order.lines
-            ]
+        _check_orders(
+            {sql: conn.execute(sql).fetchall() for sql in _CHECKS}, start_stock, acknowledged
+        )
+
+
+async def check_orders_postgres(
+    url: str, start_stock: dict[int, int], acknowledged: list[Order]
+) -> None:
+    """Assert that the PostgreSQL database is consistent and holds every acknowledged order."""
+    conn = await asyncpg.connect(url)
+    try:
+        # One snapshot for all the reads, as the SQLite check has after the kill.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            results = {sql: [tuple(row) for row in await conn.fetch(sql)] for sql in _CHECKS}
+    finally:
+        await conn.close()
+    _check_orders(results, start_stock, acknowledged)
+
+
+def _check_orders(
+    results: dict[str, Rows], start_stock: dict[int, int], acknowledged: list[Order]
+) -> None:
+    """Assert on the rows of every :data:`_CHECKS` query: orders whole, stock accounted for."""
+    assert (
+        results[_ORDERS_WITHOUT_LINES][0][0],
+        results[_LINES_WITHOUT_ORDER][0][0],
+        results[_WRONG_TOTALS],
+    ) == (0, 0, [])
+    stock = {int(item_id): int(left) for item_id, left in results[_STOCK]}
+    sold = {item_id: int(units) for item_id, units in results[_SOLD]}
+    for item_id, start in start_stock.items():
+        left = stock[item_id]
+        assert left >= 0 and left + sold.get(item_id, 0) == start, (item_id, left, sold)
+    totals = {int(order_id): int(total) for order_id, total in results[_TOTALS]}
+    lines: dict[int, list[tuple[int, int, int]]] = {}
+    for order_id, item_id, quantity, unit_price in results[_ORDER_LINES]:
+        lines.setdefault(order_id, []).append((item_id, quantity, unit_price))
+    for order in acknowledged:
+        assert totals.get(order.id) == order.total_cents, order.id
+        assert lines.get(order.id) == [
+            (line.item_id, line.quantity, line.unit_price_cents) for line in order.lines
+        ]
 
 
 async def keep_shopping(
