@@ -6,26 +6,52 @@ from typing import Literal
 
 from backend.catalogue.service import CatalogueService
 from backend.dispatch import Dispatcher
+from backend.metrics import EmbeddingStats
 from backend.services import Services
 from backend.startup import check_writable_dir
 from backend.vision import handlers
+from backend.vision.repositories import embedding_repository, similarity_index
 from backend.vision.service import VisionService
 
 #: What the hello's capabilities say of image search.
 VisionStatus = Literal["off", "warming", "ready", "failed"]
 
+#: The embedder the hello's capabilities name while the model is in use.
+EMBEDDER_NAME = "efficientnet-lite0"
+
 
 class VisionDomain:
     """Similar-image search; with ``enable_vision`` off its requests answer ``unavailable``."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, catalogue: CatalogueService) -> None:
+        """Prepare the domain; the model is looked at only by :meth:`start`.
+
+        Args:
+            services: The server's shared services.
+            catalogue: Whose items are indexed; the vision service hooks into it.
+        """
         self._services = services
+        self._catalogue = catalogue
+        #: The running service; ``None`` without the model (vision off, or not started yet).
         self.service: VisionService | None = None
+        # The worker is built only once started, and not at all without the model, so the
+        # metrics look it up at every scrape.
+        services.metrics.watch_embeddings(self._embedding_worker)
 
     @property
     def status(self) -> VisionStatus:
         """``off`` without the model, else the service's state."""
         return "off" if self.service is None else self.service.state
+
+    @property
+    def embedder(self) -> str:
+        """The embedder's name, ``none`` without the model."""
+        return "none" if self.service is None else EMBEDDER_NAME
+
+    @property
+    def embedder_version(self) -> str:
+        """The model version stored with every embedding, empty without the model."""
+        return "" if self.service is None else self.service.model_version
 
     async def start(self) -> None:
         """Check the model cache, then warm the model and the index up in the background.
@@ -39,23 +65,22 @@ class VisionDomain:
         # Imported only when enabled: these pull in numpy-heavy code and, lazily, TensorFlow.
         from backend.vision.embedder import MODEL_VERSION, Embedder, default_cache_dir
 
-        catalogue: CatalogueService = self._services.extra["catalogue"]
         cache_dir = config.model_cache_dir or default_cache_dir(config.data_dir)
         check_writable_dir(
             cache_dir,
             "image model cache",
             "make it a writable folder or remove it (it is rebuilt), or start with --no-vision",
         )
+        db = self._services.db
         self.service = VisionService(
-            self._services,
-            catalogue,
-            lambda cancel: Embedder(cache_dir, cancel=cancel),
-            MODEL_VERSION,
+            config=config,
+            catalogue=self._catalogue,
+            embeddings=embedding_repository(db),
+            index=similarity_index(db, MODEL_VERSION),
+            embedder_factory=lambda cancel: Embedder(cache_dir, cancel=cancel),
+            model_version=MODEL_VERSION,
         )
         await self.service.start()
-        self._services.extra["vision"] = self.service
-        self._services.extra["embedder_name"] = "efficientnet-lite0"
-        self._services.extra["embedder_version"] = MODEL_VERSION
 
     def register(self, dispatcher: Dispatcher) -> None:
         """Register the handlers (they answer ``unavailable`` without a model)."""
@@ -66,3 +91,6 @@ class VisionDomain:
         if self.service is not None:
             await self.service.stop()
             self.service = None
+
+    def _embedding_worker(self) -> EmbeddingStats | None:
+        return self.service.worker if self.service is not None else None

@@ -175,7 +175,7 @@ def _as_unit_rows(vectors: ArrayLike, dim: int) -> NDArray[np.float32]:
     return result
 
 
-def _as_unit_query(query: ArrayLike, dim: int) -> NDArray[np.float64]:
+def as_unit_query(query: ArrayLike, dim: int) -> NDArray[np.float64]:
     """Return ``query`` as a float64 unit vector of length ``dim``, or raise ``ValueError``."""
     array = np.asarray(query, dtype=np.float64).reshape(-1)
     if array.shape != (dim,):
@@ -364,6 +364,11 @@ class VectorIndex:
         with self._lock:
             return self._ids[: self._count].copy()
 
+    def count_visible(self, viewer_id: int | None = None) -> int:
+        """Return how many rows the viewer may see (as :meth:`search` takes ``viewer_id``)."""
+        with self._lock:
+            return int(np.count_nonzero(self._visible_mask(self._count, viewer_id)))
+
     def vector(self, item_id: int) -> NDArray[np.float32]:
         """Return the stored unit vector (float16) of ``item_id``; ``KeyError`` if absent."""
         with self._lock:
@@ -533,7 +538,7 @@ class VectorIndex:
         Returns:
             Hits ordered by score descending, then item id ascending.
         """
-        q64 = _as_unit_query(query, self._dim)
+        q64 = as_unit_query(query, self._dim)
         allowed = None if allowed_ids is None else _id_array(allowed_ids)
         with self._lock:
             count = self._count

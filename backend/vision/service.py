@@ -1,11 +1,12 @@
-"""Provides :class:`VisionService`: embeddings at upload, the vector index, similar-image search.
+"""Provides :class:`VisionService`: embeddings at upload, similar-image search, tag suggestions.
 
-The service keeps the in-memory :class:`~backend.vision.index.VectorIndex` in step with the
-database through the catalogue's hooks (created, deleted, visibility changed), embeds every new
-picture once (pictures shared by several sellers share their embedding), names near-duplicates
-to the seller, stores tag suggestions, and re-embeds in the background whatever was embedded by
-another model version. TensorFlow runs only on the embedding worker's thread; index searches run
-in a thread too, so the event loop never waits on either.
+The service embeds every new picture once (pictures shared by several sellers share their
+embedding) and stores it through the :class:`~backend.vision.repository.EmbeddingRepository`,
+names near-duplicates to the seller, stores tag suggestions, and re-embeds in the background
+whatever was embedded by another model version. Searches rank through the
+:class:`~backend.vision.repository.SimilarityIndex`, which the catalogue's hooks (created,
+deleted, visibility changed) keep in step. TensorFlow runs only on the embedding worker's
+thread, so the event loop never waits on it.
 
 The model and the index warm up in the background (:attr:`VisionService.state`): the server
 listens at once, even on a first start that converts the model for half a minute. Until the
@@ -40,14 +41,14 @@ from backend.catalogue.cursors import cursor_binding
 from backend.catalogue.errors import protocol_error
 from backend.catalogue.intake import NewItem
 from backend.catalogue.service import CatalogueService
+from backend.config import ServerConfig
 from backend.media.budget import PixelBudget
 from backend.media.derivatives import decode_for_model, model_decode_pixels
 from backend.media.errors import MediaError
 from backend.media.validate import MediaLimits, inspect_image
-from backend.services import Services
-from backend.vision.index import Hit, VectorIndex
 from backend.vision.labels import suggest_tags
 from backend.vision.preprocess import preprocess
+from backend.vision.repository import EmbeddingRepository, Hit, SimilarityIndex, Suggestion
 from backend.vision.types import BatchEmbedder, EmbedResult
 from backend.vision.worker import EmbeddingWorker
 from protocol.errors import BadRequest, NotFound, TooLarge, Unavailable
@@ -63,8 +64,6 @@ QUERY_CACHE_SIZE: Final = 1024
 MAX_QUERY_BYTES: Final = 8 * 1024 * 1024
 #: How many near-duplicates an upload reply names at most.
 NEAR_DUPLICATES: Final = 3
-#: Embeddings read and indexed at a time when the server starts (about 21 MB of float16).
-INDEX_LOAD_CHUNK: Final = 8192
 #: Seconds a client is asked to wait before it tries a search again while the model warms up.
 WARMING_RETRY_AFTER: Final = 5.0
 _NO_FILTERS: Final = ListingFilters()
@@ -72,16 +71,6 @@ _NO_FILTERS: Final = ListingFilters()
 #: ``warming``: building or loading the model and the index; ``ready``: searching;
 #: ``failed``: the model could not be built (the rest of the server serves on).
 VisionState = Literal["warming", "ready", "failed"]
-_suggestions_encoder = msgspec.msgpack.Encoder()
-_suggestions_decoder = msgspec.msgpack.Decoder(list[tuple[str, float]])
-
-
-def _to_blob(vector: NDArray[np.float32]) -> bytes:
-    return vector.astype("<f2").tobytes()
-
-
-def _from_blob(blob: bytes) -> NDArray[np.float32]:
-    return np.frombuffer(blob, dtype="<f2").astype(np.float32)
 
 
 class VisionService:
@@ -89,38 +78,41 @@ class VisionService:
 
     def __init__(
         self,
-        services: Services,
+        *,
+        config: ServerConfig,
         catalogue: CatalogueService,
+        embeddings: EmbeddingRepository,
+        index: SimilarityIndex,
         embedder_factory: Callable[[threading.Event], BatchEmbedder],
         model_version: str,
     ) -> None:
         """Prepare the service; nothing heavy runs until :meth:`start`.
 
         Args:
-            services: The server's shared services.
-            catalogue: Whose items are indexed (its hooks keep the index in step).
+            config: The server's configuration (limits, near-duplicate threshold).
+            catalogue: Whose items are searched (its hooks keep ``index`` in step).
+            embeddings: Where the pictures' embeddings are stored.
+            index: Ranks the items embedded by ``model_version``.
             embedder_factory: Builds the embedder on the worker thread; the event it is given
                 is set when the server stops, to cut a model conversion short.
             model_version: Stored with every embedding made.
         """
-        self._db = services.db
         self._catalogue = catalogue
-        self._threshold = services.config.near_duplicate_threshold
+        self._embeddings = embeddings
+        self.index = index
+        self._threshold = config.near_duplicate_threshold
         self._limits = MediaLimits(
-            max_bytes=min(MAX_QUERY_BYTES, services.config.limits.max_message_bytes),
-            max_pixels=services.config.limits.max_pixels,
+            max_bytes=min(MAX_QUERY_BYTES, config.limits.max_message_bytes),
+            max_pixels=config.limits.max_pixels,
         )
         self.model_version = model_version
         self._stopping = threading.Event()
         self.worker = EmbeddingWorker(lambda: embedder_factory(self._stopping))
-        self.index = VectorIndex()
         #: Example-picture vectors by (user id, query id).
         self._queries: OrderedDict[tuple[int, str], NDArray[np.float32]] = OrderedDict()
-        self._decodes = PixelBudget(services.config.limits.search_decode_pixels)
+        self._decodes = PixelBudget(config.limits.search_decode_pixels)
         self._warmup: asyncio.Task[None] | None = None
         self._warmup_done = asyncio.Event()
-        #: Items deleted or changed while the index was loading, checked again once it is.
-        self._touched_while_loading: set[int] | None = None
         self.state: VisionState = "warming"
         #: Why the model could not be built, when :attr:`state` is ``failed``.
         self.failure = ""
@@ -156,9 +148,7 @@ class VisionService:
         started = time.monotonic()
         try:
             await self.worker.start()
-            self._touched_while_loading = set()
-            loaded = await self._load_index()
-            await self._recheck_touched()
+            loaded = await self.index.load()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the rest of the shop serves on without image search
@@ -193,83 +183,28 @@ class VisionService:
             details={"vision": "failed"},
         )
 
-    async def _recheck_touched(self) -> None:
-        """Correct index rows for items deleted or changed while the index was loading.
-
-        A chunk read before such a change would otherwise put a deleted item, or an item's old
-        visibility, into the index.
-        """
-        touched, self._touched_while_loading = self._touched_while_loading or set(), None
-        if not touched:
-            return
-        ids = sorted(touched)
-        marks = ",".join("?" * len(ids))
-        rows = await self._db.fetchall(
-            f"SELECT id, public FROM items WHERE id IN ({marks})",  # noqa: S608 - only ?s
-            ids,
-        )
-        public_of = {int(row[0]): bool(row[1]) for row in rows}
-        for item_id in ids:
-            if item_id not in public_of:
-                self.index.remove(item_id)
-            elif item_id in self.index:
-                self.index.update(item_id, public=public_of[item_id])
-
-    async def _load_index(self) -> int:
-        """Load every item's embedding of the current model into the index, a chunk at a time.
-
-        In chunks because a bulk add converts its rows to float32 twice: all 100,000 rows at once
-        took the server's peak RSS from 1.3 to 2.3 GB (``tests/bench/bench_memory.py``).
-        """
-        loaded = last_id = 0
-        while True:
-            # CROSS JOIN makes SQLite walk items by id and look each embedding up by key, so
-            # every chunk reads only its own rows (a plain JOIN would sort all of them each time).
-            rows = await self._db.fetchall(
-                "SELECT i.id, i.owner_id, i.public, e.vector FROM items i"
-                " CROSS JOIN embeddings e ON e.sha256 = i.sha256"
-                " WHERE e.model_version = ? AND i.id > ? ORDER BY i.id LIMIT ?",
-                (self.model_version, last_id, INDEX_LOAD_CHUNK),
-            )
-            if not rows:
-                return loaded
-            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            owners = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
-            public = np.fromiter((bool(row[2]) for row in rows), dtype=np.bool_, count=len(rows))
-            vectors = np.frombuffer(b"".join(row[3] for row in rows), dtype="<f2").reshape(
-                len(rows), -1
-            )
-            await asyncio.to_thread(self.index.add_many, ids, vectors, owners, public)
-            loaded += len(rows)
-            last_id = int(ids[-1])
-
     async def _embed_missing(self) -> None:
         """Embed pictures that have no embedding of the current model (new model, old data)."""
-        rows = await self._db.fetchall(
-            "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
-            " ON e.sha256 = i.sha256 AND e.model_version = ? WHERE e.sha256 IS NULL",
-            (self.model_version,),
-        )
-        self.backfill_remaining = len(rows)
-        if rows:
-            log.info("re-embedding %d pictures with %s", len(rows), self.model_version)
+        pictures = await self._embeddings.unembedded(self.model_version)
+        self.backfill_remaining = len(pictures)
+        if pictures:
+            log.info("re-embedding %d pictures with %s", len(pictures), self.model_version)
         started = time.monotonic()
-        for done, row in enumerate(rows, start=1):
-            sha256 = str(row[0])
+        for done, sha256 in enumerate(pictures, start=1):
             try:
                 image = await self._catalogue.model_image(sha256)
                 if image is not None:
                     result = await self._embed(image)
-                    await self._store(sha256, result)
-                    await self._index_items_of(sha256, result.embedding)
+                    if await self._store(sha256, result):
+                        await self.index.picture_embedded(sha256, result.embedding)
             except (MediaError, OSError, ValueError):
                 log.exception("could not re-embed picture %s", sha256)
-            self.backfill_remaining = len(rows) - done
-            if done % 100 == 0 or done == len(rows):
+            self.backfill_remaining = len(pictures) - done
+            if done % 100 == 0 or done == len(pictures):
                 log.info(
                     "re-embedded %d/%d pictures (%.1f/s)",
                     done,
-                    len(rows),
+                    len(pictures),
                     done / max(time.monotonic() - started, 1e-6),
                 )
 
@@ -279,43 +214,18 @@ class VisionService:
         pixels = await asyncio.to_thread(preprocess, image)
         return await self.worker.embed(pixels)
 
-    async def _store(self, sha256: str, result: EmbedResult) -> None:
+    async def _store(self, sha256: str, result: EmbedResult) -> bool:
+        """Store a picture's embedding; ``False`` if the picture was deleted meanwhile."""
         suggestions = [
-            (s.tag, round(float(s.probability), 4)) for s in suggest_tags(result.probabilities)
+            Suggestion(s.tag, round(float(s.probability), 4))
+            for s in suggest_tags(result.probabilities)
         ]
-        await self._db.execute(
-            "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET"
-            " model_version = excluded.model_version, vector = excluded.vector,"
-            " suggestions = excluded.suggestions, created_at = excluded.created_at",
-            (
-                sha256,
-                self.model_version,
-                _to_blob(result.embedding),
-                _suggestions_encoder.encode(suggestions),
-                time.time(),
-            ),
+        return await self._embeddings.store(
+            sha256,
+            model_version=self.model_version,
+            vector=result.embedding,
+            suggestions=suggestions,
         )
-
-    async def _stored_vector(self, sha256: str) -> NDArray[np.float32] | None:
-        row = await self._db.fetchone(
-            "SELECT vector FROM embeddings WHERE sha256 = ? AND model_version = ?",
-            (sha256, self.model_version),
-        )
-        return None if row is None else _from_blob(row[0])
-
-    async def _index_items_of(self, sha256: str, vector: NDArray[np.float32]) -> None:
-        rows = await self._db.fetchall(
-            "SELECT id, owner_id, public FROM items WHERE sha256 = ?", (sha256,)
-        )
-        for item_id, owner_id, public in rows:
-            self._put(int(item_id), vector, int(owner_id), bool(public))
-
-    def _put(self, item_id: int, vector: NDArray[np.float32], owner_id: int, public: bool) -> None:
-        if item_id in self.index:
-            self.index.update(item_id, vector=vector, owner_id=owner_id, public=public)
-        else:
-            self.index.add(item_id, vector, owner_id=owner_id, public=public)
 
     # -- catalogue hooks -----------------------------------------------------------------------
 
@@ -330,7 +240,7 @@ class VisionService:
         try:
             vector: NDArray[np.float32] | None = None
             if item.model_image is None:
-                vector = await self._stored_vector(item.sha256)
+                vector = await self._embeddings.vector(item.sha256, self.model_version)
             if vector is None:
                 # A picture decoded for this upload is embedded even when another seller's item
                 # already has its embedding: reusing it made such uploads finish 15 times
@@ -339,13 +249,14 @@ class VisionService:
                 if image is None:
                     return []
                 result = await self._embed(image)
-                await self._store(item.sha256, result)
+                if not await self._store(item.sha256, result):
+                    return []
                 vector = result.embedding
-            hits = await asyncio.to_thread(
-                self.index.search, vector, NEAR_DUPLICATES, item.owner_id
-            )
-            self._put(item.item_id, vector, item.owner_id, item.public)
-            return await self._near_duplicate_warnings(item.owner_id, hits)
+            await self.index.picture_embedded(item.sha256, vector)
+            # The item itself is searchable now: ask for one more and leave it out.
+            hits = await self.index.search(vector, NEAR_DUPLICATES + 1, viewer_id=item.owner_id)
+            others = [hit for hit in hits if hit.item_id != item.item_id][:NEAR_DUPLICATES]
+            return await self._near_duplicate_warnings(item.owner_id, others)
         except Exception:  # the upload itself succeeded; vision must not undo that
             log.exception("vision could not process item %d", item.item_id)
             return []
@@ -362,16 +273,10 @@ class VisionService:
         ]
 
     async def _items_deleted(self, item_ids: Sequence[int]) -> None:
-        if self._touched_while_loading is not None:
-            self._touched_while_loading.update(item_ids)
-        for item_id in item_ids:
-            self.index.remove(item_id)
+        await self.index.items_deleted(item_ids)
 
     async def _visibility_changed(self, item_id: int, public: bool) -> None:
-        if self._touched_while_loading is not None:
-            self._touched_while_loading.add(item_id)
-        if item_id in self.index:
-            self.index.update(item_id, public=public)
+        await self.index.visibility_changed(item_id, public)
 
     # -- search --------------------------------------------------------------------------------
 
@@ -433,9 +338,9 @@ class VisionService:
         self.require_ready()
         if not await self._catalogue.visible_among(principal, [item_id]):
             raise NotFound(f"There is no item {item_id}")
-        if item_id not in self.index:
+        vector = await self.index.vector_of(item_id)
+        if vector is None:
             raise NotFound(f"Item {item_id} has no picture embedding yet; try again shortly")
-        vector = self.index.vector(item_id)
         return await self._rank(
             principal, vector, "vision.item", item_id, filters, limit, cursor, exclude=item_id
         )
@@ -482,17 +387,16 @@ class VisionService:
             if len(position) != 2:
                 raise BadRequest("The cursor does not belong to this search")
             after = (float(position[0]), int(position[1]))
-        allowed: NDArray[np.int64] | None = None
+        among: list[int] | None = None
         total: int | None = None
         if filters != _NO_FILTERS:
-            ids = await self._catalogue.visible_item_ids(viewer, filters)
-            allowed = np.asarray(ids, dtype=np.int64)
-            total = len(ids)
+            among = await self._catalogue.visible_item_ids(viewer, filters)
+            total = len(among)
         elif cursor is None:
-            total = await self._visible_count(viewer)
+            total = await self.index.count_visible(viewer)
         # One more than a batch tells whether another batch exists; one more for ``exclude``.
         wanted = size + 1 + (exclude is not None)
-        hits = await asyncio.to_thread(self.index.search, vector, wanted, viewer, allowed, after)
+        hits = await self.index.search(vector, wanted, viewer_id=viewer, after=after, among=among)
         hits = [hit for hit in hits if hit.item_id != exclude]
         if total is not None and exclude is not None and cursor is None:
             total = max(0, total - 1)
@@ -505,37 +409,15 @@ class VisionService:
             next_cursor = self._catalogue.cursors.seal(binding, [float(last.score), last.item_id])
         return SimilarBatch(id=0, items=cards, cursor=next_cursor, total=total)
 
-    async def _visible_count(self, viewer_id: int) -> int:
-        row = await self._db.fetchone(
-            "SELECT count(*) FROM items i JOIN embeddings e ON e.sha256 = i.sha256"
-            " AND e.model_version = ? WHERE i.public = 1 OR i.owner_id = ?",
-            (self.model_version, viewer_id),
-        )
-        return int(row[0]) if row else 0
-
     # -- tag suggestions -------------------------------------------------------------------------
 
     async def tag_suggestions(self, principal: Principal, item_id: int) -> list[TagSuggestion]:
         """The model's tag proposals for an item of the caller's, minus the tags it carries."""
-        row = await self._db.fetchone(
-            "SELECT i.owner_id, e.suggestions FROM items i LEFT JOIN embeddings e"
-            " ON e.sha256 = i.sha256 WHERE i.id = ?",
-            (item_id,),
-        )
-        if row is None or (int(row[0]) != principal.user_id and not principal.is_admin):
+        found = await self._embeddings.item_suggestions(item_id)
+        if found is None or (found.owner_id != principal.user_id and not principal.is_admin):
             raise NotFound(f"There is no item {item_id} of yours")
-        if not row[1]:
-            return []
-        carried = {
-            str(tag_row[0])
-            for tag_row in await self._db.fetchall(
-                "SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
-                " WHERE it.item_id = ?",
-                (item_id,),
-            )
-        }
         return [
-            TagSuggestion(tag=tag, score=score)
-            for tag, score in _suggestions_decoder.decode(row[1])
-            if tag not in carried
+            TagSuggestion(tag=s.tag, score=s.probability)
+            for s in found.suggestions
+            if s.tag not in found.tags
         ]

@@ -29,6 +29,7 @@ from protocol.vision_client import (
     tag_suggestions,
 )
 from tests.conftest import TEST_BACKOFF, SessionFactory, logged_in
+from tests.support.catalogue import vision as vision_service
 from tests.unit.vision_fixtures import SAMPLE_NAMES, jpeg_of, shared_cache_dir
 
 PICTURES = SAMPLE_NAMES[:8]
@@ -75,7 +76,7 @@ async def test_search_by_picture_ranks_the_match_first_and_pages_exactly_once(
     assert sorted(seen) == sorted(ids.values())
 
     # The server forgets the query (as after a restart): the helper resends the picture.
-    vision = server.services.extra["vision"]
+    vision = vision_service(server)
     vision._queries.clear()
     second = await search_by_picture(
         buyer, query, limit=3, cursor=first.cursor, query_id=first.query_id
@@ -242,9 +243,9 @@ async def test_searches_wait_for_warm_up_and_uploads_made_meanwhile_are_embedded
 
             release.set()
             assert await server.vision_ready() == "ready"
-            vision = server.services.extra["vision"]
+            vision = vision_service(server)
             for _ in range(200):  # the catch-up pass embeds what was uploaded meanwhile
-                if cat in vision.index:
+                if await vision.index.vector_of(cat) is not None:
                     break
                 await asyncio.sleep(0.05)
             found = await search_by_picture(session, jpeg_of("chelsea"))

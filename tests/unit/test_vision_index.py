@@ -84,6 +84,17 @@ def test_owner_sees_own_private_row_first() -> None:
     assert [h.item_id for h in index.search(secret, 5)] == [2]
 
 
+def test_count_visible_counts_what_an_unfiltered_search_ranks() -> None:
+    index, rows, vectors = make_index("numpy", "relu", count=700)
+    for viewer in (None, 0, 3):
+        ranked = index.search(vectors[0], len(rows), viewer_id=viewer)
+        assert index.count_visible(viewer) == len(ranked)
+    owner, _ = rows[int(ranked[0].item_id)]
+    before = index.count_visible(owner)
+    index.remove(ranked[0].item_id)
+    assert index.count_visible(owner) == before - 1
+
+
 @pytest.mark.parametrize("scorer", ["numpy", "xla"])
 def test_keyset_paging_returns_every_visible_item_once(scorer: str) -> None:
     index, rows, vectors = make_index(scorer, "duplicates", count=4000)
