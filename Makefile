@@ -25,11 +25,13 @@ lint: $(STAMP)
 
 # The suite runs with an empty user cache dir, so no converted model or other cached state from
 # an earlier run can hide a test that only passes warm; pip keeps its own cache (the wheel tests
-# install into throwaway venvs).
+# install into throwaway venvs). The second pass runs every server-backed integration and fault
+# test again on PostgreSQL (started by the fixtures when `make services` has not).
 test: lint
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" \
-	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q
+	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q && \
+	PIXMART_TEST_ENGINE=postgres XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q tests/integration tests/fault
 
 # PostgreSQL with pgvector on loopback, for running servers on the second engine; settings land
 # in .services.env (PIXMART_DATABASE=...). Idempotent. The tests start it themselves if needed.

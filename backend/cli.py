@@ -1,4 +1,4 @@
-"""Provides the ``pixmart-server`` command: serve, fingerprint, import, admin, backup, restore."""
+"""Provides ``pixmart-server``: serve, fingerprint, import, admin, backup, restore, migrate-data."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from backend import tls
 from backend.config import ServerConfig, SessionPolicy, default_data_dir, parse_address
 from backend.logs import LOG_FORMATS, configure_logging
+from backend.storage.urls import is_postgres_url
 from protocol.errors import PixmartError
 
 #: Everything the server creates is for its own eyes: the database (password and token hashes),
@@ -56,12 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="text for people (the default) or json: one object per line, for log collectors",
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="a postgresql:// URL to keep the shop in PostgreSQL (default: $PIXMART_DATABASE, "
+        "else the SQLite file in the data dir)",
+    )
     # --data-dir is also accepted after the subcommand: ``pixmart-server fingerprint --data-dir D``.
     # SUPPRESS keeps a subcommand that is not given it from overwriting the value given before.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--data-dir", type=Path, default=argparse.SUPPRESS, help="data dir (as above)"
     )
+    common.add_argument("--database", default=argparse.SUPPRESS, metavar="URL", help="as above")
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", parents=[common], help="serve clients (the default)")
@@ -93,6 +101,31 @@ def _parser() -> argparse.ArgumentParser:
         "restore", parents=[common], help="restore a backup into an empty data dir"
     )
     load.add_argument("path", type=Path, metavar="SRC", help="a folder written by backup")
+
+    commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the database's schema up to this pixmart's (servers also do it at start)",
+    )
+
+    move = commands.add_parser(
+        "migrate-data", help="copy the shop in a SQLite file into an empty PostgreSQL database"
+    )
+    move.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="sqlite:PATH",
+        help="the data dir (or its pixmart.sqlite3) to copy; it is only read",
+    )
+    move.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="URL",
+        help="the empty PostgreSQL database to fill, postgresql://USER@HOST/DB (without a "
+        "password in it, PGPASSWORD or ~/.pgpass is used)",
+    )
 
     admin = commands.add_parser("admin", parents=[common], help="manage administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
@@ -151,6 +184,14 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     config = ServerConfig(
         data_dir=args.data_dir or default_data_dir(), log_format=args.log_format
     )
+    database = getattr(args, "database", None) or config.database
+    if database:
+        if not is_postgres_url(database):
+            raise SystemExit(
+                "pixmart-server: --database (or PIXMART_DATABASE) must be a postgresql:// URL "
+                "(leave it out for the SQLite file in the data dir)"
+            )
+        config = replace(config, database=database)
     if getattr(args, "host", None) is not None:
         if bool(args.cert) != bool(args.key):
             raise SystemExit("pixmart-server: --cert and --key go together")
@@ -216,13 +257,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("backup", "restore"):
         from backend.backup import BackupError, run_command
 
+        if config.database:
+            return fail(
+                f"{args.command} handles a data dir with its SQLite shop; this shop is in "
+                "PostgreSQL: use pg_dump/pg_restore for the database and copy the data dir's "
+                "blobs folder beside it"
+            )
+
         try:
             print(run_command(args.command, args.path, config.data_dir))
         except BackupError as exc:
             return fail(str(exc))
         return 0
+    if args.command == "migrate-data":
+        from backend.storage.migrate_data import MigrationError, copy_shop, parse_source
+
+        try:
+            print(asyncio.run(copy_shop(parse_source(args.source), args.target)).report())
+        except MigrationError as exc:
+            return fail(str(exc))
+        return 0
     if args.command == "admin":
         return asyncio.run(_admin(config, args.user, args.admin_command == "add"))
+    if args.command == "migrate":
+        return asyncio.run(_migrate(config))
     return asyncio.run(_serve(config))
 
 
@@ -242,19 +300,41 @@ async def _serve(config: ServerConfig) -> int:
 
 
 async def _admin(config: ServerConfig, user: str, grant: bool) -> int:
+    from backend.accounts.repositories import account_repository, session_repository
     from backend.accounts.service import AccountService
-    from backend.storage.database import Database
+    from backend.storage.engine import engine_for
 
-    db = Database(config.db_path)
+    db = engine_for(config)
     await db.open()
     try:
-        info = await AccountService(db, config.sessions).set_admin(user, grant)
+        accounts = AccountService(account_repository(db), session_repository(db), config.sessions)
+        info = await accounts.set_admin(user, grant)
     except PixmartError as exc:
         print(f"pixmart-server: {exc.message}", file=sys.stderr)
         return 1
     finally:
         await db.close()
     print(f"{info.username} is {'now' if grant else 'no longer'} an administrator")
+    return 0
+
+
+async def _migrate(config: ServerConfig) -> int:
+    from backend.storage.database import SchemaTooNewError
+    from backend.storage.engine import describe, engine_for
+
+    db = engine_for(config)
+    try:
+        applied = await db.migrate()
+    except SchemaTooNewError as exc:
+        return fail(f"{describe(db)} was written by a newer pixmart: {exc}")
+    except (OSError, RuntimeError, ValueError) as exc:
+        return fail(f"cannot migrate {describe(db)}: {exc}")
+    finally:
+        await db.close()
+    if applied:
+        print(f"{describe(db)}: applied {', '.join(applied)}")
+    else:
+        print(f"{describe(db)}: already up to date")
     return 0
 
 

@@ -144,10 +144,12 @@ class ServerConfig:
     #: The log format chosen at launch. The launcher applies it (``configure_logging``): logging
     #: is process-wide, and tests run several servers in one process.
     log_format: LogFormat = "text"
+    #: A ``postgresql://`` URL, or ``None`` for the SQLite file in the data dir (the default).
+    database: str | None = field(default_factory=lambda: os.environ.get("PIXMART_DATABASE"))
 
     @property
     def db_path(self) -> Path:
-        """The SQLite database file."""
+        """The SQLite database file (used when :attr:`database` is not set)."""
         return self.data_dir / "pixmart.sqlite3"
 
 

@@ -18,17 +18,21 @@ import ssl
 import time
 from pathlib import Path
 
+import asyncpg
+
 from backend import handshake, tls
 from backend.accounts import handlers as account_handlers
+from backend.accounts.repositories import account_repository, session_repository
 from backend.accounts.service import AccountService
 from backend.config import ServerConfig, format_address
 from backend.dispatch import Dispatcher
-from backend.domains import Domain, domain_factories
+from backend.domains import Domains, build_domains
 from backend.events import EventHub
 from backend.metrics import MetricsEndpoint, serve_metrics
 from backend.services import Services
 from backend.startup import StartupError, check_shipped_files, check_writable_dir
-from backend.storage.database import Database, SchemaTooNewError
+from backend.storage.database import SchemaTooNewError
+from backend.storage.engine import StorageEngine, describe, engine_for
 from backend.transport import Transport
 from protocol.messages.base import PROTOCOL_VERSION, Capabilities
 
@@ -55,9 +59,11 @@ class PixmartServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.db = Database(config.db_path)
+        self.db: StorageEngine = engine_for(config)
         self.events = EventHub()
-        self.accounts = AccountService(self.db, config.sessions)
+        self.accounts = AccountService(
+            account_repository(self.db), session_repository(self.db), config.sessions
+        )
         # The revocation path: a session that ends is ended at once on every connection logged
         # in with it, and no event is queued or sent for a session that is no longer valid.
         self.accounts.on_session_end(self.events.end_sessions)
@@ -67,7 +73,8 @@ class PixmartServer:
         self.dispatcher = Dispatcher(self.accounts, metrics=self.services.metrics)
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._transport: Transport | None = None
-        self.domains: list[Domain] = []
+        #: The domains, built as the server starts (after migrations); ``None`` when stopped.
+        self.domains: Domains | None = None
         self._lock_fd: int | None = None
         self.fingerprint = ""
         self.cert_path: Path | None = None
@@ -75,12 +82,11 @@ class PixmartServer:
     def capabilities(self) -> Capabilities:
         """What this server offers, sent in every :class:`Welcome`."""
         limits = self.config.limits
-        embedder = self.services.extra.get("embedder_name", "none")
-        embedder_version = self.services.extra.get("embedder_version", "")
+        vision = self.domains.vision if self.domains is not None else None
         return Capabilities(
             server_name=self.config.server_name,
-            embedder=str(embedder),
-            embedder_version=str(embedder_version),
+            embedder=vision.embedder if vision is not None else "none",
+            embedder_version=vision.embedder_version if vision is not None else "",
             max_message_bytes=limits.max_message_bytes,
             max_upload_bytes=limits.max_upload_bytes,
             max_pixels=limits.max_pixels,
@@ -116,15 +122,14 @@ class PixmartServer:
         Returns at once on a server without the model. For launchers and tests that need
         similar-image search right after :meth:`start`; clients simply retry.
         """
-        vision = self.services.extra.get("vision")
+        vision = self.domains.vision.service if self.domains is not None else None
         if vision is not None:
             await vision.wait_ready()
         return self.vision_status()
 
     def vision_status(self) -> str:
         """``off`` (no model), ``warming``, ``ready`` or ``failed``."""
-        vision = self.services.extra.get("vision")
-        return "off" if vision is None else str(vision.state)
+        return "off" if self.domains is None else self.domains.vision.status
 
     def tls_files(self) -> tuple[Path, Path]:
         """The certificate and key in use, creating a self-signed pair on first start."""
@@ -200,9 +205,8 @@ class PixmartServer:
         )
         handshake.register(self.dispatcher, self.capabilities)
         account_handlers.register(self.dispatcher, self.services)
-        for factory in domain_factories():
-            domain = factory(self.services)
-            self.domains.append(domain)
+        self.domains = build_domains(self.services)
+        for domain in self.domains.all:
             await domain.start()
             domain.register(self.dispatcher)
         self._transport.accepting = True
@@ -231,19 +235,25 @@ class PixmartServer:
         return context
 
     async def _open_database(self) -> None:
-        path = self.config.db_path
+        where = describe(self.db)
         try:
             await self.db.open()
         except SchemaTooNewError as exc:
             raise StartupError(
-                f"the database {path} was written by a newer pixmart: {exc}",
+                f"the database {where} was written by a newer pixmart: {exc}",
                 "upgrade pixmart (pip install --upgrade 'pixmart[server]')",
             ) from None
         except (sqlite3.Error, OSError, RuntimeError) as exc:
             raise StartupError(
-                f"cannot open or migrate the database {path}: {exc}",
+                f"cannot open or migrate the database {where}: {exc}",
                 "restore it from a backup (pixmart-server restore) or move it away to start "
                 "an empty shop",
+            ) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StartupError(
+                f"cannot open or migrate the database {where}: {type(exc).__name__}: {exc}",
+                "check that PostgreSQL runs and that the URL, user and password are right "
+                "(make services starts one for development)",
             ) from None
 
     def _lock_data_dir(self) -> None:
@@ -298,9 +308,10 @@ class PixmartServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._session_sweeper
             self._session_sweeper = None
-        for domain in reversed(self.domains):
-            await domain.stop()
-        self.domains.clear()
+        if self.domains is not None:
+            for domain in reversed(self.domains.all):
+                await domain.stop()
+            self.domains = None
         await self.db.close()
         self._unlock_data_dir()
 

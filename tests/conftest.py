@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +11,12 @@ import pytest
 
 from backend.config import Limits, ServerConfig, SessionPolicy
 from backend.server import PixmartServer
+from backend.storage.database import Database
+from backend.storage.engine import StorageEngine
+from backend.storage.postgres import PostgresDatabase
 from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
+from tests.support.pg import Template, postgres_server, run_sync, with_database
 
 #: Fast reconnects in tests; the production default starts at half a second.
 TEST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
@@ -24,12 +28,55 @@ def _isolated_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PIXMART_CONFIG_DIR", str(tmp_path / "client-config"))
     monkeypatch.setenv("PIXMART_DATA_DIR", str(tmp_path / "default-data"))
     os.environ.pop("PIXMART_SERVER", None)
+    # ServerConfig reads it: a developer's own database must never be what a test writes to.
+    monkeypatch.delenv("PIXMART_DATABASE", raising=False)
+
+
+#: ``postgres`` runs every server of the suite on a PostgreSQL database of its own.
+ENGINE_VARIABLE = "PIXMART_TEST_ENGINE"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, run only tests whose servers use the engine under test.
+
+    A test that never builds a server from ``server_config`` would only repeat its SQLite run;
+    one marked ``sqlite_only`` looks at the SQLite file itself.
+    """
+    if os.environ.get(ENGINE_VARIABLE, "sqlite") != "postgres":
+        return
+    selected, deselected = [], []
+    for item in items:
+        # server_config, not server_database: pytest's closure of a test that overrides
+        # server_config (``def server_config(server_config)``) omits the parent's arguments.
+        names = getattr(item, "fixturenames", ())
+        uses_engine = "server_config" in names or "server_database" in names
+        if uses_engine and item.get_closest_marker("sqlite_only") is None:
+            selected.append(item)
+        else:
+            deselected.append(item)
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = selected
 
 
 @pytest.fixture
-def server_config(tmp_path: Path) -> ServerConfig:
+async def server_database(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """The ``--database`` of test servers: ``None`` (SQLite) unless the engine is PostgreSQL."""
+    if os.environ.get(ENGINE_VARIABLE, "sqlite") != "postgres":
+        yield None
+        return
+    template: Template = request.getfixturevalue("postgres_template")
+    url = await template.copy()
+    try:
+        yield url
+    finally:
+        await template.drop(url)
+
+
+@pytest.fixture
+def server_config(tmp_path: Path, server_database: str | None) -> ServerConfig:
     """A config for a server on a free loopback port, without the image model."""
     return ServerConfig(
+        database=server_database,
         data_dir=tmp_path / "server-data",
         port=0,
         enable_vision=False,
@@ -89,3 +136,55 @@ async def logged_in(
 def with_limits(config: ServerConfig, **changes: object) -> ServerConfig:
     """``config`` with some limits changed."""
     return replace(config, limits=replace(config.limits, **changes))  # type: ignore[arg-type]
+
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[Template]:
+    """A migrated PostgreSQL template database, on a server started if none runs."""
+    with postgres_server() as url:
+        template = Template(url)
+        run_sync(template.create())
+        try:
+            yield template
+        finally:
+            run_sync(template.drop(with_database(url, template.name)))
+
+
+@pytest.fixture
+async def pg_url(postgres_template: Template) -> AsyncIterator[str]:
+    """The URL of a migrated, empty PostgreSQL database of this test's own."""
+    url = await postgres_template.copy()
+    try:
+        yield url
+    finally:
+        await postgres_template.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Each storage engine in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def engine(
+    engine_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[StorageEngine]:
+    """An open, migrated, empty database of each engine in turn (for the contract suites)."""
+    db: StorageEngine
+    url = None
+    if engine_name == "sqlite":
+        db = Database(tmp_path / "contract.sqlite3")
+    else:
+        # Looked up only here, so SQLite-only runs never start PostgreSQL.
+        template: Template = request.getfixturevalue("postgres_template")
+        url = await template.copy()
+        db = PostgresDatabase(url, min_size=1, max_size=8)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+        if url is not None:
+            await template.drop(url)

@@ -43,6 +43,9 @@ from tests.support.commerce import (
     sign_up,
 )
 
+#: Backups copy the data dir and its SQLite file; a PostgreSQL shop is backed up with pg_dump.
+pytestmark = pytest.mark.sqlite_only
+
 SERVER = Path(sys.executable).with_name("pixmart-server")
 BUYERS = 4
 #: Orders acknowledged before the backup starts, so it lands among running checkouts.

@@ -58,7 +58,9 @@ async def test_import_lists_a_folder_as_the_owners_items(
     await server.accounts.create_account("seller", "password123")
     await server.stop()
 
+    database = ["--database", server_config.database] if server_config.database else []
     status, output = await _run(
+        *database,
         "--data-dir",
         data_dir,
         "import",

@@ -65,7 +65,7 @@ STOP_TIMEOUT = 30.0
 #: a stale ``build/`` could put files into the wheel that the tree no longer has).
 _NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "*.pyc",
-    "node_modules", "snapshot_report.html",
+    "node_modules", "snapshot_report.html", ".services", ".services.env",
 )
 
 

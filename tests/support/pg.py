@@ -55,9 +55,8 @@ async def _answers(url: str) -> bool:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """The URL of a PostgreSQL server for tests (a superuser on its ``pixmart`` database)."""
-    configured = (
-        os.environ.get("PIXMART_TEST_DATABASE")
-        or services.read_env_file().get("PIXMART_DATABASE")
+    configured = os.environ.get("PIXMART_TEST_DATABASE") or services.read_env_file().get(
+        "PIXMART_DATABASE"
     )
     if configured and run_sync(_answers(configured)):
         yield configured
@@ -80,6 +79,7 @@ class Template:
     async def create(self) -> None:
         conn = await asyncpg.connect(self.server_url)
         try:
+            await _drop_leftovers(conn)
             await conn.execute(f'CREATE DATABASE "{self.name}"')
         finally:
             await conn.close()
@@ -87,7 +87,7 @@ class Template:
 
     async def copy(self) -> str:
         """Make a new database from the template; return its URL."""
-        name = f"pixmart_test_{secrets.token_hex(6)}"
+        name = f"pixmart_test_{os.getpid()}_{secrets.token_hex(6)}"
         conn = await asyncpg.connect(self.server_url)
         try:
             await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}"')
@@ -103,3 +103,27 @@ class Template:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def _drop_leftovers(conn: asyncpg.Connection[Any]) -> None:
+    """Drop the databases of test runs that were killed before they could clean up.
+
+    Their names carry the test process's pid; a pid that no longer runs left them behind.
+    """
+    rows = await conn.fetch(
+        "SELECT datname FROM pg_database WHERE datname ~ '^pixmart_(template|test)_[0-9]+_'"
+    )
+    for row in rows:
+        name = str(row["datname"])
+        if not _running(int(name.split("_")[2])):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

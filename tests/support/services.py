@@ -60,8 +60,14 @@ def _service_user() -> str | None:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
         )
     return SERVICE_USER
@@ -125,8 +131,16 @@ class Postgres:
         self._own(pwfile)
         try:
             self._run(
-                "initdb", "-D", str(self.data), "-U", ROLE, "--pwfile", str(pwfile),
-                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                ROLE,
+                "--pwfile",
+                str(pwfile),
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
             )
         finally:
             pwfile.unlink()
@@ -147,11 +161,21 @@ class Postgres:
                 "-c shared_buffers=256MB -c max_wal_size=2GB"
             )
             result = self._run(
-                "pg_ctl", "start", "-D", str(self.data), "-l", str(self.data / "server.log"),
-                "-w", "-t", str(int(START_TIMEOUT)), "-o", options, check=False,
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.data / "server.log"),
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "-o",
+                options,
+                check=False,
             )
             if result.returncode != 0:
-                log = (self.data / "server.log")
+                log = self.data / "server.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise RuntimeError(f"PostgreSQL did not start: {result.stderr}\n{tail}")
         self._ensure_database()
@@ -160,12 +184,24 @@ class Postgres:
     def _ensure_database(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         env = {**os.environ, "PGPASSWORD": self.password}
-        psql = [str(_postgres_bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", ROLE,
-                "-d", "postgres", "-tAc"]
+        psql = [
+            str(_postgres_bin() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            ROLE,
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         while True:
             found = subprocess.run(
                 [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
-                capture_output=True, text=True, env=env,
+                capture_output=True,
+                text=True,
+                env=env,
             )
             if found.returncode == 0:
                 break
@@ -173,8 +209,9 @@ class Postgres:
                 raise RuntimeError(f"PostgreSQL does not answer: {found.stderr}")
             time.sleep(0.2)
         if found.stdout.strip() != "1":
-            subprocess.run([*psql, f"CREATE DATABASE {DATABASE}"], check=True, env=env,
-                           capture_output=True)
+            subprocess.run(
+                [*psql, f"CREATE DATABASE {DATABASE}"], check=True, env=env, capture_output=True
+            )
 
     def down(self) -> None:
         """Stop the cluster (fast shutdown: open sessions are rolled back)."""
