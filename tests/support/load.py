@@ -1,7 +1,8 @@
 """Provides helpers for load and memory benchmarks and fault tests: clients, pictures, /proc.
 
-* :func:`seed_items` lists many items straight through the storage layer (pictures, previews,
-  items and tags rows, a few shared thumbnails), as fast as one transaction allows;
+* :func:`seed_items` lists many items straight through the storage layer of either engine
+  (pictures, previews, items and tags rows, a few shared thumbnails), as fast as one
+  transaction allows;
 * :func:`small_thumbnail` makes a WebP thumbnail with photo-like detail;
 * :func:`write_noise_picture` writes a large incompressible JPEG or PNG (the worst case for
   transfer, hashing and decoding);
@@ -32,6 +33,8 @@ import numpy as np
 from PIL import Image
 
 from backend.storage.database import Database
+from backend.storage.engine import StorageEngine
+from backend.storage.postgres import PostgresDatabase
 from protocol.catalogue_client import browse
 from protocol.client import Backoff, Session
 from protocol.messages.catalogue import ItemBatch, SortOrder
@@ -45,8 +48,28 @@ _TAGS: Final = ("landscape", "city", "night", "portrait", "texture", "sky", "foo
 # -- seeding -------------------------------------------------------------------------------
 
 
+#: The columns :func:`seed_items` fills, the same in both engines.
+_PICTURE_COLUMNS: Final = (
+    "sha256 format width height orientation size_bytes clean_sha256 clean_size created_at thumbnail"
+).split()
+_PREVIEW_COLUMNS: Final = ("sha256", "preview")
+_ITEM_COLUMNS: Final = (
+    "owner_id title description price_cents stock public sha256 created_at updated_at"
+).split()
+
+
+@dataclass(frozen=True)
+class _SeedRows:
+    """The rows :func:`seed_items` inserts; ``tags[n]`` are the tag names of ``items[n]``."""
+
+    pictures: list[tuple[Any, ...]]
+    previews: list[tuple[str, bytes]]
+    items: list[tuple[Any, ...]]
+    tags: list[list[str]]
+
+
 async def seed_items(
-    db: Database,
+    db: StorageEngine,
     owner_ids: Sequence[int],
     count: int,
     *,
@@ -61,22 +84,49 @@ async def seed_items(
     Every item gets its own picture row (a distinct made-up SHA-256, so nothing is shared by
     accident) whose thumbnail is one of ``thumbnails``; no picture file is written, so the items
     can be listed but not downloaded. Items are owned round-robin by ``owner_ids``, carry two
-    starter tags each and are ``created_at`` one second apart, in id order.
+    starter tags each and are ``created_at`` one second apart, in id order. Both engines get the
+    same rows for the same arguments: SQLite through ``executemany``, PostgreSQL through
+    ``COPY`` (then ``ANALYZE``, so its planner knows the new sizes at once). Tags are written as
+    the catalogue writes them, text search included (SQLite's ``items_fts.tags``, PostgreSQL's
+    ``items.tags_text``).
 
     Returns:
         The new item ids, oldest first.
     """
     tag_ids = {str(row[0]): int(row[1]) for row in await db.fetchall("SELECT name, id FROM tags")}
+    rows = _seed_rows(
+        count, sorted(tag_ids), owner_ids, thumbnails, preview, public_share, seed, prefix
+    )
+    if isinstance(db, Database):
+        return await _insert_sqlite(db, rows, tag_ids)
+    ids = await _insert_postgres(db, rows, tag_ids)
+    await db.execute("ANALYZE pictures, picture_previews, items, item_tags")
+    return ids
+
+
+def _seed_rows(
+    count: int,
+    tag_names: Sequence[str],
+    owner_ids: Sequence[int],
+    thumbnails: Sequence[bytes],
+    preview: bytes,
+    public_share: float,
+    seed: int,
+    prefix: str,
+) -> _SeedRows:
+    """The rows of :func:`seed_items`, drawn from ``seed`` (the same for both engines)."""
     rng = random.Random(seed)
     start = time.time() - count
-    pictures, previews, items = [], [], []
+    pictures: list[tuple[Any, ...]] = []
+    previews: list[tuple[str, bytes]] = []
+    items: list[tuple[Any, ...]] = []
     for n in range(count):
         sha = hashlib.sha256(f"{prefix}-{seed}-{n}".encode()).hexdigest()
         thumbnail = thumbnails[n % len(thumbnails)]
         created = start + n
         pictures.append((sha, "JPEG", 3000, 2000, 1, 2_000_000, sha, 1_900_000, created, thumbnail))
         previews.append((sha, preview))
-        public = int(rng.random() < public_share)
+        public = rng.random() < public_share
         owner = owner_ids[n % len(owner_ids)]
         items.append(
             (
@@ -91,38 +141,80 @@ async def seed_items(
                 created,
             )
         )
+    names = sorted(set(_TAGS) & set(tag_names)) or list(tag_names)
+    tags = [rng.sample(names, min(2, len(names))) for _ in range(count)]
+    return _SeedRows(pictures, previews, items, tags)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    """SQLite's INSERT of one row of ``columns``."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _tag_pairs(
+    ids: Sequence[int], rows: _SeedRows, tag_ids: dict[str, int]
+) -> list[tuple[int, int]]:
+    """The ``item_tags`` rows of the new items."""
+    return [
+        (item_id, tag_ids[name])
+        for item_id, names in zip(ids, rows.tags, strict=True)
+        for name in names
+    ]
+
+
+async def _insert_sqlite(db: Database, rows: _SeedRows, tag_ids: dict[str, int]) -> list[int]:
+    """Insert the rows with ``executemany``; return the new item ids in order."""
     async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO pictures (sha256, format, width, height, orientation, size_bytes,"
-            " clean_sha256, clean_size, created_at, thumbnail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            pictures,
-        )
-        await conn.executemany(
-            "INSERT INTO picture_previews (sha256, preview) VALUES (?, ?)", previews
-        )
-        first_cursor = await conn.execute("SELECT coalesce(max(id), 0) FROM items")
-        first_row = await first_cursor.fetchone()
-        await first_cursor.close()
+        await conn.executemany(_insert("pictures", _PICTURE_COLUMNS), rows.pictures)
+        await conn.executemany(_insert("picture_previews", _PREVIEW_COLUMNS), rows.previews)
+        async with conn.execute("SELECT coalesce(max(id), 0) FROM items") as cursor:
+            first_row = await cursor.fetchone()
         assert first_row is not None
-        await conn.executemany(
-            "INSERT INTO items (owner_id, title, description, price_cents, stock, public, sha256,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            items,
-        )
-        ids_cursor = await conn.execute(
+        await conn.executemany(_insert("items", _ITEM_COLUMNS), rows.items)
+        async with conn.execute(
             "SELECT id FROM items WHERE id > ? ORDER BY id", (int(first_row[0]),)
+        ) as cursor:
+            ids = [int(row[0]) for row in await cursor.fetchall()]
+        await conn.executemany(
+            "INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)", _tag_pairs(ids, rows, tag_ids)
         )
-        ids = [int(row[0]) for row in await ids_cursor.fetchall()]
-        await ids_cursor.close()
-        if tag_ids:
-            names = sorted(set(_TAGS) & set(tag_ids)) or sorted(tag_ids)
-            pairs = [
-                (item_id, tag_ids[name])
-                for item_id in ids
-                for name in rng.sample(names, min(2, len(names)))
-            ]
-            await conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)", pairs)
+        # The catalogue keeps an item's tag names in its text-search row too.
+        await conn.executemany(
+            "UPDATE items_fts SET tags = ? WHERE rowid = ?",
+            [
+                (" ".join(names), item_id)
+                for item_id, names in zip(ids, rows.tags, strict=True)
+                if names
+            ],
+        )
+    return ids
+
+
+async def _insert_postgres(
+    db: PostgresDatabase, rows: _SeedRows, tag_ids: dict[str, int]
+) -> list[int]:
+    """Copy the rows in with ``COPY``; return the new item ids in order."""
+    async with db.transaction() as conn:
+        await conn.copy_records_to_table(
+            "pictures", records=rows.pictures, columns=_PICTURE_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "picture_previews", records=rows.previews, columns=_PREVIEW_COLUMNS
+        )
+        first = await conn.fetchval("SELECT coalesce(max(id), 0) FROM items")
+        # The catalogue keeps an item's tag names in ``tags_text`` too, for text search.
+        await conn.copy_records_to_table(
+            "items",
+            records=[
+                (*item, " ".join(names)) for item, names in zip(rows.items, rows.tags, strict=True)
+            ],
+            columns=(*_ITEM_COLUMNS, "tags_text"),
+        )
+        found = await conn.fetch("SELECT id FROM items WHERE id > $1 ORDER BY id", first)
+        ids = [int(row[0]) for row in found]
+        await conn.copy_records_to_table(
+            "item_tags", records=_tag_pairs(ids, rows, tag_ids), columns=("item_id", "tag_id")
+        )
     return ids
 
 
