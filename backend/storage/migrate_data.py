@@ -51,6 +51,8 @@ SOURCE_PREFIX: Final = "sqlite:"
 #: The folder of the data dir the catalogue keeps picture files in (``backend.backup`` copies it
 #: under the same name). Not imported from either: this module needs no domain code.
 BLOBS: Final = "blobs"
+#: Memory for building the indexes after the copy (one build at a time).
+INDEX_BUILD_MEMORY: Final = "512MB"
 
 Convert = Callable[[Any], Any]
 
@@ -315,6 +317,9 @@ async def _load(source: aiosqlite.Connection, target: asyncpg.Connection[Any]) -
     for index in indexes:
         await target.execute(f"DROP INDEX {index['name']}")
     rows = {table.name: await _copy(source, target, table) for table in TABLES}
+    # pgvector builds an HNSW index many times faster when the graph fits in this memory (about
+    # 300 MB for 100,000 embeddings); for this transaction only, not the server's setting.
+    await target.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
     for index in indexes:
         log.info("building index %s", index["name"])
         await target.execute(index["definition"])
