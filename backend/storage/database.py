@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiosqlite
@@ -36,15 +37,19 @@ DIR_MODE = 0o700
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
-def discover_migrations() -> list[tuple[int, str, str]]:
-    """Return (version, name, sql) for every ``mNNNN_*`` module, in version order."""
+def discover_migrations(package: ModuleType = migrations_package) -> list[tuple[int, str, str]]:
+    """Return (version, name, sql) for every migration module of ``package``, in version order.
+
+    A migration is a module named ``<letter><NNNN>_<what>`` (``m0001_accounts`` for SQLite,
+    ``p0001_accounts`` for PostgreSQL) with an ``SQL`` string; versions run 1..N without gaps.
+    """
     found: list[tuple[int, str, str]] = []
-    for info in pkgutil.iter_modules(migrations_package.__path__):
-        if not info.name.startswith("m") or "_" not in info.name:
+    for info in pkgutil.iter_modules(package.__path__):
+        head, sep, _ = info.name.partition("_")
+        if not sep or not head[1:].isdigit():
             continue
-        version = int(info.name[1:].split("_", 1)[0])
-        module = importlib.import_module(f"{migrations_package.__name__}.{info.name}")
-        found.append((version, info.name, str(module.SQL)))
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        found.append((int(head[1:]), info.name, str(module.SQL)))
     found.sort()
     versions = [v for v, _, _ in found]
     if versions != list(range(1, len(versions) + 1)):

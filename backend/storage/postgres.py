@@ -8,9 +8,7 @@ unique keys, row locks), never in process memory.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from backend.storage import pg_migrations as migrations_package
-from backend.storage.database import SchemaTooNewError
+from backend.storage.database import SchemaTooNewError, discover_migrations
 from backend.storage.urls import redact
 
 log = logging.getLogger(__name__)
@@ -28,22 +26,6 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x70697873  # "pixs"
 
 ConnectionInit = Callable[["asyncpg.Connection[Any]"], Awaitable[None]]
-
-
-def discover_migrations() -> list[tuple[int, str, str]]:
-    """Return (version, name, sql) for every ``pNNNN_*`` module, in version order."""
-    found: list[tuple[int, str, str]] = []
-    for info in pkgutil.iter_modules(migrations_package.__path__):
-        if not info.name.startswith("p") or "_" not in info.name:
-            continue
-        version = int(info.name[1:].split("_", 1)[0])
-        module = importlib.import_module(f"{migrations_package.__name__}.{info.name}")
-        found.append((version, info.name, str(module.SQL)))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(versions) + 1)):
-        raise RuntimeError(f"migration versions must be 1..N without gaps, found {versions}")
-    return found
 
 
 class PostgresDatabase:
@@ -103,7 +85,7 @@ class PostgresDatabase:
         start together serialise here and a crash mid-migration leaves the previous version.
         With ``apply=False`` only the version check runs.
         """
-        migrations = discover_migrations()
+        migrations = discover_migrations(migrations_package)
         applied: list[str] = []
         conn = await asyncpg.connect(self.url)
         try:
