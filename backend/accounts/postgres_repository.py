@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-import asyncpg
-
 from backend.accounts.repository import NewSession, SessionRecord, UsernameTaken, UserRecord
+from backend.accounts.rows import SESSION_SELECT, USER_COLUMNS, session_from_row, user_from_row
 from backend.storage.postgres import PostgresDatabase
 
-_USER_COLUMNS = "id, username, is_admin, created_at, password_hash"
 _INSERT_SESSION = (
     "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
     " VALUES ($1, $2, $3, $3, $4)"
@@ -24,16 +22,6 @@ _INSERT_SESSION = (
 
 def _session_args(session: NewSession) -> tuple[bytes, int, float, float]:
     return (session.token_hash, session.user_id, session.created_at, session.expires_at)
-
-
-def _user(row: asyncpg.Record) -> UserRecord:
-    return UserRecord(
-        id=row["id"],
-        username=row["username"],
-        is_admin=row["is_admin"],
-        created_at=row["created_at"],
-        password_hash=row["password_hash"],
-    )
 
 
 class PostgresAccountRepository:
@@ -61,13 +49,13 @@ class PostgresAccountRepository:
 
     async def by_key(self, username_key: str) -> UserRecord | None:
         row = await self._db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE username_key = $1", username_key
+            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = $1", username_key
         )
-        return _user(row) if row is not None else None
+        return user_from_row(row) if row is not None else None
 
     async def by_id(self, user_id: int) -> UserRecord | None:
-        row = await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
-        return _user(row) if row is not None else None
+        row = await self._db.fetchone(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        return user_from_row(row) if row is not None else None
 
     async def change_password(self, user_id: int, password_hash: str, session: NewSession) -> None:
         async with self._db.transaction() as conn:
@@ -99,23 +87,8 @@ class PostgresSessionRepository:
         await self._db.execute(_INSERT_SESSION, *_session_args(session))
 
     async def find(self, token_hash: bytes) -> SessionRecord | None:
-        row = await self._db.fetchone(
-            "SELECT s.user_id, s.created_at, s.last_seen_at, s.expires_at, u.username,"
-            " u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_hash = $1",
-            token_hash,
-        )
-        if row is None:
-            return None
-        return SessionRecord(
-            token_hash=token_hash,
-            user_id=row["user_id"],
-            username=row["username"],
-            is_admin=row["is_admin"],
-            created_at=row["created_at"],
-            last_seen_at=row["last_seen_at"],
-            expires_at=row["expires_at"],
-        )
+        row = await self._db.fetchone(f"{SESSION_SELECT} WHERE s.token_hash = $1", token_hash)
+        return session_from_row(token_hash, row) if row is not None else None
 
     async def touch(self, token_hash: bytes, now: float) -> None:
         await self._db.execute(

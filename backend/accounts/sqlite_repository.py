@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-import aiosqlite
-
 from backend.accounts.repository import NewSession, SessionRecord, UsernameTaken, UserRecord
+from backend.accounts.rows import SESSION_SELECT, USER_COLUMNS, session_from_row, user_from_row
 from backend.storage.database import Database
 
 #: Token hashes per query when asking which sessions are stored: SQLite caps the number of
 #: ``?`` parameters of one statement.
 _CHUNK = 500
 
-_USER_COLUMNS = "id, username, is_admin, created_at, password_hash"
 _INSERT_SESSION = (
     "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -32,16 +30,6 @@ def _session_params(session: NewSession) -> tuple[bytes, int, float, float, floa
         session.created_at,
         session.created_at,
         session.expires_at,
-    )
-
-
-def _user(row: aiosqlite.Row) -> UserRecord:
-    return UserRecord(
-        id=int(row["id"]),
-        username=str(row["username"]),
-        is_admin=bool(row["is_admin"]),
-        created_at=float(row["created_at"]),
-        password_hash=str(row["password_hash"]),
     )
 
 
@@ -68,13 +56,13 @@ class SqliteAccountRepository:
 
     async def by_key(self, username_key: str) -> UserRecord | None:
         row = await self._db.fetchone(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE username_key = ?", (username_key,)
+            f"SELECT {USER_COLUMNS} FROM users WHERE username_key = ?", (username_key,)
         )
-        return _user(row) if row is not None else None
+        return user_from_row(row) if row is not None else None
 
     async def by_id(self, user_id: int) -> UserRecord | None:
-        row = await self._db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
-        return _user(row) if row is not None else None
+        row = await self._db.fetchone(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return user_from_row(row) if row is not None else None
 
     async def change_password(self, user_id: int, password_hash: str, session: NewSession) -> None:
         async with self._db.transaction() as conn:
@@ -105,23 +93,8 @@ class SqliteSessionRepository:
         await self._db.execute(_INSERT_SESSION, _session_params(session))
 
     async def find(self, token_hash: bytes) -> SessionRecord | None:
-        row = await self._db.fetchone(
-            "SELECT s.user_id, s.created_at, s.last_seen_at, s.expires_at, u.username,"
-            " u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_hash = ?",
-            (token_hash,),
-        )
-        if row is None:
-            return None
-        return SessionRecord(
-            token_hash=token_hash,
-            user_id=int(row["user_id"]),
-            username=str(row["username"]),
-            is_admin=bool(row["is_admin"]),
-            created_at=float(row["created_at"]),
-            last_seen_at=float(row["last_seen_at"]),
-            expires_at=float(row["expires_at"]),
-        )
+        row = await self._db.fetchone(f"{SESSION_SELECT} WHERE s.token_hash = ?", (token_hash,))
+        return session_from_row(token_hash, row) if row is not None else None
 
     async def touch(self, token_hash: bytes, now: float) -> None:
         await self._db.execute(

@@ -6,6 +6,7 @@ from typing import Final
 
 from backend.catalogue.postgres_locks import lock_pictures
 from backend.catalogue.repository import PictureInfo
+from backend.catalogue.rows import PICTURE_INFO_COLUMNS, picture_info_from_row
 from backend.storage.postgres import PostgresDatabase
 
 _UNSHOWN: Final = "NOT EXISTS (SELECT 1 FROM items i WHERE i.sha256 = p.sha256)"
@@ -26,20 +27,9 @@ class PostgresPictureRepository:
 
     async def info(self, sha256: str) -> PictureInfo | None:
         row = await self._db.fetchone(
-            "SELECT format, width, height, orientation, size_bytes, clean_sha256 FROM pictures"
-            " WHERE sha256 = $1",
-            sha256,
+            f"SELECT {PICTURE_INFO_COLUMNS} FROM pictures WHERE sha256 = $1", sha256
         )
-        if row is None:
-            return None
-        return PictureInfo(
-            format=row["format"],
-            width=row["width"],
-            height=row["height"],
-            orientation=row["orientation"],
-            size_bytes=row["size_bytes"],
-            clean_sha256=row["clean_sha256"],
-        )
+        return picture_info_from_row(row) if row is not None else None
 
     async def referenced(self, name: str) -> bool:
         return bool(

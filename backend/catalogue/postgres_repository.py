@@ -28,6 +28,18 @@ from backend.catalogue.repository import (
     PictureMissing,
     StoredFiles,
 )
+from backend.catalogue.rows import (
+    CARD_COLUMNS,
+    CARD_JOINS,
+    DETAIL_COLUMNS,
+    DETAIL_FROM,
+    ITEM_COLUMNS,
+    PICTURE_COLUMNS,
+    cards_from_rows,
+    detail_from_row,
+    item_from_row,
+    picture_values,
+)
 from backend.storage.postgres import PostgresDatabase
 from protocol.messages.catalogue import ItemCard, ItemDetail, SortOrder, TagCount
 
@@ -36,18 +48,12 @@ _TAG_NAMES: Final = (
     "ARRAY(SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
     ' WHERE it.item_id = i.id ORDER BY t.name COLLATE "C") AS tag_names'
 )
-#: Columns of a card, in the order :func:`_cards` unpacks them; listings may order by any.
-_CARD_COLUMNS: Final = (
-    "i.id, i.title, i.price_cents, i.stock, i.public, i.owner_id, u.username AS owner_name,"
-    f" p.width, p.height, i.created_at, p.thumbnail, {_TAG_NAMES}"
-)
-#: Where a card's columns other than the item's come from.
-_CARD_JOINS: Final = "JOIN users u ON u.id = i.owner_id JOIN pictures p ON p.sha256 = i.sha256"
+#: A card's columns, as :func:`~backend.catalogue.rows.cards_from_rows` reads them.
+_CARD_COLUMNS: Final = f"{CARD_COLUMNS}, {_TAG_NAMES}"
 #: The columns of ``items`` a card shows.
 _CARD_ITEM_COLUMNS: Final = (
     "i.id, i.title, i.price_cents, i.stock, i.public, i.owner_id, i.sha256, i.created_at"
 )
-_ITEM_COLUMNS: Final = "id, owner_id, public, sha256, title, price_cents, stock"
 #: The columns an edit may change, by :class:`ItemEdit` field.
 _EDITABLE: Final = ("title", "description", "price_cents", "stock", "public")
 #: Separates tag names in ``tags_text``.
@@ -76,7 +82,7 @@ def page_query(
         condition += " AND " + after_key.format(*(args.add(value) for value in after))
     sql = (
         f"SELECT {_CARD_COLUMNS} FROM (SELECT {_CARD_ITEM_COLUMNS} FROM items i"
-        f" WHERE {condition} ORDER BY {order_by} LIMIT {args.add(limit)}) i {_CARD_JOINS}"
+        f" WHERE {condition} ORDER BY {order_by} LIMIT {args.add(limit)}) i {CARD_JOINS}"
         f" ORDER BY {order_by}"
     )
     return sql, args.values
@@ -92,9 +98,9 @@ class PostgresCatalogueRepository:
 
     async def items(self, item_ids: Sequence[int]) -> dict[int, ItemRow]:
         rows = await self._db.fetchall(
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])", list(item_ids)
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])", list(item_ids)
         )
-        return {item.id: item for item in map(_item_row, rows)}
+        return {item.id: item for item in map(item_from_row, rows)}
 
     async def item_showing(self, owner_id: int, sha256: str) -> int | None:
         item_id = await self._db.fetchval(
@@ -193,42 +199,16 @@ class PostgresCatalogueRepository:
         if viewer_id is not None:
             condition += f" AND {visible(args.add(viewer_id))}"
         rows = await self._db.fetchall(
-            f"SELECT {_CARD_COLUMNS} FROM items i {_CARD_JOINS} WHERE {condition}", *args.values
+            f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}", *args.values
         )
-        found = {card.id: card for card in _cards(rows)}
+        found = {card.id: card for card in cards_from_rows(rows, list)}
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            "SELECT i.id, i.title, i.description, i.price_cents, i.stock, i.public, i.owner_id,"
-            " u.username, p.width, p.height, p.format, i.sha256, p.size_bytes, i.created_at,"
-            f" i.updated_at, pp.preview, p.thumbnail, {_TAG_NAMES}"
-            f" FROM items i {_CARD_JOINS} JOIN picture_previews pp ON pp.sha256 = i.sha256"
-            " WHERE i.id = $1",
-            item_id,
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1", item_id
         )
-        if row is None:
-            return None
-        return ItemDetail(
-            id=row["id"],
-            title=row["title"],
-            description=row["description"],
-            price_cents=row["price_cents"],
-            stock=row["stock"],
-            public=row["public"],
-            owner_id=row["owner_id"],
-            owner_name=row["username"],
-            tags=list(row["tag_names"]),
-            width=row["width"],
-            height=row["height"],
-            format=row["format"],
-            sha256=row["sha256"],
-            size_bytes=row["size_bytes"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            preview=row["preview"],
-            thumbnail=row["thumbnail"],
-        )
+        return detail_from_row(row, list) if row is not None else None
 
     async def page(
         self,
@@ -240,7 +220,7 @@ class PostgresCatalogueRepository:
         limit: int,
     ) -> list[ItemCard]:
         sql, args = page_query(viewer_id, criteria, sort, after=after, limit=limit)
-        return _cards(await self._db.fetchall(sql, *args))
+        return cards_from_rows(await self._db.fetchall(sql, *args), list)
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         args = Args()
@@ -284,74 +264,12 @@ class PostgresCatalogueRepository:
         )
 
 
-def _item_row(row: asyncpg.Record) -> ItemRow:
-    return ItemRow(
-        id=row["id"],
-        owner_id=row["owner_id"],
-        public=row["public"],
-        sha256=row["sha256"],
-        title=row["title"],
-        price_cents=row["price_cents"],
-        stock=row["stock"],
-    )
-
-
-def _cards(rows: Sequence[asyncpg.Record]) -> list[ItemCard]:
-    """The cards of rows selected with :data:`_CARD_COLUMNS`, in the rows' order.
-
-    Rows are unpacked by position, which is cheaper than by name for every field of a batch.
-    """
-    cards: list[ItemCard] = []
-    for row in rows:
-        (
-            item_id,
-            title,
-            price_cents,
-            stock,
-            public,
-            owner_id,
-            owner_name,
-            width,
-            height,
-            created_at,
-            thumbnail,
-            tag_names,
-        ) = row
-        cards.append(
-            ItemCard(
-                id=item_id,
-                title=title,
-                price_cents=price_cents,
-                stock=stock,
-                public=public,
-                owner_id=owner_id,
-                owner_name=owner_name,
-                tags=list(tag_names),
-                width=width,
-                height=height,
-                created_at=created_at,
-                thumbnail=thumbnail,
-            )
-        )
-    return cards
-
-
 async def _insert_picture(conn: asyncpg.Connection[Any], picture: NewPicture, now: float) -> None:
     """Insert a picture's rows, unless they exist (then the stored files are the same)."""
     await conn.execute(
-        "INSERT INTO pictures (sha256, format, width, height, orientation, size_bytes,"
-        " clean_sha256, clean_size, created_at, thumbnail)"
+        f"INSERT INTO pictures ({PICTURE_COLUMNS})"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sha256) DO NOTHING",
-        picture.files.sha256,
-        picture.format,
-        picture.width,
-        picture.height,
-        picture.orientation,
-        picture.size_bytes,
-        picture.files.clean_sha256,
-        picture.clean_size,
-        now,
-        picture.thumbnail,
+        *picture_values(picture, now),
     )
     await conn.execute(
         "INSERT INTO picture_previews (sha256, preview) VALUES ($1, $2)"

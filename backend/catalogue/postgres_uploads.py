@@ -14,13 +14,16 @@ from backend.catalogue.repository import (
     UploadQuotaExceeded,
     UploadRow,
     UploadUsage,
-    metadata_from_bytes,
+)
+from backend.catalogue.rows import (
+    UPLOAD_COLUMNS,
     metadata_to_bytes,
+    upload_from_row,
+    upload_values,
 )
 from backend.storage.postgres import PostgresDatabase
 from protocol.messages.catalogue import ItemMetadata
 
-_COLUMNS: Final = "id, owner_id, sha256, size, metadata"
 _OWNER_FILE_KEY: Final = "uploads_owner_file"
 
 
@@ -31,16 +34,18 @@ class PostgresUploadRepository:
         self._db = db
 
     async def get(self, upload_id: str) -> UploadRow | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM uploads WHERE id = $1", upload_id)
-        return _upload_row(row) if row is not None else None
+        row = await self._db.fetchone(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1", upload_id
+        )
+        return upload_from_row(row) if row is not None else None
 
     async def find(self, owner_id: int, sha256: str) -> UploadRow | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM uploads WHERE owner_id = $1 AND sha256 = $2",
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner_id = $1 AND sha256 = $2",
             owner_id,
             sha256,
         )
-        return _upload_row(row) if row is not None else None
+        return upload_from_row(row) if row is not None else None
 
     async def add(self, upload: UploadRow, created_at: float, quota: UploadQuota) -> None:
         try:
@@ -55,14 +60,9 @@ class PostgresUploadRepository:
                 if not quota.admits(usage, upload.size):
                     raise UploadQuotaExceeded(usage)
                 await conn.execute(
-                    "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
+                    f"INSERT INTO uploads ({UPLOAD_COLUMNS}, created_at)"
                     " VALUES ($1, $2, $3, $4, $5, $6)",
-                    upload.id,
-                    upload.owner_id,
-                    upload.sha256,
-                    upload.size,
-                    metadata_to_bytes(upload.metadata),
-                    created_at,
+                    *upload_values(upload, created_at),
                 )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == _OWNER_FILE_KEY:
@@ -83,13 +83,3 @@ class PostgresUploadRepository:
     async def begun_before(self, cutoff: float) -> list[str]:
         rows = await self._db.fetchall("SELECT id FROM uploads WHERE created_at <= $1", cutoff)
         return [str(row[0]) for row in rows]
-
-
-def _upload_row(row: asyncpg.Record) -> UploadRow:
-    return UploadRow(
-        id=row["id"],
-        owner_id=row["owner_id"],
-        sha256=row["sha256"],
-        size=row["size"],
-        metadata=metadata_from_bytes(row["metadata"]),
-    )

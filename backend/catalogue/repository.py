@@ -9,7 +9,7 @@ Three repositories, each with a SQLite and a PostgreSQL implementation
 
 Every method is one atomic unit of work that owns its transaction. Listings return the
 protocol's :class:`ItemCard` and :class:`ItemDetail` as they are sent, so a batch of cards is
-built once, straight from the rows.
+built once, straight from the rows (by :mod:`backend.catalogue.rows`, for both engines).
 
 The errors below are the same whichever engine raised them.
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
-
-import msgspec
+from typing import Protocol
 
 from backend.catalogue.cursors import Position
 from backend.catalogue.filters import Criteria
@@ -143,19 +141,6 @@ class UploadUsage:
 
     uploads: int
     bytes: int
-
-
-_metadata_decoder: Final = msgspec.msgpack.Decoder(ItemMetadata)
-
-
-def metadata_to_bytes(metadata: ItemMetadata) -> bytes:
-    """How an upload's metadata is stored (msgpack), on either engine."""
-    return msgspec.msgpack.encode(metadata)
-
-
-def metadata_from_bytes(data: bytes) -> ItemMetadata:
-    """The metadata stored by :func:`metadata_to_bytes`."""
-    return _metadata_decoder.decode(data)
 
 
 # -- errors ----------------------------------------------------------------------------------

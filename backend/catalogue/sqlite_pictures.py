@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backend.catalogue.repository import PictureInfo
+from backend.catalogue.rows import PICTURE_INFO_COLUMNS, picture_info_from_row
 from backend.storage.database import Database
 
 
@@ -20,20 +21,9 @@ class SqlitePictureRepository:
 
     async def info(self, sha256: str) -> PictureInfo | None:
         row = await self._db.fetchone(
-            "SELECT format, width, height, orientation, size_bytes, clean_sha256 FROM pictures"
-            " WHERE sha256 = ?",
-            (sha256,),
+            f"SELECT {PICTURE_INFO_COLUMNS} FROM pictures WHERE sha256 = ?", (sha256,)
         )
-        if row is None:
-            return None
-        return PictureInfo(
-            format=str(row[0]),
-            width=int(row[1]),
-            height=int(row[2]),
-            orientation=int(row[3]),
-            size_bytes=int(row[4]),
-            clean_sha256=str(row[5]),
-        )
+        return picture_info_from_row(row) if row is not None else None
 
     async def referenced(self, name: str) -> bool:
         row = await self._db.fetchone(

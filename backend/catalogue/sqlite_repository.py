@@ -26,6 +26,18 @@ from backend.catalogue.repository import (
     PictureMissing,
     StoredFiles,
 )
+from backend.catalogue.rows import (
+    CARD_COLUMNS,
+    CARD_JOINS,
+    DETAIL_COLUMNS,
+    DETAIL_FROM,
+    ITEM_COLUMNS,
+    PICTURE_COLUMNS,
+    cards_from_rows,
+    detail_from_row,
+    item_from_row,
+    picture_values,
+)
 from backend.catalogue.sqlite_filters import ORDERS, VISIBLE_SQL, where
 from backend.storage.database import Database
 from protocol.messages.catalogue import ItemCard, ItemDetail, SortOrder, TagCount
@@ -38,16 +50,9 @@ _TAG_NAMES: Final = (
     f"(SELECT group_concat(t.name, '{_TAG_SEPARATOR}') FROM item_tags it"
     " JOIN tags t ON t.id = it.tag_id WHERE it.item_id = i.id) AS tag_names"
 )
-#: Columns of a card, in the order :func:`_cards` unpacks them; listings may order by any.
-_CARD_COLUMNS: Final = (
-    "i.id, i.title, i.price_cents, i.stock, i.public, i.owner_id, u.username AS owner_name,"
-    f" p.width, p.height, i.created_at, p.thumbnail, {_TAG_NAMES}"
-)
-#: Where a card's columns come from.
-_CARD_FROM: Final = (
-    "items i JOIN users u ON u.id = i.owner_id JOIN pictures p ON p.sha256 = i.sha256"
-)
-_ITEM_COLUMNS: Final = "id, owner_id, public, sha256, title, price_cents, stock"
+#: A card's columns, as :func:`~backend.catalogue.rows.cards_from_rows` reads them.
+_CARD_COLUMNS: Final = f"{CARD_COLUMNS}, {_TAG_NAMES}"
+_CARD_FROM: Final = f"items i {CARD_JOINS}"
 #: SQLite's default limit on bound parameters is far higher; this keeps statements small.
 _ID_BATCH: Final = 500
 #: The columns an edit may change, by :class:`ItemEdit` field.
@@ -66,9 +71,9 @@ class SqliteCatalogueRepository:
         found: dict[int, ItemRow] = {}
         for batch in _batches(item_ids):
             rows = await self._db.fetchall(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE id IN ({_marks(batch)})", batch
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({_marks(batch)})", batch
             )
-            found.update((item.id, item) for item in map(_item_row, rows))
+            found.update((item.id, item) for item in map(item_from_row, rows))
         return found
 
     async def item_showing(self, owner_id: int, sha256: str) -> int | None:
@@ -137,40 +142,14 @@ class SqliteCatalogueRepository:
             rows = await self._db.fetchall(
                 f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {condition}", params
             )
-            found.update((card.id, card) for card in _cards(rows))
+            found.update((card.id, card) for card in cards_from_rows(rows, _tag_list))
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            "SELECT i.id, i.title, i.description, i.price_cents, i.stock, i.public, i.owner_id,"
-            " u.username, p.width, p.height, p.format, i.sha256, p.size_bytes, i.created_at,"
-            f" i.updated_at, pp.preview, p.thumbnail, {_TAG_NAMES}"
-            f" FROM {_CARD_FROM} JOIN picture_previews pp ON pp.sha256 = i.sha256"
-            " WHERE i.id = ?",
-            (item_id,),
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?", (item_id,)
         )
-        if row is None:
-            return None
-        return ItemDetail(
-            id=int(row["id"]),
-            title=str(row["title"]),
-            description=str(row["description"]),
-            price_cents=int(row["price_cents"]),
-            stock=int(row["stock"]),
-            public=bool(row["public"]),
-            owner_id=int(row["owner_id"]),
-            owner_name=str(row["username"]),
-            tags=_tag_list(row["tag_names"]),
-            width=int(row["width"]),
-            height=int(row["height"]),
-            format=str(row["format"]),
-            sha256=str(row["sha256"]),
-            size_bytes=int(row["size_bytes"]),
-            created_at=float(row["created_at"]),
-            updated_at=float(row["updated_at"]),
-            preview=bytes(row["preview"]),
-            thumbnail=bytes(row["thumbnail"]),
-        )
+        return detail_from_row(row, _tag_list) if row is not None else None
 
     async def page(
         self,
@@ -191,7 +170,7 @@ class SqliteCatalogueRepository:
             f" ORDER BY {order_by} LIMIT ?",
             [*params, limit],
         )
-        return _cards(rows)
+        return cards_from_rows(rows, _tag_list)
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         condition, params = where(criteria, viewer_id)
@@ -240,59 +219,6 @@ def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _item_row(row: aiosqlite.Row) -> ItemRow:
-    return ItemRow(
-        id=int(row["id"]),
-        owner_id=int(row["owner_id"]),
-        public=bool(row["public"]),
-        sha256=str(row["sha256"]),
-        title=str(row["title"]),
-        price_cents=int(row["price_cents"]),
-        stock=int(row["stock"]),
-    )
-
-
-def _cards(rows: Sequence[aiosqlite.Row]) -> list[ItemCard]:
-    """The cards of rows selected with :data:`_CARD_COLUMNS`, in the rows' order.
-
-    Rows are unpacked by position: ``row["name"]`` compares the name with every column's, and
-    a batch would do that some 300 times, close to half of what this function took.
-    """
-    cards: list[ItemCard] = []
-    for row in rows:
-        (
-            item_id,
-            title,
-            price_cents,
-            stock,
-            public,
-            owner_id,
-            owner_name,
-            width,
-            height,
-            created_at,
-            thumbnail,
-            tag_names,
-        ) = row
-        cards.append(
-            ItemCard(
-                id=int(item_id),
-                title=str(title),
-                price_cents=int(price_cents),
-                stock=int(stock),
-                public=bool(public),
-                owner_id=int(owner_id),
-                owner_name=str(owner_name),
-                tags=_tag_list(tag_names),
-                width=int(width),
-                height=int(height),
-                created_at=float(created_at),
-                thumbnail=bytes(thumbnail),
-            )
-        )
-    return cards
-
-
 def _tag_list(tag_names: str | None) -> list[str]:
     """The tags of a ``tag_names`` column, sorted by name.
 
@@ -310,21 +236,9 @@ async def _picture_exists(conn: aiosqlite.Connection, sha256: str) -> bool:
 async def _insert_picture(conn: aiosqlite.Connection, picture: NewPicture, now: float) -> None:
     """Insert a picture's rows, unless they exist (then the stored files are the same)."""
     await conn.execute(
-        "INSERT INTO pictures (sha256, format, width, height, orientation, size_bytes,"
-        " clean_sha256, clean_size, created_at, thumbnail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
-        (
-            picture.files.sha256,
-            picture.format,
-            picture.width,
-            picture.height,
-            picture.orientation,
-            picture.size_bytes,
-            picture.files.clean_sha256,
-            picture.clean_size,
-            now,
-            picture.thumbnail,
-        ),
+        f"INSERT INTO pictures ({PICTURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (sha256) DO NOTHING",
+        picture_values(picture, now),
     )
     await conn.execute(
         "INSERT INTO picture_previews (sha256, preview) VALUES (?, ?)"

@@ -5,21 +5,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-import aiosqlite
-
 from backend.catalogue.repository import (
     UploadExists,
     UploadQuota,
     UploadQuotaExceeded,
     UploadRow,
     UploadUsage,
-    metadata_from_bytes,
+)
+from backend.catalogue.rows import (
+    UPLOAD_COLUMNS,
     metadata_to_bytes,
+    upload_from_row,
+    upload_values,
 )
 from backend.storage.database import Database
 from protocol.messages.catalogue import ItemMetadata
-
-_COLUMNS = "id, owner_id, sha256, size, metadata"
 
 
 class SqliteUploadRepository:
@@ -29,15 +29,17 @@ class SqliteUploadRepository:
         self._db = db
 
     async def get(self, upload_id: str) -> UploadRow | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM uploads WHERE id = ?", (upload_id,))
-        return _upload_row(row) if row is not None else None
+        row = await self._db.fetchone(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
+        )
+        return upload_from_row(row) if row is not None else None
 
     async def find(self, owner_id: int, sha256: str) -> UploadRow | None:
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM uploads WHERE owner_id = ? AND sha256 = ?",
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner_id = ? AND sha256 = ?",
             (owner_id, sha256),
         )
-        return _upload_row(row) if row is not None else None
+        return upload_from_row(row) if row is not None else None
 
     async def add(self, upload: UploadRow, created_at: float, quota: UploadQuota) -> None:
         try:
@@ -52,16 +54,8 @@ class SqliteUploadRepository:
                 if not quota.admits(usage, upload.size):
                     raise UploadQuotaExceeded(usage)
                 await conn.execute(
-                    "INSERT INTO uploads (id, owner_id, sha256, size, metadata, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        upload.id,
-                        upload.owner_id,
-                        upload.sha256,
-                        upload.size,
-                        metadata_to_bytes(upload.metadata),
-                        created_at,
-                    ),
+                    f"INSERT INTO uploads ({UPLOAD_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    upload_values(upload, created_at),
                 )
         except sqlite3.IntegrityError as exc:
             if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
@@ -82,13 +76,3 @@ class SqliteUploadRepository:
     async def begun_before(self, cutoff: float) -> list[str]:
         rows = await self._db.fetchall("SELECT id FROM uploads WHERE created_at <= ?", (cutoff,))
         return [str(row[0]) for row in rows]
-
-
-def _upload_row(row: aiosqlite.Row) -> UploadRow:
-    return UploadRow(
-        id=str(row[0]),
-        owner_id=int(row[1]),
-        sha256=str(row[2]),
-        size=int(row[3]),
-        metadata=metadata_from_bytes(bytes(row[4])),
-    )

@@ -26,7 +26,6 @@ from backend.commerce.repository import (
     AddDecision,
     Approval,
     BuyerOrder,
-    CartSlot,
     CheckoutResult,
     Keyed,
     QuantityDecision,
@@ -34,15 +33,19 @@ from backend.commerce.repository import (
     StockGuardError,
 )
 from backend.commerce.rows import (
-    ABOVE_EVERY_ID,
     ITEM_COLUMNS,
+    LINE_SELECT,
     ORDER_LINE_COLUMNS,
-    item_from_row,
+    ORDER_LINE_SELECT,
+    ORDER_SELECT,
+    SALE_SELECT,
+    keyed_sale,
+    keyed_summary,
     line_from_row,
     order_from_rows,
     order_line_values,
-    sale_from_row,
-    summary_from_row,
+    slot_from_row,
+    start_below,
 )
 from backend.storage.postgres import PostgresDatabase
 from protocol.messages.commerce import Order, OrderSummary, Sale
@@ -57,20 +60,9 @@ _CHECKOUT_ATTEMPTS: Final = 5
 #: The unique constraint on (user_id, checkout_key) (see the p0004 migration).
 _CHECKOUT_KEY_CONSTRAINT: Final = "orders_checkout_key"
 
-_LINE_COLUMNS = f"c.item_id, c.quantity, c.title, c.price_cents, c.added_at, {ITEM_COLUMNS}"
+_LINES_SQL = f"{LINE_SELECT} WHERE c.user_id = $1 ORDER BY c.added_at, c.item_id"
 
-_LINES_SQL = f"""
-SELECT {_LINE_COLUMNS}
-FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
-WHERE c.user_id = $1
-ORDER BY c.added_at, c.item_id
-"""
-
-_LINE_SQL = f"""
-SELECT {_LINE_COLUMNS}
-FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
-WHERE c.user_id = $1 AND c.item_id = $2
-"""
+_LINE_SQL = f"{LINE_SELECT} WHERE c.user_id = $1 AND c.item_id = $2"
 
 # One row whether or not the item exists: its state (NULLs if not) and the cart around it.
 # The item is not locked: a cart line only remembers what was seen, checkout judges it again.
@@ -121,29 +113,15 @@ LIMIT $3
 
 # Line ids are handed out as checkouts insert, not as they commit, so a sale committed late may
 # land below a batch already sent; positions still never repeat or skip a committed row.
-_SALES_SQL = """
-SELECT l.id, l.order_id, l.item_id, l.title, l.quantity, l.unit_price_cents,
-       o.currency, o.created_at, u.username AS buyer_name
-FROM order_lines AS l
-JOIN orders AS o ON o.id = l.order_id
-JOIN users AS u ON u.id = o.user_id
-WHERE l.seller_id = $1 AND l.id < $2
-ORDER BY l.id DESC
-LIMIT $3
-"""
+_SALES_SQL = f"{SALE_SELECT} WHERE l.seller_id = $1 AND l.id < $2 ORDER BY l.id DESC LIMIT $3"
 
 _INSERT_ORDER_LINE_SQL = (
     f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
 )
 
-_ORDER_SQL = "SELECT id, user_id, created_at, total_cents, currency FROM orders WHERE id = $1"
+_ORDER_SQL = f"{ORDER_SELECT} WHERE id = $1"
 
-_ORDER_LINES_SQL = """
-SELECT l.item_id, l.title, l.quantity, l.unit_price_cents, l.seller_id, u.username AS seller_name
-FROM order_lines AS l JOIN users AS u ON u.id = l.seller_id
-WHERE l.order_id = $1
-ORDER BY l.id
-"""
+_ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = $1 ORDER BY l.id"
 
 
 class PostgresCommerceRepository:
@@ -163,12 +141,7 @@ class PostgresCommerceRepository:
             await _lock_cart(conn, user_id)
             row = await conn.fetchrow(_SLOT_SQL, user_id, item_id)
             assert row is not None  # the query always yields its one row
-            slot = CartSlot(
-                item=item_from_row(row),
-                in_cart=int(row["in_cart"] or 0),
-                line_count=int(row["line_count"]),
-            )
-            line = decide(slot)
+            line = decide(slot_from_row(row))
             await conn.execute(
                 _UPSERT_LINE_SQL, user_id, item_id, line.quantity, line.title, line.price_cents, now
             )
@@ -263,12 +236,12 @@ class PostgresCommerceRepository:
     async def orders(
         self, user_id: int, *, below: int | None, limit: int
     ) -> list[Keyed[OrderSummary]]:
-        rows = await self._db.fetchall(_SUMMARIES_SQL, user_id, _below(below), limit)
-        return [Keyed(int(row["id"]), summary_from_row(row)) for row in rows]
+        rows = await self._db.fetchall(_SUMMARIES_SQL, user_id, start_below(below), limit)
+        return [keyed_summary(row) for row in rows]
 
     async def sales(self, seller_id: int, *, below: int | None, limit: int) -> list[Keyed[Sale]]:
-        rows = await self._db.fetchall(_SALES_SQL, seller_id, _below(below), limit)
-        return [Keyed(int(row["id"]), sale_from_row(row)) for row in rows]
+        rows = await self._db.fetchall(_SALES_SQL, seller_id, start_below(below), limit)
+        return [keyed_sale(row) for row in rows]
 
     async def order(self, order_id: int) -> BuyerOrder | None:
         async with self._db.connection() as conn:
@@ -287,10 +260,6 @@ def _worth_retrying(exc: asyncpg.PostgresError) -> bool:
         # again, the lookup finds its order.
         return bool(exc.constraint_name == _CHECKOUT_KEY_CONSTRAINT)
     return isinstance(exc, asyncpg.DeadlockDetectedError)
-
-
-def _below(position: int | None) -> int:
-    return ABOVE_EVERY_ID if position is None else position
 
 
 async def _lock_cart(conn: asyncpg.Connection[Any], user_id: int) -> None:

@@ -1,17 +1,19 @@
 """Provides the columns commerce queries share, records made of their rows, and rows to write.
 
-Both repositories alias their columns alike, so one set of readers serves SQLite rows and
-asyncpg records (both are read by column name). Values are converted explicitly: SQLite keeps
-booleans as 0/1, and PostgreSQL sums of BIGINT columns come back as decimals.
+Both repositories select these columns alike, so one set of readers serves SQLite rows and
+asyncpg records (both are read by column name). A ``*_SELECT`` holds a query's columns and
+joins; each engine adds its conditions, in its own placeholders. Values are converted
+explicitly: SQLite keeps booleans as 0/1, and PostgreSQL sums of BIGINT columns come back as
+decimals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from backend.commerce.lines import ItemState, StoredLine
-from backend.commerce.repository import StockChange
+from backend.commerce.repository import CartSlot, Keyed, StockChange
 from protocol.messages.commerce import Order, OrderLine, OrderSummary, Sale
 
 #: An item's current state as every commerce query names it (all NULL when it was deleted).
@@ -20,13 +22,40 @@ ITEM_COLUMNS = """
        i.stock AS item_stock, i.public AS item_public
 """
 
-#: Above every id either engine hands out (both use signed 64-bit ids): a listing that starts
-#: below it starts at the newest row.
-ABOVE_EVERY_ID = 2**63 - 1
+#: Cart lines (``c``) with their items' current state, as :func:`line_from_row` reads them.
+LINE_SELECT = f"""
+SELECT c.item_id, c.quantity, c.title, c.price_cents, c.added_at, {ITEM_COLUMNS}
+FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
+"""
 
+#: Order lines (``l``) with their orders and buyers, as :func:`keyed_sale` reads them.
+SALE_SELECT = """
+SELECT l.id, l.order_id, l.item_id, l.title, l.quantity, l.unit_price_cents,
+       o.currency, o.created_at, u.username AS buyer_name
+FROM order_lines AS l
+JOIN orders AS o ON o.id = l.order_id
+JOIN users AS u ON u.id = o.user_id
+"""
+
+#: Orders, as :func:`order_from_rows` reads them.
+ORDER_SELECT = "SELECT id, user_id, created_at, total_cents, currency FROM orders"
+
+#: Order lines (``l``) with their sellers' names, as :func:`order_from_rows` reads them.
+ORDER_LINE_SELECT = """
+SELECT l.item_id, l.title, l.quantity, l.unit_price_cents, l.seller_id, u.username AS seller_name
+FROM order_lines AS l JOIN users AS u ON u.id = l.seller_id
+"""
 
 #: The columns of an order line as :func:`order_line_values` gives them.
 ORDER_LINE_COLUMNS = "order_id, item_id, seller_id, title, quantity, unit_price_cents"
+
+#: Above every id either engine hands out (both use signed 64-bit ids).
+_ABOVE_EVERY_ID: Final = 2**63 - 1
+
+
+def start_below(position: int | None) -> int:
+    """The id a listing batch starts below: ``position``, or above every id (the newest first)."""
+    return _ABOVE_EVERY_ID if position is None else position
 
 
 class Row(Protocol):
@@ -50,9 +79,7 @@ def item_from_row(row: Row) -> ItemState | None:
 
 
 def line_from_row(row: Row) -> StoredLine:
-    """A cart line from its columns (item_id, quantity, title, price_cents, added_at) and
-    :data:`ITEM_COLUMNS`.
-    """
+    """A cart line of :data:`LINE_SELECT`."""
     return StoredLine(
         item_id=int(row["item_id"]),
         quantity=int(row["quantity"]),
@@ -63,10 +90,19 @@ def line_from_row(row: Row) -> StoredLine:
     )
 
 
-def order_from_rows(row: Row, lines: Iterable[Row]) -> Order:
-    """An order (id, created_at, total_cents, currency) with its lines (item_id, title,
-    quantity, unit_price_cents, seller_id, seller_name).
+def slot_from_row(row: Row) -> CartSlot:
+    """An add's :class:`CartSlot` from :data:`ITEM_COLUMNS`, ``in_cart`` (NULL without a line)
+    and ``line_count``.
     """
+    return CartSlot(
+        item=item_from_row(row),
+        in_cart=int(row["in_cart"] or 0),
+        line_count=int(row["line_count"]),
+    )
+
+
+def order_from_rows(row: Row, lines: Iterable[Row]) -> Order:
+    """An order of :data:`ORDER_SELECT` with its lines of :data:`ORDER_LINE_SELECT`."""
     return Order(
         id=int(row["id"]),
         created_at=float(row["created_at"]),
@@ -76,26 +112,30 @@ def order_from_rows(row: Row, lines: Iterable[Row]) -> Order:
     )
 
 
-def summary_from_row(row: Row) -> OrderSummary:
-    """An order summary (the order's columns, first_title, line_count, units)."""
-    return OrderSummary(
-        id=int(row["id"]),
-        created_at=float(row["created_at"]),
-        total_cents=int(row["total_cents"]),
-        currency=str(row["currency"]),
-        first_title=str(row["first_title"]),
-        line_count=int(row["line_count"]),
-        units=int(row["units"]),
+def keyed_summary(row: Row) -> Keyed[OrderSummary]:
+    """An order summary (the order's columns, first_title, line_count, units) at its order's
+    position.
+    """
+    order_id = int(row["id"])
+    return Keyed(
+        order_id,
+        OrderSummary(
+            id=order_id,
+            created_at=float(row["created_at"]),
+            total_cents=int(row["total_cents"]),
+            currency=str(row["currency"]),
+            first_title=str(row["first_title"]),
+            line_count=int(row["line_count"]),
+            units=int(row["units"]),
+        ),
     )
 
 
-def sale_from_row(row: Row) -> Sale:
-    """A sale (order_id, item_id, title, quantity, unit_price_cents, currency, created_at,
-    buyer_name).
-    """
+def keyed_sale(row: Row) -> Keyed[Sale]:
+    """A sale of :data:`SALE_SELECT` at its order line's position."""
     quantity = int(row["quantity"])
     unit_price = int(row["unit_price_cents"])
-    return Sale(
+    sale = Sale(
         order_id=int(row["order_id"]),
         item_id=int(row["item_id"]),
         title=str(row["title"]),
@@ -106,6 +146,7 @@ def sale_from_row(row: Row) -> Sale:
         buyer_name=str(row["buyer_name"]),
         sold_at=float(row["created_at"]),
     )
+    return Keyed(int(row["id"]), sale)
 
 
 def _order_line(row: Row) -> OrderLine:

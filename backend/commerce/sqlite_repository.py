@@ -17,7 +17,6 @@ from backend.commerce.repository import (
     AddDecision,
     Approval,
     BuyerOrder,
-    CartSlot,
     CheckoutResult,
     Keyed,
     QuantityDecision,
@@ -25,33 +24,26 @@ from backend.commerce.repository import (
     StockGuardError,
 )
 from backend.commerce.rows import (
-    ABOVE_EVERY_ID,
     ITEM_COLUMNS,
+    LINE_SELECT,
     ORDER_LINE_COLUMNS,
-    item_from_row,
+    ORDER_LINE_SELECT,
+    ORDER_SELECT,
+    SALE_SELECT,
+    keyed_sale,
+    keyed_summary,
     line_from_row,
     order_from_rows,
     order_line_values,
-    sale_from_row,
-    summary_from_row,
+    slot_from_row,
+    start_below,
 )
 from backend.storage.database import Database
 from protocol.messages.commerce import Order, OrderSummary, Sale
 
-_LINE_COLUMNS = f"c.item_id, c.quantity, c.title, c.price_cents, c.added_at, {ITEM_COLUMNS}"
+_LINES_SQL = f"{LINE_SELECT} WHERE c.user_id = ? ORDER BY c.added_at, c.item_id"
 
-_LINES_SQL = f"""
-SELECT {_LINE_COLUMNS}
-FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
-WHERE c.user_id = ?
-ORDER BY c.added_at, c.item_id
-"""
-
-_LINE_SQL = f"""
-SELECT {_LINE_COLUMNS}
-FROM cart_lines AS c LEFT JOIN items AS i ON i.id = c.item_id
-WHERE c.user_id = ? AND c.item_id = ?
-"""
+_LINE_SQL = f"{LINE_SELECT} WHERE c.user_id = ? AND c.item_id = ?"
 
 # One row whether or not the item exists: its state (NULLs if not) and the cart around it.
 _SLOT_SQL = f"""
@@ -88,27 +80,13 @@ ORDER BY o.id DESC
 LIMIT ?
 """
 
-_SALES_SQL = """
-SELECT l.id, l.order_id, l.item_id, l.title, l.quantity, l.unit_price_cents,
-       o.currency, o.created_at, u.username AS buyer_name
-FROM order_lines AS l
-JOIN orders AS o ON o.id = l.order_id
-JOIN users AS u ON u.id = o.user_id
-WHERE l.seller_id = ? AND l.id < ?
-ORDER BY l.id DESC
-LIMIT ?
-"""
+_SALES_SQL = f"{SALE_SELECT} WHERE l.seller_id = ? AND l.id < ? ORDER BY l.id DESC LIMIT ?"
 
 _INSERT_ORDER_LINE_SQL = f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 
-_ORDER_SQL = "SELECT id, user_id, created_at, total_cents, currency FROM orders WHERE id = ?"
+_ORDER_SQL = f"{ORDER_SELECT} WHERE id = ?"
 
-_ORDER_LINES_SQL = """
-SELECT l.item_id, l.title, l.quantity, l.unit_price_cents, l.seller_id, u.username AS seller_name
-FROM order_lines AS l JOIN users AS u ON u.id = l.seller_id
-WHERE l.order_id = ?
-ORDER BY l.id
-"""
+_ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = ? ORDER BY l.id"
 
 
 class SqliteCommerceRepository:
@@ -127,12 +105,7 @@ class SqliteCommerceRepository:
         async with self._db.transaction() as conn:
             rows = await conn.execute_fetchall(_SLOT_SQL, {"user": user_id, "item": item_id})
             row = next(iter(rows))
-            slot = CartSlot(
-                item=item_from_row(row),
-                in_cart=int(row["in_cart"] or 0),
-                line_count=int(row["line_count"]),
-            )
-            line = decide(slot)
+            line = decide(slot_from_row(row))
             await conn.execute(
                 _UPSERT_LINE_SQL,
                 (user_id, item_id, line.quantity, line.title, line.price_cents, now, now),
@@ -197,12 +170,12 @@ class SqliteCommerceRepository:
     async def orders(
         self, user_id: int, *, below: int | None, limit: int
     ) -> list[Keyed[OrderSummary]]:
-        rows = await self._db.fetchall(_SUMMARIES_SQL, (user_id, _below(below), limit))
-        return [Keyed(int(row["id"]), summary_from_row(row)) for row in rows]
+        rows = await self._db.fetchall(_SUMMARIES_SQL, (user_id, start_below(below), limit))
+        return [keyed_summary(row) for row in rows]
 
     async def sales(self, seller_id: int, *, below: int | None, limit: int) -> list[Keyed[Sale]]:
-        rows = await self._db.fetchall(_SALES_SQL, (seller_id, _below(below), limit))
-        return [Keyed(int(row["id"]), sale_from_row(row)) for row in rows]
+        rows = await self._db.fetchall(_SALES_SQL, (seller_id, start_below(below), limit))
+        return [keyed_sale(row) for row in rows]
 
     async def order(self, order_id: int) -> BuyerOrder | None:
         row = await self._db.fetchone(_ORDER_SQL, (order_id,))
@@ -211,10 +184,6 @@ class SqliteCommerceRepository:
         # Orders never change after checkout: reading the lines separately is safe.
         lines = await self._db.fetchall(_ORDER_LINES_SQL, (order_id,))
         return BuyerOrder(int(row["user_id"]), order_from_rows(row, lines))
-
-
-def _below(position: int | None) -> int:
-    return ABOVE_EVERY_ID if position is None else position
 
 
 async def _lines(conn: aiosqlite.Connection, user_id: int) -> list[StoredLine]:

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from backend.storage.postgres import PostgresDatabase
 from backend.vision.index import DEFAULT_DIM, Hit, as_unit_query
 from backend.vision.repository import ItemSuggestions, Suggestion
-from backend.vision.stored import decode_suggestions, encode_suggestions, half_precision
+from backend.vision.stored import encode_suggestions, half_precision, item_suggestions
 
 #: Candidates the HNSW scan proposes per hit wanted, and at least; each is scored exactly.
 #: 200 gave recall@24 of 0.98 on random unit vectors (the hardest case for HNSW) and 1.0 on
@@ -138,7 +138,6 @@ class PostgresEmbeddingRepository:
         vector: NDArray[np.float32],
         suggestions: Sequence[Suggestion],
     ) -> bool:
-        """Store (or replace) a picture's embedding; ``False`` if the picture is gone."""
         try:
             changed = await self._db.execute(
                 "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
@@ -160,7 +159,6 @@ class PostgresEmbeddingRepository:
         return changed > 0
 
     async def vector(self, sha256: str, model_version: str) -> NDArray[np.float32] | None:
-        """The picture's stored vector if ``model_version`` made it, else ``None``."""
         values = await self._db.fetchval(
             "SELECT vector::real[] FROM embeddings WHERE sha256 = $1 AND model_version = $2",
             sha256,
@@ -169,7 +167,6 @@ class PostgresEmbeddingRepository:
         return None if values is None else _from_array(values)
 
     async def unembedded(self, model_version: str) -> list[str]:
-        """The hashes of the pictures items show that have no embedding by ``model_version``."""
         rows = await self._db.fetchall(
             "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
             " ON e.sha256 = i.sha256 AND e.model_version = $1 WHERE e.sha256 IS NULL"
@@ -179,7 +176,6 @@ class PostgresEmbeddingRepository:
         return [str(row[0]) for row in rows]
 
     async def item_suggestions(self, item_id: int) -> ItemSuggestions | None:
-        """The owner, the picture's suggestions and the tags of an item; ``None`` if no item."""
         row = await self._db.fetchone(
             "SELECT i.owner_id, e.suggestions,"
             " ARRAY(SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
@@ -187,13 +183,7 @@ class PostgresEmbeddingRepository:
             " FROM items i LEFT JOIN embeddings e ON e.sha256 = i.sha256 WHERE i.id = $1",
             item_id,
         )
-        if row is None:
-            return None
-        return ItemSuggestions(
-            owner_id=int(row[0]),
-            suggestions=decode_suggestions(row[1] or b""),
-            tags=frozenset(row[2]),
-        )
+        return None if row is None else item_suggestions(row[0], row[1], row[2])
 
 
 class PgvectorSimilarityIndex:
@@ -222,7 +212,7 @@ class PgvectorSimilarityIndex:
         after: tuple[float, int] | None = None,
         among: Sequence[int] | None = None,
     ) -> list[Hit]:
-        """Return up to ``k`` items most like ``query`` that the viewer may see."""
+        """Rank in the database: exactly for a small prefilter, else by HNSW (see the module)."""
         if k <= 0 or (among is not None and len(among) == 0):
             return []
         # Normalised as the SQLite index does, with the same ValueError for an unusable query.
@@ -251,7 +241,6 @@ class PgvectorSimilarityIndex:
         return [Hit(int(row[0]), float(row[1])) for row in rows]
 
     async def count_visible(self, viewer_id: int | None) -> int:
-        """How many searchable items the viewer may see."""
         count = await self._db.fetchval(
             "SELECT count(*) FROM items i JOIN embeddings e ON e.sha256 = i.sha256"
             " WHERE e.model_version = $1 AND (i.public OR i.owner_id = $2)",
@@ -261,7 +250,6 @@ class PgvectorSimilarityIndex:
         return int(count)
 
     async def vector_of(self, item_id: int) -> NDArray[np.float32] | None:
-        """The searchable vector of an item, or ``None`` if it has none (yet)."""
         values = await self._db.fetchval(
             "SELECT e.vector::real[] FROM items i JOIN embeddings e ON e.sha256 = i.sha256"
             " WHERE i.id = $1 AND e.model_version = $2",
@@ -278,4 +266,3 @@ class PgvectorSimilarityIndex:
 
     async def visibility_changed(self, item_id: int, public: bool) -> None:
         """Nothing to do: the search reads visibility from the items."""
-

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from backend.storage.database import Database
 from backend.vision.index import Hit, VectorIndex
 from backend.vision.repository import ItemSuggestions, Suggestion
-from backend.vision.stored import decode_suggestions, encode_suggestions
+from backend.vision.stored import encode_suggestions, item_suggestions
 
 #: Embeddings read and indexed at a time when the server starts (about 21 MB of float16).
 INDEX_LOAD_CHUNK: Final = 8192
@@ -49,7 +49,6 @@ class SqliteEmbeddingRepository:
         vector: NDArray[np.float32],
         suggestions: Sequence[Suggestion],
     ) -> bool:
-        """Store (or replace) a picture's embedding; ``False`` if the picture is gone."""
         # The single writer makes the existence check and the insert one atomic step.
         changed = await self._db.execute(
             "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
@@ -68,7 +67,6 @@ class SqliteEmbeddingRepository:
         return changed > 0
 
     async def vector(self, sha256: str, model_version: str) -> NDArray[np.float32] | None:
-        """The picture's stored vector if ``model_version`` made it, else ``None``."""
         row = await self._db.fetchone(
             "SELECT vector FROM embeddings WHERE sha256 = ? AND model_version = ?",
             (sha256, model_version),
@@ -76,7 +74,6 @@ class SqliteEmbeddingRepository:
         return None if row is None else _from_blob(row[0])
 
     async def unembedded(self, model_version: str) -> list[str]:
-        """The hashes of the pictures items show that have no embedding by ``model_version``."""
         rows = await self._db.fetchall(
             "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
             " ON e.sha256 = i.sha256 AND e.model_version = ? WHERE e.sha256 IS NULL"
@@ -86,7 +83,6 @@ class SqliteEmbeddingRepository:
         return [str(row[0]) for row in rows]
 
     async def item_suggestions(self, item_id: int) -> ItemSuggestions | None:
-        """The owner, the picture's suggestions and the tags of an item; ``None`` if no item."""
         row = await self._db.fetchone(
             "SELECT i.owner_id, e.suggestions,"
             " (SELECT json_group_array(t.name) FROM item_tags it JOIN tags t ON t.id = it.tag_id"
@@ -94,14 +90,7 @@ class SqliteEmbeddingRepository:
             " FROM items i LEFT JOIN embeddings e ON e.sha256 = i.sha256 WHERE i.id = ?",
             (item_id,),
         )
-        if row is None:
-            return None
-        return ItemSuggestions(
-            owner_id=int(row[0]),
-            suggestions=decode_suggestions(row[1] or b""),
-            tags=frozenset(json.loads(row[2])),
-        )
-
+        return None if row is None else item_suggestions(row[0], row[1], json.loads(row[2]))
 
 
 class InMemorySimilarityIndex:

@@ -3,18 +3,18 @@
 Vectors are kept as float16: SQLite as a little-endian blob, PostgreSQL as pgvector's
 ``halfvec``, which is sent the values :func:`half_precision` rounded as numpy rounds the blob's,
 so both engines hold the very same numbers. Tag suggestions are a msgpack list of
-``[tag, probability]`` pairs on both.
+``[tag, probability]`` pairs on both, read back with an item's tags by :func:`item_suggestions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from backend.vision.repository import Suggestion
+from backend.vision.repository import ItemSuggestions, Suggestion
 
 _suggestions_encoder = msgspec.msgpack.Encoder()
 _suggestions_decoder = msgspec.msgpack.Decoder(list[tuple[str, float]])
@@ -37,3 +37,19 @@ def decode_suggestions(blob: bytes) -> tuple[Suggestion, ...]:
         return ()
     pairs = _suggestions_decoder.decode(blob)
     return tuple(Suggestion(tag, probability) for tag, probability in pairs)
+
+
+def item_suggestions(
+    owner_id: int, suggestions: bytes | None, tags: Iterable[str]
+) -> ItemSuggestions:
+    """An item's :class:`ItemSuggestions` from its stored columns.
+
+    Args:
+        suggestions: The stored form of its picture's suggestions; ``None`` (no embedding row
+            yet) reads as none.
+    """
+    return ItemSuggestions(
+        owner_id=owner_id,
+        suggestions=decode_suggestions(suggestions or b""),
+        tags=frozenset(tags),
+    )
