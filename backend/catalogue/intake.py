@@ -37,7 +37,7 @@ from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import Listing, validate_metadata
 from backend.events import EventHub
 from backend.media.uploads import FinishedUpload
-from protocol.errors import PixmartError
+from protocol.errors import PixmartError, Unavailable
 from protocol.messages.catalogue import ItemCard, ItemCreated
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Intake:
             Incomplete: bytes are missing; the upload is kept, to be resumed.
             BadRequest: invalid metadata (kept) or wrong hash (discarded).
             UnsupportedMedia, TooLarge: the picture is refused (discarded).
+            Unavailable: the picture store is down; the upload is kept, to be finished again.
         """
         async with self._uploads.locks.hold(upload_id):
             # Read under the lock: a concurrent finish of the same upload may have won.
@@ -113,8 +114,8 @@ class Intake:
             try:
                 finished = await self._uploads.complete(upload)
                 accepted = await self._accept(upload, finished, listing)
-            except Incomplete:
-                raise  # kept, to be resumed
+            except (Incomplete, Unavailable):
+                raise  # kept, to be resumed or (the picture store was down) finished again
             except PixmartError:
                 # Refused for good: nothing of it may stay behind.
                 await self._uploads.discard(upload_id)

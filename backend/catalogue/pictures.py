@@ -13,19 +13,37 @@ file deletion. The repositories guard the rows themselves (across servers too).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
 
 from backend.catalogue.locks import KeyedLocks
 from backend.catalogue.processing import PreparedPicture
 from backend.catalogue.repository import NewPicture, PictureRepository, StoredFiles
-from backend.media.blobstore import BlobStore
+from backend.media.blobs import BlobStorage, StoreUnavailable
 from backend.media.sniff import MIME_TYPES
 from backend.media.validate import ImageInfo
+from protocol.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+#: In a store other servers write to, the sweep spares files younger than this: another server
+#: may have stored one and not yet committed the row naming it.
+SHARED_SWEEP_GRACE_SECONDS: Final = 3600.0
+
+
+@contextmanager
+def store_available() -> Iterator[None]:
+    """Turn the picture store's outage into the protocol's ``unavailable`` (retry later)."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise Unavailable(
+            "Pictures cannot be reached right now; try again shortly",
+            retry_after=exc.retry_after,
+        ) from None
 
 
 def new_picture(files: StoredFiles, prepared: PreparedPicture) -> NewPicture:
@@ -47,7 +65,7 @@ def new_picture(files: StoredFiles, prepared: PreparedPicture) -> NewPicture:
 class PictureStore:
     """Stored pictures: their files in a blob store, their rows through a repository."""
 
-    def __init__(self, pictures: PictureRepository, blobs: BlobStore) -> None:
+    def __init__(self, pictures: PictureRepository, blobs: BlobStorage) -> None:
         self._pictures = pictures
         self.blobs = blobs
         #: Held per picture hash around every add and remove (see the module docstring).
@@ -61,17 +79,17 @@ class PictureStore:
         """Move the verified upload at ``source`` into the blob store and add its clean copy.
 
         Call with the lock of ``sha256`` held, before adding the rows.
-        """
 
-        def store() -> StoredFiles:
-            stored = self.blobs.put_file(source)
+        Raises:
+            Unavailable: the store cannot be reached; the upload stays, to be finished again.
+        """
+        with store_available():
+            stored = await self.blobs.put_file(source)
             if stored != sha256:
                 # The file changed after its hash was verified; no row can name this blob.
-                self.blobs.delete(stored)
+                await self.blobs.delete(stored)
                 raise RuntimeError(f"stored file hashes to {stored}, expected {sha256}")
-            return StoredFiles(sha256, self.blobs.put(clean))
-
-        return await asyncio.to_thread(store)
+            return StoredFiles(sha256, await self.blobs.put(clean))
 
     async def remove_files(self, orphans: Iterable[StoredFiles]) -> int:
         """Remove the files of deleted pictures that no row refers to; return how many.
@@ -81,24 +99,45 @@ class PictureStore:
         """
         names = {name for files in orphans for name in (files.sha256, files.clean_sha256)}
         unreferenced = [name for name in sorted(names) if not await self._pictures.referenced(name)]
-        return await asyncio.to_thread(self._delete_files, unreferenced)
+        removed = 0
+        try:
+            for name in unreferenced:
+                if await self.blobs.delete(name):
+                    removed += 1
+        except StoreUnavailable:
+            # The rows are gone already (committed), so the request succeeded: the files stay
+            # for the sweep, which removes what no row names.
+            log.warning(
+                "picture store unreachable: %d unreferenced files left for the sweep",
+                len(unreferenced) - removed,
+            )
+        return removed
 
-    def _delete_files(self, names: Iterable[str]) -> int:
-        return sum(1 for name in names if self.blobs.delete(name))
-
-    async def sweep(self) -> int:
+    async def sweep(self, grace_seconds: float | None = None) -> int:
         """Remove picture rows no item shows and files no row refers to; return files removed.
 
-        For start-up, before any request is served: it takes no locks.
+        It takes no locks: files younger than ``grace_seconds`` are spared instead, since a file
+        is stored before the row naming it commits. By default that is 0 for the data dir (at
+        start-up, before this server serves anything) and :data:`SHARED_SWEEP_GRACE_SECONDS`
+        for a store other servers write to meanwhile; a sweep while serving passes its own.
+        An unreachable store is left for the next sweep.
         """
         referenced = await self._pictures.prune()
-
-        def sweep_files() -> int:
-            self.blobs.sweep_temp_files(older_than_seconds=0)
-            orphans = [name for name in self.blobs.iter_all() if name not in referenced]
-            return self._delete_files(orphans)
-
-        removed = await asyncio.to_thread(sweep_files)
+        grace = grace_seconds
+        if grace is None:
+            grace = SHARED_SWEEP_GRACE_SECONDS if self.blobs.shared else 0.0
+        removed = 0
+        try:
+            await self.blobs.sweep_temp_files(older_than_seconds=grace)
+            # Streamed: a large store's names are never all held at once.
+            async for name in self.blobs.names(older_than_seconds=grace):
+                # Asked again: a row may have come since the snapshot (on another server).
+                if name in referenced or await self._pictures.referenced(name):
+                    continue
+                if await self.blobs.delete(name):
+                    removed += 1
+        except StoreUnavailable:
+            log.warning("picture store unreachable: unreferenced files are left for later")
         if removed:
             log.info("start-up sweep removed %d unreferenced picture files", removed)
         return removed
@@ -129,13 +168,17 @@ class PictureStore:
 
         Raises:
             FileNotFoundError: the file is not stored.
+            Unavailable: the store cannot be reached.
         """
+        with store_available():
+            return await self.blobs.read_range(sha256, offset, length)
 
-        def read() -> tuple[int, bytes]:
-            with self.blobs.open(sha256) as stream:
-                stream.seek(0, 2)
-                total = stream.tell()
-                stream.seek(min(offset, total))
-                return total, stream.read(length)
+    async def read(self, sha256: str) -> bytes:
+        """Return the whole file.
 
-        return await asyncio.to_thread(read)
+        Raises:
+            FileNotFoundError: the file is not stored.
+            Unavailable: the store cannot be reached.
+        """
+        with store_available():
+            return await self.blobs.read(sha256)

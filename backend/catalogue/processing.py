@@ -66,10 +66,10 @@ class PictureProcessor:
             except MediaError as exc:
                 raise protocol_error(exc) from None
 
-    async def model_image(self, path: Path, info: ImageInfo) -> Image.Image:
-        """Decode a stored original into the vision pipeline's picture."""
+    async def model_image(self, source: bytes | Path, info: ImageInfo) -> Image.Image:
+        """Decode a stored original (its bytes or file) into the vision pipeline's picture."""
         async with self._slots:
             try:
-                return await asyncio.to_thread(decode_for_model, path, info)
+                return await asyncio.to_thread(decode_for_model, source, info)
             except MediaError as exc:
                 raise protocol_error(exc) from None

@@ -34,6 +34,7 @@ from tests.support import StatusRecorder, eventually, pinned_session, running_se
 from tests.support.catalogue import (
     EMPTY,
     account,
+    blob_names,
     encode,
     jpeg,
     meta,
@@ -86,7 +87,7 @@ async def test_upload_lists_the_item_with_its_pictures(
     assert detail.sha256 == sha(data) and detail.format == "JPEG"
     assert detail.size_bytes == len(data) and detail.description == "Grainy."
     assert Image.open(io.BytesIO(detail.preview)).format == "WEBP"
-    assert (server.config.data_dir / "blobs" / sha(data)[:2] / sha(data)[2:4] / sha(data)).is_file()
+    assert sha(data) in await blob_names(server)
     after = await stored(server)
     assert (after.items, after.pictures, after.uploads, after.partial_files) == (1, 1, 0, 0)
 
@@ -398,6 +399,7 @@ async def test_abandoned_uploads_expire(server_config: ServerConfig) -> None:
 
 
 @pytest.mark.sqlite_only  # plants rows straight into the SQLite file
+@pytest.mark.local_blobs  # and files straight into the data dir's blobs folder
 async def test_startup_sweep_removes_what_no_row_owns(
     server: PixmartServer, server_config: ServerConfig, make_session: SessionFactory, tmp_path: Path
 ) -> None:

@@ -96,10 +96,20 @@ class Stored:
     uploads: int
 
 
+async def blob_names(server: PixmartServer) -> set[str]:
+    """The names of the pictures' files ``server`` stores (in its data dir or object store)."""
+    return {name async for name in catalogue(server).pictures.blobs.names()}
+
+
 async def stored(server: PixmartServer) -> Stored:
     """Count the blob files, partial upload files and catalogue rows of ``server``."""
     data_dir = server.config.data_dir
-    blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+    blobs: list[object]
+    if server.config.blobs is None:
+        # Every file, temporary ones too: a leftover of a failed write is a leak as well.
+        blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+    else:
+        blobs = list(await blob_names(server))
     partials = [p for p in (data_dir / "uploads").iterdir() if p.is_file()]
 
     async def count(table: str) -> int:

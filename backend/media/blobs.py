@@ -1,0 +1,202 @@
+"""Provides the interface of picture storage, and its implementation on the local disk.
+
+Pictures are content-addressed blobs (see :mod:`backend.media.blobstore` for the naming): a blob
+is named by the SHA-256 of its bytes, written once and never changed. :class:`BlobStorage` is
+what the catalogue needs of a store; two implementations exist:
+
+* :class:`LocalBlobs`: the data dir's ``blobs`` folder (:class:`~backend.media.blobstore.BlobStore`,
+  run in threads), for a single server;
+* :class:`~backend.media.s3blobs.S3Blobs`: an S3-compatible object store shared by every
+  instance of a cluster (``--blobs s3://...``).
+
+Writes return only once the blob is durable, so a row naming it may commit. A store that cannot
+be reached raises :class:`StoreUnavailable` (after the client's own retries); callers turn it
+into the protocol's ``unavailable`` and keep what they were given, to be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final, Protocol
+
+from backend.media.blobstore import BlobStore
+
+#: Names listed per round trip (a thread hop here, a LIST request in S3).
+LIST_PAGE: Final = 1000
+
+
+class StoreUnavailable(Exception):
+    """The picture store cannot be reached now; the request may be retried later.
+
+    Args:
+        message: What failed, for the log (never credentials).
+        retry_after: Seconds after which a retry is worth trying.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 2.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BlobStorage(Protocol):
+    """Content-addressed, write-once storage of pictures' files.
+
+    Every method taking a name raises :class:`ValueError` for a name that is not 64 lowercase
+    hex digits, and :class:`StoreUnavailable` when the store cannot be reached.
+    """
+
+    #: Whether other servers write to the same store: the sweep must then spare young blobs,
+    #: whose rows may still be on their way on another server.
+    shared: bool
+
+    def describe(self) -> str:
+        """Where the blobs are, for logs (no secrets)."""
+        ...
+
+    async def put_file(self, path: Path) -> str:
+        """Store the complete file at ``path`` and return its SHA-256.
+
+        The file is consumed once the blob is durable; it stays where it is if storing failed.
+        """
+        ...
+
+    async def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its SHA-256; the same bytes again do nothing."""
+        ...
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+        ...
+
+    async def read(self, sha256: str) -> bytes:
+        """The blob's bytes.
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+        """
+        ...
+
+    async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
+        """The blob's total size and up to ``length`` bytes from ``offset`` (none past the end).
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+        """
+        ...
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove the blob; return whether it existed. Only for blobs no row refers to."""
+        ...
+
+    def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:
+        """Yield every stored blob's name, page by page, in no particular order.
+
+        Args:
+            older_than_seconds: Only blobs written at least this long ago.
+        """
+        ...
+
+    async def sweep_temp_files(self, older_than_seconds: float) -> int:
+        """Remove what interrupted writes left behind; return how many were removed.
+
+        Args:
+            older_than_seconds: Spare anything younger: a write may be in progress.
+        """
+        ...
+
+
+class LocalBlobs:
+    """:class:`BlobStorage` in a folder of this machine, for a single server.
+
+    Args:
+        root: The folder; on the upload area's filesystem, a stored upload is renamed in.
+    """
+
+    shared = False
+
+    def __init__(self, root: Path) -> None:
+        self.store = BlobStore(root)
+
+    def describe(self) -> str:
+        """Where the blobs are, for logs."""
+        return str(self.store.root)
+
+    async def put_file(self, path: Path) -> str:
+        """Move the file at ``path`` into the folder; return its SHA-256."""
+        return await asyncio.to_thread(self.store.put_file, path)
+
+    async def put(self, data: bytes) -> str:
+        """Store ``data``; return its SHA-256."""
+        return await asyncio.to_thread(self.store.put, data)
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+        return await asyncio.to_thread(self.store.exists, sha256)
+
+    async def read(self, sha256: str) -> bytes:
+        """The blob's bytes."""
+        return await asyncio.to_thread(self.store.read, sha256)
+
+    async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
+        """The blob's size and up to ``length`` bytes from ``offset``."""
+
+        def read() -> tuple[int, bytes]:
+            with self.store.open(sha256) as stream:
+                stream.seek(0, 2)
+                total = stream.tell()
+                stream.seek(min(offset, total))
+                return total, stream.read(length)
+
+        return await asyncio.to_thread(read)
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove the blob; return whether it existed."""
+        return await asyncio.to_thread(self.store.delete, sha256)
+
+    async def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:
+        """Yield the stored blobs' names, listing the folder in a thread a page at a time."""
+        cutoff = time.time() - older_than_seconds
+        listing = self.store.iter_all()
+
+        def page() -> tuple[bool, list[str]]:
+            # One thread at a time advances the generator: each page is awaited before the next.
+            names = list(itertools.islice(listing, LIST_PAGE))
+            if older_than_seconds > 0:
+                names_kept = [name for name in names if self._written_before(name, cutoff)]
+                return bool(names), names_kept
+            return bool(names), names
+
+        while True:
+            more, batch = await asyncio.to_thread(page)
+            if not more:
+                return
+            for name in batch:
+                yield name
+
+    def _written_before(self, name: str, cutoff: float) -> bool:
+        try:
+            return self.store.path_for(name).stat().st_mtime <= cutoff
+        except FileNotFoundError:
+            return False
+
+    async def sweep_temp_files(self, older_than_seconds: float) -> int:
+        """Remove temporary files of interrupted writes untouched for ``older_than_seconds``."""
+        return await asyncio.to_thread(self.store.sweep_temp_files, older_than_seconds)
+
+
+def open_blob_storage(url: str | None, default_root: Path) -> BlobStorage:
+    """The store ``--blobs`` names: an ``s3://`` URL, or ``None`` for ``default_root``.
+
+    Raises:
+        ValueError: ``url`` is not a valid object store URL.
+    """
+    if url is None:
+        return LocalBlobs(default_root)
+    # Imported here: the S3 client is loaded only by servers configured to use it.
+    from backend.media.s3blobs import S3Blobs
+
+    return S3Blobs.from_url(url)

@@ -1,0 +1,81 @@
+"""The picture stores' contract: the data dir's folder and the S3 object store alike.
+
+The S3 store is a real SeaweedFS on loopback (the session's, a prefix per test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.media.blobs import BlobStorage, LocalBlobs, open_blob_storage
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(params=["local", "s3"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStorage]:
+    """Each picture store in turn, empty."""
+    if request.param == "local":
+        yield LocalBlobs(tmp_path / "blobs")
+    else:
+        # Looked up only here, so a run without S3 tests never starts SeaweedFS.
+        yield open_blob_storage(str(request.getfixturevalue("blobs_url")), tmp_path / "unused")
+
+
+async def test_put_then_read_whole_and_by_range(blobs: BlobStorage) -> None:
+    data = os.urandom(1000)
+    name = await blobs.put(data)
+    assert name == sha(data) and await blobs.exists(name)
+    assert await blobs.read(name) == data
+    assert await blobs.read_range(name, 100, 50) == (1000, data[100:150])
+    assert await blobs.read_range(name, 990, 50) == (1000, data[990:])
+    # At or past the end: the size and no bytes, as a file read there gives.
+    assert await blobs.read_range(name, 1000, 50) == (1000, b"")
+    assert await blobs.read_range(name, 5000, 50) == (1000, b"")
+
+
+async def test_put_file_consumes_the_file_and_is_idempotent(
+    blobs: BlobStorage, tmp_path: Path
+) -> None:
+    data = os.urandom(3000)
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(data)
+    second.write_bytes(data)
+    assert await blobs.put_file(first) == sha(data)
+    assert await blobs.put_file(second) == sha(data)  # already stored: the file just goes
+    assert not first.exists() and not second.exists()
+    assert await blobs.read(sha(data)) == data
+
+
+async def test_missing_blobs(blobs: BlobStorage) -> None:
+    absent = "ab" * 32
+    assert not await blobs.exists(absent)
+    assert not await blobs.delete(absent)
+    with pytest.raises(FileNotFoundError):
+        await blobs.read(absent)
+    with pytest.raises(FileNotFoundError):
+        await blobs.read_range(absent, 0, 10)
+    with pytest.raises(ValueError):
+        await blobs.exists("../../etc/passwd")
+
+
+async def test_names_lists_every_blob_and_delete_removes_one(blobs: BlobStorage) -> None:
+    names = {await blobs.put(f"picture {n}".encode()) for n in range(5)}
+    assert {name async for name in blobs.names()} == names
+    # Nothing is an hour old yet: a sweep of a shared store spares them all.
+    assert [name async for name in blobs.names(older_than_seconds=3600)] == []
+    gone = sorted(names)[0]
+    assert await blobs.delete(gone) and not await blobs.exists(gone)
+    assert {name async for name in blobs.names()} == names - {gone}
+
+
+def test_only_the_object_store_is_shared(blobs: BlobStorage) -> None:
+    # A shared store's sweep spares young files: another server may be about to name them.
+    assert blobs.shared is not isinstance(blobs, LocalBlobs)
