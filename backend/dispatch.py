@@ -19,7 +19,7 @@ from backend.auth import Authenticator
 from backend.connection import Connection
 from backend.logs import REQUEST_LOGGER
 from backend.metrics import OK, ServerMetrics
-from backend.replay import ReplayCache
+from backend.replay import Replay, ReplayCache
 from protocol.errors import BadRequest, ErrorCode, Internal, PixmartError
 from protocol.messages.base import ErrorReply, Reply, Request
 
@@ -44,6 +44,9 @@ class Route:
     #: Whether a retried request (same client session, user and id) is answered from the replay
     #: cache.
     replayable: bool
+    #: Whether the request or its reply carries a credential (a password, a session token): its
+    #: replay is kept in this process only, never in storage shared with other instances.
+    private: bool
     #: Applied to the connection after a reply, fresh or replayed (e.g. binding a new session).
     after: AfterReply | None
 
@@ -54,12 +57,12 @@ class Dispatcher:
     def __init__(
         self,
         authenticator: Authenticator,
-        replay: ReplayCache | None = None,
+        replay: Replay | None = None,
         *,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self._authenticator = authenticator
-        self._replay = replay or ReplayCache()
+        self._replay: Replay = replay or ReplayCache()
         self._routes: dict[type[Request], Route] = {}
         #: Where requests are counted; the transport reaches it here to count connections.
         self.metrics = metrics or ServerMetrics()
@@ -70,6 +73,7 @@ class Dispatcher:
         *,
         auth: bool = True,
         replayable: bool = True,
+        private: bool = False,
         after: AfterReply | None = None,
     ) -> Callable[
         [Callable[[Connection, R], Awaitable[Reply]]], Callable[[Connection, R], Awaitable[Reply]]
@@ -81,7 +85,7 @@ class Dispatcher:
         ) -> Callable[[Connection, R], Awaitable[Reply]]:
             if request_type in self._routes:
                 raise ValueError(f"{request_type.__name__} already has a handler")
-            self._routes[request_type] = Route(handler, auth, replayable, after)
+            self._routes[request_type] = Route(handler, auth, replayable, private, after)
             return handler
 
         return register
@@ -187,7 +191,12 @@ class Dispatcher:
             # The user is part of the key: a client id is whatever the hello claimed, so another
             # user presenting it must not be answered with this user's replies.
             reply = await self._replay.run(
-                connection.client_id, connection.user_id, request.id, fingerprint, compute
+                connection.client_id,
+                connection.user_id,
+                request.id,
+                fingerprint,
+                compute,
+                private=route.private,
             )
         else:
             reply = await compute()

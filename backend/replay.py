@@ -8,6 +8,9 @@ twice.
 The user is part of the key because the client id is only the client's word: anyone may present
 another client's id in their hello. Keyed by the client id alone, a second user re-sending the
 first user's requests byte for byte was answered with the first user's cart and order.
+
+This cache lives in one process's memory, which is all a SQLite server needs; instances sharing
+one PostgreSQL database share their replays through it instead (:mod:`backend.replay_postgres`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from protocol.errors import Conflict
 from protocol.messages.base import Reply
@@ -32,6 +36,32 @@ MAX_ENTRIES = 50_000
 #: Whose replies share one request-id space: the client session and the user it is logged in
 #: as (``None`` before a login).
 _ClientKey = tuple[str, int | None]
+
+#: Runs a request the first time it is seen.
+Compute = Callable[[], Awaitable[Reply]]
+
+
+class Replay(Protocol):
+    """What the dispatcher needs of a replay cache: in memory (one SQLite server) or shared by
+    every instance on one PostgreSQL database (:mod:`backend.replay_postgres`).
+    """
+
+    async def run(
+        self,
+        client_id: str,
+        user_id: int | None,
+        request_id: int,
+        fingerprint: bytes,
+        compute: Compute,
+        *,
+        private: bool = False,
+    ) -> Reply:
+        """Return the reply for this request, computing it only the first time it is seen.
+
+        ``private``: the request or its reply carries a credential (a password, a session
+        token), so nothing of it may leave this process (see :class:`ReplayCache`).
+        """
+        ...
 
 
 class _Entry:
@@ -62,7 +92,9 @@ class ReplayCache:
         user_id: int | None,
         request_id: int,
         fingerprint: bytes,
-        compute: Callable[[], Awaitable[Reply]],
+        compute: Compute,
+        *,
+        private: bool = False,
     ) -> Reply:
         """Return the reply for this request, computing it only the first time it is seen.
 
@@ -73,6 +105,8 @@ class ReplayCache:
             request_id: The request's id, unique within the client session.
             fingerprint: A digest of the request's frame, to tell a retry from id reuse.
             compute: Runs the request the first time.
+            private: Whether the request or reply carries a credential; all of this cache is
+                in this process's memory, so it changes nothing here.
 
         Raises:
             Conflict: when the id was already used by this client and user for a different

@@ -32,12 +32,15 @@ def register(dispatcher: Dispatcher, services: Services) -> None:
         if isinstance(reply, LoggedIn):
             connection.principal, _ = await accounts.resume(reply.token)
 
-    @dispatcher.route(CreateAccount, auth=False)
+    # private: these frames carry a password (a digest of one kept in shared storage would be a
+    # fast offline guessing oracle) and their replies a session token, so their retries are
+    # deduplicated by the instance that ran them only, never through the database.
+    @dispatcher.route(CreateAccount, auth=False, private=True)
     async def create_account(connection: Connection, request: CreateAccount) -> Reply:
         user = await accounts.create_account(request.username, request.password, connection.address)
         return AccountCreated(id=request.id, user=user)
 
-    @dispatcher.route(Login, auth=False, after=bind_session)
+    @dispatcher.route(Login, auth=False, private=True, after=bind_session)
     async def login(connection: Connection, request: Login) -> Reply:
         token, principal, expires_at = await accounts.login(
             request.username, request.password, connection.address
@@ -67,7 +70,7 @@ def register(dispatcher: Dispatcher, services: Services) -> None:
     async def whoami(connection: Connection, request: WhoAmI) -> Reply:
         return Me(id=request.id, user=connection.require_user().info())
 
-    @dispatcher.route(ChangePassword, after=bind_session)
+    @dispatcher.route(ChangePassword, private=True, after=bind_session)
     async def change_password(connection: Connection, request: ChangePassword) -> Reply:
         def carry_on(principal: Principal) -> None:
             # This connection moves to the new session, subscriptions and all; the user's other

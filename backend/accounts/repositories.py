@@ -6,7 +6,9 @@ from backend.accounts.postgres_repository import (
     PostgresAccountRepository,
     PostgresSessionRepository,
 )
+from backend.accounts.postgres_throttle import PostgresEventCounter
 from backend.accounts.repository import AccountRepository, SessionRepository
+from backend.accounts.shared_throttle import EventCounter
 from backend.accounts.sqlite_repository import SqliteAccountRepository, SqliteSessionRepository
 from backend.storage.database import Database
 from backend.storage.engine import StorageEngine
@@ -24,3 +26,12 @@ def session_repository(db: StorageEngine) -> SessionRepository:
     if isinstance(db, Database):
         return SqliteSessionRepository(db)
     return PostgresSessionRepository(db)
+
+
+def event_counter(db: StorageEngine) -> EventCounter | None:
+    """Where the login and sign-up limits are counted for every instance: the database on
+    PostgreSQL; ``None`` on SQLite, whose single server counts them in memory.
+    """
+    if isinstance(db, Database):
+        return None
+    return PostgresEventCounter(db)

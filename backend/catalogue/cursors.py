@@ -4,8 +4,9 @@ A cursor carries only a keyset position (e.g. the ``(created_at, id)`` of the la
 Its HMAC-SHA256 covers the position and a *binding*: the listing's kind, the viewer and the
 canonical filters. Opening a cursor recomputes the binding from the request that brought it
 back, so a cursor edited by hand, made for other filters or issued to another user is refused
-with ``bad_request``. The secret lives in a 0600 file created on first start, so cursors stay
-valid across reconnects and restarts.
+with ``bad_request``. The secret lives in a 0600 file created on first start (in the database
+when several instances share one, see :func:`backend.catalogue.repositories.cursor_secret`), so
+cursors stay valid across reconnects, restarts and instances.
 
 Other listings (similar-image search, order history) reuse this: pick a ``scope``, build the
 binding with :func:`cursor_binding`, seal the position of the last row sent.
@@ -78,7 +79,14 @@ def load_or_create_secret(path: Path) -> bytes:
 class CursorSigner:
     """Seals keyset positions into cursors and opens them again (see the module docstring)."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes | None = None) -> None:
+        """A signer with ``secret``, or one keyed later by :meth:`use_secret`."""
+        self._secret: bytes | None = None
+        if secret is not None:
+            self.use_secret(secret)
+
+    def use_secret(self, secret: bytes) -> None:
+        """Sign with ``secret`` from now on (a server loads it from storage as it starts)."""
         if len(secret) < 16:
             raise ValueError("the cursor secret is too short")
         self._secret = secret
@@ -89,6 +97,8 @@ class CursorSigner:
         return cls(load_or_create_secret(path))
 
     def _mac(self, binding: bytes, body: bytes) -> bytes:
+        if self._secret is None:
+            raise RuntimeError("the cursor secret is not loaded yet")
         return hmac.new(self._secret, _DOMAIN + binding + body, hashlib.sha256).digest()
 
     def seal(self, binding: bytes, position: Position) -> str:
