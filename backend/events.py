@@ -4,6 +4,10 @@ The hub also ends the live side of sessions: when a session ends (:meth:`EventHu
 told by the account service) every connection logged in with it loses its subscriptions, hears
 :class:`~protocol.messages.accounts.SessionEnded` and is logged out; and before any event is
 queued or sent the connection's session is checked again, so none reaches a session that ended.
+
+The hub reaches this process's connections only. Publishers also hand the domain fact behind
+their events to :meth:`EventHub.share`, which gives it to the :mod:`event bus <backend.eventbus>`
+for the other instances of the shop; each applies its own connections' visibility rules.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from backend.auth import END_MESSAGES, Principal
+from backend.eventbus import Fact
 from protocol.messages.accounts import SessionEnded, SessionEndReason
 from protocol.messages.base import Event
 
@@ -37,6 +42,16 @@ class EventHub:
         self._subscribers: defaultdict[str, set[Connection]] = defaultdict(set)
         self._connections: set[Connection] = set()
         self._check: SessionCheck | None = None
+        self._share: Callable[[Fact], None] | None = None
+
+    def share_with(self, share: Callable[[Fact], None]) -> None:
+        """Hand the facts given to :meth:`share` to ``share`` (the event bus's publish)."""
+        self._share = share
+
+    def share(self, fact: Fact) -> None:
+        """Tell the other server instances of ``fact``, once delivered here (no-op alone)."""
+        if self._share is not None:
+            self._share(fact)
 
     def attach(self, connection: Connection) -> None:
         """Know an open connection, so it can be told when its session ends."""
@@ -50,6 +65,10 @@ class EventHub:
         """Deliver events of ``topic`` to ``connection`` until it unsubscribes or closes."""
         self._subscribers[topic].add(connection)
         connection.topics.add(topic)
+
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether any connection here is subscribed to ``topic``."""
+        return bool(self._subscribers.get(topic))
 
     def unsubscribe(self, connection: Connection, topic: str) -> None:
         """Stop delivering ``topic`` to ``connection``."""

@@ -3,11 +3,16 @@
 Topics: ``"catalogue"`` (every open gallery), ``"item:<id>"`` (clients looking at or holding the
 item). Private items are announced to their owner only; when an item turns private, everyone else
 is told it was removed.
+
+Each publisher delivers to this instance's connections and shares the fact (item, owner,
+visibility: never a decision about a viewer) with the other instances, which deliver it to
+theirs by the same rules (:func:`listen`).
 """
 
 from __future__ import annotations
 
 from backend.connection import Connection
+from backend.eventbus import EventBus, Fact
 from backend.events import Audience, EventHub
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
 
@@ -17,6 +22,42 @@ CATALOGUE_TOPIC = "catalogue"
 def item_topic(item_id: int) -> str:
     """The topic of one item's watchers."""
     return f"item:{item_id}"
+
+
+class ItemAddedFact(Fact, frozen=True, kw_only=True):
+    """An item was listed, or turned public."""
+
+    item_id: int
+    owner_id: int
+    public: bool
+
+
+class ItemChangedFact(Fact, frozen=True, kw_only=True):
+    """An item's title, price, stock or visibility changed (``was_public``: see
+    :func:`publish_changed`)."""
+
+    item_id: int
+    owner_id: int
+    title: str
+    price_cents: int
+    stock: int
+    public: bool
+    was_public: bool | None = None
+
+
+class ItemRemovedFact(Fact, frozen=True, kw_only=True):
+    """An item was deleted (``owner_id``, ``public``: see :func:`publish_removed`)."""
+
+    item_id: int
+    owner_id: int | None = None
+    public: bool = True
+
+
+def listen(bus: EventBus, events: EventHub) -> None:
+    """Deliver the item facts of other instances to this instance's connections."""
+    bus.on(ItemAddedFact, lambda fact: _deliver_added(events, fact))
+    bus.on(ItemChangedFact, lambda fact: _deliver_changed(events, fact))
+    bus.on(ItemRemovedFact, lambda fact: _deliver_removed(events, fact))
 
 
 def _can_see(owner_id: int, public: bool) -> Audience:
@@ -36,8 +77,16 @@ def _cannot_see(owner_id: int, public: bool) -> Audience:
 
 def publish_added(events: EventHub, *, item_id: int, owner_id: int, public: bool) -> None:
     """Announce a new item to those who may see it."""
+    fact = ItemAddedFact(item_id=item_id, owner_id=owner_id, public=public)
+    _deliver_added(events, fact)
+    events.share(fact)
+
+
+def _deliver_added(events: EventHub, fact: ItemAddedFact) -> None:
     events.publish(
-        CATALOGUE_TOPIC, ItemAdded(item_id=item_id, owner_id=owner_id), _can_see(owner_id, public)
+        CATALOGUE_TOPIC,
+        ItemAdded(item_id=fact.item_id, owner_id=fact.owner_id),
+        _can_see(fact.owner_id, fact.public),
     )
 
 
@@ -59,14 +108,32 @@ def publish_changed(
             If the item turned private, everyone else is told it was removed; nobody else hears
             anything about an item that was private already, not even that it changed.
     """
-    changed = ItemChanged(
-        item_id=item_id, title=title, price_cents=price_cents, stock=stock, public=public
+    fact = ItemChangedFact(
+        item_id=item_id,
+        owner_id=owner_id,
+        title=title,
+        price_cents=price_cents,
+        stock=stock,
+        public=public,
+        was_public=was_public,
     )
-    removed = ItemRemoved(item_id=item_id)
-    for topic in (CATALOGUE_TOPIC, item_topic(item_id)):
-        events.publish(topic, changed, _can_see(owner_id, public))
-        if was_public and not public:
-            events.publish(topic, removed, _cannot_see(owner_id, public))
+    _deliver_changed(events, fact)
+    events.share(fact)
+
+
+def _deliver_changed(events: EventHub, fact: ItemChangedFact) -> None:
+    changed = ItemChanged(
+        item_id=fact.item_id,
+        title=fact.title,
+        price_cents=fact.price_cents,
+        stock=fact.stock,
+        public=fact.public,
+    )
+    removed = ItemRemoved(item_id=fact.item_id)
+    for topic in (CATALOGUE_TOPIC, item_topic(fact.item_id)):
+        events.publish(topic, changed, _can_see(fact.owner_id, fact.public))
+        if fact.was_public and not fact.public:
+            events.publish(topic, removed, _cannot_see(fact.owner_id, fact.public))
 
 
 def publish_removed(
@@ -79,7 +146,14 @@ def publish_removed(
             item hear of its deletion (nobody else ever knew its id).
         public: Whether the item was public when it was deleted.
     """
-    removed = ItemRemoved(item_id=item_id)
+    fact = ItemRemovedFact(item_id=item_id, owner_id=owner_id, public=public)
+    _deliver_removed(events, fact)
+    events.share(fact)
+
+
+def _deliver_removed(events: EventHub, fact: ItemRemovedFact) -> None:
+    owner_id, public = fact.owner_id, fact.public
+    removed = ItemRemoved(item_id=fact.item_id)
     seen: set[int] = set()
     could_see = _can_see(owner_id, public) if owner_id is not None and not public else None
 
@@ -90,5 +164,5 @@ def publish_removed(
         seen.add(connection.id)
         return connection.principal is not None
 
-    for topic in (CATALOGUE_TOPIC, item_topic(item_id)):
+    for topic in (CATALOGUE_TOPIC, item_topic(fact.item_id)):
         events.publish(topic, removed, once)
