@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench server services services-down clean
+.PHONY: run test lint bench server services services-down cluster cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,20 +26,36 @@ lint: $(STAMP)
 # The suite runs with an empty user cache dir, so no converted model or other cached state from
 # an earlier run can hide a test that only passes warm; pip keeps its own cache (the wheel tests
 # install into throwaway venvs). The second pass runs every server-backed integration and fault
-# test again on PostgreSQL (started by the fixtures when `make services` has not).
+# test again on PostgreSQL (started by the fixtures when `make services` has not). The third
+# runs the catalogue's picture tests on PostgreSQL with the pictures in the object store.
 test: lint
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" \
 	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q && \
-	PIXMART_TEST_ENGINE=postgres XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q tests/integration tests/fault
+	PIXMART_TEST_ENGINE=postgres XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q tests/integration tests/fault && \
+	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q \
+		tests/integration/test_catalogue_upload.py tests/integration/test_catalogue_access.py \
+		tests/integration/test_catalogue_items.py
 
-# PostgreSQL with pgvector on loopback, for running servers on the second engine; settings land
-# in .services.env (PIXMART_DATABASE=...). Idempotent. The tests start it themselves if needed.
+# PostgreSQL with pgvector and SeaweedFS (S3) on loopback, for running servers on the second
+# engine and the object store; settings land in .services.env (PIXMART_DATABASE=...,
+# PIXMART_BLOBS=... and its AWS_* key pair). Idempotent. The tests start them themselves if needed.
 services: $(STAMP)
 	$(BIN)/python -m tests.support.services up
 
 services-down: $(STAMP)
+	$(BIN)/python -m tests.support.cluster down
 	$(BIN)/python -m tests.support.services down
+
+# N pixmart-server instances (default 2) on loopback, sharing the PostgreSQL of `make services`
+# and one certificate, behind haproxy (installed with apt if missing); .services.env gets
+# PIXMART_LB=wss://... Idempotent: running again with another N resizes the cluster.
+N ?= 2
+cluster: services
+	$(BIN)/python -m tests.support.cluster up $(N)
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m tests.support.cluster down
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

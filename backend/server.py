@@ -22,17 +22,26 @@ import asyncpg
 
 from backend import handshake, tls
 from backend.accounts import handlers as account_handlers
-from backend.accounts.repositories import account_repository, session_repository
+from backend.accounts import live as account_live
+from backend.accounts.repositories import (
+    account_repository,
+    event_counter,
+    session_repository,
+)
 from backend.accounts.service import AccountService
+from backend.catalogue import live as catalogue_live
 from backend.config import ServerConfig, format_address
 from backend.dispatch import Dispatcher
 from backend.domains import Domains, build_domains
 from backend.events import EventHub
 from backend.metrics import MetricsEndpoint, serve_metrics
+from backend.pg_eventbus import event_bus_for
+from backend.replay_postgres import PostgresReplayCache
 from backend.services import Services
 from backend.startup import StartupError, check_shipped_files, check_writable_dir
 from backend.storage.database import SchemaTooNewError
 from backend.storage.engine import StorageEngine, describe, engine_for
+from backend.storage.postgres import PostgresDatabase
 from backend.transport import Transport
 from protocol.messages.base import PROTOCOL_VERSION, Capabilities
 
@@ -62,15 +71,33 @@ class PixmartServer:
         self.db: StorageEngine = engine_for(config)
         self.events = EventHub()
         self.accounts = AccountService(
-            account_repository(self.db), session_repository(self.db), config.sessions
+            account_repository(self.db),
+            session_repository(self.db),
+            config.sessions,
+            counter=event_counter(self.db),
+            exclusive_job=self.db.exclusive_job,
         )
         # The revocation path: a session that ends is ended at once on every connection logged
         # in with it, and no event is queued or sent for a session that is no longer valid.
         self.accounts.on_session_end(self.events.end_sessions)
         self.events.check_sessions(self.accounts.current)
+        # Several instances on one database: the facts behind live events and session endings
+        # reach every instance, each applying the visibility rules to its own connections.
+        self.bus = event_bus_for(self.db)
+        self.events.share_with(self.bus.publish)
+        self.accounts.share_ends_with(self.bus.publish)
+        account_live.listen(self.bus, self.accounts)
+        catalogue_live.listen(self.bus, self.events)
         self._session_sweeper: asyncio.Task[None] | None = None
-        self.services = Services(config, self.db, self.accounts, self.events)
-        self.dispatcher = Dispatcher(self.accounts, metrics=self.services.metrics)
+        self.services = Services(config, self.db, self.accounts, self.events, bus=self.bus)
+        # Instances on one PostgreSQL database share their replay cache (a request retried on
+        # another instance is still applied once); a SQLite server keeps it in memory.
+        self._shared_replay = (
+            PostgresReplayCache(self.db) if isinstance(self.db, PostgresDatabase) else None
+        )
+        self.dispatcher = Dispatcher(
+            self.accounts, self._shared_replay, metrics=self.services.metrics
+        )
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._transport: Transport | None = None
         #: The domains, built as the server starts (after migrations); ``None`` when stopped.
@@ -200,6 +227,8 @@ class PixmartServer:
                 ) from None
             log.info("serving metrics on %s", self._metrics_endpoint.url)
         await self._open_database()
+        if self._shared_replay is not None:
+            await self._shared_replay.start()
         self._session_sweeper = asyncio.create_task(
             self.accounts.sweep_forever(), name="pixmart-session-sweeper"
         )
@@ -209,6 +238,7 @@ class PixmartServer:
         for domain in self.domains.all:
             await domain.start()
             domain.register(self.dispatcher)
+        await self.bus.start()  # after the domains, which register the facts they receive
         self._transport.accepting = True
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -308,10 +338,13 @@ class PixmartServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._session_sweeper
             self._session_sweeper = None
+        await self.bus.close()
         if self.domains is not None:
             for domain in reversed(self.domains.all):
                 await domain.stop()
             self.domains = None
+        if self._shared_replay is not None:
+            await self._shared_replay.close()
         await self.db.close()
         self._unlock_data_dir()
 

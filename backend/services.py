@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from backend.accounts.service import AccountService
 from backend.config import ServerConfig
+from backend.eventbus import EventBus
 from backend.events import EventHub
 from backend.metrics import ServerMetrics
 from backend.storage.engine import StorageEngine
@@ -25,3 +26,5 @@ class Services:
     events: EventHub
     #: The server's Prometheus metrics; domains record what they do here.
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    #: Carries domain facts to the other server instances (a no-op bus for a single server).
+    bus: EventBus = field(default_factory=EventBus)

@@ -17,6 +17,7 @@ from backend.storage.postgres import PostgresDatabase
 from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
 from tests.support.pg import Template, postgres_server, run_sync, with_database
+from tests.support.s3 import ObjectStore, fresh_prefix, object_store_server
 
 #: Fast reconnects in tests; the production default starts at half a second.
 TEST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
@@ -30,10 +31,13 @@ def _isolated_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     os.environ.pop("PIXMART_SERVER", None)
     # ServerConfig reads it: a developer's own database must never be what a test writes to.
     monkeypatch.delenv("PIXMART_DATABASE", raising=False)
+    monkeypatch.delenv("PIXMART_BLOBS", raising=False)
 
 
 #: ``postgres`` runs every server of the suite on a PostgreSQL database of its own.
 ENGINE_VARIABLE = "PIXMART_TEST_ENGINE"
+#: ``s3`` keeps the pictures of every server of the suite in the object store (a prefix each).
+BLOBS_VARIABLE = "PIXMART_TEST_BLOBS"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +46,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A test that never builds a server from ``server_config`` would only repeat its SQLite run;
     one marked ``sqlite_only`` looks at the SQLite file itself.
     """
+    if os.environ.get(BLOBS_VARIABLE, "local") == "s3":
+        # On the object store pass, tests that look into the blobs folder have nothing to see.
+        kept = [item for item in items if item.get_closest_marker("local_blobs") is None]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     if os.environ.get(ENGINE_VARIABLE, "sqlite") != "postgres":
         return
     selected, deselected = [], []
@@ -73,10 +82,21 @@ async def server_database(request: pytest.FixtureRequest) -> AsyncIterator[str |
 
 
 @pytest.fixture
-def server_config(tmp_path: Path, server_database: str | None) -> ServerConfig:
+def server_blobs(request: pytest.FixtureRequest) -> str | None:
+    """The ``--blobs`` of test servers: ``None`` (the data dir) unless the store is S3."""
+    if os.environ.get(BLOBS_VARIABLE, "local") != "s3":
+        return None
+    return str(request.getfixturevalue("blobs_url"))
+
+
+@pytest.fixture
+def server_config(
+    tmp_path: Path, server_database: str | None, server_blobs: str | None
+) -> ServerConfig:
     """A config for a server on a free loopback port, without the image model."""
     return ServerConfig(
         database=server_database,
+        blobs=server_blobs,
         data_dir=tmp_path / "server-data",
         port=0,
         enable_vision=False,
@@ -188,3 +208,22 @@ async def engine(
         await db.close()
         if url is not None:
             await template.drop(url)
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[ObjectStore]:
+    """An S3-compatible object store (SeaweedFS), started for the session if none runs."""
+    with object_store_server() as store:
+        yield store
+
+
+@pytest.fixture
+def blobs_url(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A ``--blobs`` URL of a prefix of this test's own; its objects are removed afterwards."""
+    for key, value in object_store.credentials.items():
+        monkeypatch.setenv(key, value)
+    url = object_store.prefixed(fresh_prefix())
+    try:
+        yield url
+    finally:
+        object_store.clear(url)

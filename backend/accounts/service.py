@@ -3,6 +3,10 @@
 Sessions end by logout, a password change, expiry (idle or absolute) or an administrator; every
 ending is announced to the ``on_session_end`` listeners at the moment the session is forgotten,
 so the server can stop the live events of the connections still logged in with it.
+
+Endings by logout, password change or administrator are also shared with the other server
+instances (:meth:`AccountService.share_ends_with`), which end the same sessions at once
+(:meth:`AccountService.forget_sessions`, :meth:`AccountService.forget_user_sessions`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from backend.accounts.hashing import PasswordWork
+from backend.accounts.live import SessionsEndedFact, UserSessionsEndedFact
 from backend.accounts.passwords import DUMMY_HASH
 from backend.accounts.repository import (
     AccountRepository,
@@ -27,6 +33,7 @@ from backend.accounts.repository import (
     UsernameTaken,
     UserRecord,
 )
+from backend.accounts.shared_throttle import EventCounter, SharedLimits
 from backend.accounts.throttle import LoginThrottle, SignupLimiter
 from backend.addresses import address_key
 from backend.auth import END_MESSAGES
@@ -35,6 +42,7 @@ from backend.auth import END_MESSAGES
 # of this package; re-exported here for the domains that import it from the account service.
 from backend.auth import Principal as Principal
 from backend.config import SessionPolicy
+from backend.eventbus import Fact
 from backend.safetext import refuse_hidden
 from protocol.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthenticated
 from protocol.messages.accounts import SessionEndReason, UserInfo
@@ -119,6 +127,8 @@ class AccountService:
         policy: SessionPolicy,
         *,
         clock: Callable[[], float] = time.time,
+        counter: EventCounter | None = None,
+        exclusive_job: Callable[[str], AbstractAsyncContextManager[bool]] | None = None,
     ) -> None:
         """Build the service over its storage (see :mod:`backend.accounts.repositories`).
 
@@ -127,6 +137,10 @@ class AccountService:
             sessions: The stored sessions, of the same database as ``users``.
             policy: Lifetimes of sessions and the limits on logins, sign-ups and hashing.
             clock: Epoch seconds now; tests pass a fake one.
+            counter: Where the login and sign-up limits are also counted for every instance
+                of the shop (PostgreSQL); ``None`` for a single server.
+            exclusive_job: Enters a background job if no other instance is running it
+                (``StorageEngine.exclusive_job``); ``None``: always this process.
         """
         self._users = users
         self._sessions = sessions
@@ -143,6 +157,17 @@ class AccountService:
             max_total=policy.max_accounts_total,
             window=policy.account_window,
         )
+        #: The same limits counted across instances (does nothing without a ``counter``).
+        self.shared_limits = SharedLimits(
+            counter,
+            max_failures_per_account=policy.max_failures_per_account,
+            max_failures_per_address=policy.max_failures_per_address,
+            failure_window=policy.failure_window,
+            max_accounts_per_address=policy.max_accounts_per_address,
+            max_accounts_total=policy.max_accounts_total,
+            account_window=policy.account_window,
+        )
+        self._exclusive_job = exclusive_job
         #: Every Argon2id hash and check runs through here, a bounded number at once.
         self.password_work = PasswordWork(
             workers=policy.password_hash_workers,
@@ -152,6 +177,7 @@ class AccountService:
         #: Every session bound to a connection is held here until it ends.
         self._live: dict[bytes, _LiveSession] = {}
         self._end_listeners: list[SessionEndListener] = []
+        self._share: Callable[[Fact], None] | None = None
         #: Rows of sessions found expired outside a sweep; the next sweep deletes them.
         self._expired_rows: set[bytes] = set()
         # Held while sessions are deleted and forgotten, and while a sweep compares the table
@@ -187,10 +213,18 @@ class AccountService:
         # Counted before the hash, so sign-ups sent at once cannot all pass the limit.
         slot = self.signups.reserve(where) if address is not None else None
         try:
+            shared = await self.shared_limits.signup(where) if address is not None else None
+        except RateLimited:
+            if slot is not None:
+                slot.release()
+            raise
+        try:
             encoded = await self.password_work.hash(password, where)
         except RateLimited:
             if slot is not None:
                 slot.release()  # nothing was hashed: the attempt costs the client nothing
+            if shared is not None:
+                await shared.release()
             raise
         try:
             user = await self._users.create(username, key, encoded, self._clock())
@@ -211,6 +245,11 @@ class AccountService:
         where = address_key(address)
         attempt = self.throttle.reserve(key, where)
         try:
+            shared = await self.shared_limits.login_attempt(key, where)
+        except BaseException:
+            attempt.release()  # refused by the shop-wide limit before any work
+            raise
+        try:
             user = None
             # A name that create refuses belongs to no account, even if its key matches one
             # ("gloß" folds to "gloss"): login accepts exactly the spellings create does.
@@ -221,11 +260,13 @@ class AccountService:
                 ok = await self.password_work.verify(password, encoded, where)
             except RateLimited:
                 attempt.release()  # refused before any work: not a guess
+                await shared.release()
                 raise
             if user is None or not ok:
-                attempt.failed()
+                attempt.failed()  # the shared limits counted it when it was reserved
                 raise Unauthenticated(_GENERIC_LOGIN_FAILURE)
             attempt.succeeded()
+            await shared.succeeded()
         finally:
             attempt.failed()  # cut short (the client dropped, an error): it counts; else no-op
         return await self._open_session(user)
@@ -304,6 +345,33 @@ class AccountService:
         """
         self._end_listeners.append(listener)
 
+    def share_ends_with(self, share: Callable[[Fact], None]) -> None:
+        """Tell ``share`` (the event bus) of sessions ended here by logout, password change or
+        administrator, once their rows are gone. Expiry is not shared: every instance sees it.
+        """
+        self._share = share
+
+    def _shared(self, fact: Fact) -> None:
+        if self._share is not None:
+            self._share(fact)
+
+    def forget_sessions(self, token_hashes: Collection[bytes], reason: SessionEndReason) -> None:
+        """End sessions another instance ended: forget those held here and tell the listeners."""
+        self._end([h for h in token_hashes if h in self._live], reason)
+
+    def forget_user_sessions(
+        self, user_id: int, reason: SessionEndReason, *, keep: bytes | None = None
+    ) -> None:
+        """End the user's sessions held here but ``keep``, as another instance ended them."""
+        self._end(
+            [
+                h
+                for h, live in self._live.items()
+                if live.principal.user_id == user_id and h != keep
+            ],
+            reason,
+        )
+
     def _end(self, token_hashes: Collection[bytes], reason: SessionEndReason) -> None:
         """Forget sessions in memory and tell the listeners; the caller deletes their rows."""
         if not token_hashes:
@@ -324,6 +392,8 @@ class AccountService:
         async with self._ending:
             self._end([token_hash], reason)
             await self._sessions.delete([token_hash])
+        if reason is not SessionEndReason.EXPIRED:
+            self._shared(SessionsEndedFact(token_hashes=[token_hash], reason=reason))
 
     async def sweep(self) -> None:
         """End the sessions that expired unused, and those another process deleted.
@@ -347,7 +417,17 @@ class AccountService:
             # After the check, not before: a row deleted here is of a session that every
             # process holding it finds expired by its next sweep (no process saw it used
             # later than the row says), so none mistakes the missing row for a revocation.
+            await self._delete_expired(now, idle)
+
+    async def _delete_expired(self, now: float, idle: float) -> None:
+        """Delete the rows of expired sessions: one instance of the shop at a time (the rest
+        of a sweep looks at this process's memory, so every instance runs it)."""
+        if self._exclusive_job is None:
             await self._sessions.delete_expired(now, idle)
+            return
+        async with self._exclusive_job("accounts.delete-expired-sessions") as mine:
+            if mine:
+                await self._sessions.delete_expired(now, idle)
 
     async def sweep_forever(self) -> None:
         """Run :meth:`sweep` every ``SessionPolicy.sweep_interval`` seconds until cancelled."""
@@ -370,6 +450,7 @@ class AccountService:
                 SessionEndReason.REVOKED,
             )
             await self._sessions.delete_of_user(user_id)
+        self._shared(UserSessionsEndedFact(user_id=user_id, reason=SessionEndReason.REVOKED))
 
     async def change_password(
         self,
@@ -393,19 +474,27 @@ class AccountService:
         validate_password(new_password, principal.username)
         attempt = self.throttle.reserve(key, where)
         try:
+            shared = await self.shared_limits.login_attempt(key, where)
+        except BaseException:
+            attempt.release()
+            raise
+        try:
             user = await self._users.by_id(principal.user_id)
             if user is None:
                 attempt.release()
+                await shared.release()
                 raise Unauthenticated("Your account no longer exists")
             try:
                 ok = await self.password_work.verify(old_password, user.password_hash, where)
             except RateLimited:
                 attempt.release()
+                await shared.release()
                 raise
             if not ok:
                 attempt.failed()
                 raise Unauthenticated("The current password is wrong")
             attempt.succeeded()
+            await shared.succeeded()
         finally:
             attempt.failed()  # cut short: it counts; else no-op
         encoded = await self.password_work.hash(new_password, where)
@@ -418,6 +507,13 @@ class AccountService:
             if rebind is not None:
                 rebind(fresh)
             self._end(ended, SessionEndReason.PASSWORD_CHANGED)
+        self._shared(
+            UserSessionsEndedFact(
+                user_id=principal.user_id,
+                reason=SessionEndReason.PASSWORD_CHANGED,
+                keep=session.token_hash,
+            )
+        )
         return token, fresh, session.expires_at
 
     async def issue_session(self, username: str) -> tuple[str, Principal]:
@@ -435,7 +531,8 @@ class AccountService:
 
         Taking the role away ends the user's sessions (reason ``revoked``): no connection goes
         on acting, or hearing of private items, as an admin. A server running beside the
-        command notices at its next sweep.
+        command notices at its next sweep, or at once if the command shares the ending
+        (:meth:`share_ends_with`, as ``pixmart-server admin`` does on PostgreSQL).
         """
         user = await self._find(username)
         await self._users.set_admin(user.id, is_admin)

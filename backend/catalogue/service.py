@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Final
 
 from PIL import Image
@@ -33,11 +32,12 @@ from backend.catalogue.items import Clock, can_see, item_for
 from backend.catalogue.listing import Listings
 from backend.catalogue.pictures import PictureStore
 from backend.catalogue.processing import PictureProcessor
+from backend.catalogue.repositories import cursor_secret
 from backend.catalogue.repository import CatalogueRepository, PictureRepository, UploadRepository
 from backend.catalogue.tags import normalise_prefix, read_starter_tags
 from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import validate_metadata
-from backend.media.blobstore import BlobStore
+from backend.media.blobs import open_blob_storage
 from backend.media.uploads import PartialUploads
 from backend.media.validate import MediaLimits
 from backend.services import Services
@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 #: Largest slice of an original sent in one reply; well under the 8 MiB message limit.
 ORIGINAL_CHUNK_BYTES: Final = 4 * 1024 * 1024
 STARTER_TAGS: Final = "starter_tags.txt"
+#: Where a single server keeps the secret that signs listing cursors, in its data dir.
+CURSOR_SECRET_FILE: Final = "cursor.key"
+#: Its name in the database when several instances share one.
+CURSOR_SECRET_NAME: Final = "catalogue.cursors"
 
 
 class CatalogueService:
@@ -92,8 +96,11 @@ class CatalogueService:
         self.events = services.events
         self.upload_expiry = config.upload_expiry
         self.starter_tags_path = data_file(STARTER_TAGS)
-        self.cursors = CursorSigner.from_file(data_dir / "cursor.key")
-        self.pictures = PictureStore(pictures, BlobStore(data_dir / "blobs"))
+        # Keyed by start(): on PostgreSQL the secret is read from the database.
+        self.cursors = CursorSigner()
+        self._cursor_file = data_dir / CURSOR_SECRET_FILE
+        self._db = services.db
+        self.pictures = PictureStore(pictures, open_blob_storage(config.blobs, data_dir / "blobs"))
         self.processor = PictureProcessor(
             MediaLimits(max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
         )
@@ -121,8 +128,17 @@ class CatalogueService:
 
         Runs before the server accepts connections, so the sweeps race with nothing.
         """
+        log.info("pictures stored in %s", self.pictures.blobs.describe())
+        self.cursors.use_secret(
+            await cursor_secret(self._db, CURSOR_SECRET_NAME, self._cursor_file)
+        )
         await self._load_starter_tags()
-        await self.uploads.sweep()
+        # The reconciliation deletes upload rows whose partial file is missing from this
+        # server's upload area. On a database other instances share, such a row may be an
+        # upload in progress on another instance (its partial is on that instance's disk), so
+        # it is skipped there; stale partials and rows are still discarded by the expiry sweep.
+        if not self._db.shared:
+            await self.uploads.sweep()
         await self.pictures.sweep()
 
     async def _load_starter_tags(self) -> None:
@@ -329,13 +345,17 @@ class CatalogueService:
 
     # -- pictures for other domains ----------------------------------------------------------
 
-    def original_path(self, sha256: str) -> Path:
-        """Where the original with this hash is stored (it may not exist)."""
-        return self.pictures.blobs.path_for(sha256)
-
     async def model_image(self, sha256: str) -> Image.Image | None:
-        """Decode a stored picture for the embedder, in a thread; ``None`` if not stored."""
+        """Decode a stored picture for the embedder, in a thread; ``None`` if not stored.
+
+        Raises:
+            Unavailable: the picture store cannot be reached.
+        """
         info = await self.pictures.info(sha256)
         if info is None:
             return None
-        return await self.processor.model_image(self.original_path(sha256), info)
+        try:
+            original = await self.pictures.read(sha256)
+        except FileNotFoundError:
+            return None
+        return await self.processor.model_image(original, info)

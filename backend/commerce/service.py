@@ -14,6 +14,8 @@ from backend.services import Services
 
 #: The secret that signs order and sales cursors, in the data dir.
 CURSOR_SECRET_FILE = "commerce-cursor.secret"
+#: Its name in the database when several instances share one.
+CURSOR_SECRET_NAME = "commerce.cursors"
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,14 @@ class CommerceService:
         repository: CommerceRepository,
         *,
         cursor_secret: Path | None = None,
+        signer: CursorSigner | None = None,
     ) -> CommerceService:
-        """The services of one server over ``repository``, with cursors signed by a secret
-        kept in the data dir.
+        """The services of one server over ``repository``, with cursors signed by ``signer``,
+        else by a secret kept in the file ``cursor_secret`` (by default in the data dir).
         """
         config = services.config
-        signer = CursorSigner.from_file(cursor_secret or config.data_dir / CURSOR_SECRET_FILE)
+        if signer is None:
+            signer = CursorSigner.from_file(cursor_secret or config.data_dir / CURSOR_SECRET_FILE)
         orders = OrderBook(
             repository,
             signer,

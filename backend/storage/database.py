@@ -64,6 +64,10 @@ class SchemaTooNewError(RuntimeError):
 class Database:
     """The database of one server process."""
 
+    #: Whether other server instances use this database at the same time: never, a SQLite
+    #: database belongs to the one server that holds its data dir.
+    shared = False
+
     def __init__(self, path: Path, *, readers: int = 2) -> None:
         self.path = path
         self._reader_count = readers
@@ -191,6 +195,15 @@ class Database:
                 raise
             else:
                 await writer.execute("COMMIT")
+
+    @asynccontextmanager
+    async def exclusive_job(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process runs the background job ``name`` now: always.
+
+        The PostgreSQL engine's counterpart takes a lock shared by every instance; a SQLite
+        database has one server (its data dir is locked), so there is no one to share with.
+        """
+        yield True
 
     def _reader(self) -> aiosqlite.Connection:
         if self._reader_cycle is None:

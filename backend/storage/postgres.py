@@ -8,6 +8,7 @@ unique keys, row locks), never in process memory.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,9 @@ ConnectionInit = Callable[["asyncpg.Connection[Any]"], Awaitable[None]]
 
 class PostgresDatabase:
     """The PostgreSQL database of one server process (one pool, shared by every domain)."""
+
+    #: Whether other server instances may use this database at the same time: yes, any number.
+    shared = True
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
         self.url = url
@@ -139,6 +143,24 @@ class PostgresDatabase:
         async with self._require_pool().acquire() as conn, conn.transaction(isolation=isolation):
             yield conn
 
+    @asynccontextmanager
+    async def exclusive_job(self, name: str) -> AsyncIterator[bool]:
+        """Whether this instance runs the background job ``name`` now (``True``) or skips it.
+
+        A session-level advisory lock, held on one pooled connection for the block, so of the
+        instances sharing this database at most one is inside the block at a time; the others
+        get ``False`` and skip this round. A dead instance's lock goes with its connection.
+        """
+        key = job_lock_key(name)
+        async with self.connection() as conn:
+            mine = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield mine
+            finally:
+                if mine:
+                    # The pool's reset on release unlocks too; this frees the job at once.
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
     async def fetchone(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """Run a read query and return its first row, or ``None``."""
         async with self.connection() as conn:
@@ -165,6 +187,12 @@ class PostgresDatabase:
         """Run one statement for many parameter rows in a single transaction."""
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
+
+
+def job_lock_key(name: str) -> int:
+    """The advisory lock key of background job ``name``: 64 bits of a hash of its name."""
+    digest = hashlib.sha256(b"pixmart-job\x00" + name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _rowcount(status: str) -> int:

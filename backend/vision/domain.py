@@ -79,6 +79,7 @@ class VisionDomain:
             index=similarity_index(db, MODEL_VERSION),
             embedder_factory=lambda cancel: Embedder(cache_dir, cancel=cancel),
             model_version=MODEL_VERSION,
+            exclusive_job=db.exclusive_job,
         )
         await self.service.start()
 

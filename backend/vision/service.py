@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Final, Literal
 
 import msgspec
@@ -85,6 +86,7 @@ class VisionService:
         index: SimilarityIndex,
         embedder_factory: Callable[[threading.Event], BatchEmbedder],
         model_version: str,
+        exclusive_job: Callable[[str], AbstractAsyncContextManager[bool]] | None = None,
     ) -> None:
         """Prepare the service; nothing heavy runs until :meth:`start`.
 
@@ -96,7 +98,10 @@ class VisionService:
             embedder_factory: Builds the embedder on the worker thread; the event it is given
                 is set when the server stops, to cut a model conversion short.
             model_version: Stored with every embedding made.
+            exclusive_job: Enters a background job if no other server instance is running
+                it (``StorageEngine.exclusive_job``); ``None``: always this process.
         """
+        self._exclusive_job = exclusive_job
         self._catalogue = catalogue
         self._embeddings = embeddings
         self.index = index
@@ -165,7 +170,19 @@ class VisionService:
             loaded,
             self.model_version,
         )
-        await self._embed_missing()
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Embed what has no embedding yet: on one instance of the shop at a time (the
+        embeddings are shared, so another instance doing it is as good)."""
+        if self._exclusive_job is None:
+            await self._embed_missing()
+            return
+        async with self._exclusive_job("vision.embed-missing") as mine:
+            if mine:
+                await self._embed_missing()
+            else:
+                log.info("another server instance is embedding the missing pictures")
 
     def require_ready(self) -> None:
         """Raise ``unavailable`` unless the model and the index are ready for searches."""
@@ -197,7 +214,8 @@ class VisionService:
                     result = await self._embed(image)
                     if await self._store(sha256, result):
                         await self.index.picture_embedded(sha256, result.embedding)
-            except (MediaError, OSError, ValueError):
+            except (MediaError, OSError, ValueError, Unavailable):
+                # Unavailable: the picture store is down; the next start embeds it.
                 log.exception("could not re-embed picture %s", sha256)
             self.backfill_remaining = len(pictures) - done
             if done % 100 == 0 or done == len(pictures):

