@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
+
+import asyncpg
 
 from backend.accounts.shared_throttle import LimitReached
 from backend.storage.postgres import PostgresDatabase
@@ -30,6 +32,12 @@ class PostgresEventCounter:
         self._clock = clock
         self._takes = 0
 
+    async def check(self, scope: str, limits: Mapping[str, int], window: float) -> None:
+        """See :meth:`EventCounter.check`."""
+        now = self._clock()
+        async with self._db.connection() as conn:
+            await _refuse_full(conn, scope, limits, window, now)
+
     async def take(self, scope: str, limits: Mapping[str, int], window: float) -> list[int]:
         """See :meth:`EventCounter.take`."""
         now = self._clock()
@@ -47,18 +55,8 @@ class PostgresEventCounter:
                 keys,
                 since,
             )
-            rows = await conn.fetch(
-                "SELECT key, count(*) AS n, min(at) AS oldest FROM throttle_events"
-                " WHERE scope = $1 AND key = ANY($2::text[]) GROUP BY key",
-                scope,
-                keys,
-            )
-            counts = {row["key"]: (int(row["n"]), float(row["oldest"])) for row in rows}
-            for key in keys:
-                count, oldest = counts.get(key, (0, now))
-                if count >= limits[key]:
-                    # Raised inside the transaction: rolled back, nothing counted.
-                    raise LimitReached(key, oldest + window - now)
+            # Raised inside the transaction: rolled back, nothing counted.
+            await _refuse_full(conn, scope, limits, window, now)
             ids = await conn.fetch(
                 "INSERT INTO throttle_events (scope, key, at)"
                 " SELECT $1, k, $3 FROM unnest($2::text[]) AS k RETURNING id",
@@ -89,3 +87,25 @@ class PostgresEventCounter:
         await self._db.execute(
             "DELETE FROM throttle_events WHERE scope = $1 AND key = $2", scope, key
         )
+
+
+async def _refuse_full(
+    conn: asyncpg.Connection[Any],
+    scope: str,
+    limits: Mapping[str, int],
+    window: float,
+    now: float,
+) -> None:
+    """Raise :class:`LimitReached` for the first key of ``limits`` full in the window."""
+    rows = await conn.fetch(
+        "SELECT key, count(*) AS n, min(at) AS oldest FROM throttle_events"
+        " WHERE scope = $1 AND key = ANY($2::text[]) AND at > $3 GROUP BY key",
+        scope,
+        sorted(limits),
+        now - window,
+    )
+    counts = {row["key"]: (int(row["n"]), float(row["oldest"])) for row in rows}
+    for key in sorted(limits):
+        count, oldest = counts.get(key, (0, now))
+        if count >= limits[key]:
+            raise LimitReached(key, oldest + window - now)

@@ -238,8 +238,9 @@ class AccountService:
         """Check the password and open a session; return (token, principal, expires_at).
 
         An unknown user and a wrong password give the same error after the same amount of work.
-        The attempt is reserved before the check and counts as a failure unless it succeeds, so
-        attempts sent at once cannot outrun the failed-login limits.
+        The attempt is reserved in this process before the check and counts as a failure unless
+        it succeeds, so attempts sent at once cannot outrun the failed-login limits; the limits
+        shared with other instances are checked first and count the failures.
         """
         key = username_key(username)
         where = address_key(address)
@@ -260,10 +261,10 @@ class AccountService:
                 ok = await self.password_work.verify(password, encoded, where)
             except RateLimited:
                 attempt.release()  # refused before any work: not a guess
-                await shared.release()
                 raise
             if user is None or not ok:
-                attempt.failed()  # the shared limits counted it when it was reserved
+                attempt.failed()
+                await shared.failed()
                 raise Unauthenticated(_GENERIC_LOGIN_FAILURE)
             attempt.succeeded()
             await shared.succeeded()
@@ -482,16 +483,15 @@ class AccountService:
             user = await self._users.by_id(principal.user_id)
             if user is None:
                 attempt.release()
-                await shared.release()
                 raise Unauthenticated("Your account no longer exists")
             try:
                 ok = await self.password_work.verify(old_password, user.password_hash, where)
             except RateLimited:
                 attempt.release()
-                await shared.release()
                 raise
             if not ok:
                 attempt.failed()
+                await shared.failed()
                 raise Unauthenticated("The current password is wrong")
             attempt.succeeded()
             await shared.succeeded()

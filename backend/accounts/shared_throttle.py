@@ -9,9 +9,11 @@ whole; the in-memory throttle stays in front of it, per process.
 What stays per process, and why that is safe: the attempts *in progress* and the password-hashing
 gate (:mod:`backend.accounts.hashing`) bound this process's CPU, which is per process by nature.
 
-An attempt is counted when it is reserved, before its password is checked, and given back only
-if it turns out not to be a guess (success, or refused before any work): attempts sent at once
-to several instances see each other, and a check cut short (the client dropped) stays counted.
+A login is checked against the shared counts before its password is checked, and counted only
+once it has failed. Attempts still in progress are bounded per process by the in-memory
+throttle (20 per address): counting them here as well would refuse people who log in together
+from one address (an office, a NAT), with a wait as long as the window. So guesses sent at once
+to N instances can overshoot a limit by at most what N processes let through in parallel.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ class EventCounter(Protocol):
         """
         ...
 
+    async def check(self, scope: str, limits: Mapping[str, int], window: float) -> None:
+        """Count nothing; raise if a key of ``limits`` already has its limit in the window.
+
+        Raises:
+            LimitReached: a key is full.
+        """
+        ...
+
     async def give_back(self, ids: Sequence[int]) -> None:
         """Uncount events taken earlier (those already gone are ignored)."""
         ...
@@ -74,25 +84,24 @@ class SharedLimits:
     account_window: float
 
     async def login_attempt(self, account: str, address: str) -> SharedAttempt:
-        """Count one login attempt on the account and the address before its password check.
+        """Check the account's and the address's failed logins before a password check.
 
         Raises:
             RateLimited: either key had its limit of failed attempts in the window.
         """
-        if self.counter is None:
-            return SharedAttempt(None, account, [])
         limits = {
             f"account:{account}": self.max_failures_per_account,
             f"address:{address}": self.max_failures_per_address,
         }
-        try:
-            ids = await self.counter.take(LOGIN, limits, self.failure_window)
-        except LimitReached as exc:
-            retry = round(max(exc.wait, 0.1), 1)
-            raise RateLimited(
-                f"Too many failed logins; try again in {retry:g} seconds", retry_after=retry
-            ) from None
-        return SharedAttempt(self.counter, account, ids)
+        if self.counter is not None:
+            try:
+                await self.counter.check(LOGIN, limits, self.failure_window)
+            except LimitReached as exc:
+                retry = round(max(exc.wait, 0.1), 1)
+                raise RateLimited(
+                    f"Too many failed logins; try again in {retry:g} seconds", retry_after=retry
+                ) from None
+        return SharedAttempt(self.counter, account, limits, self.failure_window)
 
     async def signup(self, address: str) -> SharedSlot:
         """Count one account creation on the address and on the shop.
@@ -117,24 +126,33 @@ class SharedLimits:
 
 
 class SharedAttempt:
-    """One login attempt counted in the shared limits; a failure needs nothing more."""
+    """One login attempt checked against the shared limits; settle it once it is decided."""
 
-    def __init__(self, counter: EventCounter | None, account: str, ids: list[int]) -> None:
+    def __init__(
+        self,
+        counter: EventCounter | None,
+        account: str,
+        limits: Mapping[str, int],
+        window: float,
+    ) -> None:
         self._counter = counter
         self._account = account
-        self._ids = ids
+        self._limits = limits
+        self._window = window
+
+    async def failed(self) -> None:
+        """The password was wrong: count one failure on the account and the address."""
+        if self._counter is None:
+            return
+        try:
+            await self._counter.take(LOGIN, self._limits, self._window)
+        except LimitReached:
+            pass  # already full (attempts that were in progress together): refused next time
 
     async def succeeded(self) -> None:
-        """The password was right: forget the account's failures; the address keeps its own
-        (not this attempt, which was no failure)."""
+        """The password was right: forget the account's failures (the address keeps its)."""
         if self._counter is not None:
             await self._counter.clear(LOGIN, f"account:{self._account}")
-            await self._counter.give_back(self._ids)
-
-    async def release(self) -> None:
-        """No password was checked (the server was too busy): uncount the attempt."""
-        if self._counter is not None:
-            await self._counter.give_back(self._ids)
 
 
 class SharedSlot:

@@ -229,6 +229,24 @@ async def test_failed_logins_count_on_every_instance(pg_url: str, tmp_path: Path
             assert isinstance(locked, ErrorReply) and locked.code is ErrorCode.RATE_LIMITED
 
 
+async def test_people_logging_in_together_from_one_address_are_not_refused(
+    pair: Pair,
+) -> None:
+    # An office behind one NAT address: more logins at once than the address may fail. Only
+    # failures count against the shared limit; the ones in progress are bounded per process.
+    people = [f"colleague{n}" for n in range(30)]
+    for name in people:
+        await pair.a.accounts.create_account(name, PASSWORD)
+
+    async def log_in(name: str, server: PixmartServer) -> None:
+        async with pinned_session(server) as session:
+            await session.login(name, PASSWORD)
+
+    await asyncio.gather(
+        *(log_in(name, (pair.a, pair.b)[n % 2]) for n, name in enumerate(people))
+    )
+
+
 async def test_sign_ups_count_on_every_instance(pg_url: str, tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         pair = await start_pair(stack, pg_url, tmp_path, max_accounts_per_address=3)
