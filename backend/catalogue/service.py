@@ -38,7 +38,7 @@ from backend.catalogue.tags import normalise_prefix, read_starter_tags
 from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import validate_metadata
 from backend.media.blobs import open_blob_storage
-from backend.media.uploads import PartialUploads
+from backend.media.partials import open_partial_storage
 from backend.media.validate import MediaLimits
 from backend.services import Services
 from protocol.errors import BadRequest, ErrorCode, NotFound, PixmartError
@@ -106,7 +106,10 @@ class CatalogueService:
         )
         self.uploads = UploadManager(
             uploads,
-            PartialUploads(data_dir / "uploads", max_bytes=limits.max_upload_bytes),
+            # Beside the pictures: in the object store a cluster shares, or in the data dir.
+            open_partial_storage(
+                config.blobs, data_dir / "uploads", max_bytes=limits.max_upload_bytes
+            ),
             max_bytes=limits.max_upload_bytes,
             chunk_bytes=limits.upload_chunk_bytes,
             max_open_uploads=limits.max_open_uploads,
@@ -124,22 +127,23 @@ class CatalogueService:
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the starter tags (first start) and remove whatever no row owns.
+        """Load the starter tags (first start) and, alone on the database, remove what no row owns.
 
-        Runs before the server accepts connections, so the sweeps race with nothing.
+        Runs before the server accepts connections, so the sweeps race with nothing here.
         """
         log.info("pictures stored in %s", self.pictures.blobs.describe())
         self.cursors.use_secret(
             await cursor_secret(self._db, CURSOR_SECRET_NAME, self._cursor_file)
         )
         await self._load_starter_tags()
-        # The reconciliation deletes upload rows whose partial file is missing from this
-        # server's upload area. On a database other instances share, such a row may be an
-        # upload in progress on another instance (its partial is on that instance's disk), so
-        # it is skipped there; stale partials and rows are still discarded by the expiry sweep.
+        await self.uploads.sweep_scratch()
+        # Alone on its database, the server reconciles before it serves, racing nothing (no
+        # grace needed). On a database other instances share, the periodic sweeps do it under
+        # a lock shared by all (see backend.catalogue.sweeper): the reconciliation of uploads
+        # would take uploads in progress elsewhere for orphans, so it is left to the expiry.
         if not self._db.shared:
             await self.uploads.sweep()
-        await self.pictures.sweep()
+            await self.pictures.sweep()
 
     async def _load_starter_tags(self) -> None:
         """Load the starter tags on the first start; later starts leave the set as curated."""
@@ -149,10 +153,6 @@ class CatalogueService:
             log.warning("no starter tags: %s is missing", self.starter_tags_path)
             return
         await self._items.add_starter_tags(read_starter_tags(self.starter_tags_path))
-
-    async def expire_uploads(self) -> int:
-        """Discard uploads untouched for the configured expiry; return how many."""
-        return await self.uploads.expire(self.upload_expiry)
 
     # -- hooks for other domains -----------------------------------------------------------
 

@@ -2,16 +2,17 @@
 
 An upload belongs to one user and is keyed by the SHA-256 the client announced: beginning the
 same file again (after a reconnect, or in a restarted CLI run) resumes it at the number of bytes
-the server holds. The bytes accumulate in the media pipeline's :class:`PartialUploads` area;
-the ``uploads`` row records owner, hash, declared size and the listing metadata. Both go away
-together when the upload is finished, cancelled, refused or abandoned.
+the server holds. The bytes accumulate in the media pipeline's
+:class:`~backend.media.partials.PartialStorage` (this server's disk, or the object store a
+cluster shares, so an upload moves between instances); the ``uploads`` row records owner, hash,
+declared size and the listing metadata. Both go away together when the upload is finished,
+cancelled, refused or abandoned.
 
 File names are always server-made ids; nothing a client sends ever becomes a path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Final
 
 from backend.catalogue.errors import protocol_error
 from backend.catalogue.locks import KeyedLocks
+from backend.catalogue.pictures import store_available
 from backend.catalogue.repository import (
     UploadExists,
     UploadQuota,
@@ -29,7 +31,8 @@ from backend.catalogue.repository import (
     UploadUsage,
 )
 from backend.media import errors as media
-from backend.media.uploads import FinishedUpload, PartialUploads
+from backend.media.partials import PartialStorage
+from backend.media.uploads import FinishedUpload
 from protocol.errors import BadRequest, Conflict, TooLarge
 from protocol.messages.catalogue import ItemMetadata
 
@@ -57,12 +60,16 @@ class UploadPosition:
 
 
 class UploadManager:
-    """Uploads in progress: rows in ``uploads``, bytes in a :class:`PartialUploads` area."""
+    """Uploads in progress: rows in ``uploads``, bytes in a :class:`PartialStorage`.
+
+    Every method turns an outage of a shared partial store into the protocol's
+    ``unavailable``: the upload is kept, to be resumed.
+    """
 
     def __init__(
         self,
         uploads: UploadRepository,
-        partials: PartialUploads,
+        partials: PartialStorage,
         *,
         max_bytes: int,
         chunk_bytes: int,
@@ -82,6 +89,15 @@ class UploadManager:
         #: Held per upload id while its bytes change or it is finished or discarded, and per
         #: "owner:sha256" while an upload of that file is begun.
         self.locks = KeyedLocks()
+
+    @property
+    def partials(self) -> PartialStorage:
+        """Where the bytes of uploads in progress are."""
+        return self._partials
+
+    async def sweep_scratch(self) -> int:
+        """Remove what finishes interrupted by a crash left on this machine; at start-up only."""
+        return await self._partials.sweep_scratch()
 
     def check_declared_size(self, size: int) -> None:
         """Refuse an upload by its declared size, before any byte is sent.
@@ -108,6 +124,12 @@ class UploadManager:
                 another server began the same file at the same moment (beginning again
                 resumes that upload).
         """
+        with store_available():
+            return await self._begin(owner_id, sha256, size, metadata)
+
+    async def _begin(
+        self, owner_id: int, sha256: str, size: int, metadata: ItemMetadata
+    ) -> UploadPosition:
         async with self.locks.hold(f"begin:{owner_id}:{sha256}"):
             existing = await self.find(owner_id, sha256)
             if existing is not None:
@@ -118,13 +140,13 @@ class UploadManager:
                         await self._uploads.set_metadata(existing.id, metadata)
                         return UploadPosition(existing.id, offset)
                     await self._discard_locked(existing.id)
-            upload_id = await asyncio.to_thread(self._partials.begin)
+            upload_id = await self._partials.begin()
             upload = UploadRow(upload_id, owner_id, sha256, size, metadata)
             quota = UploadQuota(uploads=self.max_open_uploads, bytes=self.max_open_bytes)
             try:
                 await self._uploads.add(upload, self._clock(), quota)
             except BaseException as exc:
-                await asyncio.to_thread(self._partials.discard, upload_id)
+                await self._partials.discard(upload_id)
                 if isinstance(exc, UploadQuotaExceeded):
                     raise _over_quota(exc.usage, quota, size) from None
                 if isinstance(exc, UploadExists):
@@ -166,6 +188,11 @@ class UploadManager:
                 f"A chunk has at most {self.chunk_bytes:,} bytes; this one has {len(data):,}"
             )
         upload = await self.get(owner_id, upload_id)
+        with store_available():
+            return await self._append(upload, offset, data)
+
+    async def _append(self, upload: UploadRow, offset: int, data: bytes) -> int:
+        upload_id = upload.id
         async with self.locks.hold(upload_id):
             if offset + len(data) > upload.size:
                 # More bytes than announced: the declared size was a lie; drop it all.
@@ -175,7 +202,7 @@ class UploadManager:
                     "the upload was discarded"
                 )
             try:
-                return await asyncio.to_thread(self._partials.append, upload_id, offset, data)
+                return await self._partials.append(upload_id, offset, data)
             except media.TooLarge as exc:
                 await self._discard_locked(upload_id)
                 raise protocol_error(exc) from None
@@ -192,6 +219,10 @@ class UploadManager:
             BadRequest: the file does not hash to the announced SHA-256 (it is discarded).
             NotFound: the bytes are gone (expired meanwhile).
         """
+        with store_available():
+            return await self._complete(upload)
+
+    async def _complete(self, upload: UploadRow) -> FinishedUpload:
         received = await self._received(upload.id)
         if received is not None and received != upload.size:
             raise Incomplete(
@@ -199,7 +230,7 @@ class UploadManager:
                 details={"offset": received},
             )
         try:
-            return await asyncio.to_thread(self._partials.finish, upload.id, upload.sha256)
+            return await self._partials.finish(upload.id, upload.sha256)
         except media.MediaError as exc:
             await self._discard_locked(upload.id)
             raise protocol_error(exc) from None
@@ -211,8 +242,9 @@ class UploadManager:
             NotFound: no such upload, or another user's.
         """
         await self.get(owner_id, upload_id)
-        async with self.locks.hold(upload_id):
-            await self._discard_locked(upload_id)
+        with store_available():
+            async with self.locks.hold(upload_id):
+                await self._discard_locked(upload_id)
 
     async def discard(self, upload_id: str) -> None:
         """Remove an upload's row and bytes; hold its lock around the call."""
@@ -220,18 +252,20 @@ class UploadManager:
 
     async def _discard_locked(self, upload_id: str) -> None:
         await self._uploads.delete([upload_id])
-        await asyncio.to_thread(self._partials.discard, upload_id)
+        await self._partials.discard(upload_id)
 
     async def _received(self, upload_id: str) -> int | None:
         """Bytes received so far, or ``None`` if the upload area has no such upload."""
         try:
-            return await asyncio.to_thread(self._partials.size, upload_id)
+            return await self._partials.size(upload_id)
         except media.UnknownUpload:
             return None
 
     async def expire(self, older_than: float) -> int:
         """Discard uploads untouched for ``older_than`` seconds; return how many."""
-        stale = await asyncio.to_thread(self._partials.abandoned, older_than)
+        # Listed in full before discarding: deleting while the store pages through its
+        # listing could make it skip keys.
+        stale = [upload_id async for upload_id in self._partials.abandoned(older_than)]
         for upload_id in stale:
             async with self.locks.hold(upload_id):
                 await self._discard_locked(upload_id)
@@ -254,10 +288,10 @@ class UploadManager:
             How many rows and files were removed.
         """
         # abandoned(-inf) puts the cutoff in the future: every upload in the area is listed.
-        on_disk = set(await asyncio.to_thread(self._partials.abandoned, float("-inf")))
+        on_disk = {upload_id async for upload_id in self._partials.abandoned(float("-inf"))}
         rows = await self._uploads.ids()
         for upload_id in on_disk - rows:
-            await asyncio.to_thread(self._partials.discard, upload_id)
+            await self._partials.discard(upload_id)
         missing = rows - on_disk
         if missing:
             await self._uploads.delete(missing)

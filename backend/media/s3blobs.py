@@ -78,13 +78,41 @@ def _is_blob_key(key: str) -> bool:
     return is_sha256(name) and name.startswith(first + second) and len(first) == len(second) == 2
 
 
-def _unavailable(action: str, exc: Exception) -> NoReturn:
+def raise_unavailable(action: str, exc: Exception) -> NoReturn:
+    """Log the store's failure (first line only) and raise :class:`StoreUnavailable`."""
     # The message is the client's, which names the bucket and key but never credentials.
     # Only the first line: the rest is the client's debug dump of the retried request.
     log.warning("object store unavailable (%s): %s", action, str(exc).partition("\n")[0])
     raise StoreUnavailable(
         f"the picture store failed to {action}", retry_after=RETRY_AFTER
     ) from exc
+
+
+def open_s3_store(url: str) -> tuple[S3Store, BlobStoreLocation]:
+    """A client of ``s3://BUCKET[/PREFIX]?endpoint=...`` with this module's retries and timeouts.
+
+    Credentials come from the environment (``AWS_ACCESS_KEY_ID``, ...).
+
+    Raises:
+        ValueError: ``url`` is not a valid object store URL.
+    """
+    location = parse_blob_store_url(url)
+    client: ClientConfig = {**CLIENT}
+    extra: dict[str, str] = {}
+    if location.endpoint is not None:
+        client["allow_http"] = location.endpoint.startswith("http://")
+        extra["endpoint"] = location.endpoint
+    store = S3Store(
+        location.bucket,
+        prefix=location.prefix or None,
+        region=location.region,
+        # Path-style requests: S3-compatible servers seldom have a DNS name per bucket.
+        virtual_hosted_style_request=False,
+        client_options=client,
+        retry_config=RETRY,
+        **extra,  # type: ignore[arg-type]
+    )
+    return store, location
 
 
 class S3Blobs:
@@ -108,23 +136,7 @@ class S3Blobs:
         Raises:
             ValueError: ``url`` is not a valid object store URL.
         """
-        location = parse_blob_store_url(url)
-        client: ClientConfig = {**CLIENT}
-        extra: dict[str, str] = {}
-        if location.endpoint is not None:
-            client["allow_http"] = location.endpoint.startswith("http://")
-            extra["endpoint"] = location.endpoint
-        store = S3Store(
-            location.bucket,
-            prefix=location.prefix or None,
-            region=location.region,
-            # Path-style requests: S3-compatible servers seldom have a DNS name per bucket.
-            virtual_hosted_style_request=False,
-            client_options=client,
-            retry_config=RETRY,
-            **extra,  # type: ignore[arg-type]
-        )
-        return cls(store, location)
+        return cls(*open_s3_store(url))
 
     def describe(self) -> str:
         """Where the blobs are, for logs."""
@@ -148,7 +160,7 @@ class S3Blobs:
                     max_concurrency=PART_CONCURRENCY,
                 )
             except BaseError as exc:
-                _unavailable("store a picture", exc)
+                raise_unavailable("store a picture", exc)
         # Only now: had the upload failed, the file would still be there to try again.
         await asyncio.to_thread(path.unlink, True)
         return sha256
@@ -159,7 +171,7 @@ class S3Blobs:
         try:
             await obstore.put_async(self._store, key_for(sha256), data)
         except BaseError as exc:
-            _unavailable("store a picture", exc)
+            raise_unavailable("store a picture", exc)
         return sha256
 
     async def exists(self, sha256: str) -> bool:
@@ -169,7 +181,7 @@ class S3Blobs:
         except FileNotFoundError:
             return False
         except BaseError as exc:
-            _unavailable("look up a picture", exc)
+            raise_unavailable("look up a picture", exc)
         return True
 
     async def size(self, sha256: str) -> int:
@@ -181,7 +193,7 @@ class S3Blobs:
         try:
             meta = await obstore.head_async(self._store, key_for(sha256))
         except BaseError as exc:
-            _unavailable("look up a picture", exc)
+            raise_unavailable("look up a picture", exc)
         return meta["size"]
 
     async def read(self, sha256: str) -> bytes:
@@ -190,7 +202,7 @@ class S3Blobs:
             result = await obstore.get_async(self._store, key_for(sha256))
             return bytes(await result.bytes_async())
         except BaseError as exc:
-            _unavailable("read a picture", exc)
+            raise_unavailable("read a picture", exc)
 
     async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
         """The blob's size and up to ``length`` bytes from ``offset``, in one ranged GET."""
@@ -209,7 +221,7 @@ class S3Blobs:
             total = await self.size(sha256)
             if offset >= total:
                 return total, b""
-            _unavailable("read a picture", exc)
+            raise_unavailable("read a picture", exc)
 
     async def delete(self, sha256: str) -> bool:
         """Remove the blob; return whether it existed."""
@@ -220,7 +232,7 @@ class S3Blobs:
         except FileNotFoundError:
             return False
         except BaseError as exc:
-            _unavailable("remove a picture", exc)
+            raise_unavailable("remove a picture", exc)
         return True
 
     async def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:
@@ -236,7 +248,7 @@ class S3Blobs:
                         continue
                     yield key.rsplit("/", 1)[1]
         except BaseError as exc:
-            _unavailable("list the pictures", exc)
+            raise_unavailable("list the pictures", exc)
 
     async def sweep_temp_files(self, older_than_seconds: float) -> int:
         """Nothing to do: objects appear whole or not at all (failed multiparts are aborted)."""

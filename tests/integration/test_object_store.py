@@ -26,9 +26,18 @@ from backend.media.s3blobs import PART_BYTES, key_for
 from backend.server import PixmartServer
 from protocol.catalogue_client import download_original
 from protocol.errors import Unavailable
-from protocol.messages.catalogue import DeleteItems, ItemsDeleted
+from protocol.messages.catalogue import (
+    BeginUpload,
+    ChunkAck,
+    DeleteItems,
+    FinishUpload,
+    ItemCreated,
+    ItemsDeleted,
+    UploadChunk,
+    UploadState,
+)
 from tests.conftest import SessionFactory, logged_in
-from tests.support.catalogue import blob_names, catalogue, jpeg, png, stored, upload
+from tests.support.catalogue import blob_names, catalogue, jpeg, meta, png, stored, upload
 from tests.support.s3 import ObjectStore
 from tests.support.services import SeaweedS3
 
@@ -81,6 +90,12 @@ async def test_requests_fail_unavailable_while_the_store_is_down_then_recover(
     listed = await upload(alice, tmp_path, jpeg(1, (320, 240)))
     withdrawn = await upload(alice, tmp_path, jpeg(3, (320, 240)))
     waiting = jpeg(2, (320, 240))
+    # Every byte of it sent (into the store, beside the pictures), not yet finished.
+    state = await alice.request(
+        BeginUpload(sha256=sha(waiting), size=len(waiting), metadata=meta()), UploadState
+    )
+    chunk = UploadChunk(upload_id=state.upload_id, offset=0, data=waiting)
+    assert (await alice.request(chunk, ChunkAck)).offset == len(waiting)
 
     before = await stored(server)
     seaweed.down(grace=3.0)  # a store that goes away: killed if it does not stop at once
@@ -88,7 +103,9 @@ async def test_requests_fail_unavailable_while_the_store_is_down_then_recover(
         await download_original(alice, listed.item.id)
     assert refused.value.retry_after is not None and refused.value.retry_after > 0
     with pytest.raises(Unavailable):
-        await upload(alice, tmp_path, waiting)
+        await alice.request(FinishUpload(upload_id=state.upload_id), ItemCreated)
+    with pytest.raises(Unavailable):  # where its bytes would go is down too
+        await upload(alice, tmp_path, jpeg(4, (320, 240)))
     # Deleting needs no file: the rows go, the files wait for the sweep.
     deleted = await alice.request(DeleteItems(item_ids=[withdrawn.item.id]), ItemsDeleted)
     assert [result.error for result in deleted.results] == [None]

@@ -110,7 +110,11 @@ async def stored(server: PixmartServer) -> Stored:
         blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
     else:
         blobs = list(await blob_names(server))
-    partials = [p for p in (data_dir / "uploads").iterdir() if p.is_file()]
+    partials: list[object] = [p for p in (data_dir / "uploads").iterdir() if p.is_file()]
+    uploads = catalogue(server).uploads.partials
+    if uploads.shared:
+        # Uploads in progress in the object store, beside this server's scratch files.
+        partials.extend([upload_id async for upload_id in uploads.abandoned(float("-inf"))])
 
     async def count(table: str) -> int:
         row = await server.db.fetchone(f"SELECT COUNT(*) FROM {table}")
