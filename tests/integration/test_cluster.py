@@ -3,9 +3,10 @@
 Both instances serve the same certificate, so a client pins one fingerprint whichever instance
 haproxy picks. The tests race buyers on both instances for the last units of an item; show a
 watcher on one instance the stock a checkout on the other took, live; and SIGKILL one instance
-while clients page and check out through haproxy: every client must reconnect through haproxy
-to the survivor by itself, resume its login, and lose nothing it saw acknowledged nor have
-anything applied twice.
+while clients page, check out and upload pictures through haproxy: every client must reconnect
+through haproxy to the survivor by itself, resume its login (and its upload, from the last byte
+acknowledged: the instances share one object-store prefix, where partial uploads live), and lose
+nothing it saw acknowledged nor have anything applied twice.
 
 haproxy comes from the Debian package; the fixture installs it with apt when it is missing and
 fails (never skips) with the reason when it cannot.
@@ -27,12 +28,27 @@ import pytest
 
 from backend import tls
 from protocol import commerce_client as shop
-from protocol.catalogue_client import CatalogueWatch, browse
+from protocol.catalogue_client import (
+    CatalogueWatch,
+    browse,
+    download_original,
+    sha256_of_file,
+    upload_file,
+)
 from protocol.client import Session
 from protocol.errors import BadRequest, Conflict, OutOfStock
+from protocol.messages.catalogue import (
+    BeginUpload,
+    ChunkAck,
+    ItemCreated,
+    ItemMetadata,
+    UploadChunk,
+    UploadState,
+)
 from protocol.messages.commerce import Order
 from protocol.messages.live import ItemChanged
 from protocol.trust import TrustPolicy
+from tests.support.catalogue import png, write
 from tests.support.cluster import shared_certificate
 from tests.support.commerce import (
     FAST_BACKOFF,
@@ -43,6 +59,7 @@ from tests.support.commerce import (
     sign_up,
 )
 from tests.support.haproxy import Haproxy, ensure_haproxy
+from tests.support.s3 import ObjectStore
 
 #: Generous: installing haproxy on a fresh machine, two server starts, and the kill test.
 pytestmark = pytest.mark.timeout(240)
@@ -86,12 +103,15 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[Cluster]:
-    """Two instances on a fresh database with one certificate, behind haproxy on a free port."""
+async def cluster(tmp_path: Path, pg_url: str, blobs_url: str) -> AsyncIterator[Cluster]:
+    """Two instances on a fresh database and object-store prefix with one certificate, behind
+    haproxy on a free port."""
     await asyncio.to_thread(ensure_haproxy)  # raises with the reason: a missing tool is a failure
     cert, key = shared_certificate(tmp_path / "shared")
     instances = [
-        ClusterInstance(tmp_path / f"instance{n}", database=pg_url, cert=cert, key=key)
+        ClusterInstance(
+            tmp_path / f"instance{n}", database=pg_url, blobs=blobs_url, cert=cert, key=key
+        )
         for n in range(2)
     ]
     # haproxy's admin socket path must stay short (108 bytes): not under pytest's tmp_path.
@@ -257,13 +277,70 @@ async def _until(predicate: object, timeout: float) -> None:
             await asyncio.sleep(0.01)
 
 
+UPLOADERS = 3
+#: The side of each uploaded noise PNG: about 3.6 MB, several of the server's 1 MiB chunks.
+UPLOAD_SIDE = 1100
+#: Chunks each upload has acknowledged when the instance is killed.
+CHUNKS_BEFORE = 1
+
+
+@dataclass
+class Uploader:
+    """A client uploading one picture across the kill, and what it saw."""
+
+    session: Session
+    name: str
+    path: Path
+    #: Bytes the instance acknowledged before the kill.
+    acknowledged: int = 0
+    #: Where the server said the upload stands when the client came back to it.
+    resumed_at: int | None = None
+    created: ItemCreated | None = None
+
+    @property
+    def metadata(self) -> ItemMetadata:
+        return ItemMetadata(title=f"Upload by {self.name}", price_cents=900, stock=1)
+
+
+async def _upload_across(uploader: Uploader, resume: asyncio.Event) -> None:
+    """Upload the first chunks by hand, wait for ``resume``, then let the client finish it."""
+    session, path = uploader.session, uploader.path
+    digest = await asyncio.to_thread(sha256_of_file, path)
+    data = await asyncio.to_thread(path.read_bytes)
+    state = await session.request(
+        BeginUpload(sha256=digest, size=len(data), metadata=uploader.metadata), UploadState
+    )
+    assert state.offset == 0 and state.existing is None
+    assert len(data) > (CHUNKS_BEFORE + 2) * state.chunk_bytes  # chunks left after the kill
+    offset = 0
+    for _ in range(CHUNKS_BEFORE):
+        chunk = data[offset : offset + state.chunk_bytes]
+        ack = await session.request(
+            UploadChunk(upload_id=state.upload_id, offset=offset, data=chunk), ChunkAck
+        )
+        offset = ack.offset
+    uploader.acknowledged = offset
+    await resume.wait()
+
+    def progress(done: int, total: int) -> None:
+        if uploader.resumed_at is None:
+            uploader.resumed_at = done
+
+    # The same user and file: the server resumes the upload the killed instance had begun.
+    uploader.created = await upload_file(
+        session, path, uploader.metadata, sha256=digest, progress=progress
+    )
+
+
 async def test_clients_move_to_the_other_instance_when_one_is_killed(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, tmp_path: Path, object_store: ObjectStore, blobs_url: str
 ) -> None:
     sessions: list[Session] = []
     acknowledged: list[tuple[Session, Order]] = []
     stop = asyncio.Event()
     workers: list[asyncio.Task[None]] = []
+    resume = asyncio.Event()
+    uploads: list[asyncio.Task[None]] = []
     try:
         seller = await cluster.connected()
         sessions.append(seller)
@@ -281,6 +358,20 @@ async def test_clients_move_to_the_other_instance_when_one_is_killed(
         spread = await asyncio.to_thread(cluster.balancer.current_sessions)
         assert min(spread.values()) >= 5, spread  # both instances serve clients
 
+        # One by one, noting the instance haproxy gave each: one must be on the one killed.
+        uploaders: list[Uploader] = []
+        placed_on: list[str] = []
+        for n in range(UPLOADERS):
+            session = await sign_up(await cluster.connected(), f"uploader{n}")
+            sessions.append(session)
+            before, spread = spread, await asyncio.to_thread(cluster.balancer.current_sessions)
+            placed_on += [name for name in spread if spread[name] > before.get(name, 0)]
+            picture = png(seed=n, size=(UPLOAD_SIDE, UPLOAD_SIDE))
+            path = await asyncio.to_thread(write, tmp_path / "uploads", f"upload{n}.png", picture)
+            uploaders.append(Uploader(session, f"uploader{n}", path))
+        assert "instance0" in placed_on, placed_on
+        uploads = [asyncio.create_task(_upload_across(u, resume)) for u in uploaders]
+
         served = Served()
         for client in clients[:BUYERS]:
             workers.append(
@@ -291,16 +382,24 @@ async def test_clients_move_to_the_other_instance_when_one_is_killed(
         for client in clients[BUYERS:]:
             workers.append(asyncio.create_task(_page(client, names[client], stop, served)))
         await _until(
-            lambda: len(acknowledged) >= ORDERS_BEFORE and len(served.times) == len(clients), 60
+            lambda: (
+                len(acknowledged) >= ORDERS_BEFORE
+                and len(served.times) == len(clients)
+                and all(uploader.acknowledged for uploader in uploaders)
+            ),
+            60,
         )
 
         cluster.instances[0].kill()
         killed_at = time.monotonic()
+        resume.set()  # at once: the uploaders' next requests meet the dead connections
         await _until(lambda: len(served.first_after(killed_at)) == len(clients), 60)
         recovery = max(served.first_after(killed_at).values()) - killed_at
         print(f"\nevery client served again {recovery:.2f} s after the SIGKILL")
         assert recovery < RECOVERY_BOUND
         await asyncio.to_thread(cluster.balancer.wait_for_states, {"instance0": "DOWN"})
+        async with asyncio.timeout(30):
+            await asyncio.gather(*uploads)
 
         target = len(acknowledged) + ORDERS_AFTER
         await _until(lambda: len(acknowledged) >= target, 60)
@@ -311,17 +410,27 @@ async def test_clients_move_to_the_other_instance_when_one_is_killed(
         # Every client still holds its own login, resumed on the survivor.
         for client in clients:
             assert (await client.whoami()).username == names[client]
+        for uploader in uploaders:
+            assert (await uploader.session.whoami()).username == uploader.name
         spread = await asyncio.to_thread(cluster.balancer.current_sessions)
         assert spread["instance1"] == len(sessions), spread
         # Each acknowledged order exists once, exactly as acknowledged.
         for buyer, order in acknowledged:
             assert await shop.get_order(buyer, order.id) == order
         assert len({order.id for _, order in acknowledged}) == len(acknowledged)
+        # Each upload resumed where the killed instance had acknowledged, and became an item
+        # whose original is the very file.
+        for uploader in uploaders:
+            assert uploader.resumed_at == uploader.acknowledged, uploader
+            assert uploader.created is not None and not uploader.created.duplicate
+            original, _ = await download_original(uploader.session, uploader.created.item.id)
+            assert original == await asyncio.to_thread(uploader.path.read_bytes)
     finally:
         stop.set()
-        for worker in workers:
+        resume.set()
+        for worker in [*workers, *uploads]:
             worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*workers, *uploads, return_exceptions=True)
         await _close_all(sessions)
     await check_orders_postgres(cluster.database, start_stock, [o for _, o in acknowledged])
     # Every worker finished its last checkout: each order placed was acknowledged, once (a
@@ -329,5 +438,12 @@ async def test_clients_move_to_the_other_instance_when_one_is_killed(
     conn = await asyncpg.connect(cluster.database)
     try:
         assert await conn.fetchval("SELECT count(*) FROM orders") == len(acknowledged)
+        # One item per uploaded file, and no upload left in progress.
+        for uploader in uploaders:
+            title = uploader.metadata.title
+            assert await conn.fetchval("SELECT count(*) FROM items WHERE title = $1", title) == 1
+        assert await conn.fetchval("SELECT count(*) FROM uploads") == 0
     finally:
         await conn.close()
+    keys = await asyncio.to_thread(object_store.keys, blobs_url)
+    assert [key for key in keys if key.startswith("partials/")] == [], keys

@@ -143,6 +143,10 @@ class ServerProcess:
     accounts_per_address: int | None = 100_000
     #: The PostgreSQL URL the shop is kept in; ``None`` for the SQLite file in the data dir.
     database: str | None = None
+    #: The ``s3://`` URL of the object store the pictures are kept in; ``None`` for the data
+    #: dir. Given through ``PIXMART_BLOBS`` in the environment (with the ``AWS_*`` credentials
+    #: this process has), never on the command line, where ``ps`` would show it.
+    blobs: str | None = None
 
     @property
     def url(self) -> str:
@@ -164,8 +168,13 @@ class ServerProcess:
         if self.database is not None:
             command += ["--database", self.database]
         command += ["serve", *self.serve_options(port)]
+        env = None if self.blobs is None else {**os.environ, "PIXMART_BLOBS": self.blobs}
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
         )
         stdout = self.process.stdout
         assert stdout is not None
