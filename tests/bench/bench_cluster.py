@@ -59,7 +59,7 @@ from tests.bench.bench_load import Setting, _receive, _Run
 from tests.bench.bench_load import _tokens as seller_tokens
 from tests.bench.bench_storage import Pictures, Shop, database_cpu, seed_shop, server_config
 from tests.support.cluster import shared_certificate
-from tests.support.commerce import _FINGERPRINT, _LISTENING, ServerProcess
+from tests.support.commerce import ServerProcess, read_listening
 from tests.support.haproxy import Haproxy, ensure_haproxy
 from tests.support.load import (
     REQUEST_TIMEOUT,
@@ -133,20 +133,9 @@ class BenchServer(ServerProcess):
                 cwd=ROOT,
                 start_new_session=True,
             )
-        stdout = self.process.stdout
-        assert stdout is not None
-        async with asyncio.timeout(timeout):
-            while not (self.port and self.fingerprint):
-                line = (await asyncio.to_thread(stdout.readline)).decode()
-                if not line:
-                    raise RuntimeError(
-                        f"a bench server exited with {self.process.wait()}; "
-                        f"see {self.data_dir / 'bench-server.log'}"
-                    )
-                if match := _LISTENING.search(line):
-                    self.port = int(match.group(1))
-                if match := _FINGERPRINT.search(line):
-                    self.fingerprint = match.group(1)
+        self.port, self.fingerprint = await read_listening(
+            self.process, timeout, f"a bench server (see {self.data_dir / 'bench-server.log'})"
+        )
 
 
 def serve(data_dir: Path, port: int, cert: Path | None, key: Path | None) -> None:

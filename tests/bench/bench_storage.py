@@ -82,11 +82,10 @@ from tests.bench.bench_load import Setting, _Run
 from tests.bench.bench_load import _one_run as paging_run
 from tests.bench.bench_load import _tokens as seller_tokens
 from tests.support.commerce import (
-    _FINGERPRINT,
-    _LISTENING,
     PASSWORD,
     ServerProcess,
     list_item,
+    read_listening,
     sign_up,
 )
 from tests.support.load import cpu_seconds, percentile, seed_items, summary
@@ -174,20 +173,10 @@ class EngineServer(ServerProcess):
                 cwd=ROOT,
                 start_new_session=True,
             )
-        stdout = self.process.stdout
-        assert stdout is not None
-        async with asyncio.timeout(timeout):
-            while not (self.port and self.fingerprint):
-                line = (await asyncio.to_thread(stdout.readline)).decode()
-                if not line:
-                    raise RuntimeError(
-                        f"the {self.engine} server exited with {self.process.wait()}; "
-                        f"see {self.data_dir / 'bench-server.log'}"
-                    )
-                if match := _LISTENING.search(line):
-                    self.port = int(match.group(1))
-                if match := _FINGERPRINT.search(line):
-                    self.fingerprint = match.group(1)
+        log_path = self.data_dir / "bench-server.log"
+        self.port, self.fingerprint = await read_listening(
+            self.process, timeout, f"the {self.engine} server (see {log_path})"
+        )
 
 
 def serve(data_dir: Path) -> None:

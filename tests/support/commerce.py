@@ -119,6 +119,31 @@ def units_sold(db_path: Path, item_id: int) -> int:
 
 _LISTENING = re.compile(r"listening on wss://127\.0\.0\.1:(\d+)")
 _FINGERPRINT = re.compile(r"fingerprint: ([0-9A-F:]+)")
+
+
+async def read_listening(
+    process: subprocess.Popen[bytes], timeout: float, what: str
+) -> tuple[int, str]:
+    """The port and certificate fingerprint a starting ``pixmart-server`` prints on stdout.
+
+    Raises:
+        RuntimeError: the process exited first (``what`` names it in the message).
+        TimeoutError: it printed neither within ``timeout`` seconds.
+    """
+    stdout = process.stdout
+    assert stdout is not None
+    listening: int | None = None
+    fingerprint: str | None = None
+    async with asyncio.timeout(timeout):
+        while listening is None or fingerprint is None:
+            line = (await asyncio.to_thread(stdout.readline)).decode()
+            if not line:
+                raise RuntimeError(f"{what} exited with {process.wait()}")
+            if match := _LISTENING.search(line):
+                listening = int(match.group(1))
+            if match := _FINGERPRINT.search(line):
+                fingerprint = match.group(1)
+    return listening, fingerprint
 FAST_BACKOFF = Backoff(initial=0.05, factor=2.0, maximum=0.5)
 
 
@@ -176,20 +201,7 @@ class ServerProcess:
             start_new_session=True,
             env=env,
         )
-        stdout = self.process.stdout
-        assert stdout is not None
-        listening: int | None = None
-        fingerprint: str | None = None
-        async with asyncio.timeout(timeout):
-            while listening is None or fingerprint is None:
-                line = (await asyncio.to_thread(stdout.readline)).decode()
-                if not line:
-                    raise RuntimeError(f"the server exited with {self.process.wait()}")
-                if match := _LISTENING.search(line):
-                    listening = int(match.group(1))
-                if match := _FINGERPRINT.search(line):
-                    fingerprint = match.group(1)
-        self.port, self.fingerprint = listening, fingerprint
+        self.port, self.fingerprint = await read_listening(self.process, timeout, "the server")
 
     def serve_options(self, port: int) -> list[str]:
         """The options of ``pixmart-server serve``: the port, no image model, the sign-up limit."""
