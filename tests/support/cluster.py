@@ -22,7 +22,8 @@ from pathlib import Path
 
 from backend import tls
 from tests.support import services
-from tests.support.haproxy import Haproxy, free_port
+from tests.support.haproxy import Haproxy
+from tests.support.ports import kept_port
 
 CLUSTER_DIR = services.STATE_DIR / "cluster"
 #: Instances load the image model before they listen; that can take a while on first start.
@@ -61,11 +62,7 @@ class Instance:
     @property
     def port(self) -> int:
         """The instance's TLS port (chosen once, kept across restarts)."""
-        path = self.base / "port"
-        if not path.exists():
-            self.base.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{free_port()}\n")
-        return int(path.read_text())
+        return kept_port(self.base)
 
     def _pid(self) -> int | None:
         try:

