@@ -39,6 +39,7 @@ from tui.screens.similar import SimilarScreen
 from tui.screens.upload import UploadScreen
 from tui.shop import ShopHooks
 from tui.store import ClientStore
+from tui.type_ahead import TypeAheadApp
 
 #: A palette entry without a key: name, help, what to run.
 PaletteCommand = tuple[str, str, Callable[[], Any]]
@@ -57,7 +58,7 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
 _LOGGED_IN_ACTIONS = frozenset({"logout", "go"})
 
 
-class PixmartApp(App[None]):
+class PixmartApp(TypeAheadApp[None]):
     """The pixmart terminal client.
 
     Args:

@@ -56,7 +56,8 @@ def _wait_for(session: str, text: str, timeout: float = 30.0) -> str:
 
 
 def _keys(session: str, *keys: str) -> None:
-    # One key at a time: a burst can reach the app out of order.
+    # One key at a time, each after the screen has had time to react: the waits for text on the
+    # screen between steps are what keep the test in step with the app.
     for key in keys:
         _tmux("send-keys", "-t", session, key)
         time.sleep(0.15)
@@ -109,10 +110,8 @@ def test_log_in_browse_add_to_cart_and_check_out(tmp_path: Path, tmux_session: s
         _tmux("new-session", "-d", "-s", tmux_session, "-x", "120", "-y", "40", command)
 
         _wait_for(tmux_session, "Password")
-        _type(tmux_session, "smokebuyer")
-        _keys(tmux_session, "Tab")
-        _type(tmux_session, "password123")
-        _keys(tmux_session, "Enter")
+        # One burst, as a password manager types it: each key must still reach its own field.
+        _tmux("send-keys", "-t", tmux_session, "smokebuyer", "Tab", "password123", "Enter")
 
         screen = _wait_for(tmux_session, TITLE)  # the gallery shows the item
         assert "connected" in screen and "smokebuyer" in screen
