@@ -70,7 +70,8 @@ def open_shop(
 def comparer(
     snap_compare: SnapCompare, server: ThreadedServer, monkeypatch: pytest.MonkeyPatch
 ) -> SnapCompare:
-    """``snap_compare`` at 120×40 with half-block pictures and the server port written ``PORT``."""
+    """``snap_compare`` at 120×40 (or ``size``) with half-block pictures and the server port
+    written ``PORT``."""
     monkeypatch.setenv("PIXMART_GRAPHICS", "halfcell")
     normalise: Callable[[str], str] = pytest_textual_snapshot.normalize_svg
     port = re.compile(rf"127\.0\.0\.1:{server.port}\b")
@@ -81,8 +82,10 @@ def comparer(
     # The plugin normalises every SVG it stores or compares through this function.
     monkeypatch.setattr(pytest_textual_snapshot, "normalize_svg", without_port)
 
-    def compare(app: PixmartApp, run_before: RunBefore) -> bool:
-        return snap_compare(app, run_before=run_before, terminal_size=SIZE)
+    def compare(
+        app: PixmartApp, run_before: RunBefore, size: tuple[int, int] = SIZE
+    ) -> bool:
+        return snap_compare(app, run_before=run_before, terminal_size=size)
 
     return compare
 

@@ -222,6 +222,40 @@ def test_gallery_filtered_by_tag(snap: SnapCompare, shop: SnapshotShop, tmp_path
     assert snap(app, run_before)
 
 
+#: The size many terminals open at.
+SMALL = (80, 24)
+
+
+def test_gallery_at_80x24(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
+    """The gallery in an 80×24 terminal: the tag sidebar folded away and three cards across the
+    whole width (pictures, titles, prices, stock), the first highlighted; "t Tags" in the
+    footer."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot, complete=True)
+        assert app.screen.query_one(CatalogueView).grid.columns >= 2
+        await settle(pilot)
+
+    assert snap(app, run_before, size=SMALL)
+
+
+def test_gallery_tags_unfolded_at_80x24(
+    snap: SnapCompare, shop: SnapshotShop, tmp_path: Path
+) -> None:
+    """The same after t: the tag list (landscape 6, warm 6, ...) lies over the left of the
+    cards with the focus; the cards keep their three columns behind it."""
+    app = make_app(shop, tmp_path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await in_gallery(pilot, complete=True)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.focused, SelectionList), what="the tag list")
+        await settle(pilot)
+
+    assert snap(app, run_before, size=SMALL)
+
+
 def test_item_screen(snap: SnapCompare, shop: SnapshotShop, tmp_path: Path) -> None:
     """Ada's newest item: the large preview on the left; title, price, stock, seller, tags,
     description and "96×64 PNG" on the right; quantity and Add to cart (disabled: a seller cannot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -15,7 +15,14 @@ from protocol.catalogue_client import list_tags
 from protocol.messages.catalogue import ListingFilters, TagCount
 from tui.data.listing import ListingQuery
 from tui.screens.base import PixmartScreen
+from tui.widgets.card_grid import GUTTER, TILE_MIN_WIDTH
 from tui.widgets.catalogue_view import CatalogueView
+
+SIDEBAR_WIDTH = 30
+#: The tag sidebar sits beside the cards only where two cards still fit next to it (the 2 is the
+#: grid's padding); in a narrower terminal (80 columns, say) the pictures come first: the sidebar
+#: is folded away and ``t`` unfolds it over the cards.
+SIDE_BY_SIDE_WIDTH = SIDEBAR_WIDTH + 2 * TILE_MIN_WIDTH + GUTTER + 2
 
 
 def tag_prompt(tag: TagCount, width: int = 20) -> Text:
@@ -27,13 +34,17 @@ def tag_prompt(tag: TagCount, width: int = 20) -> Text:
 
 
 class TagSidebar(Vertical):
-    """Tags with their counts; the selected ones filter the gallery (all must hold)."""
+    """Tags with their counts; the selected ones filter the gallery (all must hold).
+
+    Beside the cards in a wide gallery; in a narrow one it is folded away and shows (class
+    ``-open``) over the cards only while the tag list has the focus.
+    """
 
     BINDING_GROUP_TITLE = "Tags"
 
     DEFAULT_CSS = """
     TagSidebar {
-        width: 30;
+        width: 30;  /* SIDEBAR_WIDTH */
         height: 1fr;
         border-right: vkey $panel-lighten-1;
         padding: 0 1;
@@ -74,6 +85,15 @@ class TagSidebar(Vertical):
         """Unpick every tag."""
         self.selection.deselect_all()
 
+    def unfold(self) -> None:
+        """Show the sidebar (over the cards when folded away) with the focus in the tag list."""
+        self.add_class("-open")
+        self.selection.focus()
+
+    @on(events.DescendantBlur)
+    def _fold(self) -> None:
+        self.remove_class("-open")
+
 
 class GalleryScreen(PixmartScreen):
     """Everything for sale, newest first, in a responsive grid of cards."""
@@ -82,9 +102,18 @@ class GalleryScreen(PixmartScreen):
 
     DEFAULT_CSS = """
     GalleryScreen {
-        #gallery-body { height: 1fr; }
+        #gallery-body { height: 1fr; layers: cards tags; }
+        &.-narrow TagSidebar {
+            display: none;
+            dock: left;
+            layer: tags;
+            background: $surface;
+        }
+        &.-narrow TagSidebar.-open { display: block; }
     }
     """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (SIDE_BY_SIDE_WIDTH, "-wide")]
 
     BINDINGS = [
         Binding("t", "focus_tags", "Tags", id="gallery.tags", tooltip="Filter by tags"),
@@ -145,8 +174,8 @@ class GalleryScreen(PixmartScreen):
         self.pixmart.open_item(message.card)
 
     def action_focus_tags(self) -> None:
-        """Move to the tag list."""
-        self.query_one(TagSidebar).selection.focus()
+        """Move to the tag list, unfolding it in a narrow gallery."""
+        self.query_one(TagSidebar).unfold()
 
     def action_focus_cards(self) -> None:
         """Move back to the cards."""
