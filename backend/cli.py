@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         "credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $PIXMART_BLOBS, else "
         "the data dir's blobs folder)",
     )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="PATH",
+        help="the master key that seals the pictures (default: $PIXMART_KEY_FILE, else "
+        "server-master.key in the user config dir, made on first use)",
+    )
+    parser.add_argument(
+        "--old-key-file", type=Path, metavar="PATH", help="during a key rotation, the old key"
+    )
     # --data-dir is also accepted after the subcommand: ``pixmart-server fingerprint --data-dir D``.
     # SUPPRESS keeps a subcommand that is not given it from overwriting the value given before.
     common = argparse.ArgumentParser(add_help=False)
@@ -80,6 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--database", default=argparse.SUPPRESS, metavar="URL", help="as above")
     common.add_argument("--blobs", default=argparse.SUPPRESS, metavar="URL", help="as above")
+    common.add_argument(
+        "--key-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="the master key that seals the pictures (default: $PIXMART_KEY_FILE, else "
+        "server-master.key in the user config dir, made on first use); never in the data dir",
+    )
+    common.add_argument(
+        "--old-key-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="during a key rotation, the key being retired (default: $PIXMART_OLD_KEY_FILE)",
+    )
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", parents=[common], help="serve clients (the default)")
@@ -137,6 +162,29 @@ def _parser() -> argparse.ArgumentParser:
         "password in it, PGPASSWORD or ~/.pgpass is used)",
     )
 
+    keys = commands.add_parser("keys", help="make and rotate the master key of the pictures")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    init = key_commands.add_parser("init", help="write a new master key file (0600)")
+    init.add_argument("path", type=Path, metavar="PATH", help="where; never inside the data dir")
+    init.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="derive the key from a passphrase (Argon2id) instead of storing it: asked for on "
+        "the terminal, or read from $PIXMART_KEY_PASSPHRASE",
+    )
+    rotate = key_commands.add_parser(
+        "rotate",
+        parents=[common],
+        help="re-wrap every picture's data key under a new master key (resumable)",
+        description="Re-wraps the data key of every stored picture, thumbnail and preview "
+        "under NEW without re-encrypting the pictures. Run it on a stopped server, or beside "
+        "running instances that hold both keys (README: 'Rotating the master key'). If it is "
+        "interrupted, run it again; when it reports done, OLD may be retired.",
+    )
+    rotate.add_argument(
+        "--new-key-file", type=Path, required=True, metavar="NEW", help="the new master key"
+    )
+
     admin = commands.add_parser("admin", parents=[common], help="manage administrators")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     add = admin_commands.add_parser("add", help="make USER an administrator")
@@ -166,6 +214,11 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-vision", action="store_true", help="do not load the image model")
     parser.add_argument(
+        "--unencrypted",
+        action="store_true",
+        help="store pictures unencrypted (only for a store never encrypted; for comparisons)",
+    )
+    parser.add_argument(
         "--metrics",
         type=_metrics_address,
         metavar="HOST:PORT",
@@ -191,9 +244,7 @@ def _metrics_address(text: str) -> tuple[str, int]:
 
 
 def _config(args: argparse.Namespace) -> ServerConfig:
-    config = ServerConfig(
-        data_dir=args.data_dir or default_data_dir(), log_format=args.log_format
-    )
+    config = ServerConfig(data_dir=args.data_dir or default_data_dir(), log_format=args.log_format)
     database = getattr(args, "database", None) or config.database
     if database:
         if not is_postgres_url(database):
@@ -210,6 +261,14 @@ def _config(args: argparse.Namespace) -> ServerConfig:
                 "(leave it out for the data dir's blobs folder)"
             )
         config = replace(config, blobs=blobs)
+    for option, field_name in (
+        ("key_file", "master_key_file"),
+        ("old_key_file", "old_master_key_file"),
+    ):
+        if getattr(args, option, None) is not None:
+            config = replace(config, **{field_name: getattr(args, option)})
+    if getattr(args, "unencrypted", False):
+        config = replace(config, encrypt_at_rest=False)
     if getattr(args, "host", None) is not None:
         if bool(args.cert) != bool(args.key):
             raise SystemExit("pixmart-server: --cert and --key go together")
@@ -300,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         except MigrationError as exc:
             return fail(str(exc))
         return 0
+    if args.command == "keys":
+        from backend.atrest.commands import init_key, rotate_keys
+
+        if args.keys_command == "init":
+            return init_key(args.path, passphrase=args.passphrase)
+        return asyncio.run(rotate_keys(config, args.new_key_file))
     if args.command == "admin":
         return asyncio.run(_admin(config, args.user, args.admin_command == "add"))
     if args.command == "migrate":

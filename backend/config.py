@@ -17,6 +17,20 @@ APP_NAME = "pixmart"
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
+def _env_path(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value) if value else None
+
+
+def default_master_key_file() -> Path:
+    """Where a server keeps its master key unless told otherwise: the user config dir
+    (``PIXMART_CONFIG_DIR`` overrides it), apart from the data it protects."""
+    folder = os.environ.get("PIXMART_CONFIG_DIR") or platformdirs.user_config_dir(
+        APP_NAME, appauthor=False
+    )
+    return Path(folder) / "server-master.key"
+
+
 def default_data_dir() -> Path:
     """The data dir: ``PIXMART_DATA_DIR`` if set, else the platform's user data dir."""
     env = os.environ.get("PIXMART_DATA_DIR")
@@ -150,6 +164,19 @@ class ServerConfig:
     #: from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``), or ``None`` for the data dir's
     #: ``blobs`` folder (the default).
     blobs: str | None = field(default_factory=lambda: os.environ.get("PIXMART_BLOBS"))
+    #: The master key file that wraps the pictures' data keys (``--key-file``); ``None`` means
+    #: :func:`default_master_key_file`, made on first use. Never inside the data dir.
+    master_key_file: Path | None = field(default_factory=lambda: _env_path("PIXMART_KEY_FILE"))
+    #: A key also accepted for opening pictures while a rotation away from it is under way
+    #: (``--old-key-file``).
+    old_master_key_file: Path | None = field(
+        default_factory=lambda: _env_path("PIXMART_OLD_KEY_FILE")
+    )
+    #: Whether pictures are sealed at rest; only a store never encrypted may run without
+    #: (``--unencrypted``, for comparisons), and a server refuses to open an encrypted one so.
+    encrypt_at_rest: bool = field(
+        default_factory=lambda: os.environ.get("PIXMART_UNENCRYPTED", "") not in ("1", "yes")
+    )
 
     @property
     def db_path(self) -> Path:

@@ -124,6 +124,13 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self._sealed_in_place = Counter(
+            "pixmart_pictures_encrypted_in_place",
+            "Picture files and thumbnail rows stored before encryption and sealed since the "
+            "server started, by kind ('file' or 'row').",
+            ["kind"],
+            registry=registry,
+        )
         self._accepted = Counter(
             "pixmart_connections_accepted",
             "WebSocket connections accepted since the server started.",
@@ -209,6 +216,10 @@ class ServerMetrics:
     def checkout(self, outcome: str) -> None:
         """Count one checkout by its outcome."""
         self._checkouts.labels(outcome).inc()
+
+    def sealed_in_place(self, kind: str) -> None:
+        """Count one file (``file``) or picture row (``row``) sealed by the in-place job."""
+        self._sealed_in_place.labels(kind).inc()
 
     def watch_embeddings(self, source: Callable[[], EmbeddingStats | None]) -> None:
         """Read the embedding worker's figures from ``source()`` at every scrape.

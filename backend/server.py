@@ -29,6 +29,8 @@ from backend.accounts.repositories import (
     session_repository,
 )
 from backend.accounts.service import AccountService
+from backend.atrest.keys import MasterKeyError
+from backend.atrest.server_keys import server_key_set
 from backend.catalogue import live as catalogue_live
 from backend.config import ServerConfig, format_address
 from backend.dispatch import Dispatcher
@@ -234,6 +236,10 @@ class PixmartServer:
         )
         handshake.register(self.dispatcher, self.capabilities)
         account_handlers.register(self.dispatcher, self.services)
+        try:
+            self.services.keys = server_key_set(config)
+        except MasterKeyError as exc:
+            raise StartupError(str(exc), "see `pixmart-server keys --help`") from None
         self.domains = build_domains(self.services)
         for domain in self.domains.all:
             await domain.start()

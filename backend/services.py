@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.accounts.service import AccountService
+from backend.atrest.keys import KeySet
 from backend.config import ServerConfig
 from backend.eventbus import EventBus
 from backend.events import EventHub
@@ -28,3 +29,5 @@ class Services:
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     #: Carries domain facts to the other server instances (a no-op bus for a single server).
     bus: EventBus = field(default_factory=EventBus)
+    #: The master keys pictures are sealed under; ``None`` for a shop stored unencrypted.
+    keys: KeySet | None = None

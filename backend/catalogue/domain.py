@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
+from backend.atrest.envelope import Sealer
 from backend.catalogue import handlers
 from backend.catalogue.repositories import (
     catalogue_repository,
@@ -23,11 +25,14 @@ class CatalogueDomain:
 
     def __init__(self, services: Services) -> None:
         db = services.db
+        # Thumbnails and previews are sealed in the database like the files in the store.
+        derivatives = DerivativeCodec(Sealer(services.keys)) if services.keys else PLAIN
         self.service = CatalogueService(
             services,
-            items=catalogue_repository(db),
+            items=catalogue_repository(db, derivatives),
             pictures=picture_repository(db),
             uploads=upload_repository(db),
+            derivatives=derivatives,
         )
         self._events = services.events
         self.sweeper = CatalogueSweeper(
@@ -47,5 +52,6 @@ class CatalogueDomain:
         handlers.register(dispatcher, self.service, self._events)
 
     async def stop(self) -> None:
-        """Stop the periodic sweeps."""
+        """Stop the periodic sweeps and background jobs."""
         await self.sweeper.stop()
+        await self.service.stop()

@@ -22,10 +22,10 @@ from typing import Final
 from backend.catalogue.locks import KeyedLocks
 from backend.catalogue.processing import PreparedPicture
 from backend.catalogue.repository import NewPicture, PictureRepository, StoredFiles
-from backend.media.blobs import BlobStorage, StoreUnavailable
+from backend.media.blobs import BlobDamaged, BlobStorage, StoreUnavailable
 from backend.media.sniff import MIME_TYPES
 from backend.media.validate import ImageInfo
-from protocol.errors import Unavailable
+from protocol.errors import Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ SHARED_SWEEP_GRACE_SECONDS: Final = 3600.0
 
 @contextmanager
 def store_available() -> Iterator[None]:
-    """Turn the picture store's outage into the protocol's ``unavailable`` (retry later)."""
+    """Turn the picture store's outage into the protocol's ``unavailable`` (retry later), and
+    a damaged picture into ``internal`` (the store logged which, once)."""
     try:
         yield
     except StoreUnavailable as exc:
@@ -44,6 +45,8 @@ def store_available() -> Iterator[None]:
             "Pictures cannot be reached right now; try again shortly",
             retry_after=exc.retry_after,
         ) from None
+    except BlobDamaged:
+        raise Internal("This picture cannot be read on the server") from None
 
 
 def new_picture(files: StoredFiles, prepared: PreparedPicture) -> NewPicture:
@@ -122,25 +125,35 @@ class PictureStore:
         for a store other servers write to meanwhile; a sweep while serving passes its own.
         An unreachable store is left for the next sweep.
         """
-        referenced = await self._pictures.prune()
+        referenced = self._stored_names(await self._pictures.prune())
         grace = grace_seconds
         if grace is None:
             grace = SHARED_SWEEP_GRACE_SECONDS if self.blobs.shared else 0.0
         removed = 0
         try:
             await self.blobs.sweep_temp_files(older_than_seconds=grace)
-            # Streamed: a large store's names are never all held at once.
-            async for name in self.blobs.names(older_than_seconds=grace):
+            # Streamed: a large store's names are never all held at once, only the orphans.
+            orphans = [
+                name
+                async for name in self.blobs.names(older_than_seconds=grace)
+                if name not in referenced
+            ]
+            if orphans:
                 # Asked again: a row may have come since the snapshot (on another server).
-                if name in referenced or await self._pictures.referenced(name):
-                    continue
-                if await self.blobs.delete(name):
+                referenced = self._stored_names(await self._pictures.prune())
+            for name in orphans:
+                if name not in referenced and await self.blobs.delete_stored(name):
                     removed += 1
         except StoreUnavailable:
             log.warning("picture store unreachable: unreferenced files are left for later")
         if removed:
             log.info("start-up sweep removed %d unreferenced picture files", removed)
         return removed
+
+    def _stored_names(self, hashes: set[str]) -> set[str]:
+        """The names the store lists the files of ``hashes`` under, and the hashes themselves
+        (a store encrypted in place may still hold some under those)."""
+        return hashes | {self.blobs.storage_name(sha256) for sha256 in hashes}
 
     async def info(self, sha256: str) -> ImageInfo | None:
         """What validation learned about a stored picture, or ``None``."""

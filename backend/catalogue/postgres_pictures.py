@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from backend.catalogue.postgres_locks import lock_pictures
-from backend.catalogue.repository import PictureInfo
+from backend.catalogue.repository import PictureInfo, StoredDerivatives
 from backend.catalogue.rows import PICTURE_INFO_COLUMNS, picture_info_from_row
 from backend.storage.postgres import PostgresDatabase
 
@@ -51,3 +51,38 @@ class PostgresPictureRepository:
                 )
         rows = await self._db.fetchall("SELECT sha256, clean_sha256 FROM pictures")
         return {str(name) for row in rows for name in row}
+
+    async def derivatives_after(self, after: str, limit: int) -> list[StoredDerivatives]:
+        rows = await self._db.fetchall(
+            "SELECT p.sha256, p.thumbnail, pp.preview FROM pictures p"
+            " JOIN picture_previews pp ON pp.sha256 = p.sha256"
+            " WHERE p.sha256 > $1 ORDER BY p.sha256 LIMIT $2",
+            after,
+            limit,
+        )
+        return [StoredDerivatives(row[0], bytes(row[1]), bytes(row[2])) for row in rows]
+
+    async def replace_derivatives(self, old: StoredDerivatives, new: StoredDerivatives) -> bool:
+        try:
+            async with self._db.transaction() as conn:
+                row = await conn.fetchrow(
+                    "WITH t AS (UPDATE pictures SET thumbnail = $2"
+                    "  WHERE sha256 = $1 AND thumbnail = $3 RETURNING sha256),"
+                    " p AS (UPDATE picture_previews SET preview = $4"
+                    "  WHERE sha256 = $1 AND preview = $5 RETURNING sha256)"
+                    " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM p)",
+                    old.sha256,
+                    new.thumbnail,
+                    old.thumbnail,
+                    new.preview,
+                    old.preview,
+                )
+                if row is None or (row[0], row[1]) != (1, 1):
+                    raise _Gone()
+        except _Gone:
+            return False  # rolled back: both or neither
+        return True
+
+
+class _Gone(Exception):
+    """The picture's row changed or went since it was read."""

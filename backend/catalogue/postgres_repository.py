@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import Position
 from backend.catalogue.filters import Criteria
 from backend.catalogue.postgres_filters import ORDERS, Args, visible, where
@@ -91,14 +92,17 @@ def page_query(
 class PostgresCatalogueRepository:
     """The :class:`~backend.catalogue.repository.CatalogueRepository` of a PostgreSQL database."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, derivatives: DerivativeCodec = PLAIN) -> None:
         self._db = db
+        #: Seals thumbnails and previews on their way in, opens them on their way out.
+        self._derivatives = derivatives
 
     # -- items -----------------------------------------------------------------------------
 
     async def items(self, item_ids: Sequence[int]) -> dict[int, ItemRow]:
         rows = await self._db.fetchall(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])", list(item_ids)
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])",
+            list(item_ids),
         )
         return {item.id: item for item in map(item_from_row, rows)}
 
@@ -109,6 +113,7 @@ class PostgresCatalogueRepository:
         return int(item_id) if item_id is not None else None
 
     async def add_item(self, draft: ItemDraft, now: float) -> int:
+        draft = self._derivatives.seal_draft(draft)
         listing = draft.listing
         try:
             async with self._db.transaction() as conn:
@@ -117,7 +122,8 @@ class PostgresCatalogueRepository:
                 if draft.picture is not None:
                     await _insert_picture(conn, draft.picture, now)
                 elif not await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1)", draft.sha256
+                    "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1)",
+                    draft.sha256,
                 ):
                     raise PictureMissing(draft.sha256)
                 # Held to the commit: the newest created_at read here is the newest committed.
@@ -174,7 +180,8 @@ class PostgresCatalogueRepository:
             shas = [
                 str(row[0])
                 for row in await conn.fetch(
-                    "SELECT DISTINCT sha256 FROM items WHERE id = ANY($1::bigint[])", ids
+                    "SELECT DISTINCT sha256 FROM items WHERE id = ANY($1::bigint[])",
+                    ids,
                 )
             ]
             # Taken before the deletion, so no item for these pictures is being added now and
@@ -199,16 +206,22 @@ class PostgresCatalogueRepository:
         if viewer_id is not None:
             condition += f" AND {visible(args.add(viewer_id))}"
         rows = await self._db.fetchall(
-            f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}", *args.values
+            f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}",
+            *args.values,
         )
-        found = {card.id: card for card in cards_from_rows(rows, list)}
+        found = {
+            card.id: card for card in cards_from_rows(rows, list, derivatives=self._derivatives)
+        }
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1", item_id
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1",
+            item_id,
         )
-        return detail_from_row(row, list) if row is not None else None
+        return (
+            detail_from_row(row, list, derivatives=self._derivatives) if row is not None else None
+        )
 
     async def page(
         self,
@@ -220,7 +233,9 @@ class PostgresCatalogueRepository:
         limit: int,
     ) -> list[ItemCard]:
         sql, args = page_query(viewer_id, criteria, sort, after=after, limit=limit)
-        return cards_from_rows(await self._db.fetchall(sql, *args), list)
+        return cards_from_rows(
+            await self._db.fetchall(sql, *args), list, derivatives=self._derivatives
+        )
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         args = Args()

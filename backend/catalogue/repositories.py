@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import SECRET_BYTES, load_or_create_secret
 from backend.catalogue.postgres_pictures import PostgresPictureRepository
 from backend.catalogue.postgres_repository import PostgresCatalogueRepository
@@ -17,11 +18,14 @@ from backend.storage.engine import StorageEngine
 from backend.storage.shared_secrets import database_secret
 
 
-def catalogue_repository(db: StorageEngine) -> CatalogueRepository:
-    """Items, tags and listings stored in ``db``."""
+def catalogue_repository(
+    db: StorageEngine, derivatives: DerivativeCodec = PLAIN
+) -> CatalogueRepository:
+    """Items, tags and listings stored in ``db``, thumbnails and previews sealed by
+    ``derivatives``."""
     if isinstance(db, Database):
-        return SqliteCatalogueRepository(db)
-    return PostgresCatalogueRepository(db)
+        return SqliteCatalogueRepository(db, derivatives)
+    return PostgresCatalogueRepository(db, derivatives)
 
 
 def picture_repository(db: StorageEngine) -> PictureRepository:

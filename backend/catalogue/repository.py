@@ -72,6 +72,15 @@ class NewPicture:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredDerivatives:
+    """A picture's thumbnail and preview as the database holds them (sealed or not)."""
+
+    sha256: str
+    thumbnail: bytes
+    preview: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class PictureInfo:
     """What is recorded about a stored picture."""
 
@@ -281,6 +290,16 @@ class PictureRepository(Protocol):
 
     async def referenced(self, name: str) -> bool:
         """Whether a picture row names the file ``name`` (as its original or its clean copy)."""
+        ...
+
+    async def derivatives_after(self, after: str, limit: int) -> list[StoredDerivatives]:
+        """The stored thumbnails and previews of up to ``limit`` pictures whose hash sorts after
+        ``after`` (``""`` for the first), in hash order: for jobs walking every picture."""
+        ...
+
+    async def replace_derivatives(self, old: StoredDerivatives, new: StoredDerivatives) -> bool:
+        """Store ``new`` in place of ``old`` if the picture still has exactly ``old``; return
+        whether it did (a picture deleted meanwhile is left alone)."""
         ...
 
     async def prune(self) -> set[str]:

@@ -20,6 +20,7 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.repository import ItemRow, NewPicture, PictureInfo, UploadRow
 from protocol.messages.catalogue import ItemCard, ItemDetail, ItemMetadata
 
@@ -75,7 +76,9 @@ def item_from_row(row: Row) -> ItemRow:
     )
 
 
-def cards_from_rows(rows: Iterable[Row], tag_list: TagList) -> list[ItemCard]:
+def cards_from_rows(
+    rows: Iterable[Row], tag_list: TagList, *, derivatives: DerivativeCodec = PLAIN
+) -> list[ItemCard]:
     """The cards of rows of :data:`CARD_COLUMNS` and a tags column, in the rows' order."""
     cards: list[ItemCard] = []
     for row in rows:
@@ -106,13 +109,15 @@ def cards_from_rows(rows: Iterable[Row], tag_list: TagList) -> list[ItemCard]:
                 width=width,
                 height=height,
                 created_at=created_at,
-                thumbnail=thumbnail,
+                thumbnail=derivatives.open(thumbnail, "thumbnail"),
             )
         )
     return cards
 
 
-def detail_from_row(row: Row, tag_list: TagList) -> ItemDetail:
+def detail_from_row(
+    row: Row, tag_list: TagList, *, derivatives: DerivativeCodec = PLAIN
+) -> ItemDetail:
     """The detail of a row of :data:`DETAIL_COLUMNS` and a tags column."""
     (
         item_id,
@@ -151,8 +156,8 @@ def detail_from_row(row: Row, tag_list: TagList) -> ItemDetail:
         size_bytes=size_bytes,
         created_at=created_at,
         updated_at=updated_at,
-        preview=preview,
-        thumbnail=thumbnail,
+        preview=derivatives.open(preview, "preview"),
+        thumbnail=derivatives.open(thumbnail, "thumbnail"),
     )
 
 

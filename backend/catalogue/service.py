@@ -16,6 +16,8 @@ other domains (vision, commerce):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,10 @@ from PIL import Image
 from pixmart_data import data_file
 
 from backend.accounts.service import Principal
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
+from backend.atrest.keyring import KeyringMismatch, load_keyring, open_store_keys
+from backend.atrest.rotation import seal_plaintext
+from backend.atrest.sealed_blobs import SealedBlobs
 from backend.catalogue.changes import DeletedHook, ItemChanges, VisibilityHook
 from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.intake import CreatedHook, Intake
@@ -37,10 +43,11 @@ from backend.catalogue.repository import CatalogueRepository, PictureRepository,
 from backend.catalogue.tags import normalise_prefix, read_starter_tags
 from backend.catalogue.uploads import Incomplete, UploadManager
 from backend.catalogue.validation import validate_metadata
-from backend.media.blobs import open_blob_storage
+from backend.media.blobs import StoreUnavailable, open_blob_storage
 from backend.media.partials import open_partial_storage
 from backend.media.validate import MediaLimits
 from backend.services import Services
+from backend.startup import StartupError
 from protocol.errors import BadRequest, ErrorCode, NotFound, PixmartError
 from protocol.messages.catalogue import (
     BeginUpload,
@@ -65,6 +72,8 @@ ORIGINAL_CHUNK_BYTES: Final = 4 * 1024 * 1024
 STARTER_TAGS: Final = "starter_tags.txt"
 #: Where a single server keeps the secret that signs listing cursors, in its data dir.
 CURSOR_SECRET_FILE: Final = "cursor.key"
+#: The background job sealing a store written before encryption (one instance at a time).
+SEAL_IN_PLACE_JOB: Final = "catalogue.seal-in-place"
 #: Its name in the database when several instances share one.
 CURSOR_SECRET_NAME: Final = "catalogue.cursors"
 
@@ -87,6 +96,7 @@ class CatalogueService:
         items: CatalogueRepository,
         pictures: PictureRepository,
         uploads: UploadRepository,
+        derivatives: DerivativeCodec = PLAIN,
         clock: Clock = time.time,
     ) -> None:
         config = services.config
@@ -100,7 +110,13 @@ class CatalogueService:
         self.cursors = CursorSigner()
         self._cursor_file = data_dir / CURSOR_SECRET_FILE
         self._db = services.db
-        self.pictures = PictureStore(pictures, open_blob_storage(config.blobs, data_dir / "blobs"))
+        self._keys = services.keys
+        self._picture_rows = pictures
+        self._sealing: asyncio.Task[None] | None = None
+        self._derivatives = derivatives
+        # Sealed at start(), once the store's keyring has been checked against the keys.
+        self._raw_blobs = open_blob_storage(config.blobs, data_dir / "blobs")
+        self.pictures = PictureStore(pictures, self._raw_blobs)
         self.processor = PictureProcessor(
             MediaLimits(max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
         )
@@ -131,6 +147,7 @@ class CatalogueService:
 
         Runs before the server accepts connections, so the sweeps race with nothing here.
         """
+        await self._open_picture_store()
         log.info("pictures stored in %s", self.pictures.blobs.describe())
         self.cursors.use_secret(
             await cursor_secret(self._db, CURSOR_SECRET_NAME, self._cursor_file)
@@ -144,6 +161,65 @@ class CatalogueService:
         if not self._db.shared:
             await self.uploads.sweep()
             await self.pictures.sweep()
+
+    async def _open_picture_store(self) -> None:
+        """Check the keys against the store's keyring and seal the store (or refuse to start).
+
+        Raises:
+            StartupError: the keys do not open the store, or a server without keys met an
+                encrypted one.
+        """
+        raw = self._raw_blobs
+        try:
+            if self._keys is None:
+                keyring = await load_keyring(raw)
+                if keyring is not None:
+                    raise StartupError(
+                        "the picture store is encrypted (master key "
+                        f"{keyring.describe()}) and this server runs unencrypted",
+                        "start it with that key (--key-file)",
+                    )
+                return
+            store_keys = await open_store_keys(raw, self._keys)
+        except KeyringMismatch as exc:
+            raise StartupError(str(exc), "start with the key the store was sealed under") from None
+        except StoreUnavailable as exc:
+            raise StartupError(
+                f"cannot read the picture store's keyring: {exc}", "check --blobs"
+            ) from None
+        sealed = self.pictures.blobs = SealedBlobs(raw, store_keys)
+        self._derivatives.plaintext_left = store_keys.keyring.plaintext_left
+        if sealed.plaintext_left:
+            self._sealing = asyncio.create_task(
+                self._seal_plaintext(sealed), name="pixmart-seal-in-place"
+            )
+
+    async def _seal_plaintext(self, blobs: SealedBlobs) -> None:
+        """Seal what the store held before encryption, in the background (one instance)."""
+        metrics = self._metrics
+        try:
+            async with self._db.exclusive_job(SEAL_IN_PLACE_JOB) as mine:
+                if not mine:
+                    return  # another instance runs it
+                log.info("encrypting the pictures stored before encryption, in the background")
+                report = await seal_plaintext(
+                    blobs,
+                    self._picture_rows,
+                    self._derivatives,
+                    progress=lambda kind, _count: metrics.sealed_in_place(kind),
+                )
+                log.info("encryption in place done: %s", report.describe())
+        except StoreUnavailable:
+            log.warning("encryption in place paused: the picture store is unreachable")
+        except Exception:
+            log.exception("encryption in place failed; it resumes at the next start")
+
+    async def stop(self) -> None:
+        """Stop background work (the encryption in place resumes at the next start)."""
+        if self._sealing is not None:
+            self._sealing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sealing
 
     async def _load_starter_tags(self) -> None:
         """Load the starter tags on the first start; later starts leave the set as curated."""

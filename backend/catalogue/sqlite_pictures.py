@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.catalogue.repository import PictureInfo
+from backend.catalogue.repository import PictureInfo, StoredDerivatives
 from backend.catalogue.rows import PICTURE_INFO_COLUMNS, picture_info_from_row
 from backend.storage.database import Database
 
@@ -41,3 +41,36 @@ class SqlitePictureRepository:
             async with conn.execute("SELECT sha256, clean_sha256 FROM pictures") as cursor:
                 rows = await cursor.fetchall()
         return {str(name) for row in rows for name in row}
+
+    async def derivatives_after(self, after: str, limit: int) -> list[StoredDerivatives]:
+        rows = await self._db.fetchall(
+            "SELECT p.sha256, p.thumbnail, pp.preview FROM pictures p"
+            " JOIN picture_previews pp ON pp.sha256 = p.sha256"
+            " WHERE p.sha256 > ? ORDER BY p.sha256 LIMIT ?",
+            (after, limit),
+        )
+        return [StoredDerivatives(str(sha), bytes(thumb), bytes(prev)) for sha, thumb, prev in rows]
+
+    async def replace_derivatives(self, old: StoredDerivatives, new: StoredDerivatives) -> bool:
+        try:
+            async with self._db.transaction() as conn:
+                for sql, args in (
+                    (
+                        "UPDATE pictures SET thumbnail = ? WHERE sha256 = ? AND thumbnail = ?",
+                        (new.thumbnail, old.sha256, old.thumbnail),
+                    ),
+                    (
+                        "UPDATE picture_previews SET preview = ? WHERE sha256 = ? AND preview = ?",
+                        (new.preview, old.sha256, old.preview),
+                    ),
+                ):
+                    cursor = await conn.execute(sql, args)
+                    if cursor.rowcount != 1:
+                        raise _Gone()
+        except _Gone:
+            return False  # rolled back: both or neither
+        return True
+
+
+class _Gone(Exception):
+    """The picture's row changed or went since it was read."""

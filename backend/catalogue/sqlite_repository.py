@@ -15,6 +15,7 @@ from typing import Final
 
 import aiosqlite
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import Position
 from backend.catalogue.filters import Criteria
 from backend.catalogue.repository import (
@@ -62,8 +63,10 @@ _EDITABLE: Final = ("title", "description", "price_cents", "stock", "public")
 class SqliteCatalogueRepository:
     """The :class:`~backend.catalogue.repository.CatalogueRepository` of a SQLite database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, derivatives: DerivativeCodec = PLAIN) -> None:
         self._db = db
+        #: Seals thumbnails and previews on their way in, opens them on their way out.
+        self._derivatives = derivatives
 
     # -- items -----------------------------------------------------------------------------
 
@@ -83,6 +86,7 @@ class SqliteCatalogueRepository:
         return int(row[0]) if row else None
 
     async def add_item(self, draft: ItemDraft, now: float) -> int:
+        draft = self._derivatives.seal_draft(draft)
         try:
             async with self._db.transaction() as conn:
                 if draft.picture is not None:
@@ -122,7 +126,8 @@ class SqliteCatalogueRepository:
             shas: set[str] = set()
             for batch in _batches(item_ids):
                 cursor = await conn.execute(
-                    f"DELETE FROM items WHERE id IN ({_marks(batch)}) RETURNING sha256", batch
+                    f"DELETE FROM items WHERE id IN ({_marks(batch)}) RETURNING sha256",
+                    batch,
                 )
                 shas.update(str(row[0]) for row in await cursor.fetchall())
                 await cursor.close()
@@ -142,14 +147,22 @@ class SqliteCatalogueRepository:
             rows = await self._db.fetchall(
                 f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {condition}", params
             )
-            found.update((card.id, card) for card in cards_from_rows(rows, _tag_list))
+            found.update(
+                (card.id, card)
+                for card in cards_from_rows(rows, _tag_list, derivatives=self._derivatives)
+            )
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?", (item_id,)
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?",
+            (item_id,),
         )
-        return detail_from_row(row, _tag_list) if row is not None else None
+        return (
+            detail_from_row(row, _tag_list, derivatives=self._derivatives)
+            if row is not None
+            else None
+        )
 
     async def page(
         self,
@@ -170,7 +183,7 @@ class SqliteCatalogueRepository:
             f" ORDER BY {order_by} LIMIT ?",
             [*params, limit],
         )
-        return cards_from_rows(rows, _tag_list)
+        return cards_from_rows(rows, _tag_list, derivatives=self._derivatives)
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         condition, params = where(criteria, viewer_id)
@@ -287,7 +300,8 @@ async def _set_tags(conn: aiosqlite.Connection, item_id: int, tags: Sequence[str
             (item_id, *tags),
         )
     await conn.execute(
-        "UPDATE items_fts SET tags = ? WHERE rowid = ?", (_TAG_SEPARATOR.join(tags), item_id)
+        "UPDATE items_fts SET tags = ? WHERE rowid = ?",
+        (_TAG_SEPARATOR.join(tags), item_id),
     )
 
 

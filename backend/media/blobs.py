@@ -42,6 +42,14 @@ class StoreUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class BlobDamaged(Exception):
+    """A stored blob does not open: altered, truncated, moved, or sealed with another key.
+
+    Its bytes are never returned; the store logged what failed (once), callers answer
+    ``internal``.
+    """
+
+
 class BlobStorage(Protocol):
     """Content-addressed, write-once storage of pictures' files.
 
@@ -108,6 +116,47 @@ class BlobStorage(Protocol):
         """
         ...
 
+    def storage_name(self, sha256: str) -> str:
+        """The name :meth:`names` lists the blob whose content hashes to ``sha256`` under."""
+        ...
+
+    async def delete_stored(self, name: str) -> bool:
+        """Remove the object :meth:`names` listed as ``name``; return whether it existed."""
+        ...
+
+
+class ObjectStore(BlobStorage, Protocol):
+    """A :class:`BlobStorage` that also stores objects under names of the caller's choosing.
+
+    The sealed store (:class:`~backend.atrest.sealed_blobs.SealedBlobs`) names objects by a
+    keyed hash and keeps a keyring beside them; these are the operations it builds on. Names
+    are 64 lowercase hex digits, like content hashes.
+    """
+
+    async def put_named(self, name: str, data: bytes) -> None:
+        """Store ``data`` as the object ``name`` durably, replacing one of that name."""
+        ...
+
+    async def put_named_file(self, name: str, path: Path) -> None:
+        """Store the complete file at ``path`` as the object ``name`` and remove the file."""
+        ...
+
+    async def rewrite_head(self, name: str, head: bytes) -> None:
+        """Replace the first ``len(head)`` bytes of object ``name`` (the rest unchanged).
+
+        Raises:
+            FileNotFoundError: No object has this name.
+        """
+        ...
+
+    async def read_meta(self, meta_name: str) -> bytes | None:
+        """The store-level document ``meta_name`` (e.g. ``keyring.json``), or ``None``."""
+        ...
+
+    async def write_meta(self, meta_name: str, data: bytes) -> None:
+        """Replace the store-level document ``meta_name`` atomically."""
+        ...
+
 
 class LocalBlobs:
     """:class:`BlobStorage` in a folder of this machine, for a single server.
@@ -157,6 +206,34 @@ class LocalBlobs:
         """Remove the blob; return whether it existed."""
         return await asyncio.to_thread(self.store.delete, sha256)
 
+    def storage_name(self, sha256: str) -> str:
+        """Blobs are stored under their content's hash."""
+        return self.store.path_for(sha256).name
+
+    async def delete_stored(self, name: str) -> bool:
+        """Remove the blob listed as ``name`` (its hash)."""
+        return await self.delete(name)
+
+    async def put_named(self, name: str, data: bytes) -> None:
+        """Store ``data`` as the blob ``name``."""
+        await asyncio.to_thread(self.store.put_named, name, data)
+
+    async def put_named_file(self, name: str, path: Path) -> None:
+        """Move the file at ``path`` in as the blob ``name``."""
+        await asyncio.to_thread(self.store.put_named_file, name, path)
+
+    async def rewrite_head(self, name: str, head: bytes) -> None:
+        """Overwrite the first bytes of blob ``name`` in place."""
+        await asyncio.to_thread(self.store.rewrite_head, name, head)
+
+    async def read_meta(self, meta_name: str) -> bytes | None:
+        """The store-level document ``meta_name``, or ``None``."""
+        return await asyncio.to_thread(self.store.read_meta, meta_name)
+
+    async def write_meta(self, meta_name: str, data: bytes) -> None:
+        """Replace the store-level document ``meta_name``."""
+        await asyncio.to_thread(self.store.write_meta, meta_name, data)
+
     async def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:
         """Yield the stored blobs' names, listing the folder in a thread a page at a time."""
         cutoff = time.time() - older_than_seconds
@@ -188,7 +265,7 @@ class LocalBlobs:
         return await asyncio.to_thread(self.store.sweep_temp_files, older_than_seconds)
 
 
-def open_blob_storage(url: str | None, default_root: Path) -> BlobStorage:
+def open_blob_storage(url: str | None, default_root: Path) -> ObjectStore:
     """The store ``--blobs`` names: an ``s3://`` URL, or ``None`` for ``default_root``.
 
     Raises:

@@ -48,6 +48,8 @@ from backend.media.fsutil import (
 
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _FAN_OUT: Final = re.compile(r"[0-9a-f]{2}")
+#: Store-level documents (the keyring): letters, digits and dots, starting with a letter.
+_META_NAME: Final = re.compile(r"[a-z][a-z0-9.]{0,40}")
 
 
 def _modified(entry: os.DirEntry[str]) -> float:
@@ -56,6 +58,13 @@ def _modified(entry: os.DirEntry[str]) -> float:
         return entry.stat(follow_symlinks=False).st_mtime
     except FileNotFoundError:
         return float("inf")
+
+
+def _meta_file(meta_name: str) -> str:
+    """The file of a store-level document: a plain name, never a blob's or a fan-out folder's."""
+    if not _META_NAME.fullmatch(meta_name):
+        raise ValueError(f"not a store document name: {meta_name!r}")
+    return meta_name
 
 
 def is_sha256(value: str) -> bool:
@@ -136,6 +145,62 @@ class BlobStore:
             return sha256
         fsync_dir(target.parent)
         return sha256
+
+    def put_named(self, name: str, data: bytes) -> None:
+        """Store ``data`` as the blob ``name`` (atomically, durably), whatever it hashes to.
+
+        For stores whose names are not their content's hash (sealed pictures). An existing
+        blob of that name is replaced.
+        """
+        target = self.path_for(name)
+        make_dirs(target.parent, self._root)
+        with atomic_writer(target) as stream:
+            stream.write(data)
+
+    def put_named_file(self, name: str, path: Path) -> None:
+        """Move the complete, flushed file at ``path`` in as the blob ``name``."""
+        target = self.path_for(name)
+        make_dirs(target.parent, self._root)
+        try:
+            os.chmod(path, FILE_MODE)
+            os.replace(path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with open(path, "rb") as source, atomic_writer(target) as stream:
+                copy_stream(source, stream)
+            path.unlink()
+            return
+        fsync_dir(target.parent)
+
+    def rewrite_head(self, name: str, head: bytes) -> None:
+        """Overwrite the first ``len(head)`` bytes of blob ``name`` in place, durably.
+
+        One small positioned write: a process killed during it leaves the old or the new
+        bytes, never a mix (the write is a single syscall well inside one page).
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+        """
+        fd = os.open(self.path_for(name), os.O_WRONLY)
+        try:
+            if os.pwrite(fd, head, 0) != len(head):
+                raise OSError(errno.EIO, f"short write rewriting the head of {name}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_meta(self, meta_name: str) -> bytes | None:
+        """The store-level file ``meta_name`` beside the fan-out folders, or ``None``."""
+        try:
+            return (self._root / _meta_file(meta_name)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_meta(self, meta_name: str, data: bytes) -> None:
+        """Replace the store-level file ``meta_name`` atomically and durably."""
+        with atomic_writer(self._root / _meta_file(meta_name)) as stream:
+            stream.write(data)
 
     def exists(self, sha256: str) -> bool:
         """Return whether the blob is stored."""

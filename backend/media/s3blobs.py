@@ -71,6 +71,15 @@ def key_for(sha256: str) -> str:
     return f"{sha256[0:2]}/{sha256[2:4]}/{sha256}"
 
 
+def _meta_key(meta_name: str) -> str:
+    """The key of a store-level document: a plain name, beside the blobs' fan-out folders."""
+    if not (
+        meta_name[:1].isalpha() and meta_name.replace(".", "").isalnum() and meta_name.islower()
+    ):
+        raise ValueError(f"not a store document name: {meta_name!r}")
+    return meta_name
+
+
 def _is_blob_key(key: str) -> bool:
     """Whether ``key`` (relative to the prefix) is a blob in its right place."""
     first, _, rest = key.partition("/")
@@ -253,3 +262,58 @@ class S3Blobs:
     async def sweep_temp_files(self, older_than_seconds: float) -> int:
         """Nothing to do: objects appear whole or not at all (failed multiparts are aborted)."""
         return 0
+
+    def storage_name(self, sha256: str) -> str:
+        """Blobs are stored under their content's hash."""
+        key_for(sha256)  # validates
+        return sha256
+
+    async def delete_stored(self, name: str) -> bool:
+        """Remove the blob listed as ``name`` (its hash)."""
+        return await self.delete(name)
+
+    async def put_named(self, name: str, data: bytes) -> None:
+        """Upload ``data`` as the object ``name``."""
+        try:
+            await obstore.put_async(self._store, key_for(name), data, chunk_size=PART_BYTES)
+        except BaseError as exc:
+            raise_unavailable("store a picture", exc)
+
+    async def put_named_file(self, name: str, path: Path) -> None:
+        """Upload the file at ``path`` (in parts when large) as the object ``name``; remove it."""
+        try:
+            await obstore.put_async(
+                self._store,
+                key_for(name),
+                path,
+                chunk_size=PART_BYTES,
+                max_concurrency=PART_CONCURRENCY,
+            )
+        except BaseError as exc:
+            raise_unavailable("store a picture", exc)
+        await asyncio.to_thread(path.unlink, True)
+
+    async def rewrite_head(self, name: str, head: bytes) -> None:
+        """Write the object again with its first bytes replaced (objects cannot be patched).
+
+        The PUT replaces the object atomically: readers see the old or the new one whole.
+        """
+        data = await self.read(name)
+        await self.put_named(name, head + data[len(head) :])
+
+    async def read_meta(self, meta_name: str) -> bytes | None:
+        """The document ``meta_name`` at the prefix's top, or ``None``."""
+        try:
+            result = await obstore.get_async(self._store, _meta_key(meta_name))
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            return None
+        except BaseError as exc:
+            raise_unavailable("read the store's keyring", exc)
+
+    async def write_meta(self, meta_name: str, data: bytes) -> None:
+        """Replace the document ``meta_name`` at the prefix's top."""
+        try:
+            await obstore.put_async(self._store, _meta_key(meta_name), data)
+        except BaseError as exc:
+            raise_unavailable("write the store's keyring", exc)

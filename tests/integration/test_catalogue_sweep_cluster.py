@@ -20,7 +20,7 @@ from backend.media.s3blobs import key_for
 from backend.server import PixmartServer
 from protocol.catalogue_client import download_original
 from tests.support import pinned_session, running_server
-from tests.support.catalogue import blob_names, catalogue, jpeg, upload
+from tests.support.catalogue import blob_name, blob_names, catalogue, jpeg, upload
 from tests.support.s3 import ObjectStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,24 +71,24 @@ async def test_one_instance_sweeps_at_a_time_and_young_files_are_spared(
         created = await upload(alice, tmp_path, kept)
         # A file no row names, just written (as by an instance whose row is on its way).
         orphan = b"a picture whose row never came"
-        obstore.put(object_store.client(blobs_url), key_for(sha(orphan)), orphan)
+        obstore.put(object_store.client(blobs_url), key_for(blob_name(b, sha(orphan))), orphan)
 
         eager = sweeper(b, grace_seconds=0.0)
         # While A runs the sweep (it holds the job), B's round is skipped: nothing removed.
         async with a.db.exclusive_job(PICTURE_SWEEP_JOB) as mine:
             assert mine
             assert not await eager.sweep_pictures()
-            assert sha(orphan) in await blob_names(b)
+            assert blob_name(b, sha(orphan)) in await blob_names(b)
         async with a.db.exclusive_job(UPLOAD_EXPIRY_JOB) as mine:
             assert mine
             assert not await eager.expire_uploads()  # partials are shared: one expiry at a time
 
         # A done, B's round runs; with the default grace the young orphan is spared.
         assert await sweeper(b, grace_seconds=3600.0).sweep_pictures()
-        assert sha(orphan) in await blob_names(b)
+        assert blob_name(b, sha(orphan)) in await blob_names(b)
         # Past the grace (none here), it goes; the listed picture's files stay.
         assert await eager.sweep_pictures()
         names = await blob_names(b)
-        assert sha(orphan) not in names and sha(kept) in names
+        assert blob_name(b, sha(orphan)) not in names and blob_name(b, sha(kept)) in names
         original, _ = await download_original(alice, created.item.id)
         assert original == kept

@@ -34,6 +34,7 @@ from tests.support import StatusRecorder, eventually, pinned_session, running_se
 from tests.support.catalogue import (
     EMPTY,
     account,
+    blob_name,
     blob_names,
     encode,
     jpeg,
@@ -87,7 +88,7 @@ async def test_upload_lists_the_item_with_its_pictures(
     assert detail.sha256 == sha(data) and detail.format == "JPEG"
     assert detail.size_bytes == len(data) and detail.description == "Grainy."
     assert Image.open(io.BytesIO(detail.preview)).format == "WEBP"
-    assert sha(data) in await blob_names(server)
+    assert blob_name(server, sha(data)) in await blob_names(server)
     after = await stored(server)
     assert (after.items, after.pictures, after.uploads, after.partial_files) == (1, 1, 0, 0)
 

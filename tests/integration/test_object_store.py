@@ -37,7 +37,16 @@ from protocol.messages.catalogue import (
     UploadState,
 )
 from tests.conftest import SessionFactory, logged_in
-from tests.support.catalogue import blob_names, catalogue, jpeg, meta, png, stored, upload
+from tests.support.catalogue import (
+    blob_name,
+    blob_names,
+    catalogue,
+    jpeg,
+    meta,
+    png,
+    stored,
+    upload,
+)
 from tests.support.s3 import ObjectStore
 from tests.support.services import SeaweedS3
 
@@ -80,7 +89,7 @@ async def test_large_original_is_stored_in_parts_and_read_by_range(
     meta = obstore.head(bucket, f"{PREFIX}/{key_for(sha(data))}")
     # An S3 multipart object's ETag is "<md5 of the parts' md5s>-<number of parts>".
     assert str(meta["e_tag"]).strip('"').endswith("-2")
-    assert sha(data) in await blob_names(server)
+    assert blob_name(server, sha(data)) in await blob_names(server)
 
 
 async def test_requests_fail_unavailable_while_the_store_is_down_then_recover(
@@ -115,7 +124,7 @@ async def test_requests_fail_unavailable_while_the_store_is_down_then_recover(
     during = await stored(server)
     assert (during.items, during.pictures, during.blobs) == (1, 1, before.blobs)
     # The withdrawn picture's files are still there, unowned: the sweep's to remove.
-    assert sha(jpeg(3, (320, 240))) in await blob_names(server)
+    assert blob_name(server, sha(jpeg(3, (320, 240)))) in await blob_names(server)
     assert during.uploads == 1
     original, _ = await download_original(alice, listed.item.id)
     assert original == jpeg(1, (320, 240))
@@ -123,11 +132,15 @@ async def test_requests_fail_unavailable_while_the_store_is_down_then_recover(
     assert not finished.duplicate
     after = await stored(server)
     assert (after.items, after.pictures, after.uploads, after.partial_files) == (2, 2, 0, 0)
-    assert {sha(waiting), sha(original)} <= await blob_names(server)
+    assert {blob_name(server, sha(waiting)), blob_name(server, sha(original))} <= await blob_names(
+        server
+    )
     # The sweep (here without the shared store's hour of grace) removes the unowned files.
     assert await catalogue(server).pictures.sweep(grace_seconds=0) >= 1
-    assert sha(jpeg(3, (320, 240))) not in await blob_names(server)
-    assert {sha(waiting), sha(original)} <= await blob_names(server)
+    assert blob_name(server, sha(jpeg(3, (320, 240)))) not in await blob_names(server)
+    assert {blob_name(server, sha(waiting)), blob_name(server, sha(original))} <= await blob_names(
+        server
+    )
 
 
 def _server_command(data_dir: Path, *options: str) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from backend.atrest.keyring import KEYRING
 from backend.catalogue.service import CatalogueService
 from backend.server import PixmartServer
 from backend.vision.service import VisionService
@@ -97,8 +98,14 @@ class Stored:
 
 
 async def blob_names(server: PixmartServer) -> set[str]:
-    """The names of the pictures' files ``server`` stores (in its data dir or object store)."""
+    """The names of the pictures' files ``server`` stores (in its data dir or object store):
+    keyed hashes of their content (see :func:`blob_name`)."""
     return {name async for name in catalogue(server).pictures.blobs.names()}
+
+
+def blob_name(server: PixmartServer, sha256: str) -> str:
+    """The name ``server`` stores the file whose content hashes to ``sha256`` under."""
+    return catalogue(server).pictures.blobs.storage_name(sha256)
 
 
 async def stored(server: PixmartServer) -> Stored:
@@ -106,8 +113,9 @@ async def stored(server: PixmartServer) -> Stored:
     data_dir = server.config.data_dir
     blobs: list[object]
     if server.config.blobs is None:
-        # Every file, temporary ones too: a leftover of a failed write is a leak as well.
-        blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+        # Every file, temporary ones too: a leftover of a failed write is a leak as well. The
+        # keyring is the store's, not a picture's.
+        blobs = [p for p in (data_dir / "blobs").rglob("*") if p.is_file() and p.name != KEYRING]
     else:
         blobs = list(await blob_names(server))
     partials: list[object] = [p for p in (data_dir / "uploads").iterdir() if p.is_file()]

@@ -1,0 +1,336 @@
+"""Provides the sealed format of a stored picture: a header, then AES-256-GCM segments.
+
+Layout (all integers big-endian)::
+
+    header  magic "PXSEAL01" (8) | master key id (8) | segment size u32 | plaintext size u64
+            | wrapped data key (60: nonce, key, tag)                          = 88 bytes
+    segment i, for i in 0..n-1: ciphertext of plaintext[i*S:(i+1)*S] | GCM tag (16)
+
+Each sealed object has its own random data key. Segment ``i`` is encrypted with the nonce ``i``
+(unique: the key is never used for another object) and authenticated with the object's
+*context* (what it is and where it lives: the caller's bytes, e.g. its stored name), its index
+and whether it is the last one. Hence a flipped bit, a segment moved or copied from elsewhere, a
+file truncated at a segment boundary or swapped with another object's all fail to open, and a
+ranged read decrypts only the segments it touches. The header's sizes and the context are
+authenticated by the wrapping of the data key, so they cannot be altered either.
+
+Rotating the master key rewrites only the header (:meth:`Sealer.rewrap_header`): the segments,
+and so the pictures, are not re-encrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backend.atrest.keys import KEY_BYTES, WRAPPED_BYTES, KeySet, MasterKey, WrongKey
+
+MAGIC: Final = b"PXSEAL01"
+_FIXED: Final = struct.Struct(">8s8sIQ")
+HEADER_BYTES: Final = _FIXED.size + WRAPPED_BYTES
+TAG_BYTES: Final = 16
+#: Plaintext bytes per segment: large enough that the tags cost 0.02%, small enough that a
+#: ranged read of a few bytes decrypts little.
+SEGMENT_BYTES: Final = 64 * 1024
+_MAX_SEGMENT_BYTES: Final = 16 * 1024 * 1024
+
+
+class SealBroken(Exception):
+    """Sealed bytes do not open: altered, truncated, misplaced, or not sealed at all.
+
+    The message names what failed and where, never any key material.
+    """
+
+
+class NotSealed(SealBroken):
+    """The bytes do not start with a sealed header (e.g. a picture stored before encryption)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A sealed object's header, parsed but not yet opened."""
+
+    key_id: str
+    segment_bytes: int
+    plaintext_bytes: int
+    wrapped_key: bytes
+
+    @property
+    def segments(self) -> int:
+        """How many segments follow (at least one: an empty object has one empty segment)."""
+        return max(1, -(-self.plaintext_bytes // self.segment_bytes))
+
+    @property
+    def sealed_bytes(self) -> int:
+        """The sealed object's whole size."""
+        return HEADER_BYTES + self.plaintext_bytes + self.segments * TAG_BYTES
+
+    def segment_offset(self, index: int) -> int:
+        """Where segment ``index`` starts in the sealed object."""
+        return HEADER_BYTES + index * (self.segment_bytes + TAG_BYTES)
+
+    def fixed_part(self) -> bytes:
+        """The header without the wrapped key."""
+        return _FIXED.pack(
+            MAGIC, bytes.fromhex(self.key_id), self.segment_bytes, self.plaintext_bytes
+        )
+
+    def wrap_context(self, context: bytes) -> bytes:
+        """What the wrapping of the data key authenticates besides the key itself."""
+        return self.fixed_part()[:8] + self.fixed_part()[16:] + hashlib.sha256(context).digest()
+
+    def pack(self) -> bytes:
+        """The header's bytes."""
+        return self.fixed_part() + self.wrapped_key
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether ``data`` starts like sealed bytes."""
+    return data[: len(MAGIC)] == MAGIC
+
+
+def parse_header(data: bytes) -> Header:
+    """The header at the start of ``data`` (at least :data:`HEADER_BYTES`).
+
+    Raises:
+        NotSealed: ``data`` does not start with a sealed header.
+        SealBroken: the header is short or its sizes impossible.
+    """
+    if not is_sealed(data):
+        raise NotSealed("not sealed: no pixmart seal header")
+    if len(data) < HEADER_BYTES:
+        raise SealBroken(f"truncated header: {len(data)} of {HEADER_BYTES} bytes")
+    _, key_id, segment_bytes, plaintext_bytes = _FIXED.unpack_from(data)
+    if not 0 < segment_bytes <= _MAX_SEGMENT_BYTES:
+        raise SealBroken(f"impossible segment size {segment_bytes}")
+    return Header(
+        key_id=key_id.hex(),
+        segment_bytes=segment_bytes,
+        plaintext_bytes=plaintext_bytes,
+        wrapped_key=bytes(data[_FIXED.size : HEADER_BYTES]),
+    )
+
+
+def _segment_aad(context_digest: bytes, index: int, last: bool) -> bytes:
+    return context_digest + index.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
+
+
+def _nonce(index: int) -> bytes:
+    return index.to_bytes(12, "big")
+
+
+class OpenedHeader:
+    """A header whose data key was unwrapped: it opens the object's segments.
+
+    Args:
+        header: The parsed header.
+        data_key: Its unwrapped data key.
+        context: The context the object was sealed with.
+    """
+
+    def __init__(self, header: Header, data_key: bytes, context: bytes) -> None:
+        self.header = header
+        self.cipher = AESGCM(data_key)
+        self._digest = hashlib.sha256(context).digest()
+
+    def segment_span(self, offset: int, length: int) -> tuple[int, int]:
+        """The first and last segment (inclusive) holding plaintext ``[offset, offset+length)``.
+
+        ``length`` must be positive and ``offset`` before the end.
+        """
+        size = self.header.segment_bytes
+        end = min(offset + length, self.header.plaintext_bytes)
+        return offset // size, max(offset, end - 1) // size
+
+    def open_segments(self, first: int, sealed: bytes) -> bytes:
+        """Decrypt consecutive segments from ``first``, given as one run of sealed bytes.
+
+        Raises:
+            SealBroken: a segment fails authentication or is short.
+        """
+        size = self.header.segment_bytes + TAG_BYTES
+        last_index = self.header.segments - 1
+        view = memoryview(sealed)
+        out: list[bytes] = []
+        for position in range(0, max(len(view), 1), size):
+            index = first + position // size
+            piece = view[position : position + size]
+            expected = self._sealed_length(index)
+            if len(piece) != expected:
+                raise SealBroken(f"segment {index} is {len(piece)} bytes, expected {expected}")
+            try:
+                out.append(
+                    self.cipher.decrypt(
+                        _nonce(index), piece, _segment_aad(self._digest, index, index == last_index)
+                    )
+                )
+            except InvalidTag:
+                raise SealBroken(f"segment {index} fails authentication") from None
+        return b"".join(out)
+
+    def _sealed_length(self, index: int) -> int:
+        header = self.header
+        if index >= header.segments:
+            return -1
+        plain = min(header.segment_bytes, header.plaintext_bytes - index * header.segment_bytes)
+        return plain + TAG_BYTES
+
+    def sealed_span(self, offset: int, length: int) -> tuple[int, int, int] | None:
+        """Which sealed bytes hold plaintext ``[offset, offset+length)``.
+
+        Returns:
+            ``(first segment, start, stop)``: read the sealed object's ``[start, stop)`` and
+            hand it to :meth:`plaintext_range`; ``None`` when the range holds no bytes.
+        """
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
+        if length <= 0 or offset >= self.header.plaintext_bytes:
+            return None
+        first, last = self.segment_span(offset, length)
+        start = self.header.segment_offset(first)
+        return first, start, self.header.segment_offset(last) + self._sealed_length(last)
+
+    def plaintext_range(self, first: int, sealed: bytes, offset: int, length: int) -> bytes:
+        """Plaintext ``[offset, offset+length)`` from the segments :meth:`sealed_span` named.
+
+        Raises:
+            SealBroken: a segment fails authentication or is short.
+        """
+        plain = self.open_segments(first, sealed)
+        skip = offset - first * self.header.segment_bytes
+        return plain[skip : skip + length]
+
+
+class Sealer:
+    """Seals and opens objects under the master keys of a :class:`KeySet`.
+
+    Args:
+        keys: The keys held; new objects are wrapped under ``keys.current``.
+        segment_bytes: Plaintext bytes per segment.
+    """
+
+    def __init__(self, keys: KeySet, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.keys = keys
+        self.segment_bytes = segment_bytes
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    def _new_header(self, plaintext_bytes: int, context: bytes) -> tuple[bytes, OpenedHeader]:
+        master = self.keys.current
+        data_key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+        header = Header(master.key_id, self.segment_bytes, plaintext_bytes, b"")
+        wrapped = master.wrap(data_key, header.wrap_context(context))
+        header = Header(master.key_id, self.segment_bytes, plaintext_bytes, wrapped)
+        return header.pack(), OpenedHeader(header, data_key, context)
+
+    def seal(self, data: bytes, context: bytes) -> bytes:
+        """``data`` sealed, bound to ``context``."""
+        return b"".join(self.seal_stream(memoryview(data), len(data), context))
+
+    def seal_file(self, source: BinaryIO, size: int, context: bytes) -> Iterator[bytes]:
+        """The sealed form of the ``size`` bytes ``source`` reads, a segment at a time.
+
+        Raises:
+            SealBroken: ``source`` ended before ``size`` bytes (it changed while being sealed).
+        """
+
+        def pieces() -> Iterator[bytes]:
+            remaining = size
+            while remaining > 0:
+                piece = source.read(min(self.segment_bytes, remaining))
+                if not piece:
+                    raise SealBroken(f"the file ended {remaining} bytes early while sealing")
+                remaining -= len(piece)
+                yield piece
+
+        return self._seal_pieces(pieces(), size, context)
+
+    def seal_stream(self, data: memoryview, size: int, context: bytes) -> Iterator[bytes]:
+        """The sealed form of ``data``, header first, a segment at a time."""
+        pieces = (
+            data[start : start + self.segment_bytes] for start in range(0, size, self.segment_bytes)
+        )
+        return self._seal_pieces(pieces, size, context)
+
+    def _seal_pieces(
+        self, pieces: Iterator[bytes | memoryview], size: int, context: bytes
+    ) -> Iterator[bytes]:
+        header_bytes, opened = self._new_header(size, context)
+        yield header_bytes
+        last = opened.header.segments - 1
+        digest = hashlib.sha256(context).digest()
+        cipher = opened.cipher
+        index = 0
+        for piece in pieces:
+            yield cipher.encrypt(_nonce(index), piece, _segment_aad(digest, index, index == last))
+            index += 1
+        if index == 0:
+            yield cipher.encrypt(_nonce(0), b"", _segment_aad(digest, 0, True))
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open_header(self, data: bytes, context: bytes) -> OpenedHeader:
+        """Parse the header at the start of ``data`` and unwrap its data key.
+
+        Raises:
+            NotSealed: ``data`` is not sealed.
+            WrongKey: a master key this sealer does not hold wrapped it.
+            SealBroken: the header was altered, or belongs to another context.
+        """
+        header = parse_header(data)
+        try:
+            data_key = self.keys.unwrap(
+                header.key_id, header.wrapped_key, header.wrap_context(context)
+            )
+        except InvalidTag:
+            raise SealBroken("the header fails authentication (altered or misplaced)") from None
+        return OpenedHeader(header, data_key, context)
+
+    def open(self, sealed: bytes, context: bytes) -> bytes:
+        """The plaintext of ``sealed``, checked whole.
+
+        Raises:
+            NotSealed, WrongKey, SealBroken: as :meth:`open_header`; SealBroken also when a
+                segment fails or the object is longer or shorter than its header says.
+        """
+        opened = self.open_header(sealed, context)
+        if len(sealed) != opened.header.sealed_bytes:
+            raise SealBroken(f"{len(sealed)} bytes, the header says {opened.header.sealed_bytes}")
+        return opened.open_segments(0, sealed[HEADER_BYTES:])
+
+    def rewrap_header(self, data: bytes, context: bytes) -> bytes | None:
+        """The header of ``data`` with its data key wrapped under the current master key.
+
+        Returns ``None`` when it is wrapped under the current key already.
+
+        Raises:
+            NotSealed, WrongKey, SealBroken: as :meth:`open_header`.
+        """
+        header = parse_header(data)
+        current = self.keys.current
+        if header.key_id == current.key_id:
+            return None
+        data_key = self.keys.unwrap(header.key_id, header.wrapped_key, header.wrap_context(context))
+        moved = Header(current.key_id, header.segment_bytes, header.plaintext_bytes, b"")
+        wrapped = current.wrap(data_key, moved.wrap_context(context))
+        return Header(current.key_id, header.segment_bytes, header.plaintext_bytes, wrapped).pack()
+
+
+__all__ = [
+    "HEADER_BYTES",
+    "Header",
+    "MasterKey",
+    "NotSealed",
+    "OpenedHeader",
+    "SealBroken",
+    "Sealer",
+    "WrongKey",
+    "is_sealed",
+    "parse_header",
+]

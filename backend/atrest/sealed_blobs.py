@@ -1,0 +1,218 @@
+"""Provides :class:`SealedBlobs`: the picture store, encrypted, on the disk or in an object store.
+
+It is a :class:`~backend.media.blobs.BlobStorage` like the plain stores, so the catalogue does
+not know the difference: callers name blobs by their content's SHA-256, and this layer
+
+* stores the blob of content ``sha256`` under ``HMAC(name key, sha256)``
+  (:meth:`~backend.atrest.keyring.StoreKeys.storage_name`), so the names on disk or in the
+  bucket say nothing about the pictures, yet identical pictures are still stored once;
+* seals every blob (:mod:`backend.atrest.envelope`) with its own data key, bound to that name,
+  so a blob copied or swapped under another name fails to open;
+* opens only the segments a ranged read touches, keeping a few hundred opened headers (data
+  keys) in memory so a download in 4 MiB slices does not re-read and re-unwrap its header.
+
+A blob that fails to open is logged once per read and reported as :class:`BlobDamaged`; its
+bytes are never returned. While the store still holds pictures from before it was encrypted
+(``plaintext_left``), a blob not found under its sealed name is looked up under its old name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from backend.atrest.envelope import HEADER_BYTES, OpenedHeader, SealBroken, Sealer
+from backend.atrest.keyring import StoreKeys
+from backend.atrest.keys import WrongKey
+from backend.media.blobs import BlobDamaged, ObjectStore
+from backend.media.fsutil import TEMP_PREFIX, fsync_dir, sha256_of
+
+log = logging.getLogger(__name__)
+
+#: Opened headers kept (about 300 bytes each): the originals being downloaded right now.
+HEADER_CACHE: Final = 512
+
+
+def blob_context(name: str) -> bytes:
+    """What a blob stored as ``name`` is sealed with: its name, so it cannot move."""
+    return b"pixmart blob " + name.encode("ascii")
+
+
+class SealedBlobs:
+    """:class:`~backend.media.blobs.BlobStorage` that seals every blob (module docstring).
+
+    Args:
+        raw: The store the sealed objects go to (local folder or bucket).
+        store_keys: The keys and name key the store's keyring gave (``open_store_keys``).
+    """
+
+    def __init__(self, raw: ObjectStore, store_keys: StoreKeys) -> None:
+        self.raw = raw
+        self.shared = raw.shared
+        self.keys = store_keys
+        self.sealer = Sealer(store_keys.keys)
+        #: Whether blobs from before encryption may still be stored under their old names.
+        self.plaintext_left = store_keys.keyring.plaintext_left
+        self._headers: OrderedDict[str, OpenedHeader] = OrderedDict()
+
+    def describe(self) -> str:
+        """Where the blobs are and the key they are sealed under (no secrets)."""
+        return f"{self.raw.describe()} (encrypted, master key {self.keys.keys.current.key_id})"
+
+    def storage_name(self, sha256: str) -> str:
+        """The keyed-hash name of the blob whose content hashes to ``sha256``."""
+        self.raw.storage_name(sha256)  # validates the hash
+        return self.keys.storage_name(sha256)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def put_file(self, path: Path) -> str:
+        """Seal the file at ``path`` into the store and remove it; return its SHA-256."""
+
+        def digest() -> str:
+            with open(path, "rb") as stream:
+                return sha256_of(stream)
+
+        sha256 = await asyncio.to_thread(digest)
+        name = self.storage_name(sha256)
+        if not await self.raw.exists(name):
+            sealed = await asyncio.to_thread(self._seal_to_temp_file, path, name)
+            try:
+                await self.raw.put_named_file(name, sealed)
+            finally:
+                sealed.unlink(missing_ok=True)
+        # Only now: had storing failed, the upload would still be there to try again.
+        await asyncio.to_thread(path.unlink, True)
+        return sha256
+
+    def _seal_to_temp_file(self, path: Path, name: str) -> Path:
+        """Seal ``path`` into a flushed temporary file beside it (same filesystem as the store's
+        upload area, so a local store renames it in)."""
+        fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + "seal-", dir=path.parent)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as source:
+                size = os.fstat(source.fileno()).st_size
+                for piece in self.sealer.seal_file(source, size, blob_context(name)):
+                    out.write(piece)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        fsync_dir(temp.parent)
+        return temp
+
+    async def put(self, data: bytes) -> str:
+        """Seal ``data`` into the store; return its SHA-256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        name = self.storage_name(sha256)
+        if not await self.raw.exists(name):
+            sealed = await asyncio.to_thread(self.sealer.seal, data, blob_context(name))
+            await self.raw.put_named(name, sealed)
+        return sha256
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored (sealed, or still under its old name)."""
+        if await self.raw.exists(self.storage_name(sha256)):
+            return True
+        return self.plaintext_left and await self.raw.exists(sha256)
+
+    async def read(self, sha256: str) -> bytes:
+        """The blob's bytes, checked whole.
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+            BlobDamaged: It does not open (altered, truncated, moved, or another key's).
+        """
+        name = self.storage_name(sha256)
+        try:
+            sealed = await self.raw.read(name)
+        except FileNotFoundError:
+            if not self.plaintext_left:
+                raise
+            return await self.raw.read(sha256)
+        try:
+            return await asyncio.to_thread(self.sealer.open, sealed, blob_context(name))
+        except (SealBroken, WrongKey) as exc:
+            raise self._damaged(sha256, name, exc) from None
+
+    async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
+        """The blob's size and up to ``length`` bytes from ``offset``, opening only the
+        segments they lie in.
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+            BlobDamaged: A segment read (or the header) does not open.
+        """
+        name = self.storage_name(sha256)
+        try:
+            opened = await self._opened_header(name)
+        except FileNotFoundError:
+            if not self.plaintext_left:
+                raise
+            return await self.raw.read_range(sha256, offset, length)
+        except (SealBroken, WrongKey) as exc:
+            raise self._damaged(sha256, name, exc) from None
+        total = opened.header.plaintext_bytes
+        span = opened.sealed_span(offset, length)
+        if span is None:
+            return total, b""
+        first, start, stop = span
+        _, sealed = await self.raw.read_range(name, start, stop - start)
+        try:
+            data = await asyncio.to_thread(opened.plaintext_range, first, sealed, offset, length)
+        except SealBroken as exc:
+            self._headers.pop(name, None)
+            raise self._damaged(sha256, name, exc) from None
+        return total, data
+
+    async def _opened_header(self, name: str) -> OpenedHeader:
+        opened = self._headers.get(name)
+        if opened is not None:
+            self._headers.move_to_end(name)
+            return opened
+        _, head = await self.raw.read_range(name, 0, HEADER_BYTES)
+        opened = self.sealer.open_header(head, blob_context(name))
+        self._headers[name] = opened
+        if len(self._headers) > HEADER_CACHE:
+            self._headers.popitem(last=False)
+        return opened
+
+    def _damaged(self, sha256: str, name: str, exc: Exception) -> BlobDamaged:
+        # One line, no traceback: what failed and where, for the operator to restore it.
+        log.error("stored picture %s (object %s) does not open: %s", sha256, name, exc)
+        return BlobDamaged(f"stored picture {sha256} is damaged or sealed with another key")
+
+    # -- removal and listing ---------------------------------------------------------------
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove the blob (under either name); return whether it existed."""
+        name = self.storage_name(sha256)
+        self._headers.pop(name, None)
+        removed = await self.raw.delete(name)
+        if self.plaintext_left:
+            removed = await self.raw.delete(sha256) or removed
+        return removed
+
+    async def delete_stored(self, name: str) -> bool:
+        """Remove the object :meth:`names` listed as ``name``."""
+        self._headers.pop(name, None)
+        return await self.raw.delete(name)
+
+    def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:
+        """The stored objects' names (keyed hashes; old names while plaintext is left)."""
+        return self.raw.names(older_than_seconds=older_than_seconds)
+
+    async def sweep_temp_files(self, older_than_seconds: float) -> int:
+        """Remove what interrupted writes left behind."""
+        return await self.raw.sweep_temp_files(older_than_seconds)
