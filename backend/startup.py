@@ -17,6 +17,7 @@ from pixmart_data import data_file
 SHIPPED_FILES: tuple[tuple[str, ...], ...] = (
     ("starter_tags.txt",),
     ("imagenet_labels.txt",),
+    ("imagenet_hypernyms.txt",),
     ("demo", "catalogue.json"),
 )
 #: The image model is calibrated on the demo photographs; fewer means a damaged install.

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.catalogue.sqlite_filters import fts_query
-from backend.catalogue.textsearch import MAX_TERM_LENGTH, MAX_TERMS, search_words
+from backend.catalogue.textsearch import (
+    MAX_TERM_LENGTH,
+    MAX_TERMS,
+    PhraseMatcher,
+    search_words,
+    tokens,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +78,61 @@ def test_any_text_is_a_valid_query(text: str) -> None:
     if words:
         db.execute("SELECT rowid FROM t WHERE t MATCH ?", (fts_query(words),)).fetchall()
     db.close()
+
+
+# -- matching a shipped vocabulary in this process ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Crème brûlée", "foo_bar-baz", "Lens 3.5 mm", "Ångström's café", "R.V., jack-o'-lantern"],
+)
+def test_tokens_are_those_of_the_fts5_tokenizer(text: str) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE VIRTUAL TABLE t USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')"
+    )
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    db.execute("INSERT INTO t (body) VALUES (?)", (text,))
+    indexed = [row[0] for row in db.execute("SELECT term FROM v ORDER BY offset")]
+    db.close()
+    assert tokens(text) == tuple(indexed)
+
+
+DOCUMENTS = [
+    ["golden retriever", "retriever", "sporting dog", "dog", "domestic dog"],
+    ["tabby", "tabby cat", "cat"],
+    ["catamaran", "boat"],
+    ["hotdog", "hot dog", "red hot"],
+    ["cherry", "edible fruit", "fruit"],
+    ["peach", "edible fruit", "fruit"],
+    ["crème brûlée", "custard"],
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dog", (0, 3)),
+        ("DOGS", (0, 3)),  # a plural finds the singular
+        ("golden retriever", (0,)),
+        ("retriever golden", (0,)),  # every word, in any order
+        ("golden dog", (0,)),  # in any of the document's phrases
+        ("hot dog", (3,)),
+        ("red dog", (3,)),
+        ("sporting_dog", (0,)),  # a word's tokens are a phrase
+        ("dog_sporting", ()),
+        ("cat", (1,)),  # whole words: not the catamaran
+        ("ca", ()),
+        ("cherries", (4,)),
+        ("peaches", (5,)),
+        ("fruit", (4, 5)),
+        ("creme brulee", (6,)),  # accents folded
+        ("dog cat", ()),  # never across documents
+        ("", ()),
+    ],
+)
+def test_a_phrase_matcher_finds_documents_holding_every_word(
+    text: str, expected: tuple[int, ...]
+) -> None:
+    assert PhraseMatcher(DOCUMENTS).matching(search_words(text)) == expected

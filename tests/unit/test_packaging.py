@@ -25,6 +25,7 @@ def test_every_package_of_the_source_tree_is_listed() -> None:
 
 def test_data_files_are_found_through_the_package() -> None:
     assert data_file("imagenet_labels.txt").is_file()
+    assert data_file("imagenet_hypernyms.txt").is_file()
     assert data_file("starter_tags.txt").is_file()
     assert data_file("demo", "catalogue.json").is_file()
     assert len(list(data_file("demo").glob("*.jpg"))) >= 30
