@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.debian import ensure_program, find_program
 from tests.support.ports import kept_port
 
-#: Where Debian puts the program; not on every user's PATH.
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 START_TIMEOUT = 10.0
 #: How often haproxy polls each instance's ``/healthz``, and how many misses mark it down.
 CHECK_INTERVAL_MS = 1000
@@ -34,36 +32,17 @@ CHECK_FALL = 2
 
 def haproxy_program() -> str | None:
     """The path of the ``haproxy`` program, or ``None`` when it is not installed."""
-    return shutil.which("haproxy", path=_SEARCH_PATH)
+    return find_program("haproxy")
 
 
 def ensure_haproxy() -> str:
     """The path of ``haproxy``, installing the Debian package first when it is missing.
 
     Raises:
-        RuntimeError: haproxy is missing and cannot be installed here (no apt, not root, or
-            apt failed); the message says what to do.
+        RuntimeError: haproxy is missing and cannot be installed here; the message says what
+            to do.
     """
-    found = haproxy_program()
-    if found is not None:
-        return found
-    apt = shutil.which("apt-get", path=_SEARCH_PATH)
-    if apt is None or os.geteuid() != 0:
-        raise RuntimeError(
-            "haproxy is not installed and cannot be installed here (needs apt-get as root): "
-            "install the haproxy package (Debian: apt-get install haproxy)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "--no-install-recommends", "haproxy"]
-    result = subprocess.run(install, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run([apt, "update"], capture_output=True, text=True, env=env)
-        result = subprocess.run(install, capture_output=True, text=True, env=env)
-    found = haproxy_program()
-    if result.returncode != 0 or found is None:
-        raise RuntimeError(f"apt-get could not install haproxy:\n{result.stderr[-2000:]}")
-    return found
+    return ensure_program("haproxy")
 
 
 def _unprivileged_user() -> str | None:

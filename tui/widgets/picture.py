@@ -1,8 +1,9 @@
 """Provides :class:`Picture`: a slot that shows a picture with the terminal's best graphics.
 
 Kitty graphics or Sixel where the terminal has them, coloured half-blocks elsewhere (tmux and
-GNU screen included, which do not pass graphics through reliably). ``PIXMART_GRAPHICS`` forces
-one of ``auto``, ``kitty``, ``sixel``, ``halfcell`` or ``unicode``.
+GNU screen included, which do not pass graphics through reliably, and kitty before 0.28, which
+answers the graphics query but cannot draw textual-image's placeholders). ``PIXMART_GRAPHICS``
+forces one of ``auto``, ``kitty``, ``sixel``, ``halfcell`` or ``unicode``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Static
+from textual_image.renderable import Image as AutoRenderable
+from textual_image.renderable import TGPImage as KittyRenderable
 from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeImage
 from textual_image.widget import Image as AutoImage
+
+from tui.terminal import draws_kitty_placeholders, terminal_version
+
+#: Whether textual-image found the Kitty graphics protocol (and no Sixel).
+AUTO_IS_KITTY = AutoRenderable is KittyRenderable
+if AUTO_IS_KITTY:
+    # Ask now, while the terminal can still answer: Textual's input thread takes the replies.
+    terminal_version()
 
 
 def image_widget_class() -> Callable[..., Widget]:
@@ -32,6 +43,8 @@ def image_widget_class() -> Callable[..., Widget]:
     if choice in forced:
         return forced[choice]
     if os.environ.get("TMUX") or os.environ.get("TERM", "").startswith("screen"):
+        return HalfcellImage
+    if AUTO_IS_KITTY and not draws_kitty_placeholders(terminal_version()):
         return HalfcellImage
     return AutoImage
 
