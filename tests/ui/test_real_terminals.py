@@ -3,7 +3,8 @@
 A card-sized picture (:mod:`tests.support.picture_app`) is shown in the terminal, the screen is
 captured, and the picture's region is compared with the picture itself: placeholder boxes, stray
 pixels or a picture drawn elsewhere make the comparison fail. Xvfb and the terminals are
-installed from Debian when missing.
+installed from Debian when missing. Each test takes a few seconds, most of it the terminal and
+the Python app starting; the screen is read once it has settled, with no fixed waits.
 """
 
 from __future__ import annotations
@@ -64,23 +65,61 @@ def _difference(shown: Image.Image, picture: Image.Image) -> float:
     return max(ImageStat.Stat(ImageChops.difference(shown, expected)).mean)
 
 
-def test_kitty_026_shows_pictures_in_half_cells(display: Display, tmp_path: Path) -> None:
-    """kitty 0.26 answers the graphics query but draws Unicode placeholders as boxes: pixmart
-    asks its version and falls back to half-cells, which show the picture."""
-    kitty = ensure_program("kitty")
+def _show(
+    display: Display, terminal_argv: list[str], tmp_path: Path
+) -> tuple[str, Image.Image]:
+    """Show :func:`panorama` in the terminal; the renderer it used and the picture as shown."""
     source = tmp_path / "panorama.png"
     panorama().save(source)
     report = tmp_path / "renderer.txt"
     argv = [
-        kitty, "--config", "NONE",
-        "-o", "background=#000000", "-o", "font_size=10", "-o", "cursor_blink_interval=0",
-        "-o", "initial_window_width=80c", "-o", "initial_window_height=24c",
+        *terminal_argv,
         sys.executable, "-m", "tests.support.picture_app", str(source), str(report),
     ]  # fmt: skip
     with terminal(display, argv, env=_child_env(), cwd=ROOT):
         screen = display.steady_screenshot(report.exists)
-    assert report.read_text() == "HalfcellImage"
-    shown = _shown_picture(screen)
+    return report.read_text(), _shown_picture(screen)
+
+
+def _assert_looks_like_the_panorama(shown: Image.Image) -> None:
     width, height = shown.size
     assert 3.5 < width / height < 6.5, f"the picture is drawn {width}x{height}"
     assert _difference(shown, panorama()) < TOLERANCE
+
+
+def test_xterm_vt340_shows_sixel_pictures_without_stray_pixels(
+    display: Display, tmp_path: Path
+) -> None:
+    """xterm as a VT340 draws Sixel graphics; a band in which a colour register is defined came
+    out in the wrong colours, so pictures had stray pixels along their top edge."""
+    xterm = ensure_program("xterm")
+    renderer, shown = _show(
+        display,
+        [
+            xterm, "-ti", "vt340", "-bg", "black", "-fg", "white", "-b", "0", "-bw", "0",
+            "+sb", "-geometry", "80x24+0+0", "-fa", "Monospace", "-fs", "10", "-e",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    assert renderer == "SixelPicture"
+    _assert_looks_like_the_panorama(shown)
+    top_row = shown.crop((0, 0, shown.width, 1))
+    expected = panorama().resize(shown.size, Image.Resampling.BILINEAR).crop((0, 0, shown.width, 1))
+    assert max(ImageStat.Stat(ImageChops.difference(top_row, expected)).mean) < TOLERANCE
+
+
+def test_kitty_026_shows_pictures_in_half_cells(display: Display, tmp_path: Path) -> None:
+    """kitty 0.26 answers the graphics query but draws Unicode placeholders as boxes: pixmart
+    asks its version and falls back to half-cells, which show the picture."""
+    kitty = ensure_program("kitty")
+    renderer, shown = _show(
+        display,
+        [
+            kitty, "--config", "NONE",
+            "-o", "background=#000000", "-o", "font_size=10", "-o", "cursor_blink_interval=0",
+            "-o", "initial_window_width=80c", "-o", "initial_window_height=24c",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    assert renderer == "HalfcellImage"
+    _assert_looks_like_the_panorama(shown)

@@ -22,6 +22,7 @@ from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeIma
 from textual_image.widget import Image as AutoImage
 
 from tui.terminal import draws_kitty_placeholders, terminal_version
+from tui.widgets.sixel_picture import SixelPicture
 
 #: Whether textual-image found the Kitty graphics protocol (and no Sixel).
 AUTO_IS_KITTY = AutoRenderable is KittyRenderable
@@ -36,7 +37,7 @@ def image_widget_class() -> Callable[..., Widget]:
     forced: dict[str, Callable[..., Widget]] = {
         "kitty": TGPImage,
         "tgp": TGPImage,
-        "sixel": SixelImage,
+        "sixel": SixelPicture,
         "halfcell": HalfcellImage,
         "unicode": UnicodeImage,
     }
@@ -46,6 +47,8 @@ def image_widget_class() -> Callable[..., Widget]:
         return HalfcellImage
     if AUTO_IS_KITTY and not draws_kitty_placeholders(terminal_version()):
         return HalfcellImage
+    if AutoImage is SixelImage:
+        return SixelPicture
     return AutoImage
 
 
