@@ -117,6 +117,20 @@ def parse_header(data: bytes) -> Header:
     )
 
 
+def plaintext_size(sealed_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> int:
+    """The plaintext size of an object sealed whole (:meth:`Sealer.seal`) into ``sealed_bytes``.
+
+    Raises:
+        SealBroken: no sealed object has that size.
+    """
+    body = sealed_bytes - HEADER_BYTES
+    segments = max(1, -(-body // (segment_bytes + TAG_BYTES)))
+    plain = body - segments * TAG_BYTES
+    if plain < 0 or max(1, -(-plain // segment_bytes)) != segments:
+        raise SealBroken(f"no sealed object is {sealed_bytes} bytes long")
+    return plain
+
+
 def _segment_aad(context_digest: bytes, index: int, last: bool) -> bytes:
     return context_digest + index.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
 
@@ -221,7 +235,8 @@ class Sealer:
 
     # -- sealing ---------------------------------------------------------------------------
 
-    def _new_header(self, plaintext_bytes: int, context: bytes) -> tuple[bytes, OpenedHeader]:
+    def new_header(self, plaintext_bytes: int, context: bytes) -> tuple[bytes, OpenedHeader]:
+        """A header for ``plaintext_bytes`` under a new data key, and that key ready to use."""
         master = self.keys.current
         data_key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
         header = Header(master.key_id, self.segment_bytes, plaintext_bytes, b"")
@@ -261,7 +276,7 @@ class Sealer:
     def _seal_pieces(
         self, pieces: Iterator[bytes | memoryview], size: int, context: bytes
     ) -> Iterator[bytes]:
-        header_bytes, opened = self._new_header(size, context)
+        header_bytes, opened = self.new_header(size, context)
         yield header_bytes
         last = opened.header.segments - 1
         digest = hashlib.sha256(context).digest()
@@ -323,6 +338,7 @@ class Sealer:
 
 
 __all__ = [
+    "plaintext_size",
     "HEADER_BYTES",
     "Header",
     "MasterKey",

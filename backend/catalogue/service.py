@@ -124,7 +124,10 @@ class CatalogueService:
             uploads,
             # Beside the pictures: in the object store a cluster shares, or in the data dir.
             open_partial_storage(
-                config.blobs, data_dir / "uploads", max_bytes=limits.max_upload_bytes
+                config.blobs,
+                data_dir / "uploads",
+                max_bytes=limits.max_upload_bytes,
+                sealer=derivatives.sealer,
             ),
             max_bytes=limits.max_upload_bytes,
             chunk_bytes=limits.upload_chunk_bytes,

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
+from backend.atrest.envelope import Sealer
 from backend.media.uploads import FinishedUpload, PartialUploads
 
 
@@ -119,20 +120,23 @@ class LocalPartials:
         return 0
 
 
-def open_partial_storage(blobs_url: str | None, root: Path, max_bytes: int) -> PartialStorage:
+def open_partial_storage(
+    blobs_url: str | None, root: Path, max_bytes: int, sealer: Sealer | None = None
+) -> PartialStorage:
     """Where partial uploads go: beside the pictures in the object store, or in ``root``.
 
     Args:
         blobs_url: The ``--blobs`` URL, or ``None`` for pictures in the data dir.
         root: The data dir's upload folder (with an object store: where finishes assemble).
         max_bytes: The largest upload accepted.
+        sealer: Seals the chunks where they wait (pictures encrypted at rest), or ``None``.
 
     Raises:
         ValueError: ``blobs_url`` is not a valid object store URL.
     """
     if blobs_url is None:
-        return LocalPartials(PartialUploads(root, max_bytes=max_bytes))
+        return LocalPartials(PartialUploads(root, max_bytes=max_bytes, sealer=sealer))
     # Imported here: the S3 client is loaded only by servers configured to use it.
     from backend.media.s3partials import S3Partials
 
-    return S3Partials.from_url(blobs_url, root, max_bytes=max_bytes)
+    return S3Partials.from_url(blobs_url, root, max_bytes=max_bytes, sealer=sealer)

@@ -16,6 +16,11 @@ folder, hashing as it goes, and hands that file on (the pictures are then valida
 stored, as with local uploads). The chunk objects stay until the upload is discarded, so a
 finish retried after a failure, here or elsewhere, assembles them again. An upload's age is the
 newest of its objects' modification times.
+
+With a sealer (pictures encrypted at rest), each chunk object is sealed whole
+(:meth:`~backend.atrest.envelope.Sealer.seal`), bound to its upload and offset; sizes in the
+listing are then sealed sizes, turned back into the chunks' own by
+:func:`~backend.atrest.envelope.plaintext_size`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import obstore
 from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
+from backend.atrest.envelope import SealBroken, Sealer, plaintext_size
+from backend.atrest.keys import WrongKey
 from backend.media.blobs import LIST_PAGE
 from backend.media.errors import ChecksumMismatch, OffsetMismatch, TooLarge, UnknownUpload
 from backend.media.fsutil import DIR_MODE, FILE_MODE, fsync_dir
@@ -95,13 +102,24 @@ class _Upload:
         return self.chain[-1].offset + self.chain[-1].size if self.chain else 0
 
 
-def _read_upload(metas: Sequence[ObjectMeta]) -> _Upload:
+def chunk_context(upload_id: str, offset: int) -> bytes:
+    """What a sealed chunk object is bound to: its upload and where it starts."""
+    return f"pixmart upload {upload_id} chunk {offset}".encode("ascii")
+
+
+def _read_upload(metas: Sequence[ObjectMeta], *, sealed: bool) -> _Upload:
     """The chain of chunks from offset 0 among an upload's listed objects."""
     chunks: dict[int, _Chunk] = {}
     for meta in metas:
         name = meta["path"].rsplit("/", 1)[1]
         if len(name) == _OFFSET_DIGITS and name.isdigit():
-            chunks[int(name)] = _Chunk(int(name), meta["size"], meta["path"])
+            size = meta["size"]
+            if sealed:
+                try:
+                    size = plaintext_size(size)
+                except SealBroken:
+                    continue  # not a chunk this store sealed: not part of the upload
+            chunks[int(name)] = _Chunk(int(name), size, meta["path"])
     chain: list[_Chunk] = []
     end = 0
     # An empty chunk is never stored (refused upstream), so the walk always moves on.
@@ -122,21 +140,35 @@ class S3Partials:
 
     shared = True
 
-    def __init__(self, store: S3Store, scratch: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        scratch: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        sealer: Sealer | None = None,
+    ) -> None:
         scratch.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._sealer = sealer
         self._store = store
         self._scratch = scratch
         self._max_bytes = max_bytes
 
     @classmethod
-    def from_url(cls, url: str, scratch: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> S3Partials:
+    def from_url(
+        cls,
+        url: str,
+        scratch: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        sealer: Sealer | None = None,
+    ) -> S3Partials:
         """Partials beside the pictures of ``s3://BUCKET[/PREFIX]?endpoint=...``.
 
         Raises:
             ValueError: ``url`` is not a valid object store URL.
         """
         store, _ = open_s3_store(url)
-        return cls(store, scratch, max_bytes)
+        return cls(store, scratch, max_bytes, sealer)
 
     async def begin(self) -> str:
         """Write the new upload's marker object; return its id."""
@@ -166,7 +198,11 @@ class S3Partials:
             raise TooLarge.file_size(None, self._max_bytes)
         try:
             # Durable when put returns: only then is the chunk acknowledged.
-            await obstore.put_async(self._store, chunk_key(upload_id, offset), chunk)
+            stored = chunk
+            if self._sealer is not None:
+                context = chunk_context(upload_id, offset)
+                stored = await asyncio.to_thread(self._sealer.seal, chunk, context)
+            await obstore.put_async(self._store, chunk_key(upload_id, offset), stored)
         except BaseError as exc:
             raise_unavailable("store an upload chunk", exc)
         return received + len(chunk)
@@ -185,6 +221,16 @@ class S3Partials:
             for chunk in upload.chain:
                 try:
                     result = await obstore.get_async(self._store, chunk.key)
+                    if self._sealer is not None:
+                        sealed = bytes(await result.bytes_async())
+                        context = chunk_context(upload_id, chunk.offset)
+                        try:
+                            data = await asyncio.to_thread(self._sealer.open, sealed, context)
+                        except (SealBroken, WrongKey):
+                            raise UnknownUpload() from None  # not openable: begin again
+                        digest.update(data)
+                        await asyncio.to_thread(stream.write, data)
+                        continue
                     async for piece in result:
                         data = bytes(piece)
                         digest.update(data)
@@ -278,7 +324,7 @@ class S3Partials:
             raise_unavailable("look up an upload", exc)
         if not metas:
             raise UnknownUpload()
-        return _read_upload(metas)
+        return _read_upload(metas, sealed=self._sealer is not None)
 
     async def _keys(self, folder: str) -> list[str]:
         try:

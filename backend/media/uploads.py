@@ -27,6 +27,10 @@ and, periodically, ``uploads.discard`` every id ``uploads.abandoned(...)`` lists
 
 Files are 0600 in a 0700 directory. Keep the area on the same filesystem as the
 :class:`~backend.media.blobstore.BlobStore` so ``put_file`` is a rename, not a copy.
+
+With a sealer (pictures encrypted at rest), a ``.part`` file holds the chunks sealed as records
+(:mod:`backend.atrest.records`) under a data key of its own, and ``finish`` opens them into the
+``.done`` file, which lives only until the picture is validated and sealed into the store.
 """
 
 from __future__ import annotations
@@ -38,10 +42,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backend.atrest.envelope import HEADER_BYTES, SealBroken, Sealer
+from backend.atrest.keys import WrongKey
+from backend.atrest.records import (
+    new_file_header,
+    open_cipher,
+    open_records,
+    scan,
+    seal_record,
+    upload_context,
+)
 from backend.media.errors import ChecksumMismatch, OffsetMismatch, TooLarge, UnknownUpload
-from backend.media.fsutil import DIR_MODE, FILE_MODE, fsync_dir, sha256_of
+from backend.media.fsutil import DIR_MODE, FILE_MODE, atomic_writer, fsync_dir, sha256_of
 from backend.media.limits import DEFAULT_MAX_BYTES
 
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{32}")
@@ -79,13 +95,17 @@ class PartialUploads:
     All methods are synchronous and safe to call from several threads at once.
     """
 
-    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES, sealer: Sealer | None = None
+    ) -> None:
         """Open the upload area at ``root``, creating the directory if needed.
 
         Args:
             root: The area's directory, used for nothing else.
             max_bytes: The largest upload accepted; chunks going past it are refused.
+            sealer: Seals the chunks on disk; ``None`` keeps them as they came.
         """
+        self._sealer = sealer
         root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._root = root
         self._max_bytes = max_bytes
@@ -110,7 +130,11 @@ class PartialUploads:
                 )
             except FileExistsError:
                 continue  # 192 random bits colliding: astronomically unlikely, but cheap to handle
-            os.close(fd)
+            try:
+                if self._sealer is not None:
+                    os.write(fd, new_file_header(self._sealer, upload_context(upload_id)))
+            finally:
+                os.close(fd)
             return upload_id
 
     def append(self, upload_id: str, offset: int, chunk: bytes) -> int:
@@ -137,6 +161,9 @@ class PartialUploads:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | _BINARY)
             except FileNotFoundError:
                 raise UnknownUpload() from None
+            if self._sealer is not None:
+                os.close(fd)
+                return self._append_sealed(path, upload_id, offset, chunk)
             with os.fdopen(fd, "ab") as stream:
                 current = os.fstat(fd).st_size
                 if offset != current:
@@ -150,14 +177,53 @@ class PartialUploads:
                 raise TooLarge.file_size(None, self._max_bytes)
             return current + len(chunk)
 
+    def _append_sealed(self, path: Path, upload_id: str, offset: int, chunk: bytes) -> int:
+        """:meth:`append` of a sealed upload (the lock is held)."""
+        assert self._sealer is not None
+        context = upload_context(upload_id)
+        with open(path, "r+b") as stream:
+            cipher = self._cipher(stream, context)
+            extent = scan(stream)
+            if offset != extent.plaintext:
+                raise OffsetMismatch(expected=extent.plaintext, got=offset)
+            too_large = extent.plaintext + len(chunk) > self._max_bytes
+            if not too_large:
+                # Over a torn tail a crash may have left: it was never acknowledged.
+                stream.seek(extent.end)
+                stream.truncate()
+                stream.write(seal_record(cipher, context, offset, chunk))
+        if too_large:
+            path.unlink(missing_ok=True)
+            raise TooLarge.file_size(None, self._max_bytes)
+        return offset + len(chunk)
+
+    def _cipher(self, stream: BinaryIO, context: bytes) -> AESGCM:
+        """The data key of a sealed upload's open file.
+
+        Raises:
+            UnknownUpload: the file is no sealed upload of this server's keys (e.g. begun before
+                encryption, or under a key it no longer holds): the client begins again.
+        """
+        assert self._sealer is not None
+        stream.seek(0)
+        try:
+            return open_cipher(self._sealer, stream.read(HEADER_BYTES), context)
+        except (SealBroken, WrongKey):
+            raise UnknownUpload() from None
+
     def size(self, upload_id: str) -> int:
         """Return how many bytes the upload has received, i.e. where the client resumes.
 
         Raises:
             UnknownUpload: No upload in progress has this id.
         """
+        path = self._path(upload_id, _PART)
         try:
-            return self._path(upload_id, _PART).stat().st_size
+            if self._sealer is None:
+                return path.stat().st_size
+            with open(path, "rb") as stream:
+                self._cipher(stream, upload_context(upload_id))
+                return scan(stream).plaintext
         except FileNotFoundError:
             raise UnknownUpload() from None
 
@@ -183,7 +249,10 @@ class PartialUploads:
         done = self._path(upload_id, _DONE)
         with self._lock:
             try:
-                os.replace(part, done)
+                if self._sealer is None:
+                    os.replace(part, done)
+                else:
+                    self._open_into(upload_id, part, done)
             except FileNotFoundError:
                 if not done.is_file():
                     raise UnknownUpload() from None
@@ -200,6 +269,26 @@ class PartialUploads:
             done.unlink(missing_ok=True)
             raise ChecksumMismatch()
         return FinishedUpload(upload_id=upload_id, path=done, sha256=sha256, size=size)
+
+    def _open_into(self, upload_id: str, part: Path, done: Path) -> None:
+        """Write the chunks of the sealed ``part`` into ``done`` (atomically), then remove it.
+
+        Raises:
+            FileNotFoundError: ``part`` is gone (finished or discarded meanwhile).
+            UnknownUpload: a record does not open; the upload is discarded.
+        """
+        context = upload_context(upload_id)
+        with open(part, "rb") as stream:
+            cipher = self._cipher(stream, context)
+            extent = scan(stream)
+            try:
+                with atomic_writer(done) as out:
+                    for chunk in open_records(stream, cipher, context, extent.end):
+                        out.write(chunk)
+            except SealBroken:
+                part.unlink(missing_ok=True)
+                raise UnknownUpload() from None
+        part.unlink()
 
     def discard(self, upload_id: str) -> bool:
         """Delete the upload, finished or not; return whether there was anything to delete."""

@@ -1,4 +1,5 @@
-"""The picture stores' contract: the data dir's folder and the S3 object store alike.
+"""The picture stores' contract: the data dir's folder and the S3 object store alike, each
+plain and sealed (encrypted at rest, :class:`~backend.atrest.sealed_blobs.SealedBlobs`).
 
 The S3 store is a real SeaweedFS on loopback (the session's, a prefix per test).
 """
@@ -7,26 +8,38 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backend.media.blobs import BlobStorage, LocalBlobs, open_blob_storage
+from backend.atrest.keyring import open_store_keys
+from backend.atrest.keys import KeySet, MasterKey
+from backend.atrest.sealed_blobs import SealedBlobs
+from backend.media.blobs import BlobStorage, LocalBlobs, ObjectStore, open_blob_storage
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["local", "s3"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStorage]:
+@pytest.fixture(params=["local", "s3", "local-sealed", "s3-sealed"])
+async def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStorage:
     """Each picture store in turn, empty."""
-    if request.param == "local":
-        yield LocalBlobs(tmp_path / "blobs")
+    raw: ObjectStore
+    if request.param.startswith("local"):
+        raw = LocalBlobs(tmp_path / "blobs")
     else:
         # Looked up only here, so a run without S3 tests never starts SeaweedFS.
-        yield open_blob_storage(str(request.getfixturevalue("blobs_url")), tmp_path / "unused")
+        raw = open_blob_storage(str(request.getfixturevalue("blobs_url")), tmp_path / "unused")
+    if not request.param.endswith("sealed"):
+        return raw
+    keys = KeySet(MasterKey.from_bytes(os.urandom(32)))
+    return SealedBlobs(raw, await open_store_keys(raw, keys))
+
+
+def listed(blobs: BlobStorage, *hashes: str) -> set[str]:
+    """The names :meth:`~BlobStorage.names` lists the blobs of ``hashes`` under."""
+    return {blobs.storage_name(sha256) for sha256 in hashes}
 
 
 async def test_put_then_read_whole_and_by_range(blobs: BlobStorage) -> None:
@@ -68,14 +81,15 @@ async def test_missing_blobs(blobs: BlobStorage) -> None:
 
 async def test_names_lists_every_blob_and_delete_removes_one(blobs: BlobStorage) -> None:
     names = {await blobs.put(f"picture {n}".encode()) for n in range(5)}
-    assert {name async for name in blobs.names()} == names
+    assert {name async for name in blobs.names()} == listed(blobs, *names)
     # Nothing is an hour old yet: a sweep of a shared store spares them all.
     assert [name async for name in blobs.names(older_than_seconds=3600)] == []
     gone = sorted(names)[0]
     assert await blobs.delete(gone) and not await blobs.exists(gone)
-    assert {name async for name in blobs.names()} == names - {gone}
+    assert {name async for name in blobs.names()} == listed(blobs, *(names - {gone}))
 
 
 def test_only_the_object_store_is_shared(blobs: BlobStorage) -> None:
     # A shared store's sweep spares young files: another server may be about to name them.
-    assert blobs.shared is not isinstance(blobs, LocalBlobs)
+    raw = blobs.raw if isinstance(blobs, SealedBlobs) else blobs
+    assert blobs.shared is not isinstance(raw, LocalBlobs)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.atrest.envelope import Sealer
+from backend.atrest.keys import KeySet, MasterKey
 from backend.media.errors import ChecksumMismatch, OffsetMismatch, TooLarge, UnknownUpload
 from backend.media.partials import PartialStorage, open_partial_storage
 
@@ -24,12 +26,16 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "local-sealed", "s3-sealed"])
 def partials(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PartialStorage]:
-    """Each partial upload store in turn, empty."""
+    """Each partial upload store in turn, empty: plain, and sealed (encrypted at rest)."""
     # The blobs URL is looked up only for S3, so a run without S3 tests never starts SeaweedFS.
-    url = None if request.param == "local" else str(request.getfixturevalue("blobs_url"))
-    yield open_partial_storage(url, tmp_path / "uploads", max_bytes=MAX_BYTES)
+    local = request.param.startswith("local")
+    url = None if local else str(request.getfixturevalue("blobs_url"))
+    sealer = None
+    if request.param.endswith("sealed"):
+        sealer = Sealer(KeySet(MasterKey.from_bytes(os.urandom(32))))
+    yield open_partial_storage(url, tmp_path / "uploads", max_bytes=MAX_BYTES, sealer=sealer)
 
 
 async def ids(partials: PartialStorage, older_than: float = float("-inf")) -> set[str]:
