@@ -1,387 +1,170 @@
-"""Provides the in-memory vector index: exact top-k cosine search with visibility filtering.
+"""Provides :class:`VectorIndex`: similar-image ranking, exact for small catalogues, HNSW above.
 
-Rows are L2-normalised embeddings stored as float16 (the values scores are computed from), each
-with an item id, an owner id and a public flag. A search only ranks rows the viewer may see
-(public, or owned by the viewer) and that pass an optional id prefilter, so filtering never
-removes results after the fact. Results are ordered by score descending, then item id
-ascending, and a keyset cursor ``after=(score, item_id)`` pages through them deterministically.
+Every row lives in an :class:`~backend.vision.exact_index.ExactIndex` (float16 vectors, the
+values scores are computed from, with item id, owner and public flag). Its exact search reads
+every row's 8-bit code per query, which is quick up to some ten thousand rows and then grows
+with the catalogue (hundreds of milliseconds at a million rows on the 2-core development
+machine).
+So from :data:`DEFAULT_APPROXIMATE_FROM` rows on (``mode="auto"``), a
+:class:`~backend.vision.hnsw.HnswGraph` proposes candidates among the rows the viewer may see,
+and the exact index scores just those. Hits therefore carry exact scores and the same
+(score descending, item id ascending) order and keyset cursors either way; what the graph may
+miss is a row that belongs in the top ``k`` (recall@24 is measured by
+``tests/bench/bench_vision.py``: at least 0.98 at a million rows).
 
-Why two passes: a float16 scan of 1M x 1280 reads 2.56 GB per query, which alone takes ~90 ms at
-this machine's memory bandwidth. So each row also keeps an 8-bit code (per-row affine
-quantisation) plus a bound on its quantisation error. The coarse pass scans the codes (1.28 GB,
-one fused XLA kernel or numpy), giving for every row an interval ``[lb, ub]`` that provably
-contains its exact score; only rows whose ``ub`` reaches the k-th best ``lb`` can be in the
-top k, and just those (typically a few hundred) are scored exactly from float16. The ranking is
-that of a brute-force scan over the float16 rows (``tests/unit/test_vision_index.py`` checks it);
-scores are exact integer dot products of the float16 row with the query rounded to multiples of
-2**-20, i.e. within 2e-5 of the float64 cosine.
+The graph is built in a background thread from the rows present when it starts, while searches
+stay exact; changes made meanwhile are replayed into it before it takes over. Afterwards every
+change reaches both. Deleted or re-embedded items leave dead slots in the graph; when they pass
+:data:`_REBUILD_DEAD_FRACTION` a fresh graph is built the same way, the old one serving until
+then.
 
-Thread safety: one :class:`threading.Lock` serialises mutations and searches. Searches are
-meant to run in a worker thread and mutations on the event loop; a mutation holds the lock for
-microseconds but may wait for a running search (up to one search's duration, ~50 ms at 1M rows).
+Searches the graph would serve badly go to the exact index: a small id prefilter (a rare tag),
+and a page the graph cannot fill (deep paging, or a viewer who sees few rows), so a batch is
+never cut short by the approximation.
+
+Thread safety: searches may run in worker threads while changes arrive on the event loop; the
+exact index and the graph each lock themselves, and one lock here orders changes against a
+graph taking over.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, NamedTuple, Protocol
+import time
+from collections.abc import Iterable
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from backend.vision.tfenv import tensorflow
+from backend.vision.exact_index import (
+    DEFAULT_DIM,
+    Cursor,
+    ExactIndex,
+    Hit,
+    StoredRows,
+    as_unit_query,
+)
+from backend.vision.hnsw import HnswGraph
 
-DEFAULT_DIM: Final = 1280
-DEFAULT_BLOCK_ROWS: Final = 16384
-# Up to this many rows everything is scored exactly (~3 ms): small indexes never load TensorFlow
-# or compile the coarse pass.
-DEFAULT_EXACT_LIMIT: Final = 1024
-# Exact scoring costs ~64x the coarse pass per row; gather-and-score smaller prefilters directly.
-_EXACT_COST_RATIO: Final = 64
-# Covers float32 rounding outside the dot product itself (products with mid/step, S, q32 vs q64).
-_ABS_SLACK: Final = 3e-5
-# Exact scores are integer dot products: float16 values are multiples of 2**-24, and the query
-# is rounded to multiples of 2**-20. Integer sums do not depend on summation order, so a row's
-# score is bit-identical in every search (keyset paging relies on it), and with unit rows
-# |sum| < 2**44, far from int64 overflow.
-_VALUE_BITS: Final = 24
-_QUERY_BITS: Final = 20
-# Unit roundoff of float32.
-_F32_EPS: Final = 2.0**-24
-# Exact scores are computed in chunks to bound the int64 scratch memory.
-_EXACT_CHUNK: Final = 2048
-# Sample size used to find a safe lower bound for the k-th best score without a full partition.
-_SAMPLE_ROWS: Final = 16384
-_ENCODE_CHUNK: Final = 4096
-_ALIGN: Final = 64
+__all__ = [
+    "DEFAULT_APPROXIMATE_FROM",
+    "DEFAULT_DIM",
+    "Cursor",
+    "ExactIndex",
+    "Hit",
+    "IndexMode",
+    "VectorIndex",
+    "as_unit_query",
+]
 
-# float16 bit pattern -> value * 2**24 as an integer (exact for every finite float16); a table
-# gather is as fast as numpy's float16 cast. Non-finite patterns never get stored.
-_F16_VALUES: Final = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64)
-_F16_TO_FIXED: Final = (
-    np.where(np.isfinite(_F16_VALUES), _F16_VALUES, 0.0) * 2.0**_VALUE_BITS
-).astype(np.int64)
+log = logging.getLogger(__name__)
 
-ScorerName = Literal["auto", "xla", "numpy"]
-
-
-class Cursor(NamedTuple):
-    """Keyset position of the last hit of a page: pass it as ``after`` for the next page."""
-
-    score: float
-    item_id: int
-
-
-class Hit(NamedTuple):
-    """One search result."""
-
-    item_id: int
-    score: float
-
-    def cursor(self) -> Cursor:
-        """Return the keyset cursor for the page that follows this hit."""
-        return Cursor(self.score, self.item_id)
-
-
-def _aligned_zeros(shape: tuple[int, ...], dtype: type[np.generic]) -> NDArray[Any]:
-    """Return a zeroed array whose data is 64-byte aligned (TensorFlow can alias it)."""
-    itemsize = np.dtype(dtype).itemsize
-    nbytes = int(np.prod(shape)) * itemsize
-    # Large np.zeros come from calloc: untouched pages cost no memory until rows are written.
-    raw = np.zeros(nbytes + _ALIGN, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % _ALIGN
-    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
-
-
-@dataclass(eq=False, slots=True)
-class _Block:
-    """A fixed number of rows: float16 vectors, int8 codes and the codes' affine parameters.
-
-    A row's value is approximated by ``mid + step * code``; ``error`` is an upper bound on the
-    L2 distance between that approximation and the float16 vector.
-    """
-
-    vectors: NDArray[np.float16]
-    codes: NDArray[np.int8]
-    mids: NDArray[np.float32]
-    steps: NDArray[np.float32]
-    errors: NDArray[np.float32]
-    #: Scorer-specific cache (e.g. TensorFlow tensors); dropped whenever the block changes.
-    device: Any = field(default=None)
-
-    @classmethod
-    def allocate(cls, rows: int, dim: int) -> _Block:
-        return cls(
-            vectors=np.zeros((rows, dim), np.float16),
-            codes=_aligned_zeros((rows, dim), np.int8),
-            mids=_aligned_zeros((rows,), np.float32),
-            steps=_aligned_zeros((rows,), np.float32),
-            errors=_aligned_zeros((rows,), np.float32),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """Rows ready to store: float16 vectors and their int8 codes with bounds."""
-
-    vectors: NDArray[np.float16]
-    codes: NDArray[np.int8]
-    mids: NDArray[np.float32]
-    steps: NDArray[np.float32]
-    errors: NDArray[np.float32]
-
-
-def _encode(unit_rows: NDArray[np.float32]) -> _Encoded:
-    """Quantise L2-normalised rows to float16 (stored) and int8 codes (coarse pass)."""
-    vectors = unit_rows.astype(np.float16)
-    values = vectors.astype(np.float32)  # exact
-    low = values.min(axis=1)
-    high = values.max(axis=1)
-    # A constant row gets a tiny step so its codes are all -128 and the division stays finite.
-    steps = np.maximum(high - low, np.float32(1e-12)) / np.float32(255.0)
-    mids = low + np.float32(128.0) * steps
-    # In-place arithmetic: encoding dominates bulk loads, and it is memory-bound.
-    codes = values - mids[:, None]
-    codes /= steps[:, None]
-    np.rint(codes, out=codes)
-    np.clip(codes, -128, 127, out=codes)
-    residual = codes * steps[:, None]
-    residual += mids[:, None]
-    np.subtract(values, residual, out=residual)
-    errors = np.sqrt(np.einsum("ij,ij->i", residual, residual, dtype=np.float64))
-    # The residual was evaluated in float32: each element is off by at most ~3 * 2**-24 (all
-    # terms are <= 1), so widen by sqrt(dim) * 4e-7, plus a relative margin for the sum.
-    margin = float(np.sqrt(values.shape[1])) * 4e-7
-    bound = (errors * (1.0 + 1e-4) + margin).astype(np.float32)
-    return _Encoded(vectors, codes.astype(np.int8), mids, steps, bound)
-
-
-def _as_unit_rows(vectors: ArrayLike, dim: int) -> NDArray[np.float32]:
-    """Return ``vectors`` as float32 [N, dim] rows of unit norm, or raise ``ValueError``."""
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"expected vectors of length {dim}, got shape {array.shape}")
-    norms = np.sqrt(np.einsum("ij,ij->i", array, array, dtype=np.float64))
-    # A NaN or inf anywhere makes the row's norm non-finite: one cheap check for both.
-    if not np.isfinite(norms).all():
-        raise ValueError("vectors must be finite")
-    if (norms == 0).any():
-        raise ValueError("cannot index a zero vector")
-    result: NDArray[np.float32] = array / norms.astype(np.float32)[:, None]
-    return result
-
-
-def as_unit_query(query: ArrayLike, dim: int) -> NDArray[np.float64]:
-    """Return ``query`` as a float64 unit vector of length ``dim``, or raise ``ValueError``."""
-    array = np.asarray(query, dtype=np.float64).reshape(-1)
-    if array.shape != (dim,):
-        raise ValueError(f"expected a query of length {dim}, got shape {array.shape}")
-    norm = float(np.linalg.norm(array))
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError("query must be finite and non-zero")
-    result: NDArray[np.float64] = array / norm
-    return result
-
-
-class _CoarseScorer(Protocol):
-    """Computes, for every stored row, an interval that contains its exact score."""
-
-    def bounds(
-        self,
-        blocks: Sequence[_Block],
-        count: int,
-        query: NDArray[np.float32],
-        round_k: float,
-        slack: float,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Return ``(lb, ub)`` of length ``count`` for the unit ``query``.
-
-        A row's interval is ``mid * sum(q) + step * (codes . q) -/+ width`` with
-        ``width = error + step * round_k + slack``.
-        """
-        ...
-
-
-class _NumpyScorer:
-    """Coarse pass in numpy: portable, no TensorFlow, roughly 3-5x slower than XLA."""
-
-    _CHUNK: Final = 1024
-
-    def bounds(
-        self,
-        blocks: Sequence[_Block],
-        count: int,
-        query: NDArray[np.float32],
-        round_k: float,
-        slack: float,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        sum_q = np.float32(query.astype(np.float64).sum())
-        lower = np.empty(count, np.float32)
-        upper = np.empty(count, np.float32)
-        size = len(blocks[0].mids) if blocks else 0
-        for number, block in enumerate(blocks):
-            start = number * size
-            rows = min(size, count - start)
-            if rows <= 0:
-                break
-            raw = np.empty(rows, np.float32)
-            for first in range(0, rows, self._CHUNK):
-                last = min(rows, first + self._CHUNK)
-                raw[first:last] = block.codes[first:last].astype(np.float32) @ query
-            approx = block.mids[:rows] * sum_q + block.steps[:rows] * raw
-            width = block.errors[:rows] + block.steps[:rows] * np.float32(round_k)
-            width += np.float32(slack)
-            lower[start : start + rows] = approx - width
-            upper[start : start + rows] = approx + width
-        return lower, upper
-
-
-class _XlaScorer:
-    """Coarse pass as one XLA-compiled TensorFlow function over all blocks.
-
-    XLA fuses the int8 -> float32 cast into the matrix-vector product, so the codes are
-    streamed once at memory speed. Block arrays are handed to TensorFlow through DLPack
-    (no copy). The function is retraced and compiled when the number of blocks changes,
-    i.e. once per ``block_rows`` additions: ~0.15 s at 100k rows, ~2 s at 1M.
-    """
-
-    def __init__(self) -> None:
-        tf = tensorflow()
-        self._tf = tf
-
-        def bounds_fn(
-            codes: tuple[Any, ...],
-            mids: tuple[Any, ...],
-            steps: tuple[Any, ...],
-            errors: tuple[Any, ...],
-            query: Any,  # noqa: ANN401 - tf.Tensor
-            sum_q: Any,  # noqa: ANN401
-            round_k: Any,  # noqa: ANN401
-            slack: Any,  # noqa: ANN401
-        ) -> tuple[Any, Any]:
-            lowers, uppers = [], []
-            for block_codes, mid, step, error in zip(codes, mids, steps, errors, strict=True):
-                raw = tf.linalg.matvec(tf.cast(block_codes, tf.float32), query)
-                approx = mid * sum_q + step * raw
-                width = error + step * round_k + slack
-                lowers.append(approx - width)
-                uppers.append(approx + width)
-            return tf.concat(lowers, 0), tf.concat(uppers, 0)
-
-        self._fn = tf.function(bounds_fn, jit_compile=True)
-
-    def _tensors(self, block: _Block) -> tuple[Any, Any, Any, Any]:
-        if block.device is None:
-            wrap = self._tf.experimental.dlpack.from_dlpack
-            block.device = tuple(
-                wrap(array.__dlpack__())
-                for array in (block.codes, block.mids, block.steps, block.errors)
-            )
-        tensors: tuple[Any, Any, Any, Any] = block.device
-        return tensors
-
-    def bounds(
-        self,
-        blocks: Sequence[_Block],
-        count: int,
-        query: NDArray[np.float32],
-        round_k: float,
-        slack: float,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        tf = self._tf
-        used = blocks[: -(-count // len(blocks[0].mids))]
-        parts = list(zip(*(self._tensors(block) for block in used), strict=True))
-        lower, upper = self._fn(
-            tuple(parts[0]),
-            tuple(parts[1]),
-            tuple(parts[2]),
-            tuple(parts[3]),
-            tf.constant(query),
-            tf.constant(np.float32(query.astype(np.float64).sum())),
-            tf.constant(np.float32(round_k)),
-            tf.constant(np.float32(slack)),
-        )
-        return lower.numpy()[:count], upper.numpy()[:count]
+#: ``auto``: exact below :data:`DEFAULT_APPROXIMATE_FROM` rows (or the size given), HNSW
+#: candidates from there on; ``exact``: never a graph (the reference); ``approximate``: a graph
+#: whatever the size (for tests).
+IndexMode = Literal["auto", "exact", "approximate"]
+#: Rows from which ``auto`` builds a graph. Below it the exact search takes a few milliseconds
+#: (6 ms at 10,000 rows on the busy 2-core development machine, 11 ms at 20,000), and a graph
+#: would cost a background build of about a second per 1,000 rows there.
+DEFAULT_APPROXIMATE_FROM: Final = 10_000
+#: Candidates the graph proposes per hit wanted, and at least; each is scored exactly.
+_CANDIDATES_PER_HIT: Final = 4
+_MIN_CANDIDATES: Final = 100
+#: Breadth of the graph walk (at least the candidates asked for).
+_EF_SEARCH: Final = 160
+#: A page the graph cannot fill with this many candidates is ranked exactly.
+_MAX_CANDIDATES: Final = 4096
+#: An id prefilter holding at most this share of the rows is ranked exactly: the graph would
+#: walk most of itself to find so few.
+_EXACT_PREFILTER_SHARE: Final = 1 / 16
+#: A graph with more dead slots than this is rebuilt in the background.
+_REBUILD_DEAD_FRACTION: Final = 0.25
+#: Rows read from the exact index and added to a graph being built at a time.
+_BUILD_CHUNK: Final = 16384
 
 
 class VectorIndex:
-    """Exact cosine top-k over float16 rows, with owner/public visibility and id prefilters."""
+    """Cosine top-k over item vectors, with owner/public visibility, prefilters and paging."""
 
     def __init__(
         self,
         dim: int = DEFAULT_DIM,
         *,
-        block_rows: int = DEFAULT_BLOCK_ROWS,
-        scorer: ScorerName = "auto",
-        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        mode: IndexMode = "auto",
+        approximate_from: int = DEFAULT_APPROXIMATE_FROM,
     ) -> None:
         """Create an empty index.
 
         Args:
             dim: Vector length.
-            block_rows: Rows per storage block (growth unit; the coarse pass scans whole blocks).
-            scorer: Coarse-pass engine: ``"xla"`` (fast, loads TensorFlow on first large
-                search), ``"numpy"`` (no TensorFlow), or ``"auto"`` (``"xla"``, falling back to
-                ``"numpy"`` if TensorFlow cannot be imported).
-            exact_limit: Up to this many candidate rows are scored exactly without a coarse pass.
+            mode: When to search through a graph (see :data:`IndexMode`).
+            approximate_from: Rows from which ``auto`` builds a graph.
         """
-        if dim < 1 or block_rows < 1 or exact_limit < 0:
-            raise ValueError("dim and block_rows must be positive, exact_limit non-negative")
-        if scorer not in ("auto", "xla", "numpy"):
-            raise ValueError(f"unknown scorer {scorer!r}")
-        self._dim = dim
-        self._block_rows = block_rows
-        self._scorer_name: ScorerName = scorer
-        self._scorer: _CoarseScorer | None = None
-        self._exact_limit = exact_limit
+        if mode not in ("auto", "exact", "approximate"):
+            raise ValueError(f"unknown index mode {mode!r}")
+        if approximate_from < 1:
+            raise ValueError("approximate_from must be positive")
+        self._exact = ExactIndex(dim)
+        self._mode: IndexMode = mode
+        self._approximate_from = approximate_from if mode == "auto" else 1
         self._lock = threading.Lock()
-        self._count = 0
-        self._blocks: list[_Block] = []
-        self._ids = np.empty(0, np.int64)
-        self._owners = np.empty(0, np.int64)
-        self._public = np.empty(0, np.bool_)
-        self._row_of: dict[int, int] = {}
+        #: The graph searches use, once built.
+        self._graph: HnswGraph | None = None
+        #: Items changed since the graph being built read its rows (``None``: none is).
+        self._journal: set[int] | None = None
+        self._builder: threading.Thread | None = None
+        self._built = threading.Event()
+        self._failed = False
 
     # ----------------------------------------------------------------------------- reading
 
     @property
     def dim(self) -> int:
         """Vector length."""
-        return self._dim
+        return self._exact.dim
+
+    @property
+    def exact(self) -> ExactIndex:
+        """The exact index holding every row: the reference the graph's results are held to."""
+        return self._exact
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches go through a graph now (it may still be building otherwise)."""
+        return self._graph is not None
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._exact)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._row_of
+        return item_id in self._exact
 
     def item_ids(self) -> NDArray[np.int64]:
-        """Return a copy of the stored item ids (in storage order)."""
-        with self._lock:
-            return self._ids[: self._count].copy()
+        """Return a copy of the stored item ids."""
+        return self._exact.item_ids()
 
     def count_visible(self, viewer_id: int | None = None) -> int:
         """Return how many rows the viewer may see (as :meth:`search` takes ``viewer_id``)."""
-        with self._lock:
-            return int(np.count_nonzero(self._visible_mask(self._count, viewer_id)))
+        return self._exact.count_visible(viewer_id)
 
     def vector(self, item_id: int) -> NDArray[np.float32]:
-        """Return the stored unit vector (float16) of ``item_id``; ``KeyError`` if absent."""
-        with self._lock:
-            row = self._row_of[item_id]
-            block, offset = divmod(row, self._block_rows)
-            stored: NDArray[np.float32] = self._blocks[block].vectors[offset].astype(np.float32)
-            return stored
+        """Return the stored unit vector (float16 values) of ``item_id``; ``KeyError`` if absent."""
+        return self._exact.vector(item_id)
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated for rows (vectors, codes and metadata)."""
-        per_block = self._block_rows * (self._dim * 3 + 12)
-        return len(self._blocks) * per_block + self._ids.nbytes * 2 + self._public.nbytes
+        """Bytes allocated for rows, in the exact index and the graph."""
+        graph = self._graph
+        return self._exact.nbytes + (0 if graph is None else graph.nbytes)
+
+    def wait_until_built(self, timeout: float | None = None) -> bool:
+        """Wait until no graph is being built; return whether searches use one now."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+        return self._graph is not None
 
     # ----------------------------------------------------------------------------- writing
 
@@ -402,35 +185,12 @@ class VectorIndex:
             ValueError: Lengths differ, an id repeats or is already stored, or a vector is
                 zero, non-finite or of the wrong length.
         """
-        ids = np.asarray(list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids,
-                         dtype=np.int64).reshape(-1)
-        owners = np.asarray(
-            list(owner_ids) if not isinstance(owner_ids, np.ndarray) else owner_ids,
-            dtype=np.int64,
+        ids = np.asarray(
+            item_ids if isinstance(item_ids, np.ndarray) else list(item_ids), dtype=np.int64
         ).reshape(-1)
-        flags = np.asarray(list(public) if not isinstance(public, np.ndarray) else public,
-                           dtype=np.bool_).reshape(-1)
-        units = _as_unit_rows(vectors, self._dim)
-        if not len(ids) == len(owners) == len(flags) == len(units):
-            raise ValueError("item_ids, vectors, owner_ids and public differ in length")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("item ids repeat")
         with self._lock:
-            present = [int(i) for i in ids if int(i) in self._row_of]
-            if present:
-                raise ValueError(f"item ids already indexed: {present[:5]}")
-            self._reserve(self._count + len(ids))
-            # Bounded scratch memory and cache-friendly temporaries while encoding.
-            chunk = _ENCODE_CHUNK
-            for first in range(0, len(ids), chunk):
-                rows = slice(first, first + chunk)
-                self._write_rows(self._count, _encode(units[rows]))
-                stop = self._count + len(ids[rows])
-                self._ids[self._count : stop] = ids[rows]
-                self._owners[self._count : stop] = owners[rows]
-                self._public[self._count : stop] = flags[rows]
-                self._row_of.update(zip(ids[rows].tolist(), range(self._count, stop), strict=True))
-                self._count = stop
+            self._exact.add_many(ids, vectors, owner_ids, public)
+            self._changed(ids.tolist(), replay=True)
 
     def update(
         self,
@@ -441,79 +201,84 @@ class VectorIndex:
         public: bool | None = None,
     ) -> None:
         """Change a row's vector, owner and/or public flag; ``KeyError`` if absent."""
-        encoded = None if vector is None else _encode(_as_unit_rows(vector, self._dim))
-        if encoded is not None and len(encoded.vectors) != 1:
-            raise ValueError("update takes a single vector")
         with self._lock:
-            row = self._row_of[item_id]
-            if encoded is not None:
-                self._write_rows(row, encoded)
-            if owner_id is not None:
-                self._owners[row] = owner_id
-            if public is not None:
-                self._public[row] = public
+            self._exact.update(item_id, vector=vector, owner_id=owner_id, public=public)
+            graph = self._graph
+            if graph is not None and vector is None and item_id in graph:
+                # Only visibility changed: no need to insert the row into the graph again.
+                row = self._exact.rows([item_id])
+                graph.set_visibility(
+                    item_id, owner_id=int(row.owner_ids[0]), public=bool(row.public[0])
+                )
+                self._changed([item_id], replay=False)
+            else:
+                self._changed([item_id], replay=True)
 
     def remove(self, item_id: int) -> bool:
-        """Remove a row (the last row moves into its place); return whether it was present."""
+        """Remove a row; return whether it was present."""
         with self._lock:
-            row = self._row_of.pop(item_id, None)
-            if row is None:
+            if not self._exact.remove(item_id):
                 return False
-            last = self._count - 1
-            if row != last:
-                self._move_row(last, row)
-                self._row_of[int(self._ids[row])] = row
-            self._count = last
-            self._release_spare_blocks()
+            self._changed([item_id], replay=True)
             return True
 
-    def _reserve(self, rows: int) -> None:
-        """Make room for ``rows`` rows: new blocks, and doubling metadata arrays."""
-        while len(self._blocks) * self._block_rows < rows:
-            self._blocks.append(_Block.allocate(self._block_rows, self._dim))
-        if len(self._ids) < rows:
-            capacity = max(rows, 2 * len(self._ids), 1024)
-            self._ids = _grown(self._ids, capacity)
-            self._owners = _grown(self._owners, capacity)
-            self._public = _grown(self._public, capacity)
+    def _changed(self, item_ids: list[int], *, replay: bool) -> None:
+        """Bring the graph (and a graph being built) up to date with the exact index.
 
-    def _write_rows(self, start: int, encoded: _Encoded) -> None:
-        """Store encoded rows from row ``start`` on, possibly across blocks."""
-        done = 0
-        total = len(encoded.vectors)
-        while done < total:
-            number, offset = divmod(start + done, self._block_rows)
-            take = min(total - done, self._block_rows - offset)
-            block = self._blocks[number]
-            source = slice(done, done + take)
-            target = slice(offset, offset + take)
-            block.vectors[target] = encoded.vectors[source]
-            block.codes[target] = encoded.codes[source]
-            block.mids[target] = encoded.mids[source]
-            block.steps[target] = encoded.steps[source]
-            block.errors[target] = encoded.errors[source]
-            block.device = None
-            done += take
+        ``replay``: re-add the items' current rows to the graph (or take them out); otherwise
+        the caller has already told the graph. Called with the lock held.
+        """
+        if self._journal is not None:
+            self._journal.update(item_ids)
+        if self._graph is not None and replay:
+            _replay(self._graph, self._exact, item_ids)
+        self._maybe_build()
 
-    def _move_row(self, source: int, target: int) -> None:
-        """Copy row ``source`` over row ``target`` (data and metadata)."""
-        src_block, src = divmod(source, self._block_rows)
-        dst_block, dst = divmod(target, self._block_rows)
-        a, b = self._blocks[src_block], self._blocks[dst_block]
-        b.vectors[dst] = a.vectors[src]
-        b.codes[dst] = a.codes[src]
-        b.mids[dst] = a.mids[src]
-        b.steps[dst] = a.steps[src]
-        b.errors[dst] = a.errors[src]
-        b.device = None
-        self._ids[target] = self._ids[source]
-        self._owners[target] = self._owners[source]
-        self._public[target] = self._public[source]
+    def _maybe_build(self) -> None:
+        """Start a graph build in the background when one is due (lock held)."""
+        if self._mode == "exact" or self._failed or self._builder is not None:
+            return
+        if self._graph is None:
+            due = len(self._exact) >= self._approximate_from
+        else:
+            due = self._graph.dead_fraction > _REBUILD_DEAD_FRACTION
+        if due:
+            self._builder = threading.Thread(
+                target=self._build, name="pixmart-hnsw-build", daemon=True
+            )
+            self._builder.start()
 
-    def _release_spare_blocks(self) -> None:
-        """Drop blocks beyond the one in use plus one spare (avoids thrashing at a boundary)."""
-        needed = -(-self._count // self._block_rows) + 1
-        del self._blocks[needed:]
+    # ----------------------------------------------------------------------------- building
+
+    def _build(self) -> None:
+        """Build a graph from the present rows, replay what changed meanwhile, switch to it."""
+        started = time.monotonic()
+        try:
+            while True:
+                with self._lock:
+                    ids = self._exact.item_ids()
+                    self._journal = set()
+                graph = HnswGraph(self.dim)
+                for start in range(0, len(ids), _BUILD_CHUNK):
+                    graph.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
+                with self._lock:
+                    changed, self._journal = self._journal or set(), None
+                    if len(changed) > max(_BUILD_CHUNK, len(ids) // 4):
+                        continue  # a bulk load went on meanwhile: start again from all of it
+                    _replay(graph, self._exact, sorted(changed))
+                    self._graph = graph
+                    self._builder = None
+                    break
+        except Exception:  # searches stay exact; the shop serves on
+            log.exception("could not build the similar-image graph; searches stay exact")
+            with self._lock:
+                self._journal = None
+                self._builder = None
+                self._failed = True
+            return
+        log.info(
+            "similar-image graph ready: %d items in %.1f s", len(ids), time.monotonic() - started
+        )
 
     # ----------------------------------------------------------------------------- searching
 
@@ -536,169 +301,47 @@ class VectorIndex:
                 result order, e.g. the last hit of the previous page.
 
         Returns:
-            Hits ordered by score descending, then item id ascending.
+            Hits ordered by score descending, then item id ascending, with exact scores.
         """
-        q64 = as_unit_query(query, self._dim)
+        graph = self._graph
         allowed = None if allowed_ids is None else _id_array(allowed_ids)
-        with self._lock:
-            count = self._count
-            if k <= 0 or count == 0:
-                return []
-            if allowed is not None and len(allowed) <= max(self._exact_limit,
-                                                           count // _EXACT_COST_RATIO):
-                rows = self._rows_of(allowed)
-                rows = rows[self._visible_rows(rows, viewer_id)]
-                return self._rank_exact(rows, q64, k, after)
-            eligible = self._visible_mask(count, viewer_id)
-            if allowed is not None:
-                eligible &= np.isin(self._ids[:count], allowed)
-            if count <= self._exact_limit:
-                return self._rank_exact(np.flatnonzero(eligible), q64, k, after)
-            return self._rank_exact(self._candidates(q64, k, eligible, after), q64, k, after)
-
-    def _candidates(
-        self,
-        q64: NDArray[np.float64],
-        k: int,
-        eligible: NDArray[np.bool_],
-        after: tuple[float, int] | None,
-    ) -> NDArray[np.int64]:
-        """Return the rows that may be in the top k, using the coarse pass's score intervals."""
-        query = q64.astype(np.float32)
-        # Worst-case float32 rounding of the coarse dot product is gamma_d * sum|q_j * code_j|,
-        # with |code_j| <= 128; per row it is scaled by that row's step.
-        gamma = self._dim * _F32_EPS / (1.0 - self._dim * _F32_EPS)
-        round_k = gamma * 128.0 * float(np.abs(query).sum())
-        # Exact scores use the query rounded to multiples of 2**-20: at most
-        # sum|x_j| * 2**-21 <= sqrt(dim) * 2**-21 away from the true dot product.
-        slack = _ABS_SLACK + float(np.sqrt(self._dim)) * 2.0 ** -(_QUERY_BITS + 1)
-        lower, upper = self._coarse().bounds(self._blocks, len(eligible), query, round_k, slack)
-        if after is not None:
-            # Rows with lb > cursor score surely come before the cursor; rows with
-            # ub < cursor score surely come after it; the band between is kept and decided
-            # on exact scores.
-            eligible &= lower <= np.float32(after[0])
-            sure = eligible & (upper < np.float32(after[0]))
-        else:
-            sure = eligible
-        threshold = _kth_largest(lower, sure, k)
-        # At least k sure rows score >= threshold, so a row with ub < threshold is not in the
-        # top k. Band rows have ub >= cursor score > threshold and stay in.
-        result: NDArray[np.int64] = np.flatnonzero(eligible & (upper >= threshold))
-        return result
-
-    def _coarse(self) -> _CoarseScorer:
-        if self._scorer is None:
-            if self._scorer_name == "numpy":
-                self._scorer = _NumpyScorer()
-            elif self._scorer_name == "xla":
-                self._scorer = _XlaScorer()
-            else:
-                try:
-                    self._scorer = _XlaScorer()
-                except ImportError:  # a TensorFlow-less install still searches, slower
-                    self._scorer = _NumpyScorer()
-        return self._scorer
-
-    def prepare(self) -> None:
-        """Load the coarse-pass engine and compile it for the current size.
-
-        The first large search otherwise pays for importing TensorFlow (seconds) and the XLA
-        compile; call this at start-up, off the event loop, after the bulk load.
-        """
-        with self._lock:
-            if self._count > self._exact_limit:
-                probe = np.zeros(self._dim, np.float64)
-                probe[0] = 1.0
-                self._candidates(probe, 1, np.ones(self._count, np.bool_), None)
-
-    def _rank_exact(
-        self,
-        rows: NDArray[np.int64],
-        q64: NDArray[np.float64],
-        k: int,
-        after: tuple[float, int] | None,
-    ) -> list[Hit]:
-        """Score ``rows`` exactly and return the best k after the cursor, in result order."""
-        if len(rows) == 0:
-            return []
-        scores = self._exact_scores(rows, q64)
-        ids = self._ids[rows]
-        if after is not None:
-            score_after, id_after = float(after[0]), int(after[1])
-            keep = (scores < score_after) | ((scores == score_after) & (ids > id_after))
-            scores, ids = scores[keep], ids[keep]
-        if len(scores) > k:
-            # Cheap cut before the stable sort; keep every row tied with the k-th score so
-            # the id tie-break sees all of them.
-            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-            keep = scores >= kth
-            scores, ids = scores[keep], ids[keep]
-        order = np.lexsort((ids, -scores))[:k]
-        return [Hit(int(i), float(s)) for i, s in zip(ids[order], scores[order], strict=True)]
-
-    def _exact_scores(
-        self, rows: NDArray[np.int64], q64: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
-        """Return the dot products of the float16 rows with ``q64`` (see ``_VALUE_BITS``)."""
-        fixed_query = np.rint(q64 * 2.0**_QUERY_BITS).astype(np.int64)
-        scale = 2.0 ** -(_VALUE_BITS + _QUERY_BITS)
-        scores = np.empty(len(rows), np.float64)
-        blocks, offsets = np.divmod(rows, self._block_rows)
-        for first in range(0, len(rows), _EXACT_CHUNK):
-            part = slice(first, first + _EXACT_CHUNK)
-            bits = np.empty((len(rows[part]), self._dim), np.uint16)
-            for number in np.unique(blocks[part]).tolist():
-                chosen = blocks[part] == number
-                bits[chosen] = self._blocks[number].vectors[offsets[part][chosen]].view(np.uint16)
-            totals = np.einsum("ij,j->i", _F16_TO_FIXED[bits], fixed_query)
-            scores[part] = totals.astype(np.float64) * scale
-        return scores
-
-    def _visible_mask(self, count: int, viewer_id: int | None) -> NDArray[np.bool_]:
-        visible = self._public[:count].copy()
-        if viewer_id is not None:
-            visible |= self._owners[:count] == viewer_id
-        return visible
-
-    def _visible_rows(self, rows: NDArray[np.int64], viewer_id: int | None) -> NDArray[np.bool_]:
-        visible = self._public[rows]
-        if viewer_id is not None:
-            visible = visible | (self._owners[rows] == viewer_id)
-        return visible
-
-    def _rows_of(self, item_ids: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Return the rows of the stored ids among ``item_ids`` (unknown ids are skipped)."""
-        lookup = self._row_of.get
-        rows = [row for row in map(lookup, item_ids.tolist()) if row is not None]
-        return np.unique(np.asarray(rows, dtype=np.int64))
+        small_prefilter = allowed is not None and (
+            len(allowed) <= len(self._exact) * _EXACT_PREFILTER_SHARE
+        )
+        if graph is None or k <= 0 or small_prefilter:
+            return self._exact.search(query, k, viewer_id, allowed, after)
+        unit = as_unit_query(query, self.dim).astype(np.float32)
+        wanted = max(_MIN_CANDIDATES, _CANDIDATES_PER_HIT * k)
+        while wanted <= _MAX_CANDIDATES:
+            candidates = graph.search(
+                unit,
+                wanted,
+                viewer_id=viewer_id,
+                allowed_ids=allowed,
+                ef_search=max(_EF_SEARCH, wanted),
+            )
+            # Scored from ``query`` as the exact search scores it: pages served either way
+            # share bit-identical scores, which the keyset cursor compares.
+            hits = self._exact.rank(query, candidates, k, viewer_id, after)
+            if len(hits) == k:
+                return hits
+            if len(candidates) < wanted:
+                break  # the graph has no more to give: only an exact search can tell the rest
+            wanted *= 4
+        return self._exact.search(query, k, viewer_id, allowed, after)
 
 
-def _grown(array: NDArray[Any], capacity: int) -> NDArray[Any]:
-    grown = np.zeros(capacity, array.dtype)
-    grown[: len(array)] = array
-    return grown
+def _replay(graph: HnswGraph, exact: ExactIndex, item_ids: list[int]) -> None:
+    """Give ``graph`` the current rows of ``item_ids``: re-added if stored, else removed."""
+    rows: StoredRows = exact.rows(item_ids)
+    present = set(rows.item_ids.tolist())
+    for item_id in item_ids:
+        if item_id not in present:
+            graph.remove(item_id)
+    graph.add(rows)
 
 
 def _id_array(item_ids: Iterable[int] | NDArray[np.integer]) -> NDArray[np.int64]:
     if isinstance(item_ids, np.ndarray):
         return item_ids.astype(np.int64, copy=False).reshape(-1)
     return np.fromiter(item_ids, dtype=np.int64)
-
-
-def _kth_largest(values: NDArray[np.float32], mask: NDArray[np.bool_], k: int) -> float:
-    """Return the k-th largest of ``values[mask]`` (``-inf`` if fewer than k), fast.
-
-    The k-th largest of a strided sample is a lower bound for the k-th largest of all, so
-    only values above it need a partition; that keeps the work near one pass over ``values``.
-    """
-    masked = np.where(mask, values, np.float32(-np.inf))
-    stride = max(1, len(masked) // _SAMPLE_ROWS)
-    sample = masked[::stride]
-    if stride > 1 and np.count_nonzero(sample > -np.inf) >= k:
-        floor = np.partition(sample, len(sample) - k)[len(sample) - k]
-        masked = masked[masked >= floor]
-    finite = np.count_nonzero(masked > -np.inf)
-    if finite < k:
-        return float("-inf")
-    return float(np.partition(masked, len(masked) - k)[len(masked) - k])

@@ -1,17 +1,17 @@
-"""Tests for the vector index: exactness, visibility, prefilters, paging and mutations."""
+"""Tests for the exact vector index: exactness, visibility, prefilters, paging and mutations."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend.vision.index import VectorIndex
+from backend.vision.exact_index import ExactIndex
 
 DIM = 64
 
 
 def brute_force(
-    index: VectorIndex,
+    index: ExactIndex,
     rows: dict[int, tuple[int, bool]],
     query: np.ndarray,
     viewer: int | None,
@@ -28,8 +28,8 @@ def brute_force(
 
 
 def make_index(
-    scorer: str, kind: str, count: int = 6000, seed: int = 7
-) -> tuple[VectorIndex, dict[int, tuple[int, bool]], np.ndarray]:
+    kind: str, count: int = 6000, seed: int = 7
+) -> tuple[ExactIndex, dict[int, tuple[int, bool]], np.ndarray]:
     """An index small enough to be quick but past the exact limit, so the coarse pass runs."""
     rng = np.random.default_rng(seed)
     if kind == "gaussian":
@@ -42,18 +42,17 @@ def make_index(
     ids = rng.permutation(10 * count)[:count]
     owners = rng.integers(0, 4, count)
     public = rng.random(count) < 0.5
-    index = VectorIndex(DIM, block_rows=1024, scorer=scorer, exact_limit=64)  # type: ignore[arg-type]
+    index = ExactIndex(DIM, block_rows=1024, exact_limit=64)
     index.add_many(ids, vectors, owners, public)
     rows = {int(i): (int(o), bool(p)) for i, o, p in zip(ids, owners, public, strict=True)}
     return index, rows, vectors
 
 
-@pytest.mark.parametrize("scorer", ["numpy", "xla"])
 @pytest.mark.parametrize("kind", ["gaussian", "relu", "duplicates"])
 # 1024-row blocks: full blocks plus a partly used last one, only full blocks, only a part block.
 @pytest.mark.parametrize("count", [6000, 6144, 700])
-def test_search_equals_brute_force(scorer: str, kind: str, count: int) -> None:
-    index, rows, vectors = make_index(scorer, kind, count)
+def test_search_equals_brute_force(kind: str, count: int) -> None:
+    index, rows, vectors = make_index(kind, count)
     rng = np.random.default_rng(1)
     for trial in range(6):
         query = vectors[rng.integers(len(vectors))] + 0.05 * rng.standard_normal(DIM)
@@ -65,7 +64,7 @@ def test_search_equals_brute_force(scorer: str, kind: str, count: int) -> None:
 
 
 def test_private_rows_of_other_owners_are_never_returned() -> None:
-    index, rows, vectors = make_index("numpy", "relu")
+    index, rows, vectors = make_index("relu")
     for viewer in (None, 0, 1, 2, 3):
         for query in vectors[:5]:
             for hit in index.search(query, 200, viewer_id=viewer):
@@ -74,7 +73,7 @@ def test_private_rows_of_other_owners_are_never_returned() -> None:
 
 
 def test_owner_sees_own_private_row_first() -> None:
-    index = VectorIndex(DIM, scorer="numpy")
+    index = ExactIndex(DIM)
     rng = np.random.default_rng(3)
     secret = rng.standard_normal(DIM)
     index.add(1, secret, owner_id=10, public=False)
@@ -85,7 +84,7 @@ def test_owner_sees_own_private_row_first() -> None:
 
 
 def test_count_visible_counts_what_an_unfiltered_search_ranks() -> None:
-    index, rows, vectors = make_index("numpy", "relu", count=700)
+    index, rows, vectors = make_index("relu", count=700)
     for viewer in (None, 0, 3):
         ranked = index.search(vectors[0], len(rows), viewer_id=viewer)
         assert index.count_visible(viewer) == len(ranked)
@@ -95,9 +94,8 @@ def test_count_visible_counts_what_an_unfiltered_search_ranks() -> None:
     assert index.count_visible(owner) == before - 1
 
 
-@pytest.mark.parametrize("scorer", ["numpy", "xla"])
-def test_keyset_paging_returns_every_visible_item_once(scorer: str) -> None:
-    index, rows, vectors = make_index(scorer, "duplicates", count=4000)
+def test_keyset_paging_returns_every_visible_item_once() -> None:
+    index, rows, vectors = make_index("duplicates", count=4000)
     viewer = 2
     visible = {item for item, (owner, public) in rows.items() if public or owner == viewer}
     seen: list[int] = []
@@ -116,7 +114,7 @@ def test_keyset_paging_returns_every_visible_item_once(scorer: str) -> None:
 
 @pytest.mark.parametrize("prefilter_size", [50, 3000])  # gather path and mask path
 def test_allowed_ids_prefilter_is_applied_before_ranking(prefilter_size: int) -> None:
-    index, rows, vectors = make_index("numpy", "gaussian")
+    index, rows, vectors = make_index("gaussian")
     rng = np.random.default_rng(5)
     allowed = set(rng.choice(list(rows), prefilter_size, replace=False).tolist()) | {-1}
     query = vectors[0]
@@ -127,7 +125,7 @@ def test_allowed_ids_prefilter_is_applied_before_ranking(prefilter_size: int) ->
 
 
 def test_update_changes_vector_and_visibility() -> None:
-    index = VectorIndex(DIM, scorer="numpy")
+    index = ExactIndex(DIM)
     basis = np.eye(DIM)
     index.add(1, basis[0], owner_id=1, public=True)
     index.add(2, basis[1], owner_id=1, public=True)
@@ -144,9 +142,8 @@ def test_update_changes_vector_and_visibility() -> None:
         index.update(3, public=True)
 
 
-@pytest.mark.parametrize("scorer", ["numpy", "xla"])
-def test_remove_swaps_last_row_in_and_keeps_results_exact(scorer: str) -> None:
-    index, rows, vectors = make_index(scorer, "gaussian", count=2100)
+def test_remove_swaps_last_row_in_and_keeps_results_exact() -> None:
+    index, rows, vectors = make_index("gaussian", count=2100)
     rng = np.random.default_rng(11)
     for item in rng.choice(list(rows), 1200, replace=False).tolist():
         assert index.remove(item)
@@ -166,16 +163,30 @@ def test_remove_swaps_last_row_in_and_keeps_results_exact(scorer: str) -> None:
     assert best.item_id == removed and best.score == pytest.approx(1.0, abs=1e-3)
 
 
-def test_xla_and_numpy_scorers_give_identical_hits() -> None:
-    fast, _, vectors = make_index("xla", "relu")
-    slow, _, _ = make_index("numpy", "relu")
-    fast.prepare()  # compiles up front; searching afterwards must not depend on it
-    for query in vectors[:5]:
-        assert fast.search(query, 50, viewer_id=1) == slow.search(query, 50, viewer_id=1)
+def test_rank_scores_given_items_as_search_does() -> None:
+    index, rows, vectors = make_index("relu")
+    query = vectors[3] + 0.01
+    best = index.search(query, 40, viewer_id=2)
+    candidates = [hit.item_id for hit in best][::-1] + [-7]  # any order; unknown ids skipped
+    assert index.rank(query, candidates, 40, viewer_id=2) == best
+    assert index.rank(query, candidates, 10, viewer_id=2, after=best[9].cursor()) == best[10:20]
+    # Visibility is checked again: another viewer's private rows never come back.
+    for hit in index.rank(query, candidates, 40, viewer_id=None):
+        assert rows[hit.item_id][1]
+
+
+def test_rows_returns_the_stored_rows() -> None:
+    index, rows, _ = make_index("gaussian", count=3000)
+    wanted = list(rows)[::7] + [-1]
+    stored = index.rows(wanted)
+    assert sorted(stored.item_ids.tolist()) == sorted(wanted[:-1])
+    for item_id, vector, owner, public in zip(*stored, strict=True):
+        np.testing.assert_array_equal(vector, index.vector(int(item_id)))
+        assert rows[int(item_id)] == (owner, public)
 
 
 def test_invalid_input_is_rejected() -> None:
-    index = VectorIndex(DIM, scorer="numpy")
+    index = ExactIndex(DIM)
     index.add(1, np.ones(DIM), owner_id=0, public=True)
     with pytest.raises(ValueError, match="already"):
         index.add(1, np.ones(DIM), owner_id=0, public=True)
@@ -189,4 +200,4 @@ def test_invalid_input_is_rejected() -> None:
         index.search(np.full(DIM, np.nan), 3)
     assert len(index) == 1
     assert index.search(np.ones(DIM), 0) == []
-    assert VectorIndex(DIM).search(np.ones(DIM), 5) == []
+    assert ExactIndex(DIM).search(np.ones(DIM), 5) == []

@@ -21,7 +21,7 @@ def test_altered_copies_find_their_original(embedder: Embedder) -> None:
     originals = [Image.fromarray(sample_picture(name)) for name in SAMPLE_NAMES]
     assert len(originals) >= 10
     original_vectors = embedder.embed(np.stack([preprocess(p) for p in originals])).embeddings
-    index = VectorIndex(scorer="numpy")
+    index = VectorIndex(mode="exact")
     index.add_many(range(len(originals)), original_vectors, [0] * len(originals),
                    [True] * len(originals))
 
