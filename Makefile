@@ -35,7 +35,7 @@ test: lint
 	PIXMART_TEST_ENGINE=postgres XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q tests/integration tests/fault && \
 	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q \
 		tests/integration/test_catalogue_upload.py tests/integration/test_catalogue_access.py \
-		tests/integration/test_catalogue_items.py
+		tests/integration/test_catalogue_items.py tests/integration/test_at_rest.py
 
 # PostgreSQL with pgvector and SeaweedFS (S3) on loopback, for running servers on the second
 # engine and the object store; settings land in .services.env (PIXMART_DATABASE=...,

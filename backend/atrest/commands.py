@@ -13,6 +13,7 @@ from backend.atrest.keys import PASSPHRASE_ENV, MasterKeyError, generate_key_fil
 from backend.atrest.rotation import rotate_master_key
 from backend.config import ServerConfig, default_master_key_file
 from backend.media.blobs import StoreUnavailable, open_blob_storage
+from backend.media.partials import open_partial_storage
 
 
 def _fail(message: str) -> int:
@@ -61,6 +62,12 @@ async def rotate_keys(config: ServerConfig, new_key_file: Path) -> int:
         report = await rotate_master_key(
             raw,
             picture_repository(db),
+            lambda sealer: open_partial_storage(
+                config.blobs,
+                config.data_dir / "uploads",
+                config.limits.max_upload_bytes,
+                sealer,
+            ),
             old,
             new,
             progress=_print_progress,

@@ -31,6 +31,7 @@ from backend.atrest.keys import KeySet, MasterKey
 from backend.atrest.sealed_blobs import SealedBlobs, blob_context
 from backend.catalogue.repository import PictureRepository, StoredDerivatives
 from backend.media.blobs import ObjectStore
+from backend.media.partials import PartialStorage
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,17 @@ class _Ticker:
 async def rotate_master_key(
     raw: ObjectStore,
     pictures: PictureRepository,
+    uploads: Callable[[Sealer], PartialStorage],
     old: MasterKey,
     new: MasterKey,
     *,
     progress: Progress | None = None,
 ) -> WalkReport:
-    """Re-wrap every data key of the store and the database from ``old`` to ``new``.
+    """Re-wrap every data key of the store, the database and the uploads in progress from
+    ``old`` to ``new``.
+
+    Args:
+        uploads: Opens the uploads in progress with the given sealer.
 
     Raises:
         KeyringMismatch: the store is not encrypted, or ``old`` is not a key of its keyring
@@ -125,6 +131,7 @@ async def rotate_master_key(
         changed += 1
         ticker.tick()
     rows = await _rewrite_rows(pictures, DerivativeCodec(sealer).rewrap, progress)
+    changed += await uploads(sealer).rewrap()
     await raw.write_meta(KEYRING, keyring.without_key(old.key_id).dump())
     log.info("master key rotation to %s done; %s may be retired", new.key_id, old.key_id)
     return WalkReport(changed, done, *rows)

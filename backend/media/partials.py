@@ -70,6 +70,11 @@ class PartialStorage(Protocol):
         """Yield the ids of uploads untouched for ``older_than_seconds`` (all, for ``-inf``)."""
         ...
 
+    async def rewrap(self) -> int:
+        """Re-wrap the data keys of sealed uploads in progress under the current master key (a
+        key rotation); return how many objects changed. Idempotent."""
+        ...
+
     async def sweep_scratch(self) -> int:
         """Remove this machine's leftovers of finishes a crash interrupted; return how many.
 
@@ -114,6 +119,10 @@ class LocalPartials:
         """Yield the ids of upload files not modified for ``older_than_seconds``."""
         for upload_id in await asyncio.to_thread(self.area.abandoned, older_than_seconds):
             yield upload_id
+
+    async def rewrap(self) -> int:
+        """Re-wrap the uploads' data keys, a file at a time."""
+        return await asyncio.to_thread(self.area.rewrap)
 
     async def sweep_scratch(self) -> int:
         """Nothing to do: the files in the area are the uploads themselves."""

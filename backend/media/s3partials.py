@@ -295,6 +295,37 @@ class S3Partials:
         if current is not None and newest <= cutoff:
             yield current
 
+    async def rewrap(self) -> int:
+        """Write every sealed chunk object again with its data key re-wrapped (objects cannot
+        be patched: the PUT replaces each whole, readers see the old or the new one)."""
+        if self._sealer is None:
+            return 0
+        changed = 0
+        for key in await self._keys(PARTIALS):
+            parts = key.split("/")
+            name = parts[-1]
+            if len(parts) != 3 or not (len(name) == _OFFSET_DIGITS and name.isdigit()):
+                continue
+            try:
+                result = await obstore.get_async(self._store, key)
+                sealed = bytes(await result.bytes_async())
+            except FileNotFoundError:
+                continue  # discarded meanwhile
+            except BaseError as exc:
+                raise_unavailable("read an upload chunk", exc)
+            try:
+                head = self._sealer.rewrap_header(sealed, chunk_context(parts[1], int(name)))
+            except (SealBroken, WrongKey):
+                continue  # not openable: it can only be discarded
+            if head is None:
+                continue
+            try:
+                await obstore.put_async(self._store, key, head + sealed[len(head) :])
+            except BaseError as exc:
+                raise_unavailable("store an upload chunk", exc)
+            changed += 1
+        return changed
+
     async def sweep_scratch(self) -> int:
         """Remove the scratch files of finishes a crash interrupted."""
 

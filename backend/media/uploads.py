@@ -290,6 +290,35 @@ class PartialUploads:
                 raise UnknownUpload() from None
         part.unlink()
 
+    def rewrap(self) -> int:
+        """Re-wrap the data key of every sealed upload in progress under the sealer's current
+        master key (a key rotation); return how many changed. Each is one in-place write."""
+        if self._sealer is None:
+            return 0
+        changed = 0
+        for path in sorted(self._root.glob("*" + _PART)):
+            upload_id = path.name.removesuffix(_PART)
+            if not is_upload_id(upload_id):
+                continue
+            with self._lock:
+                try:
+                    fd = os.open(path, os.O_RDWR | _BINARY)
+                except FileNotFoundError:
+                    continue  # finished or discarded meanwhile
+                try:
+                    head = os.pread(fd, HEADER_BYTES, 0)
+                    try:
+                        new = self._sealer.rewrap_header(head, upload_context(upload_id))
+                    except (SealBroken, WrongKey):
+                        continue  # not openable: it can only be discarded
+                    if new is not None:
+                        os.pwrite(fd, new, 0)
+                        os.fsync(fd)
+                        changed += 1
+                finally:
+                    os.close(fd)
+        return changed
+
     def discard(self, upload_id: str) -> bool:
         """Delete the upload, finished or not; return whether there was anything to delete."""
         if not is_upload_id(upload_id):
