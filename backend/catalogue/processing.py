@@ -1,7 +1,10 @@
 """Provides the CPU work on an uploaded picture, in worker threads and bounded in parallel.
 
-Validation (full decode), the metadata-stripped copy and the derivatives all run off the event
-loop. A semaphore caps how many pictures are decoded at once: a 50-megapixel decode holds
+Validation, the metadata-stripped copy and the derivatives all run off the event loop, in one
+thread per picture: validation's decode is the one the derivatives are made from (see
+:func:`~backend.media.validate.inspect_and_decode`). The work is in C that releases the GIL
+(libjpeg, libvips, libwebp), so pictures are processed on every core while the event loop keeps
+serving. A semaphore caps how many pictures are decoded at once: a 50-megapixel decode holds
 hundreds of megabytes, and more parallel decodes than cores only add memory, not speed.
 """
 
@@ -15,10 +18,10 @@ from pathlib import Path
 from PIL import Image
 
 from backend.catalogue.errors import protocol_error
-from backend.media.derivatives import Derivatives, decode_for_model, make_derivatives
+from backend.media.derivatives import Derivatives, decode_for_model, decode_size, derive
 from backend.media.errors import MediaError
 from backend.media.sanitize import sanitized_original
-from backend.media.validate import ImageInfo, MediaLimits, inspect_image
+from backend.media.validate import ImageInfo, MediaLimits, inspect_and_decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +45,11 @@ def prepare_picture(path: Path, limits: MediaLimits) -> PreparedPicture:
     Raises:
         MediaError: the file is refused; its message says why.
     """
-    info = inspect_image(path, limits)
+    info, decoded = inspect_and_decode(path, limits, decode_size)
+    derivatives = derive(decoded, info)
+    del decoded  # the largest buffer of the lot: gone before the clean copy is made
     clean = sanitized_original(path.read_bytes(), info)
-    return PreparedPicture(info=info, clean=clean, derivatives=make_derivatives(path, info))
+    return PreparedPicture(info=info, clean=clean, derivatives=derivatives)
 
 
 class PictureProcessor:
@@ -62,6 +67,7 @@ class PictureProcessor:
         """
         async with self._slots:
             try:
+                # Looked up at each call, so a benchmark can run the old pipeline in its place.
                 return await asyncio.to_thread(prepare_picture, path, self.limits)
             except MediaError as exc:
                 raise protocol_error(exc) from None

@@ -14,15 +14,20 @@ cost memory or CPU:
 6. a full decode (``load()``), so truncated or damaged files are refused now rather than when
    someone first views them.
 
+The upload pipeline calls :func:`inspect_and_decode` instead: the same checks, whose decode it
+keeps to make the derivatives from, so an upload is decoded once.
+
 Everything it raises is a :class:`~backend.media.errors.MediaError`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from backend.media.decoding import open_image, source_stream
 from backend.media.errors import TooLarge, UnsupportedMedia
@@ -30,7 +35,9 @@ from backend.media.imaging import SWAPPING_ORIENTATIONS, exif_orientation
 from backend.media.limits import DEFAULT_LIMITS, MediaLimits
 from backend.media.sniff import MIME_TYPES, SNIFF_BYTES, sniff_format
 
-__all__ = ["DEFAULT_LIMITS", "ImageInfo", "MediaLimits", "inspect_image"]
+__all__ = ["DEFAULT_LIMITS", "ImageInfo", "MediaLimits", "inspect_and_decode", "inspect_image"]
+
+Size = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,60 @@ def inspect_image(
             animated, truncated or damaged.
         TooLarge: Over ``limits.max_bytes`` or ``limits.max_pixels``.
     """
+    with _opened(source, limits) as (image, fmt, byte_size):
+        if decode:
+            image.load()
+            # Read after load(): a PNG may keep its eXIf chunk after the pixel data.
+            orientation = exif_orientation(image)
+        else:
+            orientation = _header_orientation(image)
+    return _info(fmt, image.size, orientation, byte_size)
+
+
+def inspect_and_decode(
+    source: bytes | Path, limits: MediaLimits, wanted: Callable[[ImageInfo], Size]
+) -> tuple[ImageInfo, Image.Image]:
+    """Validate ``source`` as :func:`inspect_image` does, and keep the pixels of its decode.
+
+    The upload pipeline makes every derivative from this one decode. A JPEG is decoded by
+    libjpeg at 1/2, 1/4 or 1/8 scale when that still covers ``wanted`` (``draft``): the scaled
+    decode still reads and checks every byte of the compressed data, so a truncated or damaged
+    file is refused all the same. PNG and WebP are decoded whole.
+
+    Args:
+        source: As for :func:`inspect_image`.
+        limits: As for :func:`inspect_image`.
+        wanted: Given what the headers say (orientation included), the smallest size the
+            decode must cover, as people see the picture (upright).
+
+    Returns:
+        What was learned, and the decoded picture as stored (not yet upright), in whatever
+        mode the decoder produced, at least ``wanted`` or whole.
+
+    Raises:
+        UnsupportedMedia, TooLarge: As :func:`inspect_image`.
+    """
+    with _opened(source, limits) as (image, fmt, byte_size):
+        header = _info(fmt, image.size, _header_orientation(image), byte_size)
+        width, height = wanted(header)
+        if header.orientation in SWAPPING_ORIENTATIONS:
+            width, height = height, width  # the decoder works on the stored, sideways pixels
+        image.draft("RGB", (width, height))  # JPEG only; other formats ignore it
+        image.load()
+        orientation = exif_orientation(image)
+    # The header's size, not the reduced decode's, is the picture's.
+    return _info(fmt, header.stored_size, orientation, byte_size), image
+
+
+@contextmanager
+def _opened(
+    source: bytes | Path, limits: MediaLimits
+) -> Iterator[tuple[ImageFile.ImageFile, str, int]]:
+    """Run checks 1 to 5 and yield the opened, not yet decoded picture, its format and bytes.
+
+    Pillow's exceptions in the ``with`` body are translated as by
+    :func:`~backend.media.decoding.open_image`.
+    """
     with source_stream(source) as (stream, byte_size):
         if byte_size == 0:
             raise UnsupportedMedia.empty()
@@ -109,13 +170,12 @@ def inspect_image(
             # not an animation and only the first, the photo itself, is ever used.
             if image.format != "MPO" and getattr(image, "n_frames", 1) > 1:
                 raise UnsupportedMedia.animated()
-            if decode:
-                image.load()
-                # Read after load(): a PNG may keep its eXIf chunk after the pixel data.
-                orientation = exif_orientation(image)
-            else:
-                orientation = _header_orientation(image)
+            yield image, fmt, byte_size
 
+
+def _info(fmt: str, stored_size: Size, orientation: int, byte_size: int) -> ImageInfo:
+    """The :class:`ImageInfo` of a picture stored ``stored_size`` with EXIF ``orientation``."""
+    width, height = stored_size
     if orientation in SWAPPING_ORIENTATIONS:
         width, height = height, width
     return ImageInfo(

@@ -79,20 +79,22 @@ def test_no_profile_means_no_work() -> None:
 
 
 def test_derivatives_convert_embedded_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
+    calls: list[tuple[str, tuple[int, int]]] = []
     original = ImageCms.profileToProfile
 
     def spy(image: Image.Image, *args: object, **kwargs: object) -> Image.Image | None:
-        calls.append(image.mode)
+        calls.append((image.mode, image.size))
         return original(image, *args, **kwargs)  # type: ignore[arg-type]
 
-    data = encode(halves((600, 400)), "JPEG", icc_profile=srgb_icc())
+    data = encode(halves((3000, 2000)), "JPEG", icc_profile=srgb_icc())
     info = inspect_image(data)
     monkeypatch.setattr(ImageCms, "profileToProfile", spy)
 
-    make_derivatives(data, info)
+    result = make_derivatives(data, info)
 
-    assert calls == ["RGB"]  # once, on the reduced working picture
+    # On the preview and the model picture (the thumbnail is made from the latter), never on
+    # the far larger working picture.
+    assert sorted(calls) == [("RGB", (672, 448)), ("RGB", result.preview_size)]
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
