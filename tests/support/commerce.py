@@ -172,6 +172,9 @@ class ServerProcess:
     #: dir. Given through ``PIXMART_BLOBS`` in the environment (with the ``AWS_*`` credentials
     #: this process has), never on the command line, where ``ps`` would show it.
     blobs: str | None = None
+    #: What runs instead of ``pixmart-server`` with the same arguments (e.g. the upload
+    #: benchmark's server with the old picture pipeline); ``None`` for ``pixmart-server``.
+    program: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -189,7 +192,7 @@ class ServerProcess:
         Args:
             port: 0 for a free port; a restart passes the old one so clients find it again.
         """
-        command = [_server_command(), "--data-dir", str(self.data_dir)]
+        command = [*(self.program or [_server_command()]), "--data-dir", str(self.data_dir)]
         if self.database is not None:
             command += ["--database", self.database]
         command += ["serve", *self.serve_options(port)]
