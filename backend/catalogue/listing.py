@@ -4,17 +4,23 @@ Batches are ordered by a total keyset order ((created_at, id) or (price, id)) an
 strictly after the last row sent, never with OFFSET: items added meanwhile land before the
 position of a newest-first listing (created_at only grows), and nothing can be sent twice or
 skipped because rows before the position come and go.
+
+A text search is listed in parts (:class:`~backend.catalogue.filters.TextMatch`): the matches
+in the sellers' own words, then those that match only by what the image model sees (when a
+:class:`~backend.catalogue.seen.SeenVocabulary` is in use), each part in keyset order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
-from backend.catalogue.cursors import CursorSigner, cursor_binding
-from backend.catalogue.filters import KEYSETS, Criteria
+from backend.catalogue.cursors import CursorSigner, Position, cursor_binding
+from backend.catalogue.filters import KEYSETS, Criteria, TextMatch
 from backend.catalogue.repository import CatalogueRepository
+from backend.catalogue.seen import SeenVocabulary
 from protocol.errors import BadRequest
-from protocol.messages.catalogue import ItemBatch, ListingFilters, SortOrder
+from protocol.messages.catalogue import ItemBatch, ItemCard, ListingFilters, SortOrder
 
 #: The scope of browse cursors (see :func:`cursor_binding`).
 BROWSE_SCOPE: Final = "catalogue.browse"
@@ -35,6 +41,19 @@ class Listings:
         self._signer = signer
         self.batch_default = batch_default
         self.batch_max = batch_max
+        #: What the image model sees, in words; ``None``: text search matches sellers' words only.
+        self.vocabulary: SeenVocabulary | None = None
+
+    def criteria(self, filters: ListingFilters, viewer_id: int) -> Criteria:
+        """The normalised criteria of ``filters``, with what the model sees that the words name.
+
+        Raises:
+            BadRequest: invalid filters.
+        """
+        criteria = Criteria.from_filters(filters, viewer_id)
+        if criteria.words and self.vocabulary is not None:
+            criteria = dataclasses.replace(criteria, seen=self.vocabulary.match(criteria.words))
+        return criteria
 
     def batch_size(self, limit: int | None) -> int:
         """The batch size for a requested ``limit`` (the default when ``None``).
@@ -64,15 +83,34 @@ class Listings:
                 another sort order or another user).
         """
         size = self.batch_size(limit)
-        criteria = Criteria.from_filters(filters, viewer_id)
+        criteria = self.criteria(filters, viewer_id)
         keyset = KEYSETS[sort]
+        text = bool(criteria.words)
         binding = cursor_binding(BROWSE_SCOPE, viewer_id, sort.value, criteria.canonical())
-        after = keyset.check(self._signer.open(cursor, binding)) if cursor is not None else None
-        # One more than asked tells whether another batch follows.
-        cards = await self._items.page(viewer_id, criteria, sort, after=after, limit=size + 1)
+        start: TextMatch | None = None
+        after: Position | None = None
+        if cursor is not None:
+            start, after = keyset.open(self._signer.open(cursor, binding), text=text)
+        cards: list[ItemCard] = []
+        for part in criteria.parts():
+            if start is not None and part is not None and part < start:
+                continue
+            # One more than asked tells whether another batch follows.
+            cards += await self._items.page(
+                viewer_id,
+                criteria,
+                sort,
+                after=after if part == start else None,
+                limit=size + 1 - len(cards),
+                part=part,
+            )
+            if len(cards) > size:
+                break
         more = len(cards) > size
         cards = cards[:size]
-        next_cursor = self._signer.seal(binding, keyset.key(cards[-1])) if more else None
+        next_cursor = (
+            self._signer.seal(binding, keyset.position(cards[-1], text=text)) if more else None
+        )
         total = await self._items.count(viewer_id, criteria) if cursor is None else None
         return ItemBatch(id=0, items=cards, cursor=next_cursor, total=total)
 
@@ -84,4 +122,4 @@ class Listings:
         Raises:
             BadRequest: invalid filters.
         """
-        return await self._items.matching_ids(viewer_id, Criteria.from_filters(filters, viewer_id))
+        return await self._items.matching_ids(viewer_id, self.criteria(filters, viewer_id))

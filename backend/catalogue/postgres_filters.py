@@ -2,14 +2,16 @@
 
 Every listing, count and id set goes through :func:`where`, so the visibility rule is written
 once for this engine. Text search matches the ``search`` tsvector (GIN-indexed) against
-``pixmart_search_query`` of the search words; both are defined in the catalogue migration.
+``pixmart_search_query`` of the search words; both are defined in the catalogue migration. What
+the image model sees is looked up in ``picture_classes``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from backend.catalogue.filters import Criteria
+from backend.catalogue.filters import Criteria, TextMatch
+from backend.catalogue.seen import SeenMatch
 from protocol.messages.catalogue import SortOrder
 
 
@@ -40,8 +42,44 @@ ORDERS: Final[dict[SortOrder, tuple[str, str]]] = {
 }
 
 
-def where(criteria: Criteria, viewer_id: int, args: Args) -> str:
-    """Return the SQL condition on ``items i``, its parameters added to ``args``."""
+def seen_condition(seen: SeenMatch, args: Args) -> str:
+    """The condition "the picture of ``items i`` shows what ``seen`` names"."""
+    return (
+        "i.sha256 IN (SELECT pc.sha256 FROM picture_classes pc"
+        f" WHERE pc.class_id = ANY({args.add(seen.class_ids)}::int[])"
+        f" GROUP BY pc.sha256 HAVING sum(pc.probability) >= {args.add(seen.threshold)})"
+    )
+
+
+def seen_class_column(seen: SeenMatch, args: Args) -> str:
+    """The ``seen_class`` column: the most probable class of the picture that ``seen`` names."""
+    return (
+        "(SELECT pc.class_id FROM picture_classes pc WHERE pc.sha256 = i.sha256"
+        f" AND pc.class_id = ANY({args.add(seen.class_ids)}::int[])"
+        " ORDER BY pc.probability DESC, pc.class_id LIMIT 1) AS seen_class"
+    )
+
+
+def text_condition(criteria: Criteria, part: TextMatch | None, args: Args) -> str:
+    """The condition on ``items i`` for a text search's words, in one part or in either."""
+    if part is TextMatch.SEEN and criteria.seen is None:
+        return "false"
+    words = f"i.search @@ pixmart_search_query({args.add(list(criteria.words))}::text[])"
+    if part is TextMatch.WORDS or criteria.seen is None:
+        return words
+    seen = seen_condition(criteria.seen, args)
+    if part is TextMatch.SEEN:
+        # A query of words without any token is NULL, and so would NOT of it be.
+        return f"{seen} AND NOT coalesce({words}, false)"
+    return f"({words} OR {seen})"
+
+
+def where(criteria: Criteria, viewer_id: int, args: Args, part: TextMatch | None = None) -> str:
+    """Return the SQL condition on ``items i``, its parameters added to ``args``.
+
+    Args:
+        part: Of a text search, only this part (see :class:`TextMatch`); ``None``: all of it.
+    """
     parts = [visible(args.add(viewer_id))]
     if criteria.owner_id is not None:
         parts.append(f"i.owner_id = {args.add(criteria.owner_id)}")
@@ -59,5 +97,5 @@ def where(criteria: Criteria, viewer_id: int, args: Args) -> str:
             f" AND it.tag_id = (SELECT t.id FROM tags t WHERE t.name = {args.add(tag)}))"
         )
     if criteria.words:
-        parts.append(f"i.search @@ pixmart_search_query({args.add(list(criteria.words))}::text[])")
+        parts.append(text_condition(criteria, part, args))
     return " AND ".join(parts)

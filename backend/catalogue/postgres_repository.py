@@ -17,8 +17,8 @@ import asyncpg
 
 from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import Position
-from backend.catalogue.filters import Criteria
-from backend.catalogue.postgres_filters import ORDERS, Args, visible, where
+from backend.catalogue.filters import Criteria, TextMatch
+from backend.catalogue.postgres_filters import ORDERS, Args, seen_class_column, visible, where
 from backend.catalogue.postgres_locks import lock_item_clock, lock_pictures
 from backend.catalogue.repository import (
     DuplicateItem,
@@ -69,20 +69,24 @@ def page_query(
     *,
     after: Position | None,
     limit: int,
+    part: TextMatch | None = None,
 ) -> tuple[str, list[object]]:
     """The statement of one listing batch and its arguments (see ``CatalogueRepository.page``).
 
     The batch's items are chosen first, and only they are joined to their seller and picture:
     whichever way the planner finds them (an order's index, or a tag's items sorted), the joins
-    never run for more rows than the batch holds.
+    never run for more rows than the batch holds; so is what the model saw looked up.
     """
     args = Args()
-    condition = where(criteria, viewer_id, args)
+    condition = where(criteria, viewer_id, args, part)
     order_by, after_key = ORDERS[sort]
     if after is not None:
         condition += " AND " + after_key.format(*(args.add(value) for value in after))
+    columns = _CARD_COLUMNS
+    if part is TextMatch.SEEN and criteria.seen is not None:
+        columns = f"{columns}, {seen_class_column(criteria.seen, args)}"
     sql = (
-        f"SELECT {_CARD_COLUMNS} FROM (SELECT {_CARD_ITEM_COLUMNS} FROM items i"
+        f"SELECT {columns} FROM (SELECT {_CARD_ITEM_COLUMNS} FROM items i"
         f" WHERE {condition} ORDER BY {order_by} LIMIT {args.add(limit)}) i {CARD_JOINS}"
         f" ORDER BY {order_by}"
     )
@@ -231,10 +235,16 @@ class PostgresCatalogueRepository:
         *,
         after: Position | None,
         limit: int,
+        part: TextMatch | None = None,
     ) -> list[ItemCard]:
-        sql, args = page_query(viewer_id, criteria, sort, after=after, limit=limit)
+        sql, args = page_query(viewer_id, criteria, sort, after=after, limit=limit, part=part)
+        seen = criteria.seen if part is TextMatch.SEEN else None
+        rows = await self._db.fetchall(sql, *args)
         return cards_from_rows(
-            await self._db.fetchall(sql, *args), list, derivatives=self._derivatives
+            rows,
+            list,
+            None if seen is None else seen.classes,
+            derivatives=self._derivatives,
         )
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from backend.catalogue.cursors import Position
-from backend.catalogue.filters import Criteria
+from backend.catalogue.filters import Criteria, TextMatch
 from backend.catalogue.validation import Listing
 from protocol.messages.catalogue import ItemCard, ItemDetail, ItemMetadata, SortOrder, TagCount
 
@@ -239,12 +239,16 @@ class CatalogueRepository(Protocol):
         *,
         after: Position | None,
         limit: int,
+        part: TextMatch | None = None,
     ) -> list[ItemCard]:
         """Up to ``limit`` cards matching ``criteria`` in ``sort`` order.
 
         Args:
             after: Continue strictly after this key (see
                 :data:`~backend.catalogue.filters.KEYSETS`); ``None`` from the start.
+            part: Of a text search, only this part (see
+                :class:`~backend.catalogue.filters.TextMatch`); ``None``: all matches. The
+                cards of the ``SEEN`` part say what the model saw (``looks_like``).
         """
         ...
 

@@ -15,7 +15,7 @@ columns), except where the engines differ:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeAlias
 
 import msgspec
@@ -77,11 +77,24 @@ def item_from_row(row: Row) -> ItemRow:
 
 
 def cards_from_rows(
-    rows: Iterable[Row], tag_list: TagList, *, derivatives: DerivativeCodec = PLAIN
+    rows: Iterable[Row],
+    tag_list: TagList,
+    looks_like: Mapping[int, str] | None = None,
+    *,
+    derivatives: DerivativeCodec = PLAIN,
 ) -> list[ItemCard]:
-    """The cards of rows of :data:`CARD_COLUMNS` and a tags column, in the rows' order."""
+    """The cards of rows of :data:`CARD_COLUMNS` and a tags column, in the rows' order.
+
+    Args:
+        looks_like: For rows that end with one more column, the class id of what the image model
+            sees in the picture (each engine's ``seen_class``): the name each id is shown as.
+    """
     cards: list[ItemCard] = []
     for row in rows:
+        seen: str | None = None
+        if looks_like is not None:
+            *row, class_id = row
+            seen = looks_like[class_id]
         (
             item_id,
             title,
@@ -110,6 +123,7 @@ def cards_from_rows(
                 height=height,
                 created_at=created_at,
                 thumbnail=derivatives.open(thumbnail, "thumbnail"),
+                looks_like=seen,
             )
         )
     return cards

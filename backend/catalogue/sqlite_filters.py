@@ -1,14 +1,18 @@
 """Provides listing criteria as SQLite SQL: visibility, filters, text search and keyset orders.
 
 Every listing, count and id set goes through :func:`where`, so the visibility rule is written
-once for this engine.
+once for this engine. The sellers' words are searched in the FTS5 table ``items_fts``; what the
+image model sees, in ``picture_classes`` (class ids passed as one JSON array, so a statement's
+text does not change with the number of classes a search names).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
-from backend.catalogue.filters import Criteria
+from backend.catalogue.filters import Criteria, TextMatch
+from backend.catalogue.seen import SeenMatch
 from protocol.messages.catalogue import SortOrder
 
 #: The rule for what a viewer may see: the parameter is the viewer's user id.
@@ -39,8 +43,50 @@ def fts_query(words: tuple[str, ...]) -> str:
     return " ".join(terms)
 
 
-def where(criteria: Criteria, viewer_id: int) -> tuple[str, list[object]]:
-    """Return the SQL condition on ``items i`` and its parameters."""
+_SEEN_CLASSES: Final = "pc.class_id IN (SELECT value FROM json_each(?))"
+
+
+def seen_condition(seen: SeenMatch) -> tuple[str, list[object]]:
+    """The condition "the picture of ``items i`` shows what ``seen`` names", and its parameters."""
+    return (
+        f"i.sha256 IN (SELECT pc.sha256 FROM picture_classes pc WHERE {_SEEN_CLASSES}"
+        " GROUP BY pc.sha256 HAVING sum(pc.probability) >= ?)",
+        [json.dumps(seen.class_ids), seen.threshold],
+    )
+
+
+def seen_class_column(seen: SeenMatch) -> tuple[str, list[object]]:
+    """The ``seen_class`` column: the most probable class of the picture that ``seen`` names."""
+    return (
+        "(SELECT pc.class_id FROM picture_classes pc"
+        f" WHERE pc.sha256 = i.sha256 AND {_SEEN_CLASSES}"
+        " ORDER BY pc.probability DESC, pc.class_id LIMIT 1) AS seen_class",
+        [json.dumps(seen.class_ids)],
+    )
+
+
+def text_condition(criteria: Criteria, part: TextMatch | None) -> tuple[str, list[object]]:
+    """The condition on ``items i`` for a text search's words, in one part or in either."""
+    if part is TextMatch.SEEN and criteria.seen is None:
+        return "0", []
+    words = "i.id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)"
+    params: list[object] = [fts_query(criteria.words)]
+    if part is TextMatch.WORDS or criteria.seen is None:
+        return words, params
+    seen, seen_params = seen_condition(criteria.seen)
+    if part is TextMatch.SEEN:
+        return f"{seen} AND NOT {words}", [*seen_params, *params]
+    return f"({words} OR {seen})", [*params, *seen_params]
+
+
+def where(
+    criteria: Criteria, viewer_id: int, part: TextMatch | None = None
+) -> tuple[str, list[object]]:
+    """Return the SQL condition on ``items i`` and its parameters.
+
+    Args:
+        part: Of a text search, only this part (see :class:`TextMatch`); ``None``: all of it.
+    """
     parts = [VISIBLE_SQL]
     params: list[object] = [viewer_id]
     if criteria.owner_id is not None:
@@ -61,6 +107,7 @@ def where(criteria: Criteria, viewer_id: int) -> tuple[str, list[object]]:
         )
         params.append(tag)
     if criteria.words:
-        parts.append("i.id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)")
-        params.append(fts_query(criteria.words))
+        condition, text_params = text_condition(criteria, part)
+        parts.append(condition)
+        params.extend(text_params)
     return " AND ".join(parts), params

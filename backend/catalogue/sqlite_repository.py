@@ -17,7 +17,7 @@ import aiosqlite
 
 from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import Position
-from backend.catalogue.filters import Criteria
+from backend.catalogue.filters import Criteria, TextMatch
 from backend.catalogue.repository import (
     DuplicateItem,
     ItemDraft,
@@ -39,7 +39,7 @@ from backend.catalogue.rows import (
     item_from_row,
     picture_values,
 )
-from backend.catalogue.sqlite_filters import ORDERS, VISIBLE_SQL, where
+from backend.catalogue.sqlite_filters import ORDERS, VISIBLE_SQL, seen_class_column, where
 from backend.storage.database import Database
 from protocol.messages.catalogue import ItemCard, ItemDetail, SortOrder, TagCount
 
@@ -172,18 +172,29 @@ class SqliteCatalogueRepository:
         *,
         after: Position | None,
         limit: int,
+        part: TextMatch | None = None,
     ) -> list[ItemCard]:
-        condition, params = where(criteria, viewer_id)
+        columns, params = _CARD_COLUMNS, list[object]()
+        seen = criteria.seen if part is TextMatch.SEEN else None
+        if seen is not None:
+            column, params = seen_class_column(seen)
+            columns = f"{columns}, {column}"
+        condition, where_params = where(criteria, viewer_id, part)
+        params.extend(where_params)
         order_by, after_key = ORDERS[sort]
         if after is not None:
             condition = f"{condition} AND {after_key}"
             params.extend(after)
         rows = await self._db.fetchall(
-            f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {condition}"
-            f" ORDER BY {order_by} LIMIT ?",
+            f"SELECT {columns} FROM {_CARD_FROM} WHERE {condition} ORDER BY {order_by} LIMIT ?",
             [*params, limit],
         )
-        return cards_from_rows(rows, _tag_list, derivatives=self._derivatives)
+        return cards_from_rows(
+            rows,
+            _tag_list,
+            None if seen is None else seen.classes,
+            derivatives=self._derivatives,
+        )
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         condition, params = where(criteria, viewer_id)

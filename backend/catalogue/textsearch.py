@@ -49,64 +49,46 @@ def tokens(text: str) -> tuple[str, ...]:
 
 
 class PhraseMatcher:
-    """Which of a fixed set of small documents hold every search word, as whole words.
+    """Which of a fixed set of small documents have a name that the search words end.
 
     For a vocabulary that ships with the product (the names of what the image model sees, see
     :mod:`backend.catalogue.seen`), matched in this process rather than by the engines, so both
-    give the same answer. A document is a list of phrases (``["golden retriever", "retriever",
-    "dog", ...]``); it matches when each word's tokens appear, in order and next to each other,
-    within one of its phrases. Unlike the engines' search of the sellers' words, the last word is
-    not a prefix: ``"cat"`` would otherwise find catamarans and cathedrals. A word ending in
-    ``s`` also matches its singular (``dogs``, ``peaches``, ``cherries``).
+    give the same answer. A document is a list of names (``["golden retriever", "retriever",
+    "sporting dog", "dog", ...]``); it matches when the search's words, together, are the end of
+    one of its names: in English the last word of a compound names what it is, so ``"dog"``
+    matches ``"sporting dog"`` but ``"house"`` does not match ``"house cat"``, nor ``"horse"``
+    ``"horse cart"``. Words are whole (``"cat"`` would otherwise find catamarans and
+    cathedrals), and a last word ending in ``s`` also matches its singular (``dogs``,
+    ``peaches``, ``cherries``).
     """
 
     def __init__(self, documents: Sequence[Sequence[str]]) -> None:
         """Index ``documents``; a document's id is its position."""
-        self._phrases: list[list[tuple[str, ...]]] = []
-        self._by_token: dict[str, set[int]] = {}
-        for doc_id, phrases in enumerate(documents):
-            tokenised = [tokens(phrase) for phrase in phrases]
-            self._phrases.append([phrase for phrase in tokenised if phrase])
-            for phrase in tokenised:
-                for token in phrase:
-                    self._by_token.setdefault(token, set()).add(doc_id)
-
-    def __len__(self) -> int:
-        return len(self._phrases)
+        self._by_ending: dict[tuple[str, ...], set[int]] = {}
+        for doc_id, names in enumerate(documents):
+            for name in names:
+                phrase = tokens(name)
+                for start in range(len(phrase)):
+                    self._by_ending.setdefault(phrase[start:], set()).add(doc_id)
 
     def matching(self, words: Sequence[str]) -> tuple[int, ...]:
-        """The ids, ascending, of the documents holding every one of ``words``.
+        """The ids, ascending, of the documents with a name that ``words`` end.
 
         Args:
             words: From :func:`search_words`; no words match nothing.
         """
-        found: set[int] | None = None
-        for word in words:
-            holding: set[int] = set()
-            for form in _word_forms(word):
-                holding |= self._holding(form)
-            found = holding if found is None else found & holding
-            if not found:
-                return ()
-        return tuple(sorted(found)) if found else ()
-
-    def _holding(self, phrase: tuple[str, ...]) -> set[int]:
-        """The documents with ``phrase`` inside one of their phrases."""
-        if not phrase:
-            return set()
-        candidates = set.intersection(*(self._by_token.get(token, set()) for token in phrase))
-        return {
-            doc_id
-            for doc_id in candidates
-            if any(_contains(own, phrase) for own in self._phrases[doc_id])
-        }
+        phrase = tuple(token for word in words for token in tokens(word))
+        found: set[int] = set()
+        for form in _phrase_forms(phrase):
+            found |= self._by_ending.get(form, set())
+        return tuple(sorted(found))
 
 
-def _word_forms(word: str) -> list[tuple[str, ...]]:
-    """The phrases a search word stands for: its tokens, and its singular if it looks plural."""
-    phrase = tokens(word)
+def _phrase_forms(phrase: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The phrases the search stands for: its tokens, and with its last one's singular if it
+    looks plural."""
     if not phrase or len(phrase[-1]) < 4 or not phrase[-1].endswith("s"):
-        return [phrase]
+        return [phrase] if phrase else []
     *head, last = phrase
     singulars = {last[:-1]}
     if last.endswith("ies"):
@@ -114,9 +96,3 @@ def _word_forms(word: str) -> list[tuple[str, ...]]:
     elif last.endswith("es"):
         singulars.add(last[:-2])
     return [phrase, *((*head, singular) for singular in sorted(singulars))]
-
-
-def _contains(phrase: tuple[str, ...], part: tuple[str, ...]) -> bool:
-    """Whether ``part`` occurs in ``phrase`` as consecutive tokens."""
-    width = len(part)
-    return any(phrase[start : start + width] == part for start in range(len(phrase) - width + 1))

@@ -177,10 +177,11 @@ TABLES: Final = (
     ),
     Table(
         "embeddings",
-        ("sha256", "model_version", "vector", "suggestions", "created_at"),
+        ("sha256", "model_version", "vector", "suggestions", "created_at", "labels_version"),
         key="sha256",
         convert={"vector": _float16_vector},
     ),
+    Table("picture_classes", ("sha256", "class_id", "probability"), key="sha256, class_id"),
     Table(
         "cart_lines",
         ("user_id", "item_id", "quantity", "title", "price_cents", "added_at", "updated_at"),

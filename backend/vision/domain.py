@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from backend.catalogue.seen import SeenVocabulary
 from backend.catalogue.service import CatalogueService
 from backend.dispatch import Dispatcher
 from backend.metrics import EmbeddingStats
 from backend.services import Services
 from backend.startup import check_writable_dir
 from backend.vision import handlers
+from backend.vision.labels import SEEN_THRESHOLD, class_words
 from backend.vision.repositories import embedding_repository, similarity_index
 from backend.vision.service import VisionService
 
@@ -32,6 +34,8 @@ class VisionDomain:
         """
         self._services = services
         self._catalogue = catalogue
+        # Even without the model: the classes stored while it ran are still worth finding.
+        catalogue.listings.vocabulary = SeenVocabulary(class_words, threshold=SEEN_THRESHOLD)
         #: The running service; ``None`` without the model (vision off, or not started yet).
         self.service: VisionService | None = None
         # The worker is built only once started, and not at all without the model, so the

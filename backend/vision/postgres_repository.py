@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from backend.storage.postgres import PostgresDatabase
 from backend.vision.index import DEFAULT_DIM, Hit, as_unit_query
-from backend.vision.repository import ItemSuggestions, Suggestion
+from backend.vision.repository import ItemSuggestions, PictureLabels, Suggestion
 from backend.vision.stored import encode_suggestions, half_precision, item_suggestions
 
 #: Candidates the HNSW scan proposes per hit wanted, and at least; each is scored exactly.
@@ -137,26 +137,42 @@ class PostgresEmbeddingRepository:
         model_version: str,
         vector: NDArray[np.float32],
         suggestions: Sequence[Suggestion],
+        labels: PictureLabels,
     ) -> bool:
         try:
-            changed = await self._db.execute(
-                "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
-                " SELECT sha256, $2, $3::real[]::halfvec, $4, $5"
-                " FROM pictures WHERE sha256 = $1"
-                " ON CONFLICT (sha256) DO UPDATE SET"
-                " model_version = excluded.model_version, vector = excluded.vector,"
-                " suggestions = excluded.suggestions, created_at = excluded.created_at",
-                sha256,
-                model_version,
-                # Rounded here as SQLite's blob is, so that both engines hold the same values.
-                _as_array(half_precision(vector)),
-                encode_suggestions(suggestions),
-                time.time(),
-            )
+            async with self._db.transaction() as conn:
+                status: str = await conn.execute(
+                    "INSERT INTO embeddings"
+                    " (sha256, model_version, vector, suggestions, created_at, labels_version)"
+                    " SELECT sha256, $2, $3::real[]::halfvec, $4, $5, $6"
+                    " FROM pictures WHERE sha256 = $1"
+                    " ON CONFLICT (sha256) DO UPDATE SET"
+                    " model_version = excluded.model_version, vector = excluded.vector,"
+                    " suggestions = excluded.suggestions, created_at = excluded.created_at,"
+                    " labels_version = excluded.labels_version",
+                    sha256,
+                    model_version,
+                    # Rounded here as SQLite's blob is, so that both engines hold the same values.
+                    _as_array(half_precision(vector)),
+                    encode_suggestions(suggestions),
+                    time.time(),
+                    labels.version,
+                )
+                if status.rsplit(" ", 1)[-1] == "0":  # "INSERT 0 <rows>": the picture is gone
+                    return False
+                # The embedding's row lock, taken above, serialises rewrites of these rows.
+                await conn.execute("DELETE FROM picture_classes WHERE sha256 = $1", sha256)
+                await conn.execute(
+                    "INSERT INTO picture_classes (sha256, class_id, probability)"
+                    " SELECT $1::text, * FROM unnest($2::int[], $3::float8[])",
+                    sha256,
+                    [seen.class_id for seen in labels.classes],
+                    [seen.probability for seen in labels.classes],
+                )
         except asyncpg.ForeignKeyViolationError:
             # Deleted by another transaction between the SELECT and the insert's key check.
             return False
-        return changed > 0
+        return True
 
     async def vector(self, sha256: str, model_version: str) -> NDArray[np.float32] | None:
         values = await self._db.fetchval(
@@ -166,12 +182,13 @@ class PostgresEmbeddingRepository:
         )
         return None if values is None else _from_array(values)
 
-    async def unembedded(self, model_version: str) -> list[str]:
+    async def unembedded(self, model_version: str, labels_version: int) -> list[str]:
         rows = await self._db.fetchall(
             "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
-            " ON e.sha256 = i.sha256 AND e.model_version = $1 WHERE e.sha256 IS NULL"
-            " ORDER BY i.sha256",
+            " ON e.sha256 = i.sha256 AND e.model_version = $1 AND e.labels_version >= $2"
+            " WHERE e.sha256 IS NULL ORDER BY i.sha256",
             model_version,
+            labels_version,
         )
         return [str(row[0]) for row in rows]
 

@@ -4,7 +4,8 @@ Two protocols, each with a SQLite and a PostgreSQL implementation
 (:mod:`backend.vision.repositories` picks them):
 
 * :class:`EmbeddingRepository`: one embedding per distinct picture (its vector, the model
-  version that made it and the classifier's tag suggestions);
+  version that made it, the classifier's tag suggestions and the classes it sees, which text
+  search matches in ``picture_classes``);
 * :class:`SimilarityIndex`: ranks the items showing those pictures by cosine similarity to a
   query vector, among the items a viewer may see, in keyset-paged batches.
 
@@ -23,11 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backend.vision.index import Hit
+from backend.vision.labels import SeenClass
 
 __all__ = [
     "EmbeddingRepository",
     "Hit",
     "ItemSuggestions",
+    "PictureLabels",
     "SimilarityIndex",
     "Suggestion",
 ]
@@ -56,6 +59,19 @@ class ItemSuggestions:
     tags: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class PictureLabels:
+    """The classes the model sees in a picture, for text search to find it by.
+
+    Attributes:
+        version: The way they were chosen (:data:`~backend.vision.labels.LABELS_VERSION`).
+        classes: Most probable first; possibly none.
+    """
+
+    version: int
+    classes: tuple[SeenClass, ...]
+
+
 class EmbeddingRepository(Protocol):
     """The embeddings of the catalogue's pictures, one per picture (keyed by its SHA-256)."""
 
@@ -66,11 +82,12 @@ class EmbeddingRepository(Protocol):
         model_version: str,
         vector: NDArray[np.float32],
         suggestions: Sequence[Suggestion],
+        labels: PictureLabels,
     ) -> bool:
-        """Store (or replace) a picture's embedding; ``False`` if the picture is gone.
+        """Store (or replace) a picture's embedding and its classes; ``False`` if it is gone.
 
         The picture's last item may be deleted while its embedding is computed; then nothing
-        is stored.
+        is stored. Its classes replace those stored before, in the same transaction.
         """
         ...
 
@@ -78,11 +95,12 @@ class EmbeddingRepository(Protocol):
         """The picture's stored vector if ``model_version`` made it, else ``None``."""
         ...
 
-    async def unembedded(self, model_version: str) -> list[str]:
-        """The hashes of the pictures items show that have no embedding by ``model_version``.
+    async def unembedded(self, model_version: str, labels_version: int) -> list[str]:
+        """The hashes of the pictures items show that have no embedding by ``model_version``,
+        or whose classes were chosen before ``labels_version``.
 
         These are re-embedded in the background after a model change (and after uploads made
-        while the model was warming up).
+        while the model was warming up, and for pictures stored before their classes were).
         """
         ...
 

@@ -2,8 +2,9 @@
 
 The service embeds every new picture once (pictures shared by several sellers share their
 embedding) and stores it through the :class:`~backend.vision.repository.EmbeddingRepository`,
-names near-duplicates to the seller, stores tag suggestions, and re-embeds in the background
-whatever was embedded by another model version. Searches rank through the
+names near-duplicates to the seller, stores tag suggestions and the classes the model sees (for
+text search, see :mod:`backend.catalogue.seen`), and re-embeds in the background whatever was
+embedded by another model version, or before its classes were stored. Searches rank through the
 :class:`~backend.vision.repository.SimilarityIndex`, which the catalogue's hooks (created,
 deleted, visibility changed) keep in step. TensorFlow runs only on the embedding worker's
 thread, so the event loop never waits on it.
@@ -47,9 +48,15 @@ from backend.media.budget import PixelBudget
 from backend.media.derivatives import decode_for_model, model_decode_pixels
 from backend.media.errors import MediaError
 from backend.media.validate import MediaLimits, inspect_image
-from backend.vision.labels import suggest_tags
+from backend.vision.labels import LABELS_VERSION, seen_classes, suggest_tags
 from backend.vision.preprocess import preprocess
-from backend.vision.repository import EmbeddingRepository, Hit, SimilarityIndex, Suggestion
+from backend.vision.repository import (
+    EmbeddingRepository,
+    Hit,
+    PictureLabels,
+    SimilarityIndex,
+    Suggestion,
+)
 from backend.vision.types import BatchEmbedder, EmbedResult
 from backend.vision.worker import EmbeddingWorker
 from protocol.errors import BadRequest, NotFound, TooLarge, Unavailable
@@ -202,7 +209,7 @@ class VisionService:
 
     async def _embed_missing(self) -> None:
         """Embed pictures that have no embedding of the current model (new model, old data)."""
-        pictures = await self._embeddings.unembedded(self.model_version)
+        pictures = await self._embeddings.unembedded(self.model_version, LABELS_VERSION)
         self.backfill_remaining = len(pictures)
         if pictures:
             log.info("re-embedding %d pictures with %s", len(pictures), self.model_version)
@@ -233,7 +240,8 @@ class VisionService:
         return await self.worker.embed(pixels)
 
     async def _store(self, sha256: str, result: EmbedResult) -> bool:
-        """Store a picture's embedding; ``False`` if the picture was deleted meanwhile."""
+        """Store a picture's embedding and the classes it shows; ``False`` if it was deleted
+        meanwhile."""
         suggestions = [
             Suggestion(s.tag, round(float(s.probability), 4))
             for s in suggest_tags(result.probabilities)
@@ -243,6 +251,7 @@ class VisionService:
             model_version=self.model_version,
             vector=result.embedding,
             suggestions=suggestions,
+            labels=PictureLabels(LABELS_VERSION, tuple(seen_classes(result.probabilities))),
         )
 
     # -- catalogue hooks -----------------------------------------------------------------------

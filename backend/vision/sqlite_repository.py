@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from backend.storage.database import Database
 from backend.vision.index import Hit, VectorIndex
-from backend.vision.repository import ItemSuggestions, Suggestion
+from backend.vision.repository import ItemSuggestions, PictureLabels, Suggestion
 from backend.vision.stored import encode_suggestions, item_suggestions
 
 #: Embeddings read and indexed at a time when the server starts (about 21 MB of float16).
@@ -48,23 +48,36 @@ class SqliteEmbeddingRepository:
         model_version: str,
         vector: NDArray[np.float32],
         suggestions: Sequence[Suggestion],
+        labels: PictureLabels,
     ) -> bool:
-        # The single writer makes the existence check and the insert one atomic step.
-        changed = await self._db.execute(
-            "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
-            " SELECT sha256, ?, ?, ?, ? FROM pictures WHERE sha256 = ?"
-            " ON CONFLICT (sha256) DO UPDATE SET"
-            " model_version = excluded.model_version, vector = excluded.vector,"
-            " suggestions = excluded.suggestions, created_at = excluded.created_at",
-            (
-                model_version,
-                _to_blob(vector),
-                encode_suggestions(suggestions),
-                time.time(),
-                sha256,
-            ),
-        )
-        return changed > 0
+        # The single writer makes the existence check and the inserts one atomic step.
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO embeddings"
+                " (sha256, model_version, vector, suggestions, created_at, labels_version)"
+                " SELECT sha256, ?, ?, ?, ?, ? FROM pictures WHERE sha256 = ?"
+                " ON CONFLICT (sha256) DO UPDATE SET"
+                " model_version = excluded.model_version, vector = excluded.vector,"
+                " suggestions = excluded.suggestions, created_at = excluded.created_at,"
+                " labels_version = excluded.labels_version",
+                (
+                    model_version,
+                    _to_blob(vector),
+                    encode_suggestions(suggestions),
+                    time.time(),
+                    labels.version,
+                    sha256,
+                ),
+            )
+            stored = cursor.rowcount > 0
+            await cursor.close()
+            if stored:
+                await conn.execute("DELETE FROM picture_classes WHERE sha256 = ?", (sha256,))
+                await conn.executemany(
+                    "INSERT INTO picture_classes (sha256, class_id, probability) VALUES (?, ?, ?)",
+                    [(sha256, seen.class_id, seen.probability) for seen in labels.classes],
+                )
+        return stored
 
     async def vector(self, sha256: str, model_version: str) -> NDArray[np.float32] | None:
         row = await self._db.fetchone(
@@ -73,12 +86,12 @@ class SqliteEmbeddingRepository:
         )
         return None if row is None else _from_blob(row[0])
 
-    async def unembedded(self, model_version: str) -> list[str]:
+    async def unembedded(self, model_version: str, labels_version: int) -> list[str]:
         rows = await self._db.fetchall(
             "SELECT DISTINCT i.sha256 FROM items i LEFT JOIN embeddings e"
-            " ON e.sha256 = i.sha256 AND e.model_version = ? WHERE e.sha256 IS NULL"
-            " ORDER BY i.sha256",
-            (model_version,),
+            " ON e.sha256 = i.sha256 AND e.model_version = ? AND e.labels_version >= ?"
+            " WHERE e.sha256 IS NULL ORDER BY i.sha256",
+            (model_version, labels_version),
         )
         return [str(row[0]) for row in rows]
 

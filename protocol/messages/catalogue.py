@@ -53,6 +53,9 @@ class ItemCard(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     Attributes:
         thumbnail: WebP, longest side at most 256 px, no metadata.
         score: Similarity to the example picture in similar-image results, else ``None``.
+        looks_like: In text search results, why the item matched when the seller's own words
+            do not hold the search words: the name of what the image model sees in the picture
+            that the words name ("golden retriever" for "dog"); else ``None``.
     """
 
     id: int
@@ -68,6 +71,7 @@ class ItemCard(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     created_at: float
     thumbnail: bytes
     score: float | None = None
+    looks_like: str | None = None
 
 
 class ItemDetail(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):

@@ -21,14 +21,18 @@ from numpy.typing import NDArray
 from backend.storage.database import Database
 from backend.storage.engine import StorageEngine
 from backend.storage.postgres import PostgresDatabase
+from backend.vision.labels import SeenClass
 from backend.vision.repositories import embedding_repository, similarity_index
-from backend.vision.repository import Hit, SimilarityIndex, Suggestion
+from backend.vision.repository import Hit, PictureLabels, SimilarityIndex, Suggestion
 
 DIM: Final = 1280
 MODEL: Final = "model-2"
 OLD_MODEL: Final = "model-1"
 ALICE, BOB, CAROL = 1, 2, 3
 E0: Final = np.eye(1, DIM, 0, dtype=np.float32)[0]
+LABELS: Final = 3
+#: Classes as a picture the model sees nothing in has them.
+NONE_SEEN: Final = PictureLabels(LABELS, ())
 
 
 def plane(score: float) -> NDArray[np.float32]:
@@ -121,7 +125,7 @@ async def listed(
     picture = await shop.picture(item_id)
     await shop.item(item_id, owner_id, picture, public=public)
     stored = await embedding_repository(shop.db).store(
-        picture, model_version=MODEL, vector=plane(score), suggestions=()
+        picture, model_version=MODEL, vector=plane(score), suggestions=(), labels=NONE_SEEN
     )
     assert stored
     return item_id
@@ -147,7 +151,9 @@ async def test_a_stored_embedding_reads_back_in_float16(shop: Shop) -> None:
     vector = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
     vector /= np.linalg.norm(vector)
 
-    assert await embeddings.store(picture, model_version=MODEL, vector=vector, suggestions=())
+    assert await embeddings.store(
+        picture, model_version=MODEL, vector=vector, suggestions=(), labels=NONE_SEEN
+    )
 
     stored = await embeddings.vector(picture, MODEL)
     assert stored is not None and stored.dtype == np.float32
@@ -159,8 +165,12 @@ async def test_a_stored_embedding_reads_back_in_float16(shop: Shop) -> None:
 async def test_a_new_model_replaces_the_embedding(shop: Shop) -> None:
     embeddings = embedding_repository(shop.db)
     picture = await shop.picture(1)
-    await embeddings.store(picture, model_version=OLD_MODEL, vector=plane(0.5), suggestions=())
-    await embeddings.store(picture, model_version=MODEL, vector=plane(0.25), suggestions=())
+    await embeddings.store(
+        picture, model_version=OLD_MODEL, vector=plane(0.5), suggestions=(), labels=NONE_SEEN
+    )
+    await embeddings.store(
+        picture, model_version=MODEL, vector=plane(0.25), suggestions=(), labels=NONE_SEEN
+    )
 
     assert await embeddings.vector(picture, OLD_MODEL) is None
     stored = await embeddings.vector(picture, MODEL)
@@ -169,7 +179,9 @@ async def test_a_new_model_replaces_the_embedding(shop: Shop) -> None:
 
 async def test_nothing_is_stored_for_a_picture_that_is_gone(shop: Shop) -> None:
     embeddings = embedding_repository(shop.db)
-    stored = await embeddings.store(sha(7), model_version=MODEL, vector=E0, suggestions=())
+    stored = await embeddings.store(
+        sha(7), model_version=MODEL, vector=E0, suggestions=(), labels=NONE_SEEN
+    )
     assert not stored
     assert await embeddings.vector(sha(7), MODEL) is None
 
@@ -181,13 +193,47 @@ async def test_unembedded_lists_the_shown_pictures_the_model_has_not_embedded(sh
         await shop.item(item_id, ALICE, picture, public=True)
     await shop.item(4, ALICE, shared, public=True)
     await shop.item(5, BOB, shared, public=False)
-    await embeddings.store(old, model_version=OLD_MODEL, vector=E0, suggestions=())
-    await embeddings.store(new, model_version=MODEL, vector=E0, suggestions=())
-    await embeddings.store(unshown, model_version=OLD_MODEL, vector=E0, suggestions=())
+    await embeddings.store(
+        old, model_version=OLD_MODEL, vector=E0, suggestions=(), labels=NONE_SEEN
+    )
+    await embeddings.store(new, model_version=MODEL, vector=E0, suggestions=(), labels=NONE_SEEN)
+    await embeddings.store(
+        unshown, model_version=OLD_MODEL, vector=E0, suggestions=(), labels=NONE_SEEN
+    )
 
     # Sorted by hash, each once however many items show it; never a picture no item shows.
-    assert await embeddings.unembedded(MODEL) == [old, missing, shared]
-    assert await embeddings.unembedded(OLD_MODEL) == [new, missing, shared]
+    assert await embeddings.unembedded(MODEL, LABELS) == [old, missing, shared]
+    assert await embeddings.unembedded(OLD_MODEL, LABELS) == [new, missing, shared]
+    # Pictures whose classes were chosen an older way are embedded again too.
+    assert await embeddings.unembedded(MODEL, LABELS + 1) == [old, new, missing, shared]
+
+
+async def test_the_seen_classes_are_stored_with_the_embedding_and_replaced(shop: Shop) -> None:
+    embeddings = embedding_repository(shop.db)
+    picture, other = await shop.picture(1), await shop.picture(2)
+    labels = PictureLabels(LABELS, (SeenClass(207, 0.75), SeenClass(208, 0.125)))
+    await embeddings.store(picture, model_version=MODEL, vector=E0, suggestions=(), labels=labels)
+    await embeddings.store(other, model_version=MODEL, vector=E0, suggestions=(), labels=labels)
+    assert await seen_rows(shop, picture) == [(207, 0.75), (208, 0.125)]
+
+    again = PictureLabels(LABELS, (SeenClass(951, 0.5),))
+    await embeddings.store(picture, model_version=MODEL, vector=E0, suggestions=(), labels=again)
+    assert await seen_rows(shop, picture) == [(951, 0.5)]
+    assert await seen_rows(shop, other) == [(207, 0.75), (208, 0.125)]
+    assert not await embeddings.store(
+        sha(9), model_version=MODEL, vector=E0, suggestions=(), labels=again
+    )
+    assert await seen_rows(shop, sha(9)) == []
+
+
+async def seen_rows(shop: Shop, picture: str) -> list[tuple[int, float]]:
+    """The stored classes of ``picture``, by class id."""
+    sql = "SELECT class_id, probability FROM picture_classes WHERE sha256 = ? ORDER BY class_id"
+    if isinstance(shop.db, Database):
+        rows = await shop.db.fetchall(sql, (picture,))
+    else:
+        rows = await shop.db.fetchall(sql.replace("?", "$1"), picture)
+    return [(int(row[0]), float(row[1])) for row in rows]
 
 
 async def test_item_suggestions_carry_the_owner_the_pictures_suggestions_and_the_tags(
@@ -200,7 +246,9 @@ async def test_item_suggestions_carry_the_owner_the_pictures_suggestions_and_the
     await shop.tag(1, 1, "cat")
     await shop.tag(1, 2, "tabby")
     suggestions = [Suggestion("tabby", 0.5), Suggestion("tiger-cat", 0.25)]
-    await embeddings.store(picture, model_version=MODEL, vector=E0, suggestions=suggestions)
+    await embeddings.store(
+        picture, model_version=MODEL, vector=E0, suggestions=suggestions, labels=NONE_SEEN
+    )
 
     found = await embeddings.item_suggestions(1)
     assert found is not None
@@ -320,7 +368,7 @@ async def test_items_embedded_after_loading_become_searchable(shop: Shop) -> Non
     await shop.item(3, CAROL, picture, public=True)
     vector = plane(0.75)
     await embedding_repository(shop.db).store(
-        picture, model_version=MODEL, vector=vector, suggestions=()
+        picture, model_version=MODEL, vector=vector, suggestions=(), labels=NONE_SEEN
     )
 
     await index.picture_embedded(picture, vector)
@@ -336,7 +384,7 @@ async def test_only_the_models_embeddings_are_searchable(shop: Shop) -> None:
     stale = await shop.picture(2)
     await shop.item(2, ALICE, stale, public=True)
     await embedding_repository(shop.db).store(
-        stale, model_version=OLD_MODEL, vector=plane(0.9), suggestions=()
+        stale, model_version=OLD_MODEL, vector=plane(0.9), suggestions=(), labels=NONE_SEEN
     )
     index = similarity_index(shop.db, MODEL)
 
@@ -397,7 +445,9 @@ async def pg_shop(pg_url: str) -> AsyncIterator[Shop]:
         await db.execute("DROP INDEX embeddings_hnsw")
         embeddings = embedding_repository(db)
         for item_id, vector in zip(item_ids, vectors, strict=True):
-            await embeddings.store(sha(item_id), model_version=MODEL, vector=vector, suggestions=())
+            await embeddings.store(
+                sha(item_id), model_version=MODEL, vector=vector, suggestions=(), labels=NONE_SEEN
+            )
         await db.execute(definition)
         await db.execute("ANALYZE")
         yield shop
@@ -428,9 +478,7 @@ async def test_postgres_pages_are_near_exact_and_visible(pg_shop: Shop) -> None:
         hits: list[Hit] = []
         for _ in range(3):
             after = hits[-1].cursor() if hits else None
-            page = await index.search(
-                query.astype(np.float32), PAGE, viewer_id=BOB, after=after
-            )
+            page = await index.search(query.astype(np.float32), PAGE, viewer_id=BOB, after=after)
             assert len(page) == PAGE
             hits += page
         found = ids(hits)

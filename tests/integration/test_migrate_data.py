@@ -151,8 +151,9 @@ def _add_embeddings_and_admin(db_path: Path) -> None:
     with closing(sqlite3.connect(db_path)) as conn, conn:
         pictures = [row[0] for row in conn.execute("SELECT sha256 FROM pictures ORDER BY sha256")]
         conn.executemany(
-            "INSERT INTO embeddings (sha256, model_version, vector, suggestions, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO embeddings"
+            " (sha256, model_version, vector, suggestions, created_at, labels_version)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (
                     sha,
@@ -160,9 +161,15 @@ def _add_embeddings_and_admin(db_path: Path) -> None:
                     _vector(n).astype("<f2").tobytes(),
                     msgspec.msgpack.encode([["sunset", 0.75]]),
                     1_700_000_000.5 + n,
+                    n % 2,
                 )
                 for n, sha in enumerate(pictures)
             ],
+        )
+        conn.executemany(
+            "INSERT INTO picture_classes (sha256, class_id, probability) VALUES (?, ?, ?)",
+            [(sha, 970 + n, 0.5) for n, sha in enumerate(pictures)]
+            + [(sha, 0, 0.0625) for sha in pictures[1:]],
         )
         conn.execute("UPDATE users SET is_admin = 1 WHERE username = 'alice'")
 
