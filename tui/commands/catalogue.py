@@ -41,6 +41,7 @@ from protocol.messages.catalogue import (
     SortOrder,
 )
 from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.data.reasons import looks_like_label
 
 #: File name endings ``pixmart upload`` picks up in folders.
 PICTURE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -142,8 +143,9 @@ def plain(value: ItemCard | ItemDetail, currency: str) -> dict[str, Any]:
     assert isinstance(data, dict)
     for name in _BYTES_FIELDS:
         data.pop(name, None)
-    if data.get("score") is None:
-        data.pop("score", None)
+    for reason in ("score", "looks_like"):  # only where the listing gives one
+        if data.get(reason) is None:
+            data.pop(reason, None)
     data["currency"] = currency
     return data
 
@@ -152,9 +154,10 @@ def card_line(card: ItemCard, currency: str) -> str:
     """One line of ``browse`` output."""
     visibility = "" if card.public else " [private]"
     tags = f"  #{' #'.join(card.tags)}" if card.tags else ""
+    seen = f"  [{looks_like_label(card.looks_like)}]" if card.looks_like else ""
     return (
         f"{card.id:>7}  {format_price(card.price_cents, currency):>14}  stock {card.stock:<5}"
-        f" {card.title}{visibility}  ({card.owner_name}){tags}"
+        f" {card.title}{visibility}  ({card.owner_name}){tags}{seen}"
     )
 
 

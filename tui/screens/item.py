@@ -21,6 +21,7 @@ from protocol.messages.catalogue import ItemCard, ItemDetail
 from protocol.messages.live import ItemChanged, ItemRemoved
 from protocol.vision_client import similar_to_item
 from tui.data.money import format_price
+from tui.data.reasons import looks_like_label
 from tui.data.thumbnails import decode_picture
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields
@@ -106,6 +107,7 @@ class ItemScreen(PixmartScreen):
             yield Picture("loading the picture…", id="item-preview")
             with VerticalScroll(id="item-facts"):
                 yield Label("", id="item-title", classes="section")
+                yield Static("", id="item-looks-like", classes="muted")
                 yield Static("This item is no longer for sale.", id="item-removed")
                 yield Static("", id="item-price", classes="price")
                 yield Static("", id="item-stock")
@@ -128,6 +130,12 @@ class ItemScreen(PixmartScreen):
         yield SimilarStrip(id="item-similar")
 
     async def on_mount(self) -> None:
+        looks_like = self.query_one("#item-looks-like", Static)
+        if self.card is not None and self.card.looks_like:
+            # Found by what the image model sees: say so, since nothing the seller wrote does.
+            looks_like.update(Content(looks_like_label(self.card.looks_like)))
+        else:
+            looks_like.display = False
         if self.card is not None:
             self._show_item(self.card)
         self.query_one("#similar", Button).disabled = not self.pixmart.has_vision

@@ -24,7 +24,7 @@ from textual.widgets import Static
 
 from protocol.messages.catalogue import ItemCard
 from tui.data.money import format_price
-from tui.data.similar import similarity_label
+from tui.data.reasons import card_reason
 from tui.data.thumbnails import PictureCache
 from tui.widgets.picture import Picture
 
@@ -111,7 +111,7 @@ class ItemTile(Vertical):
         stock.set_class(card.stock <= 0, "sold-out")
         stock.set_class(card.stock > 0, "muted")
         self.border_title = "private" if not card.public else ""
-        self.border_subtitle = similarity_label(card.score) if card.score is not None else ""
+        self.border_subtitle = card_reason(card)
         self.query_one("#title", Static).update(Content(card.title or "untitled"))
         self.query_one("#price", Static).update(Content(format_price(card.price_cents, currency)))
         self.query_one("#stock", Static).update(Content(stock_label(card.stock)))
