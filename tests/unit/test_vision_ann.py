@@ -196,3 +196,21 @@ def test_a_serving_process_never_loads_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_a_graph_that_cannot_be_built_leaves_searches_exact(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def __init__(self, dim: int) -> None:
+            raise RuntimeError("no faiss here")
+
+    monkeypatch.setattr("backend.vision.index.HnswGraph", Broken)
+    vectors = clustered(600, 4)
+    index = VectorIndex(DIM, mode="approximate")
+    index.add_many(range(600), vectors, [0] * 600, [True] * 600)
+    assert not index.wait_until_built(60)
+    assert "searches stay exact" in caplog.text
+    assert index.search(vectors[17], 1)[0].item_id == 17
+    index.add(600, vectors[0], owner_id=0, public=True)  # no new attempt, no error
+    assert not index.wait_until_built(60)
