@@ -114,7 +114,12 @@ async def test_text_search_shows_matching_cards(
         await open_gallery(pilot, app)
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search")
-        assert app.focused is app.screen.query_one("#search-text", Input)
+        # The screen puts the focus in the query once mounted, a moment after it shows.
+        await until(
+            pilot,
+            lambda: app.focused is app.screen.query_one("#search-text", Input),
+            what="the focus in the query",
+        )
         await type_text(pilot, "harbour")
         await pilot.press("enter")
         view = app.screen.query_one(CatalogueView)

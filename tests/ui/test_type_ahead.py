@@ -11,7 +11,8 @@ import time
 from textual import events, on
 from textual.app import ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.screen import Screen
+from textual.widgets import Input, Static
 
 from tui.type_ahead import TypeAheadApp
 
@@ -70,3 +71,38 @@ async def test_keys_typed_with_pauses_still_arrive_in_order() -> None:
     async with app.run_test() as pilot:
         await pilot.press(*"bob", "tab", *"pw", "enter")
         assert await _submitted(pilot) == ("bob", "pw")
+
+
+class Search(Screen[None]):
+    """A screen that puts the focus in its field when it opens, as the search screen does."""
+
+    def compose(self) -> ComposeResult:
+        yield Input(id="query")
+
+    def on_mount(self) -> None:
+        self.query_one("#query", Input).focus()
+
+
+class Shop(TypeAheadApp[None]):
+    """``s`` opens :class:`Search`."""
+
+    BINDINGS = [("s", "search", "Search")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("the gallery")
+
+    def action_search(self) -> None:
+        self.push_screen(Search())
+
+
+async def test_keys_typed_after_one_that_opens_a_screen_reach_that_screen() -> None:
+    app = Shop()
+    async with app.run_test() as pilot:
+        for char in "sharbour":
+            app.post_message(events.Key(char, char))
+        deadline = time.monotonic() + 5.0
+        while not (isinstance(app.screen, Search) and app.screen.query_one(Input).value):
+            assert time.monotonic() < deadline, "nothing was typed into the search"
+            await pilot.pause(0.01)
+        await pilot.pause(0.1)
+        assert app.screen.query_one(Input).value == "harbour"
