@@ -20,6 +20,7 @@ and so the pictures, are not re-encrypted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ TAG_BYTES: Final = 16
 #: ranged read of a few bytes decrypts little.
 SEGMENT_BYTES: Final = 64 * 1024
 _MAX_SEGMENT_BYTES: Final = 16 * 1024 * 1024
+#: Opened headers a :class:`Sealer` keeps (about 1 KB each): listings open the same thumbnails
+#: again and again, and unwrapping a data key costs more than decrypting a thumbnail.
+OPENED_HEADERS: Final = 4096
 
 
 class SealBroken(Exception):
@@ -83,7 +87,8 @@ class Header:
 
     def wrap_context(self, context: bytes) -> bytes:
         """What the wrapping of the data key authenticates besides the key itself."""
-        return self.fixed_part()[:8] + self.fixed_part()[16:] + hashlib.sha256(context).digest()
+        fixed = self.fixed_part()
+        return fixed[:8] + fixed[16:] + hashlib.sha256(context).digest()
 
     def pack(self) -> bytes:
         """The header's bytes."""
@@ -152,6 +157,9 @@ class OpenedHeader:
         self.header = header
         self.cipher = AESGCM(data_key)
         self._digest = hashlib.sha256(context).digest()
+        # Read for every segment opened: computed once, not by the header's properties.
+        self._segments = header.segments
+        self._last_bytes = header.plaintext_bytes - (self._segments - 1) * header.segment_bytes
 
     def segment_span(self, offset: int, length: int) -> tuple[int, int]:
         """The first and last segment (inclusive) holding plaintext ``[offset, offset+length)``.
@@ -162,38 +170,39 @@ class OpenedHeader:
         end = min(offset + length, self.header.plaintext_bytes)
         return offset // size, max(offset, end - 1) // size
 
-    def open_segments(self, first: int, sealed: bytes) -> bytes:
+    def open_segments(self, first: int, sealed: bytes | memoryview) -> bytes:
         """Decrypt consecutive segments from ``first``, given as one run of sealed bytes.
 
         Raises:
             SealBroken: a segment fails authentication or is short.
         """
         size = self.header.segment_bytes + TAG_BYTES
-        last_index = self.header.segments - 1
         view = memoryview(sealed)
-        out: list[bytes] = []
-        for position in range(0, max(len(view), 1), size):
-            index = first + position // size
-            piece = view[position : position + size]
-            expected = self._sealed_length(index)
-            if len(piece) != expected:
-                raise SealBroken(f"segment {index} is {len(piece)} bytes, expected {expected}")
-            try:
-                out.append(
-                    self.cipher.decrypt(
-                        _nonce(index), piece, _segment_aad(self._digest, index, index == last_index)
-                    )
-                )
-            except InvalidTag:
-                raise SealBroken(f"segment {index} fails authentication") from None
-        return b"".join(out)
+        if len(view) <= size:  # one segment (every thumbnail): no list, no join
+            return self._open_segment(first, view)
+        return b"".join(
+            self._open_segment(first + position // size, view[position : position + size])
+            for position in range(0, len(view), size)
+        )
+
+    def _open_segment(self, index: int, piece: memoryview) -> bytes:
+        expected = self._sealed_length(index)
+        if len(piece) != expected:
+            raise SealBroken(f"segment {index} is {len(piece)} bytes, expected {expected}")
+        last = index == self._segments - 1
+        try:
+            return self.cipher.decrypt(
+                _nonce(index), piece, _segment_aad(self._digest, index, last)
+            )
+        except InvalidTag:
+            raise SealBroken(f"segment {index} fails authentication") from None
 
     def _sealed_length(self, index: int) -> int:
-        header = self.header
-        if index >= header.segments:
+        if index >= self._segments:
             return -1
-        plain = min(header.segment_bytes, header.plaintext_bytes - index * header.segment_bytes)
-        return plain + TAG_BYTES
+        if index == self._segments - 1:
+            return self._last_bytes + TAG_BYTES
+        return self.header.segment_bytes + TAG_BYTES
 
     def sealed_span(self, offset: int, length: int) -> tuple[int, int, int] | None:
         """Which sealed bytes hold plaintext ``[offset, offset+length)``.
@@ -232,6 +241,9 @@ class Sealer:
     def __init__(self, keys: KeySet, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.keys = keys
         self.segment_bytes = segment_bytes
+        # Keyed by the whole header and the context, everything the unwrapping authenticates:
+        # a hit is what opening them again would give. Failures raise, so are never kept.
+        self._opened = functools.lru_cache(maxsize=OPENED_HEADERS)(self._open_header)
 
     # -- sealing ---------------------------------------------------------------------------
 
@@ -298,6 +310,9 @@ class Sealer:
             WrongKey: a master key this sealer does not hold wrapped it.
             SealBroken: the header was altered, or belongs to another context.
         """
+        return self._opened(bytes(data[:HEADER_BYTES]), context)
+
+    def _open_header(self, data: bytes, context: bytes) -> OpenedHeader:
         header = parse_header(data)
         try:
             data_key = self.keys.unwrap(
@@ -317,7 +332,7 @@ class Sealer:
         opened = self.open_header(sealed, context)
         if len(sealed) != opened.header.sealed_bytes:
             raise SealBroken(f"{len(sealed)} bytes, the header says {opened.header.sealed_bytes}")
-        return opened.open_segments(0, sealed[HEADER_BYTES:])
+        return opened.open_segments(0, memoryview(sealed)[HEADER_BYTES:])
 
     def rewrap_header(self, data: bytes, context: bytes) -> bytes | None:
         """The header of ``data`` with its data key wrapped under the current master key.
