@@ -1,0 +1,362 @@
+"""Provides the at-rest encryption benchmark: pictures sealed against pictures stored plain.
+
+Two ``pixmart-server`` processes (no image model, loopback TLS) serve the same shop side by side:
+one seals every picture byte (its own master key, made in the benchmark's temporary folder and
+given with ``--key-file``), the other runs ``--unencrypted``. Each data dir is first seeded with
+the same :data:`ITEMS` listed items through the storage layer (5 sellers, the catalogue bench's
+real WebP thumbnails); on the encrypted server every item's thumbnail is sealed on its own, with
+its own data key, as the server seals the thumbnails of uploads. Then, for each figure, the runs
+alternate between the two servers (on, off, then off, on, ...) so a change in the machine's load
+(it is shared) falls on both alike; each figure is the median over the runs, and its ratio is
+encrypted over unencrypted:
+
+1. Upload throughput: the catalogue bench's photo-like 3 MP JPEGs (quality 90, about 1 MB)
+   uploaded through :func:`protocol.catalogue_client.upload_file` with 4 in flight, as the
+   upload bench does; each run starts with none of them stored.
+2. Batch latency p50/p99 under 200 paging clients, flat out, as the load bench measures it
+   (:func:`tests.bench.bench_load._one_run`: two client processes, each client its own session
+   and connection, batches of 24 cards with their thumbnails). Flat out, latency is about
+   clients over the server's throughput, so it shows the cost of opening 24 sealed thumbnails
+   per batch in full.
+3. Original download bandwidth: three incompressible JPEG originals of about 8, 16 and 24 MB,
+   uploaded once, downloaded whole by their owner with
+   :func:`protocol.catalogue_client.download_original` (4 MiB ranges; the client checks the
+   SHA-256) a few times per run.
+
+The server process's CPU per picture, per batch and per MB is reported beside each figure: on a
+busy machine it varies far less than wall-clock figures. Before measuring, the benchmark checks
+that the encrypted server's stored files are sealed and the other's are not.
+
+``PIXMART_BENCH_QUICK=1`` runs a smaller version (fewer photos, batches and runs) for a quick
+look. Run alone with ``.venv/bin/python -m tests.bench.bench_at_rest``; ``make bench`` collects
+``run()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
+from backend.atrest.envelope import MAGIC, Sealer
+from backend.atrest.keyring import KEYRING
+from backend.atrest.keys import generate_key_file
+from backend.config import ServerConfig
+from backend.server import PixmartServer
+from protocol.catalogue_client import download_original, sha256_of_file, upload_file
+from protocol.client import Session
+from protocol.messages.catalogue import ItemMetadata
+from tests.bench.bench_catalogue import small_webp, write_photos
+from tests.bench.bench_load import SELLERS, Setting, _one_run, _tokens
+from tests.bench.bench_uploads import _delete_everything, _upload_all
+from tests.support.commerce import PASSWORD, ServerProcess, sign_up
+from tests.support.load import cpu_seconds, percentile, seed_items, write_noise_picture
+
+QUICK: Final = os.environ.get("PIXMART_BENCH_QUICK", "") in ("1", "yes")
+#: Runs per server and figure, alternating encrypted and unencrypted.
+RUNS: Final = 2 if QUICK else 3
+#: Listed items in each shop: enough for 200 clients to page through, small enough to seed fast.
+ITEMS: Final = 3_000
+PHOTOS: Final = 24 if QUICK else 80
+IN_FLIGHT: Final = 4
+PAGING: Final = Setting(200, 5 if QUICK else 12)
+#: Noise JPEGs of about 8, 16 and 24 MB (1.2 bytes a pixel at quality 95).
+ORIGINALS: Final = ((2600, 2560), (3700, 3600), (4600, 4350))
+#: Times each original is downloaded per run.
+DOWNLOAD_PASSES: Final = 1 if QUICK else 2
+#: Encryption's cost the issue allows, as a share of the unencrypted figure.
+TARGET: Final = 0.05
+
+
+@dataclass
+class _AtRestServer(ServerProcess):
+    """A server process sealing pictures under ``key_file``, or unencrypted when it is None."""
+
+    key_file: Path | None = None
+
+    def serve_options(self, port: int) -> list[str]:
+        """The usual options, with the key file or ``--unencrypted``."""
+        options = super().serve_options(port)
+        if self.key_file is None:
+            return [*options, "--unencrypted"]
+        return [*options, "--key-file", str(self.key_file)]
+
+
+@dataclass
+class _Shop:
+    """One of the two servers, its sessions and what its runs measured."""
+
+    name: str
+    server: _AtRestServer
+    tokens: tuple[str, ...] = ()
+    uploader: Session | None = None
+    owner: Session | None = None
+    originals: list[tuple[int, int]] = field(default_factory=list)  # (item id, bytes)
+    figures: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    def record(self, figure: str, value: float) -> None:
+        """Keep one run's value of ``figure``."""
+        self.figures.setdefault(figure, []).append(value)
+
+
+# -- setting up ----------------------------------------------------------------------------
+
+
+def _config(data_dir: Path, key_file: Path | None) -> ServerConfig:
+    return ServerConfig(
+        data_dir=data_dir,
+        port=0,
+        enable_vision=False,
+        master_key_file=key_file,
+        encrypt_at_rest=key_file is not None,
+    )
+
+
+async def _seed(data_dir: Path, key_file: Path | None) -> None:
+    """List :data:`ITEMS` items; with a key, each thumbnail sealed with its own data key."""
+    server = PixmartServer(_config(data_dir, key_file))
+    await server.start()
+    try:
+        keys = server.services.keys
+        assert (keys is not None) == (key_file is not None)
+        codec = PLAIN if keys is None else DerivativeCodec(Sealer(keys))
+        owners = [
+            (await server.accounts.create_account(f"seller{n}", PASSWORD)).id
+            for n in range(SELLERS)
+        ]
+        shared = [small_webp(seed, (256, 171)) for seed in range(6)]
+        await seed_items(
+            server.db,
+            owners,
+            ITEMS,
+            thumbnails=[codec.seal(shared[n % len(shared)], "thumbnail") for n in range(ITEMS)],
+            # Listings never read previews: one sealed copy serves every row.
+            preview=codec.seal(small_webp(99, (128, 85)), "preview"),
+            prefix="at-rest",
+        )
+    finally:
+        await server.stop()
+
+
+async def _open_shop(root: Path, name: str, key_file: Path | None, originals: list[Path]) -> _Shop:
+    """Seed, start and log into one server; upload the large originals (untimed)."""
+    data_dir = root / name
+    await _seed(data_dir, key_file)
+    shop = _Shop(name, _AtRestServer(data_dir, key_file=key_file))
+    await shop.server.start()
+    shop.tokens = await _tokens(shop.server)
+    shop.uploader = shop.server.session()
+    await shop.uploader.connect()
+    await sign_up(shop.uploader, "uploader")
+    shop.owner = shop.server.session()
+    await shop.owner.connect()
+    await sign_up(shop.owner, "owner")
+    for path in originals:
+        created = await upload_file(
+            shop.owner, path, ItemMetadata(title=path.stem, price_cents=990)
+        )
+        shop.originals.append((created.item.id, path.stat().st_size))
+    _check_stored(data_dir / "blobs", sealed=key_file is not None)
+    return shop
+
+
+def _check_stored(blobs: Path, *, sealed: bool) -> None:
+    """Fail unless every stored picture file is sealed (or, unencrypted, none is)."""
+    files = [path for path in blobs.rglob("*") if path.is_file() and path.name != KEYRING]
+    assert files, f"no picture stored under {blobs}"
+    for path in files:
+        with open(path, "rb") as stream:
+            starts_sealed = stream.read(len(MAGIC)) == MAGIC
+        assert starts_sealed == sealed, f"{path} is {'not ' if sealed else ''}sealed"
+
+
+async def _close_shop(shop: _Shop) -> None:
+    for session in (shop.uploader, shop.owner):
+        if session is not None:
+            await session.close()
+    shop.server.stop()
+
+
+# -- the runs ------------------------------------------------------------------------------
+
+
+def _alternating(shops: tuple[_Shop, _Shop]) -> Iterator[_Shop]:
+    """Each shop :data:`RUNS` times: on, off, off, on, on, off, ..."""
+    for run in range(RUNS):
+        yield from (shops if run % 2 == 0 else shops[::-1])
+
+
+async def _upload_run(shop: _Shop, photos: list[Path]) -> None:
+    assert shop.uploader is not None
+    cpu_before = cpu_seconds(shop.pid)
+    seconds = await _upload_all(shop.uploader, photos)
+    cpu = cpu_seconds(shop.pid) - cpu_before
+    shop.record("upload", len(photos) / seconds)
+    shop.record("upload cpu", cpu * 1000 / len(photos))
+    await _delete_everything(shop.uploader)
+
+
+async def _paging_run(shop: _Shop) -> None:
+    # The client processes are started and joined in a thread: this loop keeps the sessions.
+    run = await asyncio.to_thread(_one_run, shop.server, shop.tokens, PAGING)
+    assert not run.errors, f"{len(run.errors)} paging errors, e.g. {run.errors[:2]}"
+    shop.record("p50", percentile(run.latencies_ms, 50))
+    shop.record("p99", percentile(run.latencies_ms, 99))
+    shop.record("batch cpu", run.server_cpu * 1000 / run.batches_per_s)
+
+
+async def _download_run(shop: _Shop) -> None:
+    assert shop.owner is not None
+    cpu_before = cpu_seconds(shop.pid)
+    started = time.perf_counter()
+    megabytes = 0.0
+    for _ in range(DOWNLOAD_PASSES):
+        for item_id, size in shop.originals:
+            data, _ = await download_original(shop.owner, item_id)
+            assert len(data) == size
+            megabytes += size / 1e6
+    seconds = time.perf_counter() - started
+    shop.record("download", megabytes / seconds)
+    shop.record("download cpu", (cpu_seconds(shop.pid) - cpu_before) * 1000 / megabytes)
+
+
+# -- the rows ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Figure:
+    """How one measured figure becomes a row."""
+
+    key: str
+    what: str
+    unit: str
+    setting: str
+    #: Whether a larger value is better (throughput) or worse (latency, CPU).
+    higher_is_better: bool
+    #: Whether the target applies to it (the CPU rows explain, they are not the target).
+    target: bool = True
+
+
+def _row(figure: _Figure, on: _Shop, off: _Shop, load: str) -> dict[str, Any]:
+    on_values, off_values = on.figures[figure.key], off.figures[figure.key]
+    on_median, off_median = statistics.median(on_values), statistics.median(off_values)
+    ratio = on_median / off_median
+    comparison = f"unencrypted {off_median:.3g} {figure.unit} ({_spread(off_values)})"
+    if figure.target:
+        cost = 1 - ratio if figure.higher_is_better else ratio - 1
+        verdict = "within" if cost <= TARGET else "MISSES"
+        comparison += f"; {verdict} the {TARGET:.0%} target"
+    return {
+        "what": f"{figure.what}, encrypted at rest",
+        "setting": f"{figure.setting}; {RUNS} runs per server alternating on/off, {load}",
+        "median": on_median,
+        "unit": figure.unit,
+        "spread": _spread(on_values),
+        "comparison": comparison,
+        "ratio": ratio,
+    }
+
+
+def _spread(values: list[float]) -> str:
+    return f"runs {min(values):.3g} - {max(values):.3g}"
+
+
+def _figures(photos: list[Path], originals: list[Path]) -> list[_Figure]:
+    photo_mb = sum(path.stat().st_size for path in photos) / 1e6 / len(photos)
+    sizes = " + ".join(f"{path.stat().st_size / 1e6:.0f}" for path in originals)
+    uploads = (
+        f"{len(photos)} photo-like JPEGs q90, 2-4 MP, {photo_mb:.2f} MB on average, "
+        f"{IN_FLIGHT} in flight, loopback TLS, server process without the model"
+    )
+    paging = (
+        f"{ITEMS:,} items, batches of 24 thumbnails, {PAGING.describe()}, "
+        "2 client processes, server process"
+    )
+    downloads = (
+        f"GetOriginal of 3 noise JPEG originals ({sizes} MB) by their owner, whole, "
+        f"4 MiB ranges, {DOWNLOAD_PASSES}x per run, one session, loopback TLS"
+    )
+    return [
+        _Figure("upload", "upload throughput", "images/s", uploads, higher_is_better=True),
+        _Figure("upload cpu", "upload server CPU per picture", "ms", uploads, False, False),
+        _Figure("p50", "batch latency p50", "ms", paging, higher_is_better=False),
+        _Figure("p99", "batch latency p99", "ms", paging, higher_is_better=False),
+        _Figure("batch cpu", "server CPU per batch", "ms", paging, False, False),
+        _Figure("download", "original download bandwidth", "MB/s", downloads, True),
+        _Figure("download cpu", "download server CPU per MB", "ms", downloads, False, False),
+    ]
+
+
+# -- the whole ------------------------------------------------------------------------------
+
+
+async def _measure(root: Path) -> list[dict[str, Any]]:
+    photos = await asyncio.to_thread(write_photos, root / "photos", PHOTOS)
+    originals = [
+        await asyncio.to_thread(
+            write_noise_picture, root / "originals" / f"o{n}.jpg", size, "JPEG", n
+        )
+        for n, size in enumerate(ORIGINALS)
+    ]
+    await asyncio.to_thread(lambda: [sha256_of_file(path) for path in originals])  # page cache
+    key_file = root / "keys" / "master.key"
+    key_file.parent.mkdir(mode=0o700)
+    generate_key_file(key_file)
+    shops: list[_Shop] = []
+    loads: list[float] = []
+    try:
+        for name, key in (("encrypted", key_file), ("unencrypted", None)):
+            shops.append(await _open_shop(root, name, key, originals))
+        on, off = shops
+        pair = (on, off)
+        steps: list[Callable[[_Shop], Any]] = [
+            lambda shop: _upload_run(shop, photos),
+            _paging_run,
+            _download_run,
+        ]
+        for shop in pair:  # warm-up: imports, caches, the server's reader threads
+            await _upload_run(shop, photos[: IN_FLIGHT * 2])
+            await asyncio.to_thread(_one_run, shop.server, shop.tokens, Setting(20, 3))
+            await _download_run(shop)
+            shop.figures.clear()
+        for step in steps:
+            for shop in _alternating(pair):
+                loads.append(os.getloadavg()[0])
+                await step(shop)
+    finally:
+        for shop in shops:
+            await _close_shop(shop)
+    load = f"load average {statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})"
+    return [_row(figure, on, off, load) for figure in _figures(photos, originals)]
+
+
+def run() -> list[dict[str, Any]]:
+    """Measure encryption on against off; one row per figure (see ``tests/bench/run.py``)."""
+    with tempfile.TemporaryDirectory(prefix="pixmart-bench-at-rest-") as tmp:
+        return asyncio.run(_measure(Path(tmp)))
+
+
+def main() -> None:
+    """Print the figures."""
+    for row in run():
+        print(
+            f"{row['what']:<48} {row['median']:>9.4g} {row['unit']:<9} ({row['spread']})"
+            f"  x{row['ratio']:.3f} vs {row['comparison']}\n    {row['setting']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
