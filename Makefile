@@ -26,14 +26,20 @@ lint: $(STAMP)
 # The suite runs with an empty user cache dir, so no converted model or other cached state from
 # an earlier run can hide a test that only passes warm; pip keeps its own cache (the wheel tests
 # install into throwaway venvs). The second pass runs every server-backed integration and fault
-# test again on PostgreSQL (started by the fixtures when `make services` has not). The third
-# runs the catalogue's picture tests on PostgreSQL with the pictures in the object store.
+# test again on PostgreSQL; the third runs the catalogue's picture tests on PostgreSQL with the
+# pictures in the object store. PostgreSQL and SeaweedFS are started first (and stopped after,
+# unless they were running already), so the passes' two workers (pytest-xdist, a test file
+# each at a time) share them.
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
 test: lint
-	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" \
-	XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q && \
-	PIXMART_TEST_ENGINE=postgres XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q tests/integration tests/fault && \
-	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 XDG_CACHE_HOME="$$tmp" $(BIN)/pytest -q \
+	tmp=$$(mktemp -d) && \
+	trap '$(BIN)/python -m tests.support.services test-down "$$tmp/started"; rm -rf "$$tmp"' EXIT && \
+	$(BIN)/python -m tests.support.services test-up "$$tmp/started" && \
+	export PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" && \
+	export XDG_CACHE_HOME="$$tmp/cache" && \
+	$(PYTEST) && \
+	PIXMART_TEST_ENGINE=postgres $(PYTEST) tests/integration tests/fault && \
+	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 $(PYTEST) \
 		tests/integration/test_catalogue_upload.py tests/integration/test_catalogue_access.py \
 		tests/integration/test_catalogue_items.py tests/integration/test_at_rest.py
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +21,12 @@ from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
 from tests.support.pg import Template, postgres_server, run_sync, with_database
 from tests.support.s3 import ObjectStore, fresh_prefix, object_store_server
+
+#: Servers that module-scoped fixtures start (before any test's own config dir is set) make
+#: their master key in the user config dir: a throwaway one, never the real one.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="pixmart-tests-config-")
+os.environ["PIXMART_CONFIG_DIR"] = _CONFIG_DIR
+atexit.register(shutil.rmtree, _CONFIG_DIR, True)
 
 #: Fast reconnects in tests; the production default starts at half a second.
 TEST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
@@ -156,7 +165,6 @@ async def logged_in(
 def with_limits(config: ServerConfig, **changes: object) -> ServerConfig:
     """``config`` with some limits changed."""
     return replace(config, limits=replace(config.limits, **changes))  # type: ignore[arg-type]
-
 
 
 @pytest.fixture(scope="session")

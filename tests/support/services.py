@@ -20,6 +20,7 @@ pair generated at first start.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
@@ -32,6 +33,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -232,14 +235,25 @@ def postgres(base: Path = STATE_DIR / "postgres") -> Postgres:
     return Postgres(base)
 
 
+@contextmanager
+def _starting() -> Iterator[None]:
+    """Held while a service is checked and started: test workers running in parallel
+    (``pytest -n``) must not both start the same one."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_postgres() -> tuple[str, bool]:
     """The URL of a running PostgreSQL, starting the checkout's own when none runs.
 
     Returns the URL and whether this call started it (so a test session stops what it started).
     """
     service = postgres()
-    was_running = service.running()
-    url = service.up()
+    with _starting():
+        was_running = service.running()
+        url = service.up()
     return url, not was_running
 
 
@@ -464,8 +478,9 @@ def ensure_object_store() -> tuple[str, dict[str, str], bool]:
     started it (so a test session stops what it started).
     """
     service = seaweed()
-    was_running = service.running()
-    url = service.up()
+    with _starting():
+        was_running = service.running()
+        url = service.up()
     return url, service.credentials, not was_running
 
 
@@ -496,10 +511,34 @@ def read_env_file() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="services", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "test-up", "test-down"])
+    parser.add_argument(
+        "marker",
+        nargs="?",
+        type=Path,
+        help="test-up: a file to note which services it started; test-down stops just those",
+    )
     args = parser.parse_args(argv)
     service = postgres()
     store = seaweed()
+    if args.action == "test-up":
+        # For `make test`: the suite's parallel workers find the services running, and the run
+        # stops only what it started (a developer's `make services` stays up).
+        with _starting():
+            started = [
+                name for name, s in (("postgres", service), ("seaweedfs", store)) if not s.running()
+            ]
+            service.up()
+            store.up()
+        args.marker.write_text("\n".join(started))
+        return 0
+    if args.action == "test-down":
+        started = args.marker.read_text().split() if args.marker.exists() else []
+        if "seaweedfs" in started:
+            store.down()
+        if "postgres" in started:
+            service.down()
+        return 0
     if args.action == "up":
         url = service.up()
         write_env_file({"PIXMART_DATABASE": url})
