@@ -128,22 +128,10 @@ class BlobStore:
         with open(path, "r+b") as stream:
             sha256 = sha256_of(stream)
             os.fsync(stream.fileno())
-        target = self.path_for(sha256)
-        if target.exists():
+        if self.path_for(sha256).exists():
             path.unlink()
             return sha256
-        make_dirs(target.parent, self._root)
-        try:
-            os.chmod(path, FILE_MODE)
-            os.replace(path, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            with open(path, "rb") as source, atomic_writer(target) as stream:
-                copy_stream(source, stream)
-            path.unlink()
-            return sha256
-        fsync_dir(target.parent)
+        self.put_named_file(sha256, path)
         return sha256
 
     def put_named(self, name: str, data: bytes) -> None:

@@ -159,19 +159,12 @@ class S3Blobs:
                 return sha256_of(stream)
 
         sha256 = await asyncio.to_thread(digest)
-        if not await self.exists(sha256):
-            try:
-                await obstore.put_async(
-                    self._store,
-                    key_for(sha256),
-                    path,
-                    chunk_size=PART_BYTES,
-                    max_concurrency=PART_CONCURRENCY,
-                )
-            except BaseError as exc:
-                raise_unavailable("store a picture", exc)
-        # Only now: had the upload failed, the file would still be there to try again.
-        await asyncio.to_thread(path.unlink, True)
+        if await self.exists(sha256):
+            await asyncio.to_thread(path.unlink, True)
+        else:
+            # Removes the file only once stored: had the upload failed, it would still be
+            # there to try again.
+            await self.put_named_file(sha256, path)
         return sha256
 
     async def put(self, data: bytes) -> str:
