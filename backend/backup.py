@@ -21,12 +21,21 @@ while the backup runs. So the copy goes:
 Thumbnails and previews live in the database (``pictures.thumbnail``, ``picture_previews``); the
 files are the original (``pictures.sha256``) and its metadata-stripped copy (``clean_sha256``).
 
+Pictures encrypted at rest (:mod:`backend.atrest`) are copied sealed, as they are: the database
+names them by SHA-256, the folder by a keyed hash of it, so mapping one to the other needs the
+master key, loaded as the server loads it (``--key-file``; :mod:`backend.backup_pictures`). The
+store's ``keyring.json`` goes with the files and the manifest records the master key ids (never
+a key). The master key itself is never copied: it lives outside the data dir, and a backup
+without it cannot be read; keep it apart from the backups. A restore needs it too, and checks
+each sealed file by opening it; a plain store's files are checked by their hash.
+
 Layout of a backup, built in ``DEST/.partial-*`` and moved into ``DEST`` when whole, the
 manifest last (a folder without ``manifest.json`` is an interrupted backup and is refused)::
 
     DEST/manifest.json        what the backup holds, with the database's SHA-256
     DEST/pixmart.sqlite3      the snapshot, in rollback-journal mode, integrity-checked
     DEST/blobs/ab/cd/abcd...  the picture files, laid out as in the data dir
+    DEST/blobs/keyring.json   the store's keyring, if its pictures are encrypted
     DEST/server-key.pem ...   the secrets
 
 Files are 0600 and folders 0700 in the backup and in the restored data dir: they hold the
@@ -45,7 +54,7 @@ import secrets
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +62,17 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from backend import tls
+from backend.atrest.keyring import KEYRING
+from backend.backup_pictures import (
+    ContentCheck,
+    HashCheck,
+    KeyLoader,
+    PictureDamaged,
+    PictureFolder,
+    PictureKeyError,
+    merged_keyring,
+    read_keyring,
+)
 from backend.commerce.service import CURSOR_SECRET_FILE
 from backend.media.blobstore import BlobStore, is_sha256
 from backend.media.fsutil import DIR_MODE, FILE_MODE, fsync_dir
@@ -79,7 +99,10 @@ NOT_COPIED: Final = (
     f"{DATABASE}-journal",
 )
 FORMAT: Final = "pixmart-backup"
-FORMAT_VERSION: Final = 1
+#: 2: the manifest's ``pictures`` entry, and sealed pictures with their keyring.
+FORMAT_VERSION: Final = 2
+#: Versions a restore reads: a version 1 backup holds plain pictures.
+READABLE_VERSIONS: Final = (1, 2)
 #: Snapshots taken before giving up when picture files keep vanishing under the backup.
 SNAPSHOT_ATTEMPTS: Final = 5
 #: Files copied at once: each copy ends in an fsync, which waits on the disk, not on the CPU.
@@ -114,7 +137,9 @@ class Summary:
 # -- backup ------------------------------------------------------------------------------------
 
 
-def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> Summary:
+def backup(
+    data_dir: Path, dest: Path, *, keys: KeyLoader, attempts: int = SNAPSHOT_ATTEMPTS
+) -> Summary:
     """Copy the data dir ``data_dir`` into the empty or new folder ``dest``, live.
 
     Needs no lock: a server may be serving from ``data_dir`` meanwhile (see the module
@@ -123,6 +148,7 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
     Args:
         data_dir: A pixmart data dir (it must hold the database).
         dest: Where the backup goes; created if missing, refused if not empty.
+        keys: Loads the master keys; called only if the pictures are encrypted.
         attempts: Database snapshots to try before giving up on a shop deleting pictures
             faster than they can be copied (at least 1).
 
@@ -130,8 +156,9 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
         What was written.
 
     Raises:
-        BackupError: ``dest`` is not empty, ``data_dir`` holds no database, the copy failed
-            its integrity check, or pictures kept vanishing. ``dest`` is left as it was.
+        BackupError: ``dest`` is not empty, ``data_dir`` holds no database, its pictures are
+            encrypted and the keys given do not open them, the copy failed its integrity
+            check, or pictures kept vanishing. ``dest`` is left as it was.
         OSError: reading or writing failed (disk full, permissions). ``dest`` is left as it was.
     """
     if attempts < 1:
@@ -140,13 +167,15 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
     db_path = data_dir / DATABASE
     if not db_path.is_file():
         raise BackupError(f"{data_dir} holds no pixmart database ({DATABASE}); nothing to back up")
+    # Before the copy: a key added to the keyring later wraps nothing copied before it.
+    folder = _open_folder(data_dir / BLOBS, keys)
     with _Staging(dest) as stage:
         copier = _BlobCopier(data_dir / BLOBS, stage.path / BLOBS)
         copier.copy_all()
         snapshot = stage.path / DATABASE
         for attempt in range(1, attempts + 1):
             _snapshot(db_path, snapshot)
-            referenced = _referenced_blobs(snapshot)
+            referenced = {sha: folder.stored_names(sha) for sha in _referenced_blobs(snapshot)}
             vanished = copier.copy_missing(referenced)
             if not vanished:
                 break
@@ -159,10 +188,11 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
         else:
             # Vanishing in every snapshot: deleted faster than copied, or lost from the disk.
             raise BackupError(
-                f"{data_dir / BLOBS} lacks picture file {vanished[0]} that the database names"
-                f" (still missing after {attempts} snapshots)"
+                f"{data_dir / BLOBS} lacks the picture file of {vanished[0]}, which the database"
+                f" names (still missing after {attempts} snapshots)"
             )
         copier.prune(keep=referenced)
+        folder, keyring_bytes = _copy_keyring(data_dir / BLOBS, stage.path / BLOBS, folder)
         copier.sync()
         _integrity_check(snapshot)
         # Last: a server starting for the first time writes the cursor secrets just after
@@ -182,6 +212,7 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
                 "schema_version": _schema_version(snapshot),
             },
             "blobs": {"files": len(copier.copied), "bytes": copier.bytes},
+            "pictures": folder.describe(),
             "secrets": copied_secrets,
             "fingerprint": fingerprint,
         }
@@ -192,11 +223,41 @@ def backup(data_dir: Path, dest: Path, *, attempts: int = SNAPSHOT_ATTEMPTS) -> 
         stage.commit([DATABASE, BLOBS, *copied_secrets, MANIFEST])
     secret_bytes = sum((dest / name).stat().st_size for name in copied_secrets)
     return Summary(
-        files=len(copier.copied) + len(copied_secrets) + 2,
-        bytes=copier.bytes + db_bytes + secret_bytes + manifest_bytes,
+        files=len(copier.copied) + len(copied_secrets) + 2 + (keyring_bytes > 0),
+        bytes=copier.bytes + db_bytes + secret_bytes + manifest_bytes + keyring_bytes,
         seconds=time.monotonic() - started,
         fingerprint=fingerprint,
     )
+
+
+def _open_folder(folder: Path, keys: KeyLoader) -> PictureFolder:
+    """The ``blobs`` folder at ``folder``, with the keys to read it if it is encrypted.
+
+    Raises:
+        BackupError: it is encrypted and the keys given do not open it (the message names
+            the key ids), or its keyring is damaged.
+    """
+    try:
+        return PictureFolder.open(folder, keys)
+    except (PictureKeyError, PictureDamaged) as exc:
+        raise BackupError(str(exc)) from None
+
+
+def _copy_keyring(source: Path, target: Path, folder: PictureFolder) -> tuple[PictureFolder, int]:
+    """Write the keyring of the encrypted folder ``source`` into ``target``.
+
+    The keyring read before the copy, merged with the one there now (see
+    :func:`~backend.backup_pictures.merged_keyring`). Returns the folder as the copy describes
+    it, and the bytes written (0 for a plain folder).
+    """
+    if folder.keyring is None:
+        return folder, 0
+    try:
+        now = read_keyring(source)
+    except PictureDamaged as exc:
+        raise BackupError(str(exc)) from None
+    keyring = folder.keyring if now is None else merged_keyring(folder.keyring, now)
+    return folder.with_keyring(keyring), _write_file(target / KEYRING, keyring.dump())
 
 
 def _snapshot(db_path: Path, target: Path) -> None:
@@ -246,14 +307,17 @@ class _BlobCopier:
     Args:
         source: The source store's folder (it may be missing: a shop without pictures).
         target: The new store's folder, created if missing.
-        verify: Whether to check each file's content against its name while copying it.
+        check: Makes the check of each file's content, by its name, done while copying it;
+            ``None`` copies unchecked.
     """
 
-    def __init__(self, source: Path, target: Path, *, verify: bool = False) -> None:
+    def __init__(
+        self, source: Path, target: Path, *, check: Callable[[str], ContentCheck] | None = None
+    ) -> None:
         # Only read a store that exists: BlobStore would create the folder in the live dir.
         self._source = BlobStore(source) if source.is_dir() else None
         self._target = BlobStore(target)
-        self._verify = verify
+        self._check = check
         self._dirs: set[Path] = set()
         self.copied: set[str] = set()
         self.bytes = 0
@@ -262,13 +326,37 @@ class _BlobCopier:
         """Copy every blob of the source; return those deleted between listing and copying."""
         return self._copy(list(self._source.iter_all()) if self._source is not None else [])
 
-    def copy_missing(self, names: Iterable[str]) -> list[str]:
-        """Copy the blobs of ``names`` not copied yet; return those that no longer exist."""
-        return self._copy(sorted(set(names) - self.copied))
+    def copy_missing(self, wanted: Mapping[str, Sequence[str]]) -> list[str]:
+        """Copy the pictures of ``wanted`` no file copied holds yet; return those not found.
 
-    def prune(self, keep: set[str]) -> None:
-        """Remove the copied blobs not in ``keep``: no row of the snapshot names them."""
-        for name in sorted(self.copied - keep):
+        Args:
+            wanted: Each picture's SHA-256, and the names its file may be stored under, tried
+                in this order (:meth:`~backend.backup_pictures.PictureFolder.stored_names`).
+        """
+        missing = {sha: names for sha, names in wanted.items() if self.copied.isdisjoint(names)}
+        position = 0
+        while tries := {
+            sha: names[position] for sha, names in missing.items() if position < len(names)
+        }:
+            gone = set(self._copy(sorted(set(tries.values()))))
+            missing = {
+                sha: names
+                for sha, names in missing.items()
+                if sha not in tries or tries[sha] in gone
+            }
+            position += 1
+        return sorted(missing)
+
+    def prune(self, keep: Mapping[str, Sequence[str]]) -> None:
+        """Remove the copied blobs no picture of ``keep`` needs: no row of the snapshot names
+        them, or they are the plain copy of a picture whose sealed file was copied too (the
+        last of its names copied is kept)."""
+        kept = set()
+        for names in keep.values():
+            copied = [name for name in names if name in self.copied]
+            if copied:
+                kept.add(copied[-1])
+        for name in sorted(self.copied - kept):
             path = self._target.path_for(name)
             self.bytes -= path.stat().st_size
             path.unlink()
@@ -282,8 +370,9 @@ class _BlobCopier:
         if self._source is None:
             return sorted(names)
         source = self._source
+        check = self._check
         jobs = [
-            (source.path_for(name), self._prepare(name), name if self._verify else None)
+            (source.path_for(name), self._prepare(name), None if check is None else check(name))
             for name in names
         ]
         vanished: list[str] = []
@@ -326,15 +415,19 @@ def _fingerprint(directory: Path) -> str | None:
 # -- restore -----------------------------------------------------------------------------------
 
 
-def verify_backup(source: Path) -> dict[str, Any]:
-    """Check that ``source`` is a complete, undamaged backup; return its manifest.
+def verify_backup(source: Path, keys: KeyLoader) -> tuple[dict[str, Any], PictureFolder]:
+    """Check that ``source`` is a complete, undamaged backup; return its manifest and pictures.
 
     Cheap checks only (the files' content is checked while :func:`restore` copies it, apart
     from the database, which is hashed and integrity-checked here).
 
+    Args:
+        keys: Loads the master keys; called only if the pictures are encrypted.
+
     Raises:
         BackupError: no manifest (an interrupted backup), an unknown format, a database that
-            does not match the manifest or fails its integrity check, or missing files.
+            does not match the manifest or fails its integrity check, missing files, or
+            encrypted pictures the keys given do not open (the message names the key ids).
     """
     if not source.is_dir():
         raise BackupError(f"{source} is not a folder")
@@ -354,11 +447,13 @@ def verify_backup(source: Path) -> dict[str, Any]:
         or not isinstance(manifest.get("secrets"), list)
     ):
         raise BackupError(f"{source / MANIFEST} is not a pixmart backup manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise BackupError(
             f"{source} was made by another pixmart version (backup format"
             f" {manifest.get('version')!r}, this one reads {FORMAT_VERSION})"
         )
+    # Before hashing a big database: a missing or wrong key is the likelier mistake.
+    folder = _backed_up_pictures(source, manifest, keys)
     database = source / DATABASE
     if not database.is_file():
         raise BackupError(f"{source} is incomplete: {DATABASE} is missing")
@@ -373,50 +468,84 @@ def verify_backup(source: Path) -> dict[str, Any]:
         if not (source / name).is_file():
             raise BackupError(f"{source} is incomplete: {name} is missing")
     blobs = BlobStore(source / BLOBS) if (source / BLOBS).is_dir() else None
-    for name in sorted(_referenced_blobs(database)):
-        if blobs is None or not blobs.exists(name):
-            raise BackupError(f"{source} is incomplete: picture file {name} is missing")
-    return dict(manifest)
+    for sha in sorted(_referenced_blobs(database)):
+        if blobs is None or not any(map(blobs.exists, folder.stored_names(sha))):
+            raise BackupError(f"{source} is incomplete: the picture file of {sha} is missing")
+    return dict(manifest), folder
 
 
-def restore(source: Path, data_dir: Path) -> Summary:
+def _backed_up_pictures(source: Path, manifest: dict[str, Any], keys: KeyLoader) -> PictureFolder:
+    """The backup's ``blobs`` folder, checked against what the manifest says of it.
+
+    Raises:
+        BackupError: the keyring is missing or does not list the keys the manifest names, or
+            the keys given do not open it.
+    """
+    # Version 1 predates encryption: its pictures are plain.
+    entry = manifest.get("pictures", {"encrypted": False} if manifest["version"] == 1 else None)
+    if not isinstance(entry, dict) or not isinstance(entry.get("encrypted"), bool):
+        raise BackupError(f"{source / MANIFEST} is not a pixmart backup manifest")
+    keyring_path = source / BLOBS / KEYRING
+    if entry["encrypted"] != keyring_path.is_file():
+        if entry["encrypted"]:
+            raise BackupError(f"{source} is incomplete: {BLOBS}/{KEYRING} is missing")
+        raise BackupError(
+            f"{keyring_path} does not belong to this backup (its manifest says the "
+            "pictures are not encrypted)"
+        )
+    folder = _open_folder(source / BLOBS, keys)
+    if folder.describe() != entry:
+        raise BackupError(
+            f"{keyring_path} does not match the backup's manifest (damaged or changed)"
+        )
+    return folder
+
+
+def restore(source: Path, data_dir: Path, *, keys: KeyLoader) -> Summary:
     """Restore the backup at ``source`` into the empty or new data dir ``data_dir``.
 
     Args:
         source: A folder written by :func:`backup`.
         data_dir: The data dir to fill; created if missing, refused if not empty.
+        keys: Loads the master keys; called only if the pictures are encrypted.
 
     Returns:
         What was written.
 
     Raises:
         BackupError: ``data_dir`` is not empty, or ``source`` is incomplete or damaged (see
-            :func:`verify_backup`; a picture file whose content does not match its name is
-            found while copying). ``data_dir`` is left as it was.
+            :func:`verify_backup`; a picture file whose content does not match its name, or
+            a sealed one that does not open, is found while copying). ``data_dir`` is left
+            as it was.
         OSError: reading or writing failed. ``data_dir`` is left as it was.
     """
     started = time.monotonic()
     # The target first: the cheaper refusal, and one that does not read a big database.
     _require_empty(data_dir)
-    manifest = verify_backup(source)
+    manifest, folder = verify_backup(source, keys)
     names: list[str] = list(manifest["secrets"])
     with _Staging(data_dir) as stage:
         total = sum(_copy_file(source / name, stage.path / name) for name in names)
-        # The names are the contents' hashes: a damaged backup shows here.
-        copier = _BlobCopier(source / BLOBS, stage.path / BLOBS, verify=True)
+        # Each file is hashed against its name, or opened if sealed: damage shows here.
+        copier = _BlobCopier(source / BLOBS, stage.path / BLOBS, check=folder.check)
         vanished = copier.copy_all()
         if vanished:
             raise BackupError(f"{source} changed during the restore: {vanished[0]} vanished")
+        if folder.encrypted:
+            # Beside the files: without it the restored server cannot find them by name.
+            total += _copy_file(source / BLOBS / KEYRING, stage.path / BLOBS / KEYRING)
         copier.sync()
         total += copier.bytes
         total += _copy_file(
-            source / DATABASE, stage.path / DATABASE, sha256=manifest["database"]["sha256"]
+            source / DATABASE,
+            stage.path / DATABASE,
+            check=HashCheck(str(manifest["database"]["sha256"])),
         )
         # The database moves in last: a data dir with the files but no database would start
         # as an empty shop whose start-up sweep deletes every picture file as unreferenced.
         stage.commit([*names, BLOBS, DATABASE])
     return Summary(
-        files=len(names) + len(copier.copied) + 1,
+        files=len(names) + len(copier.copied) + folder.encrypted + 1,
         bytes=total,
         seconds=time.monotonic() - started,
         fingerprint=_fingerprint(data_dir),
@@ -503,42 +632,46 @@ def _require_empty(target: Path) -> None:
     raise BackupError(f"{target} is not empty; pick an empty or new folder")
 
 
-def _copy_file(source: Path, target: Path, *, sha256: str | None = None) -> int:
+def _copy_file(source: Path, target: Path, *, check: ContentCheck | None = None) -> int:
     """Copy ``source`` to the new file ``target`` (0600 from the first byte), durably.
 
     Args:
-        sha256: If given, the hex SHA-256 the content must have.
+        check: If given, what the content must pass (e.g. :class:`HashCheck`).
 
     Returns:
         The bytes copied.
 
     Raises:
         FileNotFoundError: ``source`` does not exist (``target`` is then not created).
-        BackupError: the content does not hash to ``sha256``.
+        BackupError: the content does not pass ``check``.
     """
-    digest = hashlib.sha256()
     size = 0
-    with open(source, "rb") as reader:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        with os.fdopen(fd, "wb") as writer:
-            while chunk := reader.read(_CHUNK):
-                if sha256 is not None:
-                    digest.update(chunk)
-                writer.write(chunk)
-                size += len(chunk)
-            writer.flush()
-            # Durable before the manifest (or the database) that vouches for it appears.
-            os.fsync(writer.fileno())
-    if sha256 is not None and digest.hexdigest() != sha256:
-        raise BackupError(f"{source} is damaged: its content does not match its SHA-256")
+    try:
+        with open(source, "rb") as reader:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "wb") as writer:
+                while chunk := reader.read(_CHUNK):
+                    if check is not None:
+                        check.update(chunk)
+                    writer.write(chunk)
+                    size += len(chunk)
+                if check is not None:
+                    check.finish()
+                writer.flush()
+                # Durable before the manifest (or the database) that vouches for it appears.
+                os.fsync(writer.fileno())
+    except PictureDamaged as exc:
+        raise BackupError(f"{source} is damaged: {exc}") from None
+    except PictureKeyError as exc:
+        raise BackupError(f"cannot open {source}: {exc}") from None
     return size
 
 
-def _copy_if_present(job: tuple[Path, Path, str | None]) -> int | None:
-    """Run ``_copy_file(source, target, sha256=...)``; ``None`` if the source does not exist."""
-    source, target, sha256 = job
+def _copy_if_present(job: tuple[Path, Path, ContentCheck | None]) -> int | None:
+    """Run ``_copy_file(source, target, check=...)``; ``None`` if the source does not exist."""
+    source, target, check = job
     try:
-        return _copy_file(source, target, sha256=sha256)
+        return _copy_file(source, target, check=check)
     except FileNotFoundError as exc:
         if exc.filename != str(source):
             raise  # the target's folder is missing: a bug, not a deleted picture
@@ -607,13 +740,15 @@ def _schema_version(db_path: Path) -> int:
 # -- the command line --------------------------------------------------------------------------
 
 
-def run_command(command: str, path: Path, data_dir: Path) -> str:
+def run_command(command: str, path: Path, data_dir: Path, keys: KeyLoader) -> str:
     """Run ``pixmart-server backup DEST`` or ``restore SRC``; return the one-line summary.
 
     Args:
         command: ``"backup"`` or ``"restore"``.
         path: The backup folder: DEST for a backup, SRC for a restore.
         data_dir: The data dir backed up, or restored into.
+        keys: Loads the master keys, as the server does; called only if the pictures are
+            encrypted.
 
     Raises:
         BackupError: the command failed; the message is the one line to show (an
@@ -621,10 +756,10 @@ def run_command(command: str, path: Path, data_dir: Path) -> str:
     """
     try:
         if command == "backup":
-            summary = backup(data_dir, path)
+            summary = backup(data_dir, path, keys=keys)
             done = f"backed up {data_dir} to {path}"
         else:
-            summary = restore(path, data_dir)
+            summary = restore(path, data_dir, keys=keys)
             done = f"restored {path} into {data_dir}"
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""

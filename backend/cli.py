@@ -348,8 +348,17 @@ def main(argv: list[str] | None = None) -> int:
                 "are in an object store: back the bucket up with the store's own tools"
             )
 
+        from backend.atrest.server_keys import server_key_set
+
         try:
-            print(run_command(args.command, args.path, config.data_dir))
+            print(
+                run_command(
+                    args.command,
+                    args.path,
+                    config.data_dir,
+                    lambda: server_key_set(config, make_missing=False),
+                )
+            )
         except BackupError as exc:
             return fail(str(exc))
         return 0

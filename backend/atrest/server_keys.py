@@ -11,11 +11,16 @@ from backend.config import ServerConfig, default_master_key_file
 log = logging.getLogger(__name__)
 
 
-def server_key_set(config: ServerConfig) -> KeySet | None:
+def server_key_set(config: ServerConfig, *, make_missing: bool = True) -> KeySet | None:
     """The keys of ``config``, or ``None`` for a server storing pictures unencrypted.
 
     Without ``--key-file``, the key in the user config dir is used, made there on first use
     (``pixmart demo``, ``make run``, a first ``serve``).
+
+    Args:
+        make_missing: Whether to make the key in the user config dir if it is missing; off for
+            commands that only read a store sealed already (``restore`` on a new machine must
+            not make a key that opens nothing).
 
     Raises:
         MasterKeyError: a key file is missing, unreadable, open to others, or inside the data
@@ -27,6 +32,11 @@ def server_key_set(config: ServerConfig) -> KeySet | None:
     if path is None:
         path = default_master_key_file()
         if not path.exists():
+            if not make_missing:
+                raise MasterKeyError(
+                    f"no key was given and there is none at {path} (the default): give the "
+                    "store's key with --key-file"
+                )
             key = generate_key_file(path)
             log.warning(
                 "made a new master key %s at %s: keep a copy apart from the data dir and its "

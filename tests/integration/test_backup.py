@@ -8,7 +8,10 @@ certificate fingerprint, the same accounts, every order acknowledged before the 
 (non-empty targets, interrupted or damaged backups, no database), that each one is a single
 ``pixmart-server: `` line with exit status 1 and leaves the target as it was, that backups and
 restored data dirs are owner-only, and what a backup leaves out (lock, partial uploads, model
-cache, logs, temporary files).
+cache, logs, temporary files). Pictures are encrypted at rest: the backup carries them sealed
+with the store's keyring and never the master key; a restore needs the key, opens every file,
+and refuses a wrong or missing key naming the key ids. A shop run unencrypted, and one being
+sealed in place, back up and restore too.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ from pathlib import Path
 import pytest
 
 from backend import backup as backup_module
+from backend.atrest.keyring import KEYRING, open_store_keys
+from backend.atrest.keys import KeySet, generate_key_file, load_key_file
+from backend.atrest.sealed_blobs import SealedBlobs, blob_context
 from backend.backup import MANIFEST, NOT_COPIED
+from backend.media.blobs import LocalBlobs
 from protocol import commerce_client as shop
 from protocol.catalogue_client import delete_items, download_original, get_item, iter_items
 from protocol.client import Session
 from protocol.messages.commerce import Order
+from tests.support.catalogue import sealed_store_keys
 from tests.support.commerce import (
     PASSWORD,
     ServerProcess,
@@ -77,8 +85,15 @@ def tree(root: Path) -> dict[str, bytes | None]:
 
 
 def blob_files(root: Path) -> list[Path]:
-    """The blob files (not folders) under ``root/blobs``."""
-    return [path for path in (root / "blobs").rglob("*") if path.is_file()]
+    """The blob files (not folders, not the keyring) under ``root/blobs``."""
+    return [path for path in (root / "blobs").rglob("*") if path.is_file() and path.name != KEYRING]
+
+
+def pictures_named(db_path: Path) -> set[str]:
+    """The SHA-256 of every picture file the database at ``db_path`` names."""
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT sha256, clean_sha256 FROM pictures").fetchall()
+    return {name for row in rows for name in row}
 
 
 # -- the key test: a backup of a busy shop ---------------------------------------------------
@@ -220,11 +235,24 @@ async def test_a_backup_taken_under_load_restores_the_same_shop(tmp_path: Path) 
 
 @dataclass(frozen=True)
 class BackedUp:
-    """A stopped server's data dir, with junk a backup must leave out, and its backup."""
+    """A stopped server's data dir, with junk a backup must leave out, and its backup.
+
+    Its pictures are sealed under the master key in ``key_file``, given to every server and
+    command of the module through ``PIXMART_KEY_FILE``.
+    """
 
     data_dir: Path
     backup: Path
     junk: tuple[str, ...]
+    key_file: Path
+
+    def stored_name(self, sha256: str) -> str:
+        """The name the shop stores the picture hashing to ``sha256`` under."""
+        return sealed_store_keys(self.data_dir / "blobs", self.key_file).storage_name(sha256)
+
+    def keys(self) -> KeySet:
+        """The shop's master key."""
+        return KeySet(load_key_file(self.key_file))
 
 
 async def _small_shop(data_dir: Path) -> None:
@@ -248,6 +276,15 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackedUp]:
     """A small shop's data dir and a backup of it, made once for the module."""
     root = tmp_path_factory.mktemp("small-shop")
     data_dir = root / "data"
+    # Apart from the data dir, as in production; the key of every test of the module.
+    key_file = root / "keys" / "master.key"
+    generate_key_file(key_file)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIXMART_KEY_FILE", str(key_file))
+        yield _back_up_small_shop(root, data_dir, key_file)
+
+
+def _back_up_small_shop(root: Path, data_dir: Path, key_file: Path) -> BackedUp:
     asyncio.run(_small_shop(data_dir))
     # What a data dir also holds at times, none of which a restored server needs.
     some_blob = blob_files(data_dir)[0]
@@ -263,7 +300,7 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackedUp]:
         (data_dir / name).write_bytes(content)
     result = run_server_command("backup", root / "backup", "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
-    yield BackedUp(data_dir, root / "backup", tuple(junk))
+    return BackedUp(data_dir, root / "backup", tuple(junk), key_file)
 
 
 def test_a_backup_holds_the_server_and_nothing_else(backed_up: BackedUp) -> None:
@@ -291,14 +328,24 @@ def test_a_backup_holds_the_server_and_nothing_else(backed_up: BackedUp) -> None
         path.relative_to(data_dir) for path in blob_files(data_dir) if ".tmp-" not in path.name
     }
     with closing(sqlite3.connect(backup / "pixmart.sqlite3")) as conn:
-        named = {
-            name
-            for row in conn.execute("SELECT sha256, clean_sha256 FROM pictures")
-            for name in row
-        }
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (2,)
-    assert {path.name for path in copied_blobs} == named
+    named = pictures_named(backup / "pixmart.sqlite3")
+    # Sealed, under the keyed names: no file is named by a picture's hash.
+    assert {path.name for path in copied_blobs} == {backed_up.stored_name(sha) for sha in named}
+    assert not {path.name for path in copied_blobs} & named
     assert manifest["blobs"]["files"] == len(named)
+    # The keyring goes along; the manifest names the key, and nothing holds the key itself.
+    assert (backup / "blobs" / KEYRING).read_bytes() == (data_dir / "blobs" / KEYRING).read_bytes()
+    key_id = backed_up.keys().current.key_id
+    assert manifest["pictures"] == {
+        "encrypted": True,
+        "master_keys": [key_id],
+        "retiring": None,
+        "plaintext_left": False,
+    }
+    key_bytes = backed_up.key_file.read_bytes()
+    for path in backup.rglob("*"):
+        assert path.is_dir() or key_bytes not in path.read_bytes(), path
 
 
 def test_restored_files_are_owner_only(backed_up: BackedUp, tmp_path: Path) -> None:
@@ -374,7 +421,24 @@ def _picture_missing(backup: Path) -> None:
 
 def _picture_damaged(backup: Path) -> None:
     path = blob_files(backup)[0]
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
+
+
+def _picture_truncated(backup: Path) -> None:
+    path = blob_files(backup)[0]
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _pictures_swapped(backup: Path) -> None:
+    # Each file is whole and sealed, but bound to the other's name.
+    first, second = blob_files(backup)[:2]
+    one, other = first.read_bytes(), second.read_bytes()
+    first.write_bytes(other)
+    second.write_bytes(one)
+
+
+def _keyring_missing(backup: Path) -> None:
+    (backup / "blobs" / KEYRING).unlink()
 
 
 @pytest.mark.parametrize(
@@ -386,6 +450,9 @@ def _picture_damaged(backup: Path) -> None:
         (_database_corrupt, "failed its integrity check"),
         (_picture_missing, "is missing"),
         (_picture_damaged, "is damaged"),
+        (_picture_truncated, "is damaged"),
+        (_pictures_swapped, "is damaged"),
+        (_keyring_missing, f"{KEYRING} is missing"),
     ],
 )
 def test_restore_refuses_an_incomplete_or_damaged_backup(
@@ -425,7 +492,7 @@ def test_backup_refuses_a_data_dir_without_a_database(tmp_path: Path) -> None:
 # -- the retry, in process: a picture deleted between the snapshot and its copy --------------
 
 
-def _delete_first_item(data_dir: Path, *, rows: bool) -> None:
+def _delete_first_item(shop: BackedUp, data_dir: Path, *, rows: bool) -> None:
     """Delete one item's picture files, and its rows first if ``rows``, as the server would."""
     with closing(sqlite3.connect(data_dir / "pixmart.sqlite3")) as conn:
         sha256, clean = conn.execute(
@@ -436,7 +503,7 @@ def _delete_first_item(data_dir: Path, *, rows: bool) -> None:
             conn.execute("DELETE FROM items WHERE sha256 = ?", (sha256,))
             conn.execute("DELETE FROM pictures WHERE sha256 = ?", (sha256,))
             conn.commit()
-    for name in {sha256, clean}:
+    for name in {shop.stored_name(sha256), shop.stored_name(clean)}:
         (data_dir / "blobs" / name[:2] / name[2:4] / name).unlink(missing_ok=True)
 
 
@@ -454,25 +521,140 @@ def test_a_picture_vanishing_after_the_snapshot_makes_it_take_another(
         snapshots.append(target)
         if len(snapshots) == 1:
             # The item is deleted right after the snapshot; or its file is lost for good.
-            _delete_first_item(data_dir, rows=item_deleted)
+            _delete_first_item(backed_up, data_dir, rows=item_deleted)
 
     # As if both pictures were uploaded after the first pass over the blob files.
     monkeypatch.setattr(backup_module._BlobCopier, "copy_all", lambda self: None)
     monkeypatch.setattr(backup_module, "_snapshot", snapshot_then_delete)
     if not item_deleted:
-        with pytest.raises(backup_module.BackupError, match="lacks picture file"):
-            backup_module.backup(data_dir, dest, attempts=3)
+        with pytest.raises(backup_module.BackupError, match="lacks the picture file of"):
+            backup_module.backup(data_dir, dest, keys=backed_up.keys, attempts=3)
         assert len(snapshots) == 3
         assert not dest.exists()
         return
-    summary = backup_module.backup(data_dir, dest)
+    summary = backup_module.backup(data_dir, dest, keys=backed_up.keys)
     assert len(snapshots) == 2
     with closing(sqlite3.connect(dest / "pixmart.sqlite3")) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
-        named = {
-            name
-            for row in conn.execute("SELECT sha256, clean_sha256 FROM pictures")
-            for name in row
-        }
+    named = pictures_named(dest / "pixmart.sqlite3")
+    assert {path.name for path in blob_files(dest)} == {backed_up.stored_name(s) for s in named}
+    # The database, four secrets, the keyring, the manifest.
+    assert summary.files == len(named) + 7
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def test_restore_refuses_a_wrong_or_missing_key_naming_the_keys(
+    backed_up: BackedUp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_id = backed_up.keys().current.key_id
+    target = tmp_path / "restored"
+    other_file = tmp_path / "keys" / "other.key"
+    other = generate_key_file(other_file)
+    result = run_server_command(
+        "restore", backed_up.backup, "--data-dir", target, "--key-file", other_file
+    )
+    assert_refused(result, f"encrypted with master key {key_id}; the key given is {other.key_id}")
+    assert not target.exists()
+
+    # No key given, none in the config dir: none is made there (it would open nothing).
+    monkeypatch.delenv("PIXMART_KEY_FILE")
+    config_dir = tmp_path / "fresh-machine-config"
+    monkeypatch.setenv("PIXMART_CONFIG_DIR", str(config_dir))
+    result = run_server_command("restore", backed_up.backup, "--data-dir", target)
+    assert_refused(result, f"encrypted under master key {key_id}; no key was given")
+    assert not config_dir.exists() and not target.exists()
+
+    monkeypatch.setenv("PIXMART_UNENCRYPTED", "1")
+    result = run_server_command("backup", tmp_path / "dest", "--data-dir", backed_up.data_dir)
+    assert_refused(result, f"encrypted under master key {key_id}: give that key with --key-file")
+    assert not (tmp_path / "dest").exists()
+
+
+# -- shops without encryption, and one being encrypted in place -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A small shop's data dir, served ``--unencrypted`` (``PIXMART_UNENCRYPTED``)."""
+    data_dir = tmp_path_factory.mktemp("plain-shop") / "data"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIXMART_UNENCRYPTED", "1")
+        env.delenv("PIXMART_KEY_FILE", raising=False)
+        asyncio.run(_small_shop(data_dir))
+    yield data_dir
+
+
+def test_a_shop_without_encryption_backs_up_and_restores_without_a_key(
+    plain_shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No key anywhere: a plain store needs none, and none is made.
+    monkeypatch.delenv("PIXMART_KEY_FILE", raising=False)
+    config_dir = tmp_path / "config"
+    monkeypatch.setenv("PIXMART_CONFIG_DIR", str(config_dir))
+    dest, restored = tmp_path / "backup", tmp_path / "restored"
+    result = run_server_command("backup", dest, "--data-dir", plain_shop)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((dest / MANIFEST).read_text())
+    assert manifest["pictures"] == {"encrypted": False}
+    assert not (dest / "blobs" / KEYRING).exists()
+    named = pictures_named(dest / "pixmart.sqlite3")
     assert {path.name for path in blob_files(dest)} == named
-    assert summary.files == len(named) + 6  # the database, four secrets, the manifest
+
+    result = run_server_command("restore", dest, "--data-dir", restored)
+    assert result.returncode == 0, result.stderr
+    assert {path.name for path in blob_files(restored)} == named
+    assert not config_dir.exists()
+
+    # Checked by hash as before.
+    _picture_damaged(dest)
+    result = run_server_command("restore", dest, "--data-dir", tmp_path / "again")
+    assert_refused(result, "is damaged: its content does not match its SHA-256")
+
+
+async def test_a_shop_being_encrypted_in_place_backs_up_every_picture_once(
+    plain_shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir, dest, restored = tmp_path / "data", tmp_path / "backup", tmp_path / "restored"
+    shutil.copytree(plain_shop, data_dir)
+    key_file = tmp_path / "keys" / "master.key"
+    keys = KeySet(generate_key_file(key_file))
+    # What a first start with a key does, and the job sealing in place caught half way: one
+    # picture sealed (plain file gone), one in the instant between (both files), the rest plain.
+    store_keys = await open_store_keys(LocalBlobs(data_dir / "blobs"), keys)
+    assert store_keys.keyring.plaintext_left
+    sealed = SealedBlobs(LocalBlobs(data_dir / "blobs"), store_keys)
+    first, second, *rest = sorted(pictures_named(data_dir / "pixmart.sqlite3"))
+    for sha in (first, second):
+        name = sealed.storage_name(sha)
+        data = await sealed.raw.read(sha)
+        await sealed.raw.put_named(name, sealed.sealer.seal(data, blob_context(name)))
+    await sealed.raw.delete(first)
+    monkeypatch.setenv("PIXMART_KEY_FILE", str(key_file))
+
+    result = run_server_command("backup", dest, "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((dest / MANIFEST).read_text())
+    assert manifest["pictures"]["plaintext_left"] is True
+    # One file per picture: the sealed one where there is one, else the plain one.
+    expected = {sealed.storage_name(first), sealed.storage_name(second), *rest}
+    assert {path.name for path in blob_files(dest)} == expected
+
+    result = run_server_command("restore", dest, "--data-dir", restored)
+    assert result.returncode == 0, result.stderr
+    # The restored server finishes the sealing and serves every original as uploaded.
+    server = ServerProcess(restored)
+    await server.start()
+    try:
+        seller = server.session()
+        await seller.connect()
+        try:
+            await seller.login("seller", PASSWORD)
+            for card in [card async for card in iter_items(seller)]:
+                original, reply = await download_original(seller, card.id)
+                assert hashlib.sha256(original).hexdigest() == reply.sha256
+        finally:
+            await seller.close()
+    finally:
+        server.stop()

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.atrest.keyring import KEYRING
+from backend.atrest.keyring import KEYRING, Keyring, StoreKeys
+from backend.atrest.keys import KeySet, load_key_file
 from backend.catalogue.service import CatalogueService
 from backend.server import PixmartServer
 from backend.vision.service import VisionService
@@ -106,6 +107,14 @@ async def blob_names(server: PixmartServer) -> set[str]:
 def blob_name(server: PixmartServer, sha256: str) -> str:
     """The name ``server`` stores the file whose content hashes to ``sha256`` under."""
     return catalogue(server).pictures.blobs.storage_name(sha256)
+
+
+def sealed_store_keys(blobs: Path, key_file: Path) -> StoreKeys:
+    """What names the files of the sealed ``blobs`` folder (``storage_name(sha256)``), read
+    from its keyring with the master key in ``key_file``: for a server in another process."""
+    keyring = Keyring.parse((blobs / KEYRING).read_bytes())
+    keys = KeySet(load_key_file(key_file))
+    return StoreKeys(keys, keyring.name_key(keys), keyring)
 
 
 async def stored(server: PixmartServer) -> Stored:
