@@ -125,8 +125,9 @@ class LocalPartials:
         return await asyncio.to_thread(self.area.rewrap)
 
     async def sweep_scratch(self) -> int:
-        """Nothing to do: the files in the area are the uploads themselves."""
-        return 0
+        """Remove the temporary files of writes a crash interrupted (the uploads themselves
+        are swept by their age)."""
+        return await asyncio.to_thread(self.area.sweep_temp_files)
 
 
 def open_partial_storage(

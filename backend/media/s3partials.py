@@ -43,7 +43,7 @@ from backend.atrest.envelope import SealBroken, Sealer, plaintext_size
 from backend.atrest.keys import WrongKey
 from backend.media.blobs import LIST_PAGE
 from backend.media.errors import ChecksumMismatch, OffsetMismatch, TooLarge, UnknownUpload
-from backend.media.fsutil import DIR_MODE, FILE_MODE, fsync_dir
+from backend.media.fsutil import DIR_MODE, FILE_MODE, TEMP_PREFIX, fsync_dir
 from backend.media.limits import DEFAULT_MAX_BYTES
 from backend.media.s3blobs import open_s3_store, raise_unavailable
 from backend.media.uploads import FinishedUpload, is_upload_id
@@ -331,9 +331,11 @@ class S3Partials:
 
         def sweep() -> int:
             removed = 0
-            for path in self._scratch.glob("*" + _DONE):
-                path.unlink(missing_ok=True)
-                removed += 1
+            # The assembled files, and the temporary ones of pictures being sealed beside them.
+            for pattern in ("*" + _DONE, TEMP_PREFIX + "*"):
+                for path in self._scratch.glob(pattern):
+                    path.unlink(missing_ok=True)
+                    removed += 1
             return removed
 
         return await asyncio.to_thread(sweep)

@@ -57,7 +57,14 @@ from backend.atrest.records import (
     upload_context,
 )
 from backend.media.errors import ChecksumMismatch, OffsetMismatch, TooLarge, UnknownUpload
-from backend.media.fsutil import DIR_MODE, FILE_MODE, atomic_writer, fsync_dir, sha256_of
+from backend.media.fsutil import (
+    DIR_MODE,
+    FILE_MODE,
+    TEMP_PREFIX,
+    atomic_writer,
+    fsync_dir,
+    sha256_of,
+)
 from backend.media.limits import DEFAULT_MAX_BYTES
 
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{32}")
@@ -354,6 +361,19 @@ class PartialUploads:
                 if modified <= cutoff:
                     found.add(stem)
         return sorted(found)
+
+    def sweep_temp_files(self) -> int:
+        """Remove the temporary files interrupted writes left in the area; return how many.
+
+        A finish opening a sealed upload into its ``.done`` file, and a picture being sealed
+        into the store, write temporary files here. Only at start-up, before any request: a
+        write in progress would lose its file.
+        """
+        removed = 0
+        for path in self._root.glob(TEMP_PREFIX + "*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def _path(self, upload_id: str, suffix: str) -> Path:
         """Return the file of ``upload_id``, refusing ids :meth:`begin` cannot have made."""

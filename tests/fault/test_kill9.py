@@ -31,6 +31,8 @@ from typing import Final
 
 import pytest
 
+from backend.atrest.keyring import KEYRING
+from backend.config import default_master_key_file
 from protocol import commerce_client as shop
 from protocol.catalogue_client import edit_item, iter_items, upload_file
 from protocol.client import ConnectionState, Session
@@ -38,7 +40,7 @@ from protocol.errors import BadRequest, Conflict, OutOfStock, RateLimited
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
 from protocol.messages.commerce import Order
 from tests.support import StatusRecorder
-from tests.support.catalogue import jpeg
+from tests.support.catalogue import jpeg, sealed_store_keys
 from tests.support.commerce import ServerProcess, check_orders_database, list_item, sign_up
 
 SELLERS: Final = 3
@@ -166,6 +168,7 @@ class Disk:
 
     blob_files: set[str]
     temp_files: list[Path]
+    #: The stored names (keyed hashes) of the files the picture rows name by SHA-256.
     referenced_blobs: set[str]
     partial_files: set[str]
     upload_rows: set[str]
@@ -182,12 +185,13 @@ class Disk:
 
 
 def _disk(data_dir: Path, conn: sqlite3.Connection) -> Disk:
-    """Look at the blob store (``blobs/ab/cd/<sha256>``) and the upload area (``uploads/``)."""
+    """Look at the blob store (``blobs/ab/cd/<keyed name>``, sealed under the key the server made
+    in the test's config dir, and its keyring) and the upload area (``uploads/``)."""
     blobs = data_dir / "blobs"
     blob_files: set[str] = set()
     temp_files: list[Path] = []
     for path in blobs.rglob("*"):
-        if not path.is_file():
+        if not path.is_file() or path == blobs / KEYRING:
             continue
         name = path.name
         if _SHA256.fullmatch(name) and path.parent.parent.parent == blobs:
@@ -195,8 +199,9 @@ def _disk(data_dir: Path, conn: sqlite3.Connection) -> Disk:
             blob_files.add(name)
         else:
             temp_files.append(path)  # a write that never finished (.tmp-*) or a stray file
+    names = sealed_store_keys(blobs, default_master_key_file())
     referenced = {
-        str(name)
+        names.storage_name(str(name))
         for row in conn.execute("SELECT sha256, clean_sha256 FROM pictures")
         for name in row
     }
@@ -239,7 +244,8 @@ def _plant_debris(data_dir: Path, kill: int) -> list[Path]:
     (``.tmp-*``), and a partial upload whose ``uploads`` row never committed.
     """
     sha256 = hashlib.sha256(f"planted by kill {kill}".encode()).hexdigest()
-    blob = data_dir / "blobs" / sha256[0:2] / sha256[2:4] / sha256
+    name = sealed_store_keys(data_dir / "blobs", default_master_key_file()).storage_name(sha256)
+    blob = data_dir / "blobs" / name[0:2] / name[2:4] / name
     blob.parent.mkdir(parents=True, exist_ok=True)
     temp = blob.parent / f".tmp-planted{kill}"
     partial = data_dir / "uploads" / f"{'P' * 31}{kill}.part"

@@ -150,6 +150,22 @@ def test_discard(uploads: PartialUploads) -> None:
     assert list(uploads.root.iterdir()) == []
 
 
+def test_the_start_up_sweep_removes_temporary_files_and_keeps_uploads(
+    uploads: PartialUploads,
+) -> None:
+    running, finished = uploads.begin(), uploads.begin()
+    uploads.append(running, 0, b"half")
+    uploads.finish(finished)
+    # What a kill leaves: a finish opening a sealed upload, a picture being sealed.
+    (uploads.root / ".tmp-a1b2c3d4").write_bytes(b"opened half way")
+    (uploads.root / ".tmp-seal-e5f6g7h8").write_bytes(b"sealed half way")
+
+    assert uploads.sweep_temp_files() == 2
+    assert sorted(path.name for path in uploads.root.iterdir()) == sorted(
+        [f"{running}.part", f"{finished}.done"]
+    )
+
+
 def test_abandoned_lists_only_untouched_uploads(uploads: PartialUploads) -> None:
     stale, live, stale_finished = uploads.begin(), uploads.begin(), uploads.begin()
     finished_path = uploads.finish(stale_finished).path
