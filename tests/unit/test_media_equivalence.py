@@ -161,7 +161,7 @@ def _look(old_file: bytes, new_file: bytes, pixels: Image.Image) -> FileLook:
 def ssim(a: Image.Image, b: Image.Image) -> float:
     """The standard SSIM of two pictures' luma (ITU-R 601, as Pillow converts to L)."""
     return float(
-        structural_similarity(
+        structural_similarity(  # type: ignore[no-untyped-call]  # scikit-image has no hints
             np.asarray(a.convert("L"), np.float32),
             np.asarray(b.convert("L"), np.float32),
             data_range=255,
