@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(
                 f"{args.command} handles a data dir with its SQLite shop; this shop is in "
                 "PostgreSQL: use pg_dump/pg_restore for the database and copy the data dir's "
-                "blobs folder beside it"
+                "blobs folder beside it (its keyring.json included; keep the master key apart)"
             )
         if config.blobs:
             return fail(

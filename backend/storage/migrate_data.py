@@ -10,7 +10,9 @@ state.
 
 Rows are streamed in batches, never held whole: pictures carry their thumbnails and previews.
 Picture files (originals in the data dir's ``blobs`` folder) are not in the database; the
-summary reminds the operator that servers on the new database need that folder.
+summary reminds the operator that servers on the new database need that folder, with its
+``keyring.json``, and the same master key (the thumbnails and previews copied are sealed under
+it too).
 
 Where the engines differ, the copy converts: SQLite's 0/1 booleans become BOOLEAN, the
 little-endian float16 embedding blobs become ``halfvec``, and ``items.tags_text`` (what
@@ -256,7 +258,8 @@ class Summary:
             " order line quantities, embeddings per model version.",
             "Picture files are not in the database: servers on the new database must use"
             f" this data dir's blob folder ({self.source.parent / BLOBS}); copy it along with"
-            " the data dir.",
+            " the data dir, its keyring.json included, and start them with the same master"
+            " key (--key-file): the pictures, thumbnails and previews are sealed under it.",
         ]
         return "\n".join(lines)
 

@@ -263,6 +263,7 @@ async def test_copies_the_whole_shop(
     assert status == 0, output
     assert "pixmart:***@" in output
     assert f"blob folder ({sqlite_shop.data_dir / 'blobs'})" in output
+    assert "its keyring.json included" in output and "same master key" in output
     assert _file_hash(sqlite_shop.db_path) == before  # the source was only read
     assert await _indexes(target) == indexes  # dropped for the copy, built again after
 
