@@ -1,6 +1,7 @@
 """Provides ``pixmart upload``, ``browse``, ``item``, ``edit``, ``delete`` and ``tags``.
 
-Uploads run several files at once, show a progress bar on stderr when it is a terminal, and
+Uploads run several files at once, show a progress bar on stderr when it is a terminal (with
+pictures per second and the time left; ``pixmart-server import`` shows the same bar), and
 resume: the server keys partial uploads by the file's SHA-256, so running the same command
 again after an interruption continues each file where the server's copy ends. ``--json``
 prints one JSON object per line with the protocol's field names and no picture bytes.
@@ -13,7 +14,7 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -203,17 +204,37 @@ def collect_pictures(paths: Iterable[Path], report: UploadReport) -> list[Path]:
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent when the stream is not one."""
+    """A one-line progress bar on a terminal; silent when the stream is not one.
 
-    def __init__(self, stream: TextIO, files: int, total_bytes: int) -> None:
+    It shows the bytes the server holds, the files finished, pictures per second and the time
+    left. Both rates are averages since the start: a run's files take turns at being uploaded
+    and processed, so a recent window would swing with each file's size. The time left comes
+    from pictures per second once a file is finished, from the byte rate before that.
+
+    Args:
+        stream: Where the bar is drawn (stderr).
+        files: How many files the run has.
+        total_bytes: Their size in all.
+        clock: Seconds on a monotonic clock (for tests).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        files: int,
+        total_bytes: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stream = stream
         self._enabled = stream.isatty()
         self._files = files
         self._total = max(1, total_bytes)
         self._done_files = 0
         self._bytes: dict[Path, int] = {}
-        self._started = time.monotonic()
-        self._drawn_at = 0.0
+        self._clock = clock
+        self._started = clock()
+        self._drawn_at = -1.0
 
     def update(self, path: Path, done: int) -> None:
         """Record that the server holds ``done`` bytes of ``path``."""
@@ -239,21 +260,43 @@ class ProgressBar:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
 
-    def _draw(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self._enabled or (not force and now - self._drawn_at < 0.1):
-            return
-        self._drawn_at = now
+    def line(self) -> str:
+        """The bar as it reads now, e.g. ``[###...] 40%  80/200 files  9.5 pictures/s ...``."""
+        elapsed = max(1e-6, self._clock() - self._started)
         done = sum(self._bytes.values())
         fraction = min(1.0, done / self._total)
         width = 30
         filled = int(fraction * width)
-        rate = done / max(1e-6, now - self._started) / 1e6
-        self._stream.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"
-            f"  {self._done_files}/{self._files} files  {rate:.1f} MB/s"
+        pictures_per_second = self._done_files / elapsed
+        megabytes_per_second = done / elapsed / 1e6
+        if self._done_files:
+            left: float | None = (self._files - self._done_files) / pictures_per_second
+        elif done:
+            left = (self._total - done) / (done / elapsed)
+        else:
+            left = None
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"
+            f"  {self._done_files}/{self._files} files  {pictures_per_second:.1f} pictures/s"
+            f"  {megabytes_per_second:.1f} MB/s  ETA {_clock_time(left)}"
         )
+
+    def _draw(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if not self._enabled or (not force and now - self._drawn_at < 0.1):
+            return
+        self._drawn_at = now
+        self._stream.write("\r" + self.line())
         self._stream.flush()
+
+
+def _clock_time(seconds: float | None) -> str:
+    """``seconds`` as ``M:SS`` or ``H:MM:SS``; ``--:--`` when not known yet."""
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def upload_command(ctx: CommandContext, args: argparse.Namespace) -> int:
