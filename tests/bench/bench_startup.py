@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
+from backend.config import default_master_key_file
 from protocol.trust import TrustPolicy
 from tests.support.health import wait_for_health
 from tests.support.load import summary
@@ -225,8 +226,11 @@ def _backups(root: Path) -> _Backups:
             pictures = asyncio.run(seed_catalogue(server.url, trust, accounts))
         for run in range(BACKUP_RUNS):
             started = time.perf_counter()
+            # The key the server sealed the pictures under, as it found it: _env() drops
+            # PIXMART_CONFIG_DIR, which may have placed it.
+            key = str(default_master_key_file())
             result = subprocess.run(
-                _command(shop, "backup", str(root / f"backup-{run}")),
+                _command(shop, "backup", str(root / f"backup-{run}"), "--key-file", key),
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,
