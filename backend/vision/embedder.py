@@ -15,6 +15,9 @@ quality measured on held-out pictures is the same within noise, and the classifi
 stays in the top 5. Embeddings of different runtimes are therefore not comparable and carry
 different versions (:data:`MODEL_VERSION` for the int8 model, :data:`REFERENCE_MODEL_VERSION` for
 Keras float32).
+
+The network returns its last feature map; the embedding is that map's generalised mean
+(:func:`backend.vision.pooling.gem_pool`), L2-normalised.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backend.vision.calibration import CALIBRATION_SHA256, calibration_batch
+from backend.vision.pooling import gem_pool
 from backend.vision.preprocess import preprocess as preprocess
 from backend.vision.tfenv import quiet_native_stderr, tensorflow
 from backend.vision.types import (
@@ -47,8 +51,9 @@ from backend.vision.weights import WEIGHTS_SHA256, load_state_dict
 from backend.vision.worker import EmbeddingWorker as EmbeddingWorker
 
 #: Bump when preprocessing, the graph, the quantisation or its calibration set changes embeddings.
-#: (1: float32 TFLite; 2: int8 TFLite calibrated on the shipped demo photographs.)
-PIPELINE_REVISION: Final = 2
+#: (1: float32 TFLite; 2: int8 TFLite calibrated on the shipped demo photographs; 3: the whole
+#: picture letterboxed on white, and GeM pooling of the last feature map.)
+PIPELINE_REVISION: Final = 3
 #: Recorded with every stored embedding; embeddings of different versions are not comparable.
 MODEL_VERSION: Final = f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v{PIPELINE_REVISION}-int8"
 #: The version of embeddings made by the float32 Keras reference runtime.
@@ -82,7 +87,7 @@ def default_cache_dir(data_dir: Path) -> Path:
 
 
 class _Network(Protocol):
-    """A float32 [N, 224, 224, 3] -> (features [N, 1280], logits [N, 1000]) function."""
+    """A float32 [N, 224, 224, 3] -> (feature map [N, 7, 7, 1280], logits [N, 1000]) function."""
 
     def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Run the network on one chunk."""
@@ -96,8 +101,8 @@ class _KerasNetwork:
         self._model = model
 
     def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        features, logits = self._model.predict_on_batch(pixels)
-        return np.asarray(features, np.float32), np.asarray(logits, np.float32)
+        feature_map, logits = self._model.predict_on_batch(pixels)
+        return np.asarray(feature_map, np.float32), np.asarray(logits, np.float32)
 
 
 class _TfliteNetwork:
@@ -112,24 +117,27 @@ class _TfliteNetwork:
             self._runner = interpreter.get_signature_runner("serving_default")
             probe = self._runner(pixels=np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
         # Keras' export names outputs output_0/output_1; match them by shape instead of order.
-        self._features_key = _output_key(probe, EMBEDDING_DIM)
-        self._logits_key = _output_key(probe, NUM_CLASSES)
+        self._map_key = _output_key(probe, 4, EMBEDDING_DIM)
+        self._logits_key = _output_key(probe, 2, NUM_CLASSES)
         self._interpreter = interpreter  # the runner needs it alive
 
     def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         # The runner resizes the input tensor when the batch size changes (cheap, ~1 ms).
         outputs = self._runner(pixels=pixels)
         return (
-            np.array(outputs[self._features_key], np.float32),
+            np.array(outputs[self._map_key], np.float32),
             np.array(outputs[self._logits_key], np.float32),
         )
 
 
-def _output_key(outputs: dict[str, NDArray[Any]], width: int) -> str:
-    """Return the name of the single output whose last dimension is ``width``."""
-    keys = [key for key, value in outputs.items() if value.shape[-1:] == (width,)]
+def _output_key(outputs: dict[str, NDArray[Any]], rank: int, width: int) -> str:
+    """Return the name of the single output of ``rank`` dimensions, the last ``width`` long."""
+    keys = [key for key, value in outputs.items()
+            if value.ndim == rank and value.shape[-1] == width]
     if len(keys) != 1:
-        raise EmbedderError(f"TFLite model has no unique output of width {width}: {list(outputs)}")
+        raise EmbedderError(
+            f"TFLite model has no unique {rank}-D output of width {width}: {list(outputs)}"
+        )
     return keys[0]
 
 
@@ -206,6 +214,24 @@ class Embedder:
         with self._lock:
             features, logits = _run_chunked(self._network, batch)
         return EmbedBatch(normalise_rows(features), softmax(logits))
+
+    def feature_maps(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Return the network's last feature maps, before any pooling (for studies of pooling).
+
+        Args:
+            batch: uint8 ``[N, 224, 224, 3]`` RGB pictures.
+
+        Returns:
+            float32 ``[N, 7, 7, 1280]``.
+
+        Raises:
+            ValueError: ``batch`` has the wrong dtype or shape.
+        """
+        batch = check_batch(batch)
+        with self._lock:
+            maps = [self._network.run(batch[start : start + _MAX_CHUNK].astype(np.float32))[0]
+                    for start in range(0, len(batch), _MAX_CHUNK)]
+        return np.concatenate(maps)
 
 
 def normalise_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -317,7 +343,36 @@ def _convert_and_cache(cache_dir: Path, weights_path: Path | None) -> bytes:
     calibration = calibration_batch().astype(np.float32)
     tf = tensorflow()
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as scratch:
+    flatbuffer = quantise(model, calibration, scratch_parent=cache_dir)
+    _check_conversion(_KerasNetwork(model), _TfliteNetwork(flatbuffer, num_threads=2), calibration)
+    manifest = {
+        "model_version": MODEL_VERSION,
+        "weights_sha256": WEIGHTS_SHA256,
+        "calibration_sha256": CALIBRATION_SHA256,
+        "tflite_sha256": hashlib.sha256(flatbuffer).hexdigest(),
+        "tensorflow": str(tf.__version__),
+    }
+    # Model first, manifest last: a reader that sees the manifest also sees a complete model.
+    _write_atomic(cache_dir / _TFLITE_FILE, flatbuffer)
+    _write_atomic(cache_dir / _MANIFEST_FILE, json.dumps(manifest, indent=2).encode("utf-8"))
+    return flatbuffer
+
+
+def quantise(
+    model: Any,  # noqa: ANN401 - keras.Model, imported lazily
+    calibration: NDArray[np.float32],
+    *,
+    scratch_parent: Path | None = None,
+) -> bytes:
+    """Return ``model`` converted to a fully int8 TFLite flatbuffer (float32 input and outputs).
+
+    Args:
+        model: A Keras model whose input is named ``pixels``.
+        calibration: Representative float32 pictures; they set each activation's int8 range.
+        scratch_parent: Where the temporary SavedModel goes (default: the system's temp dir).
+    """
+    tf = tensorflow()
+    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".build-") as scratch:
         saved_model = Path(scratch) / "saved_model"
         with quiet_native_stderr(), warnings.catch_warnings():
             # The quantiser runs calibration through tf.lite.Interpreter, which warns that it
@@ -332,19 +387,7 @@ def _convert_and_cache(cache_dir: Path, weights_path: Path | None) -> bytes:
             converter.representative_dataset = lambda: (
                 {"pixels": calibration[i : i + 1]} for i in range(len(calibration))
             )
-            flatbuffer = bytes(converter.convert())
-    _check_conversion(_KerasNetwork(model), _TfliteNetwork(flatbuffer, num_threads=2), calibration)
-    manifest = {
-        "model_version": MODEL_VERSION,
-        "weights_sha256": WEIGHTS_SHA256,
-        "calibration_sha256": CALIBRATION_SHA256,
-        "tflite_sha256": hashlib.sha256(flatbuffer).hexdigest(),
-        "tensorflow": str(tf.__version__),
-    }
-    # Model first, manifest last: a reader that sees the manifest also sees a complete model.
-    _write_atomic(cache_dir / _TFLITE_FILE, flatbuffer)
-    _write_atomic(cache_dir / _MANIFEST_FILE, json.dumps(manifest, indent=2).encode("utf-8"))
-    return flatbuffer
+            return bytes(converter.convert())
 
 
 def _check_conversion(
@@ -381,15 +424,26 @@ def _check_conversion(
 def _run_chunked(
     network: _Network, pixels: NDArray[np.uint8] | NDArray[np.float32]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Run ``network`` over ``pixels`` in chunks of at most :data:`_MAX_CHUNK` pictures.
+    """Return the pooled features and the logits of ``pixels``, in chunks of at most
+    :data:`_MAX_CHUNK` pictures.
 
     Each chunk is cast to float32 on its own, so a large uint8 batch never exists as a whole
-    float32 copy.
+    float32 copy, and each chunk's feature map is pooled at once (it is 49 times the size of
+    its features).
     """
-    parts = [network.run(pixels[start : start + _MAX_CHUNK].astype(np.float32, copy=False))
+    parts = [_pooled(network.run(pixels[start : start + _MAX_CHUNK].astype(np.float32,
+                                                                           copy=False)))
              for start in range(0, len(pixels), _MAX_CHUNK)]
     return (np.concatenate([features for features, _ in parts]),
             np.concatenate([logits for _, logits in parts]))
+
+
+def _pooled(
+    outputs: tuple[NDArray[np.float32], NDArray[np.float32]],
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Return ``(GeM of the feature map, logits)`` for one chunk's network outputs."""
+    feature_map, logits = outputs
+    return gem_pool(feature_map), logits
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -1,9 +1,10 @@
 """Provides the Keras port of EfficientNet-Lite0, built from the numpy state dict of the checkpoint.
 
 The network takes RGB pictures of ``INPUT_SIZE`` x ``INPUT_SIZE`` with values 0..255 (float32) and
-returns two outputs: the 1280-d global-average-pooled features (our embedding before
-normalisation) and the 1000 ImageNet logits. Normalisation ``(x - 127) / 128`` is part of the
-graph so every runtime (Keras, TFLite) sees the same numbers.
+returns two outputs: the last feature map (7 x 7 x 1280, after the head's ReLU6), which the
+embedder pools into the embedding (:mod:`backend.vision.pooling`), and the 1000 ImageNet logits
+(computed, as trained, from the global average of that map). Normalisation ``(x - 127) / 128``
+is part of the graph so every runtime (Keras, TFLite) sees the same numbers.
 
 TensorFlow/Keras are imported inside :func:`build_keras_model` so that importing this module is
 cheap; only building a model loads TensorFlow.
@@ -31,8 +32,10 @@ RELU_MAX: Final = 6.0
 # The checkpoint's normalisation: pixels 0..255 map to roughly [-1, 1].
 INPUT_MEAN: Final = 127.0
 INPUT_STD: Final = 128.0
+#: Side of the last feature map (the input downsampled 32 times).
+FEATURE_MAP_SIZE: Final = INPUT_SIZE // 32
 #: Output names of the model, in order.
-OUTPUT_NAMES: Final = ("features", "logits")
+OUTPUT_NAMES: Final = ("feature_map", "logits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
 
     Returns:
         A Keras model mapping float32 ``[N, 224, 224, 3]`` pixels in 0..255 to
-        ``(features [N, 1280], logits [N, 1000])``.
+        ``(feature_map [N, 7, 7, 1280], logits [N, 1000])``.
 
     Raises:
         StateDictError: A tensor is missing, has the wrong shape, or is left over.
@@ -172,8 +175,10 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
             index += 1
 
     x = conv(x, "head_conv", "_conv_head.weight", FEATURE_DIM, 1)
-    x = batch_norm(x, "head_bn", "_bn1", relu=True)
-    features = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    feature_map = batch_norm(x, "head_bn", "_bn1", relu=True)
+    # The map itself is an output too: retrieval pools it differently from the classifier
+    # (generalised mean), and pooling outside the graph keeps the int8 model's ops simple.
+    features = keras.layers.GlobalAveragePooling2D(name="features")(feature_map)
     dense = keras.layers.Dense(NUM_CLASSES, name="logits")
     logits = dense(features)
     assignments.append(
@@ -189,7 +194,7 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
     leftover = weights.unused()
     if leftover:
         raise StateDictError(f"state dict tensors not used by the architecture: {leftover[:5]}")
-    model = keras.Model(pixels, [features, logits], name="efficientnet_lite0")
+    model = keras.Model(pixels, [feature_map, logits], name="efficientnet_lite0")
     for layer, values in assignments:
         layer.set_weights(values)
     return model

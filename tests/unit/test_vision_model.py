@@ -97,7 +97,7 @@ def test_int8_model_stays_close_to_the_float_reference(
 
 
 def test_model_version_names_the_weights_and_the_quantisation() -> None:
-    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v2-int8"
+    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v3-int8"
 
 
 def test_quantised_model_runs_without_tensorflow(
@@ -171,19 +171,20 @@ def test_wrong_input_is_rejected(embedder: Embedder) -> None:
 
 def test_conversion_check_catches_disagreement() -> None:
     class Constant:
-        def __init__(self, value: float) -> None:
-            self.value = value
+        def __init__(self, channel: int) -> None:
+            self.channel = channel
 
         def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            features = np.full((len(pixels), 1280), self.value, np.float32)
-            features[:, 0] += self.value
+            # A feature map that fires in one channel (ReLU6 outputs are never negative).
+            feature_map = np.full((len(pixels), 7, 7, 1280), 0.01, np.float32)
+            feature_map[..., self.channel] = 5.0
             logits = np.zeros((len(pixels), 1000), np.float32)
-            return features, logits
+            return feature_map, logits
 
     probe = np.zeros((4, 224, 224, 3), np.float32)
-    embedder_module._check_conversion(Constant(1.0), Constant(1.0), probe)
+    embedder_module._check_conversion(Constant(3), Constant(3), probe)
     with pytest.raises(EmbedderError, match="cosine"):
-        embedder_module._check_conversion(Constant(1.0), Constant(-1.0), probe)
+        embedder_module._check_conversion(Constant(3), Constant(700), probe)
 
 
 def test_state_dict_must_match_the_architecture(embedder: Embedder) -> None:

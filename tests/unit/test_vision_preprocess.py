@@ -37,15 +37,31 @@ def test_palette_picture_with_transparency_is_composited_onto_white() -> None:
     assert (result[0, 0] > 240).all()
 
 
-def test_shorter_side_is_scaled_and_centre_cropped() -> None:
-    # Three vertical bands; only the middle one should survive a centred square crop.
+def test_wide_picture_is_kept_whole_between_white_bars() -> None:
+    # Three vertical bands: all three must survive (a centre crop kept only the middle one).
     wide = np.zeros((300, 900, 3), np.uint8)
     wide[:, :300] = (255, 0, 0)
     wide[:, 300:600] = (0, 255, 0)
     wide[:, 600:] = (0, 0, 255)
-    result = preprocess(Image.fromarray(wide))
+    result = preprocess(Image.fromarray(wide)).astype(int)
     assert result.shape == (224, 224, 3)
-    np.testing.assert_array_equal(result[:, 2:-2], np.broadcast_to([0, 255, 0], (224, 220, 3)))
+    middle = 112
+    np.testing.assert_array_equal(result[middle, 30], [255, 0, 0])
+    np.testing.assert_array_equal(result[middle, 112], [0, 255, 0])
+    np.testing.assert_array_equal(result[middle, 194], [0, 0, 255])
+    # 900 x 300 becomes 224 x 75, centred: white above and below.
+    assert (result[:70] == 255).all() and (result[-70:] == 255).all()
+
+
+def test_tall_picture_is_kept_whole_between_white_bars() -> None:
+    tall = np.zeros((800, 200, 3), np.uint8)
+    tall[:400] = (255, 0, 0)
+    tall[400:] = (0, 0, 255)
+    result = preprocess(Image.fromarray(tall)).astype(int)
+    np.testing.assert_array_equal(result[10, 112], [255, 0, 0])
+    np.testing.assert_array_equal(result[-10, 112], [0, 0, 255])
+    # 200 x 800 becomes 56 x 224, centred: white left and right.
+    assert (result[:, :80] == 255).all() and (result[:, -80:] == 255).all()
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -58,15 +74,16 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6
     photo = _reopen(Image.fromarray(stored), "JPEG", exif=exif, quality=95)
     result = preprocess(photo).astype(int)
-    assert result[112, 200, 0] > 200 and result[112, 200, 2] < 60  # right: red
-    assert result[112, 20, 2] > 200 and result[112, 20, 0] < 60  # left: blue
+    assert result[112, 160, 0] > 200 and result[112, 160, 2] < 60  # right: red
+    assert result[112, 64, 2] > 200 and result[112, 64, 0] < 60  # left: blue
 
 
 def test_greyscale_and_tiny_pictures_become_rgb_224() -> None:
     grey = Image.fromarray(np.full((10, 30), 77, np.uint8), mode="L")
     result = preprocess(grey)
     assert result.shape == (224, 224, 3)
-    assert (result == 77).all()
+    assert (result[112] == 77).all()  # scaled up to the full width
+    assert (result[0] == 255).all()  # the bars above and below stay white
 
 
 def test_input_picture_is_not_modified() -> None:

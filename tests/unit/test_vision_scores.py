@@ -113,7 +113,9 @@ def test_the_matching_item_comes_first_with_a_clear_margin(
 def test_unrelated_samples_score_low_and_a_recompressed_copy_high(
     int8: Scores,
 ) -> None:
-    # The snapshot's scene: Coffee against the other samples, measured 0.08-0.25.
-    assert all(0.0 <= int8["coffee", name] <= 0.4 for name in LISTED if name != "coffee")
-    # The upload test's near duplicate: measured 0.956 (float32: 0.930) against 0.92.
+    # The snapshot's scene: Coffee against the other samples, measured 0.28-0.41 (GeM pooling
+    # of pipeline revision 3; average pooling gave 0.08-0.25, but also a near duplicate further
+    # from 1).
+    assert all(0.0 <= int8["coffee", name] <= 0.5 for name in LISTED if name != "coffee")
+    # The upload test's near duplicate: measured 0.994 (revision 2: 0.956) against 0.92.
     assert int8["coffee", "coffee-q60"] >= ServerConfig.near_duplicate_threshold
