@@ -143,6 +143,7 @@ class ServerMetrics:
         self._batch_children: dict[str, Histogram] = {}
         self._connections: set[Connection] = set()
         self._embeddings: Callable[[], EmbeddingStats | None] = _no_embeddings
+        self._backfill: Callable[[], int] = lambda: 0
         registry.register(_ScrapeTimeCollector(self))
         # CPU, memory and open files of the process: what an operator checks first.
         ProcessCollector(registry=registry)
@@ -233,6 +234,14 @@ class ServerMetrics:
         """The embedding worker's figures now, if there is a worker."""
         return self._embeddings()
 
+    def watch_backfill(self, source: Callable[[], int]) -> None:
+        """Read at every scrape how many stored pictures still wait for the current model."""
+        self._backfill = source
+
+    def backfill_remaining(self) -> int:
+        """Stored pictures not yet embedded by the current model (re-embedding after a change)."""
+        return self._backfill()
+
 
 class _ScrapeTimeCollector:
     """Reads the figures that live elsewhere, when Prometheus asks for them."""
@@ -247,6 +256,7 @@ class _ScrapeTimeCollector:
         yield GaugeMetricFamily("pixmart_embedding_queue_depth", "")
         yield CounterMetricFamily("pixmart_embedding_pictures", "")
         yield CounterMetricFamily("pixmart_embedding_batches", "")
+        yield GaugeMetricFamily("pixmart_embedding_backfill_remaining", "")
 
     def collect(self) -> Iterator[Metric]:
         """The current figures."""
@@ -275,6 +285,11 @@ class _ScrapeTimeCollector:
             "pixmart_embedding_batches",
             "Batches run through the network since the worker started.",
             value=stats.batches_run if stats else 0,
+        )
+        yield GaugeMetricFamily(
+            "pixmart_embedding_backfill_remaining",
+            "Stored pictures still to be embedded by the current model (after a model change).",
+            value=self._metrics.backfill_remaining(),
         )
 
 

@@ -41,6 +41,7 @@ class VisionDomain:
         # The worker is built only once started, and not at all without the model, so the
         # metrics look it up at every scrape.
         services.metrics.watch_embeddings(self._embedding_worker)
+        services.metrics.watch_backfill(self._backfill_remaining)
 
     @property
     def status(self) -> VisionStatus:
@@ -99,3 +100,6 @@ class VisionDomain:
 
     def _embedding_worker(self) -> EmbeddingStats | None:
         return self.service.worker if self.service is not None else None
+
+    def _backfill_remaining(self) -> int:
+        return self.service.backfill_remaining if self.service is not None else 0

@@ -211,6 +211,22 @@ async def test_embedding_worker_figures_are_read_at_scrape_time() -> None:
     assert samples["pixmart_embedding_queue_depth"] == 0
 
 
+def test_the_re_embedding_backlog_is_read_at_scrape_time() -> None:
+    metrics = ServerMetrics()
+
+    def backlog() -> float:
+        samples = {sample.name: sample.value
+                   for family in metrics.registry.collect() for sample in family.samples}
+        return samples["pixmart_embedding_backfill_remaining"]
+
+    assert backlog() == 0  # nothing watched: vision off
+    remaining = [120]
+    metrics.watch_backfill(lambda: remaining[0])
+    assert backlog() == 120
+    remaining[0] = 7  # the background pass moved on
+    assert backlog() == 7
+
+
 # -- the request log ---------------------------------------------------------------------
 
 
