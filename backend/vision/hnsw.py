@@ -24,6 +24,7 @@ Thread safety: one lock serialises searches and changes (faiss does not allow bo
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Final
 
@@ -48,6 +49,9 @@ class HnswGraph:
         self, dim: int, *, m: int = DEFAULT_M, ef_construction: int = DEFAULT_EF_CONSTRUCTION
     ) -> None:
         """Create an empty graph (untrained: the first :meth:`add` learns the code ranges)."""
+        # faiss's loader reports at INFO every CPU-specific build it looks for and does not
+        # find (current wheels dispatch inside one library), which reads like an error.
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         import faiss  # heavy, and only worth it for a large catalogue
 
         if dim < 1 or m < 2 or ef_construction < 1:
