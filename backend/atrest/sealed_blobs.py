@@ -32,7 +32,7 @@ from backend.atrest.envelope import HEADER_BYTES, OpenedHeader, SealBroken, Seal
 from backend.atrest.keyring import StoreKeys
 from backend.atrest.keys import WrongKey
 from backend.media.blobs import BlobDamaged, ObjectStore
-from backend.media.fsutil import TEMP_PREFIX, fsync_dir, sha256_of
+from backend.media.fsutil import TEMP_PREFIX, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ class SealedBlobs:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        fsync_dir(temp.parent)
+        # Its folder is not synced: the temporary name need not outlive a crash (the sweep
+        # removes what is left), and the store makes the final name durable.
         return temp
 
     async def put(self, data: bytes) -> str:
