@@ -5,15 +5,24 @@ like the blobs (:mod:`backend.atrest.envelope`, one segment each) and bound to t
 thumbnail cannot pass for a preview. They are not bound to their row (the card queries do not
 read the picture's hash), so someone able to write the database could swap two pictures'
 thumbnails; nobody without the master key can read or forge one.
+
+Opened derivatives are kept in memory (:data:`OPENED_BYTES` at most, least recently used go
+first): a listing shows the same thumbnails again and again, and decrypting one costs about as
+much as everything else its card needs. They are looked up by their sealed header, which holds a
+data key made for that one derivative: a hit is the derivative that header was sealed with, so
+the cache never serves bytes nobody sealed. Damage to a derivative's segment shows when it is
+next opened from the database.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Final, Literal
 
-from backend.atrest.envelope import SealBroken, Sealer, is_sealed
+from backend.atrest.envelope import HEADER_BYTES, SealBroken, Sealer, is_sealed
 from backend.atrest.keys import WrongKey
 from backend.catalogue.repository import ItemDraft
 from protocol.errors import Internal
@@ -25,6 +34,40 @@ _CONTEXTS: Final[dict[str, bytes]] = {
     "thumbnail": b"pixmart derivative thumbnail",
     "preview": b"pixmart derivative preview",
 }
+#: Bytes of opened derivatives kept in memory: some thousands of thumbnails.
+OPENED_BYTES: Final = 64 * 1024 * 1024
+
+
+class _OpenedCache:
+    """The most recently opened derivatives, up to ``budget`` bytes, by kind and sealed header.
+
+    Locked: the catalogue opens derivatives on the event loop, background jobs in threads.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._bytes = 0
+        self._entries: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bytes]) -> bytes | None:
+        with self._lock:
+            data = self._entries.get(key)
+            if data is not None:
+                self._entries.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[str, bytes], data: bytes) -> None:
+        if len(data) > self._budget // 16:
+            return  # one large preview must not push out many thumbnails
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._budget:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
 
 
 class DerivativeCodec:
@@ -36,6 +79,7 @@ class DerivativeCodec:
 
     def __init__(self, sealer: Sealer | None = None) -> None:
         self.sealer = sealer
+        self._opened = _OpenedCache(OPENED_BYTES)
         #: Rows written before encryption may still hold plain derivatives (the background job
         #: seals them); until it is done they are served as they are.
         self.plaintext_left = sealer is None
@@ -70,10 +114,16 @@ class DerivativeCodec:
             raise self._damaged(kind, "stored unsealed in an encrypted shop")
         if self.sealer is None:
             raise self._damaged(kind, "sealed, but this server runs without a master key")
+        key = (kind, data[:HEADER_BYTES])
+        opened = self._opened.get(key)
+        if opened is not None:
+            return opened
         try:
-            return self.sealer.open(data, _CONTEXTS[kind])
+            opened = self.sealer.open(data, _CONTEXTS[kind])
         except (SealBroken, WrongKey) as exc:
             raise self._damaged(kind, str(exc)) from None
+        self._opened.put(key, opened)
+        return opened
 
     def rewrap(self, data: bytes, kind: Kind) -> bytes | None:
         """``data`` with its data key wrapped under the current master key, or ``None`` when
