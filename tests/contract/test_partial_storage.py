@@ -98,3 +98,17 @@ async def test_abandoned_lists_only_untouched_uploads(partials: PartialStorage) 
     await partials.append(upload_id, 0, b"fresh")
     assert upload_id in await ids(partials, older_than=-60.0)  # a cutoff in the future
     assert upload_id not in await ids(partials, older_than=3600.0)
+
+
+async def test_the_start_up_sweep_removes_what_a_kill_left_mid_finish(
+    partials: PartialStorage, tmp_path: Path
+) -> None:
+    upload_id = await partials.begin()
+    await partials.append(upload_id, 0, b"half")
+    # A finish opening a sealed upload, a picture being sealed beside it: cut by a kill.
+    leftovers = [tmp_path / "uploads" / ".tmp-a1b2c3d4", tmp_path / "uploads" / ".tmp-seal-e5"]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    assert await partials.sweep_scratch() >= len(leftovers)
+    assert not any(path.exists() for path in leftovers)
+    assert await partials.size(upload_id) == 4  # the upload itself is kept
