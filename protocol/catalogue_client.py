@@ -2,8 +2,8 @@
 
 Functions taking a session: resumable uploads (:func:`upload_file`), listings
 (:func:`browse`, :func:`iter_items`), one item (:func:`get_item`, :func:`download_original`),
-edits and deletes, tags, live updates (:class:`CatalogueWatch`), and exact price parsing
-(:func:`parse_price`, :func:`format_price`).
+edits and deletes, tags and live updates (:class:`CatalogueWatch`). Money is in
+:mod:`protocol.money`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Final
 
@@ -61,50 +60,6 @@ _MAX_RESYNCS: Final = 8
 _HASH_BLOCK: Final = 1024 * 1024
 #: Ids per watch request (the protocol's maximum).
 _WATCH_BATCH: Final = 1000
-
-# ISO 4217 minor units of the currencies that do not use two decimals.
-_MINOR_DIGITS: Final[dict[str, int]] = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"), 0),
-    **dict.fromkeys(("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
-
-
-# -- money ---------------------------------------------------------------------------------
-
-
-def minor_digits(currency: str) -> int:
-    """Decimals of ``currency``'s minor unit (2 for EUR, 0 for JPY)."""
-    return _MINOR_DIGITS.get(currency.upper(), 2)
-
-
-def parse_price(text: str, currency: str = "EUR") -> int:
-    """Return a price typed by a person (``"12.50"``) in integer minor units (``1250``).
-
-    Parsed with :class:`~decimal.Decimal`, never float, so every valid input is exact.
-
-    Raises:
-        ValueError: not a number, negative, or more decimals than the currency has.
-    """
-    cleaned = text.strip()
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a price; write it like 12.50") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{text!r} is not a price; it must be zero or more")
-    digits = minor_digits(currency)
-    minor = amount.scaleb(digits)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{text!r} has more than {digits} decimals for {currency}")
-    return int(minor)
-
-
-def format_price(minor: int, currency: str = "EUR") -> str:
-    """Return minor units as people read them, e.g. ``"12.50 EUR"``."""
-    digits = minor_digits(currency)
-    amount = Decimal(minor).scaleb(-digits)
-    return f"{amount:.{digits}f} {currency}"
 
 
 # -- uploads -------------------------------------------------------------------------------
@@ -368,12 +323,9 @@ __all__: list[str] = [
     "delete_items",
     "download_original",
     "edit_item",
-    "format_price",
     "get_item",
     "iter_items",
     "list_tags",
-    "minor_digits",
-    "parse_price",
     "sha256_of_file",
     "upload_file",
 ]

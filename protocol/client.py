@@ -61,6 +61,7 @@ from protocol.messages.base import (
     Request,
     Welcome,
 )
+from protocol.money import DEFAULT_CURRENCY
 from protocol.trust import TrustError, TrustPolicy, fingerprint_of_der
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,12 @@ class Session:
                 listener(token)
             except Exception:
                 log.exception("token listener failed")
+
+    @property
+    def currency(self) -> str:
+        """The server's currency (ISO 4217), from its hello; the default until it said."""
+        capabilities = self.capabilities
+        return capabilities.currency if capabilities is not None else DEFAULT_CURRENCY
 
     @property
     def connected(self) -> bool:

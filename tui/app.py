@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,15 +18,19 @@ from textual.signal import Signal
 from protocol.client import ConnectionStatus, Offline, Session
 from protocol.messages.accounts import UserInfo
 from protocol.messages.base import Event
-from protocol.messages.catalogue import ItemCard
+from protocol.messages.catalogue import ItemCard, ListingFilters
+from protocol.messages.commerce import Cart
+from protocol.money import DEFAULT_CURRENCY
 from protocol.trust import FingerprintMismatch, UnknownServer
+from tui.data.cart import CartModel
+from tui.data.similar import SimilarQuery, load_query_picture, query_limits, search_filters
 from tui.data.thumbnails import PictureCache
 from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
 from tui.feedback import describe_error, describe_session_end, is_warming_up
 from tui.keys import key_commands
 from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
-from tui.palette import PixmartCommands
+from tui.palette import PaletteCommand, PixmartCommands
 from tui.screens.cart import CartScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
@@ -37,12 +41,8 @@ from tui.screens.orders import OrdersScreen
 from tui.screens.search import SearchScreen
 from tui.screens.similar import SimilarScreen
 from tui.screens.upload import UploadScreen
-from tui.shop import ShopHooks
 from tui.store import ClientStore
 from tui.type_ahead import TypeAheadApp
-
-#: A palette entry without a key: name, help, what to run.
-PaletteCommand = tuple[str, str, Callable[[], Any]]
 
 #: The modes a logged-in person moves between; each keeps its own screen stack.
 SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
@@ -136,13 +136,20 @@ class PixmartApp(TypeAheadApp[None]):
         self.pictures = PictureCache(capacity=512)
         self.listing_batch = listing_batch
         self.upload_root = upload_root or Path.cwd()
-        #: Live updates, and the hooks for commerce (cart) and vision (similar pictures).
-        self.shop = ShopHooks(self)
+        #: The person's cart, kept as the server tells it.
+        self.cart = CartModel(
+            self,
+            session=self.require_session,
+            report_failure=self.report_failure,
+            user=lambda: self.user,
+            keys_dir=store.root,
+        )
         self._logging_out = False
 
     # -- start and stop ------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        self.cart.updates.subscribe(self, self._cart_changed, immediate=True)
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
@@ -224,8 +231,7 @@ class PixmartApp(TypeAheadApp[None]):
     def currency(self) -> str:
         """The server's currency (ISO 4217)."""
         session = self.link.session
-        capabilities = session.capabilities if session is not None else None
-        return capabilities.currency if capabilities is not None else "EUR"
+        return session.currency if session is not None else DEFAULT_CURRENCY
 
     @property
     def has_vision(self) -> bool:
@@ -238,13 +244,13 @@ class PixmartApp(TypeAheadApp[None]):
     def _connection_changed(self, message: ConnectionChanged) -> None:
         if message.session is self.link.session:
             self.connection = message.status
-            self.shop.on_status(message.status)
+            self.cart.on_status(message.status)
 
     @on(ServerEventReceived)
     def _server_event(self, message: ServerEventReceived) -> None:
         if message.session is not self.link.session:
             return
-        self.shop.on_event(message.event)
+        self.cart.on_event(message.event)
         self.server_events.publish(message.event)
 
     @on(TokenChanged)
@@ -265,17 +271,28 @@ class PixmartApp(TypeAheadApp[None]):
         self.user = user
         self.server_url = message.session.url
         self.store.remember(server=message.session.url, username=user.username)
-        self.run_worker(self.shop.follow(message.session), group="follow", exclusive=True)
+        self.run_worker(self._follow(message.session), group="follow", exclusive=True)
         await self.switch_mode("gallery")
         if message.resumed:
             self.notify(f"Welcome back, {user.username}.", timeout=3)
 
-    def open_item(self, card: ItemCard) -> None:
-        """Show one item over the current screen."""
-        self.push_screen(ItemScreen(card.id, card))
+    async def _follow(self, session: Session) -> None:
+        """Hear about the catalogue and learn the cart's size (both best effort)."""
+        await self.link.watch_catalogue(session)
+        await self.cart.refresh()
+
+    async def watch_items(self, item_ids: Sequence[int]) -> None:
+        """Also hear about these items (e.g. the one on screen), across reconnects."""
+        await self.link.watch_items(item_ids)
+
+    def _cart_changed(self, cart: Cart) -> None:
+        del cart  # the header counts what the server holds, not what is on its way
+        self.cart_count = self.cart.units
 
     async def _back_to_login(self) -> None:
-        self.shop.forget()
+        self.link.stop_watching()
+        self.cart.forget()
+        self.cart_count = 0
         self.pictures = PictureCache(capacity=512)
         await self.switch_mode("login")
         # The shop screens hold the last person's data: start them afresh next time.
@@ -301,6 +318,12 @@ class PixmartApp(TypeAheadApp[None]):
 
     async def action_go(self, mode: str) -> None:
         """Go to a shop screen; from an item or look-alikes opened there, back to the screen."""
+        await self.go(mode)
+
+    # -- navigation ----------------------------------------------------------------------------
+
+    async def go(self, mode: str) -> None:
+        """Go to a shop screen; from an item or look-alikes opened there, back to the screen."""
         if mode not in SHOP_MODES or self.user is None:
             return
         if self.current_mode != mode:
@@ -308,6 +331,63 @@ class PixmartApp(TypeAheadApp[None]):
             return
         while len(self.screen_stack) > 1 and isinstance(self.screen, ItemScreen | SimilarScreen):
             self.pop_screen()
+
+    def open_item(self, card: ItemCard) -> None:
+        """Show one item over the current screen."""
+        self.push_screen(ItemScreen(card.id, card))
+
+    def _has_vision(self, doing: str) -> bool:
+        """Whether the server runs the image model; if not, say it cannot do ``doing``."""
+        if self.has_vision:
+            return True
+        self.notify(f"This server has no image model, so it cannot {doing}.")
+        return False
+
+    def find_similar(
+        self, item_id: int, *, title: str = "", thumbnail: bytes | None = None
+    ) -> None:
+        """Show every item that looks like ``item_id``, best first (needs the image model).
+
+        Args:
+            title: the item's title, to name it on the results.
+            thumbnail: its picture, shown beside the results.
+        """
+        if not self._has_vision("find similar items"):
+            return
+        label = f"“{title}”" if title else f"item #{item_id}"
+        query = SimilarQuery(item_id=item_id, label=label)
+        self.push_screen(SimilarScreen(query, example=thumbnail))
+
+    def search_by_picture(self, path: Path, filters: ListingFilters | None = None) -> None:
+        """Show the items that look like a picture file of the person's, best first.
+
+        The file is read (and shrunk, should the server refuse it as it is) in the background.
+
+        Args:
+            filters: tags, price range and stock to hold too (words do not apply).
+        """
+        if not self._has_vision("search by picture"):
+            return
+        self.run_worker(
+            self._search_by_picture(path, search_filters(filters or ListingFilters())),
+            group="search-by-picture",
+            exclusive=True,
+        )
+
+    async def _search_by_picture(self, path: Path, filters: ListingFilters) -> None:
+        session = self.link.session
+        max_bytes, max_pixels = query_limits(session.capabilities if session else None)
+        try:
+            picture = await asyncio.to_thread(
+                load_query_picture, path, max_bytes=max_bytes, max_pixels=max_pixels
+            )
+        except ValueError as exc:
+            self.notify(str(exc), title="Search by picture", severity="warning", markup=False)
+            return
+        query = SimilarQuery(filters, label=path.name, picture=picture)
+        await self.push_screen(SimilarScreen(query, example=picture))
+
+    # -- actions -------------------------------------------------------------------------------
 
     def action_reconnect(self) -> None:
         """Try to reconnect at once instead of waiting for the next attempt."""

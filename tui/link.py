@@ -4,15 +4,18 @@ Every screen asks the link for the session instead of holding its own. The first
 server address is made once, even when several screens ask at the same time (the login form and
 the start-up connect); asking for another address closes the old session first. After the first
 connection the session heals itself (reconnect, resume) and the link only relays what it reports.
+Once logged in, the link also keeps the catalogue subscription (and the items watched one by one)
+alive across reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from protocol.catalogue_client import CatalogueWatch
 from protocol.client import ConnectionState, ConnectionStatus, Session
 from protocol.messages.base import Event
 
@@ -50,6 +53,7 @@ class ServerLink:
         self._session: Session | None = None
         self._opening: asyncio.Future[Session] | None = None
         self._connected = False
+        self._catalogue_watch: CatalogueWatch | None = None
         if session is not None:
             self._watch(session)
             self._session = session
@@ -126,8 +130,32 @@ class ServerLink:
         self._connected = True
         return session
 
+    # -- live updates --------------------------------------------------------------------------
+
+    async def watch_catalogue(self, session: Session) -> None:
+        """Subscribe ``session`` to catalogue events, kept across reconnects (best effort)."""
+        if self._catalogue_watch is None:
+            self._catalogue_watch = CatalogueWatch(session)
+        try:
+            await self._catalogue_watch.watch_catalogue()
+        except Exception:
+            pass  # the screens work without live updates
+
+    async def watch_items(self, item_ids: Sequence[int]) -> None:
+        """Also hear about these items (e.g. the one on screen), across reconnects."""
+        if self._catalogue_watch is not None:
+            try:
+                await self._catalogue_watch.watch_items(item_ids)
+            except Exception:
+                pass  # live updates are a nicety; the screen works without them
+
+    def stop_watching(self) -> None:
+        """Forget the subscriptions (after a logout: the next person makes their own)."""
+        self._catalogue_watch = None
+
     async def close(self) -> None:
         """Close the current session, if any."""
+        self._catalogue_watch = None
         session, self._session = self._session, None
         self._connected = False
         opening, self._opening = self._opening, None

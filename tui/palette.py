@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, runtime_checkable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from tui.keys import key_commands
 
-if TYPE_CHECKING:
-    from tui.app import PixmartApp
+#: A palette entry without a key: name, help, what to run.
+PaletteCommand = tuple[str, str, Callable[[], Any]]
+
+
+@runtime_checkable
+class OffersCommands(Protocol):
+    """An app with commands for the palette beyond its bound keys."""
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        """Commands the palette offers beyond the bound keys."""
+        ...
 
 
 class PixmartCommands(Provider):
@@ -20,9 +29,9 @@ class PixmartCommands(Provider):
     A command's help shows its key, so the palette also teaches the keyboard.
     """
 
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app = cast("PixmartApp", self.app)
-        commands: list[tuple[str, str, Callable[[], Any]]] = []
+    def _commands(self) -> list[PaletteCommand]:
+        app = self.app
+        commands: list[PaletteCommand] = []
         seen: set[str] = set()
         for command in key_commands(self.screen):
             if not command.enabled or command.description in seen:
@@ -31,7 +40,8 @@ class PixmartCommands(Provider):
             help_text = f"{command.keys} · {command.tooltip or command.section}"
             callback: Callable[[], Any] = partial(app.run_action, command.action, command.node)
             commands.append((command.description, help_text, callback))
-        for name, help_text, callback in app.palette_commands():
+        extra = app.palette_commands() if isinstance(app, OffersCommands) else iter(())
+        for name, help_text, callback in extra:
             if name not in seen:
                 seen.add(name)
                 commands.append((name, help_text, callback))
@@ -51,4 +61,4 @@ class PixmartCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
-__all__ = ["PixmartCommands"]
+__all__ = ["OffersCommands", "PaletteCommand", "PixmartCommands"]

@@ -17,9 +17,9 @@ import msgspec
 from backend.commerce.lines import StoredLine, cart_total
 from backend.commerce.repository import CartRepository, CheckoutResult, StockGuardError
 from backend.metrics import ServerMetrics
-from protocol.catalogue_client import format_price
 from protocol.errors import BadRequest, Conflict, ErrorCode, OutOfStock, PixmartError
 from protocol.messages.commerce import CheckoutFailure, LineProblem, describe_failure
+from protocol.money import format_price
 
 #: The most one order may cost; keeps every sum far inside SQLite's 64-bit integers.
 MAX_ORDER_CENTS: Final = 10**17

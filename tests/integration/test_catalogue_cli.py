@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from backend.server import PixmartServer
+from protocol.listing_fields import title_from_filename
 from tests.support.catalogue import jpeg, png, stored, write
 from tui import cli
-from tui.commands.catalogue import title_from_filename
 
 
 class Cli:
@@ -85,7 +85,7 @@ async def test_upload_folders_then_browse_edit_and_delete(
     bike = next(row["id"] for row in rows if row["title"] == "Red bike 01")
 
     status, out, _ = await pixmart("browse", "--query", "red bi", "--max-price", "12.5")
-    assert status == 0 and "Red bike 01" in out and "12.50 EUR" in out and "Blue" not in out
+    assert status == 0 and "Red bike 01" in out and "€12.50" in out and "Blue" not in out
 
     status, _, _ = await pixmart("edit", str(bike), "--price", "0.99", "--private", "--tags", "")
     assert status == 0

@@ -11,10 +11,10 @@ import pytest
 
 from backend.server import PixmartServer
 from protocol import commerce_client as shop
+from protocol.checkout import PendingCheckout
 from tests.conftest import SessionFactory, logged_in
 from tests.support.commerce import PASSWORD, list_item
 from tui.cli import main
-from tui.commands.commerce import PendingCheckout
 from tui.store import ClientStore
 
 
@@ -52,7 +52,7 @@ async def test_shopping_from_the_command_line(
     item = await list_item(alice, tmp_path, title="Sunset", price_cents=1250, stock=5)
 
     code, out, _ = await cli("cart", "add", str(item), "2")
-    assert code == 0 and "Sunset" in out and "Total: 25.00 EUR (2 units)" in out
+    assert code == 0 and "Sunset" in out and "Total: €25.00 (2 units)" in out
     code, out, _ = await cli("cart", "set", str(item), "3", "--json")
     assert code == 0 and json.loads(out)["total_cents"] == 3750
     code, out, _ = await cli("cart", "--json")
@@ -69,7 +69,7 @@ async def test_shopping_from_the_command_line(
     code, out, _ = await cli("orders", "--json")
     assert [json.loads(line)["id"] for line in out.splitlines()] == [placed["order"]["id"]]
     code, out, _ = await cli("orders", str(placed["order"]["id"]))
-    assert code == 0 and "Total paid: 37.50 EUR" in out and "from alice" in out
+    assert code == 0 and "Total paid: €37.50" in out and "from alice" in out
     code, out, _ = await cli("sales")
     assert (code, out.strip()) == (0, "Nothing of yours has been sold yet")
     assert (await cli("login", "alice"))[0] == 0
@@ -79,7 +79,7 @@ async def test_shopping_from_the_command_line(
         (item, 3, "bob")
     ]
     code, out, _ = await cli("sales")
-    assert "to bob" in out and "3 x 12.50 EUR = 37.50 EUR" in out
+    assert "to bob" in out and "3 x €12.50 = €37.50" in out
 
 
 async def test_failures_are_told_in_words_with_a_failing_status(

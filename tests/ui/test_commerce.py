@@ -19,11 +19,11 @@ from textual.widgets._toast import Toast
 from protocol import commerce_client
 from protocol.catalogue_client import delete_items, edit_item, get_item
 from protocol.client import Offline, Session
-from protocol.messages.commerce import Cart, CartLine, LineProblem, OrderSummary
+from protocol.messages.commerce import Cart, CartLine, LineProblem
 from tests.conftest import SessionFactory, logged_in
 from tests.ui.conftest import SIZE, AppFactory, Shop, until
 from tui.app import PixmartApp
-from tui.data.commerce import Batches, blocking_failures, failure_words, line_notes, shown_total
+from tui.data.commerce import blocking_failures, failure_words, line_notes, shown_total
 from tui.dialogs import ConfirmDialog, OrderDialog, QuantityDialog, parse_quantity
 from tui.screens import CartScreen, GalleryScreen, ItemScreen, OrdersScreen
 from tui.store import ClientStore
@@ -85,7 +85,7 @@ async def open_cart(pilot: Pilot[None], app: PixmartApp, rows: int) -> CartScree
 
 
 def server_quantities(app: PixmartApp) -> dict[int, int]:
-    cart = app.shop.cart
+    cart = app.cart.cart
     assert cart is not None
     return {line.item_id: line.quantity for line in cart.lines}
 
@@ -291,7 +291,7 @@ async def test_a_checkout_that_fails_says_which_lines_and_why(
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
         # While the person reads the question, the seller sells the rest elsewhere.
         await edit_item(shop.seller, meadow.id, stock=1)
-        cart = app.shop
+        cart = app.cart
         await until(
             pilot,
             lambda: (
@@ -464,32 +464,3 @@ def test_quantities_are_read_strictly() -> None:
     ]:
         with pytest.raises(ValueError, match=words):
             parse_quantity(text, stock)
-
-
-async def test_batches_keep_each_entry_once_and_stop_at_the_end() -> None:
-    def summary(order_id: int) -> OrderSummary:
-        return OrderSummary(
-            id=order_id,
-            created_at=0.0,
-            total_cents=100,
-            currency="EUR",
-            first_title="x",
-            line_count=1,
-            units=1,
-        )
-
-    pages = {None: ([summary(5), summary(4)], "a"), "a": ([summary(4), summary(3)], None)}
-    asked: list[str | None] = []
-
-    async def fetch(cursor: str | None) -> tuple[list[OrderSummary], str | None]:
-        asked.append(cursor)
-        return pages[cursor]
-
-    batches = Batches(fetch, key=lambda entry: entry.id)
-    assert [entry.id for entry in await batches.fetch_next()] == [5, 4]
-    assert not batches.exhausted
-    assert [entry.id for entry in await batches.fetch_next()] == [3]  # 4 was seen already
-    assert batches.exhausted and await batches.fetch_next() == []
-    assert asked == [None, "a"]
-    assert batches.prepend(summary(6)) and not batches.prepend(summary(6))
-    assert [entry.id for entry in batches.items] == [6, 5, 4, 3]

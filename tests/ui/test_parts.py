@@ -9,12 +9,14 @@ import pytest
 from PIL import Image
 
 from protocol.client import ConnectionState, ConnectionStatus
+from protocol.listing_fields import parse_tags, title_from_filename
 from protocol.messages.catalogue import ItemBatch, ItemCard, ListingFilters, SortOrder
 from protocol.messages.live import ItemChanged
-from tui.data import Listing, ListingQuery, PictureCache, format_price, parse_price
-from tui.dialogs import parse_stock, parse_tags
+from protocol.money import format_price, parse_price
+from tui.data import Listing, ListingQuery, PictureCache
+from tui.dialogs import parse_stock
 from tui.feedback import normalise_server_url
-from tui.screens.upload import UploadForm, is_picture, title_from_name
+from tui.screens.upload import UploadForm, is_picture
 from tui.widgets import describe_status, short_fingerprint, stock_label
 
 FINGERPRINT = ":".join(f"{n:02X}" for n in range(32))
@@ -124,7 +126,7 @@ def test_uploads_name_pictures_after_their_files() -> None:
     assert titled.metadata_for(Path("a.png"), 2, 3).title == "Dune 2"
     assert titled.metadata_for(Path("a.png"), 1, 1).title == "Dune"
     assert is_picture(Path("x.JPEG")) and not is_picture(Path("notes.txt"))
-    assert title_from_name(Path("_.png")) == "Untitled"
+    assert title_from_filename(Path("_.png")) == "Untitled"
 
 
 def test_server_addresses_are_completed() -> None:

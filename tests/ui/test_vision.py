@@ -48,7 +48,6 @@ from tui.dialogs import PickPictureDialog
 from tui.dialogs.pick_picture import leaf
 from tui.launch import build_app
 from tui.screens import GalleryScreen, ItemScreen, SearchScreen, SimilarScreen, UploadScreen
-from tui.screens.upload import UploadRow
 from tui.store import ClientStore
 from tui.widgets import (
     CatalogueView,
@@ -59,6 +58,7 @@ from tui.widgets import (
     TagChips,
     path_completions,
 )
+from tui.widgets.upload_queue import UploadRow
 
 PERCENT = re.compile(r"^(\d+)% similar$")
 

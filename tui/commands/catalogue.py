@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,15 +24,13 @@ from protocol.catalogue_client import (
     delete_items,
     download_original,
     edit_item,
-    format_price,
     get_item,
     iter_items,
     list_tags,
-    parse_price,
     upload_file,
 )
-from protocol.client import Session
 from protocol.errors import PixmartError
+from protocol.listing_fields import UNTITLED, parse_tags, title_from_filename
 from protocol.messages.catalogue import (
     ItemCard,
     ItemDetail,
@@ -41,6 +38,7 @@ from protocol.messages.catalogue import (
     ListingFilters,
     SortOrder,
 )
+from protocol.money import format_price, parse_price
 from tui.commands.context import CommandContext, CommandFailed, print_json
 from tui.data.reasons import looks_like_label
 
@@ -118,24 +116,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def split_tags(text: str) -> list[str]:
-    """Tags from ``"a, b,c"``; the server normalises and validates them."""
-    return [tag.strip() for tag in text.split(",") if tag.strip()]
-
-
-def title_from_filename(path: Path) -> str:
-    """A title made from a file name: ``red_bike-02.jpg`` gives ``Red bike 02``."""
-    words = re.sub(r"[\s_-]+", " ", path.stem).strip()
-    if not words:
-        return "Untitled"
-    return (words[0].upper() + words[1:])[:200]
-
-
-def currency_of(session: Session) -> str:
-    """The server's currency, from the hello."""
-    return session.capabilities.currency if session.capabilities else "EUR"
 
 
 def plain(value: ItemCard | ItemDetail, currency: str) -> dict[str, Any]:
@@ -308,7 +288,7 @@ async def upload_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     for path, reason in report.rejected:
         _print_outcome(None, args, path, "rejected", reason=reason)
     async with ctx.logged_in() as session:
-        price = parse_price(args.price, currency_of(session))
+        price = parse_price(args.price, session.currency)
         sizes = {path: path.stat().st_size for path in files}
         bar = ProgressBar(sys.stderr, len(files), sum(sizes.values()))
         slots = asyncio.Semaphore(args.jobs)
@@ -316,11 +296,11 @@ async def upload_command(ctx: CommandContext, args: argparse.Namespace) -> int:
         def metadata_for(path: Path) -> ItemMetadata:
             title = title_from_filename(path) if args.title_from_filename else None
             return ItemMetadata(
-                title=title or args.title or "Untitled",
+                title=title or args.title or UNTITLED,
                 description=args.description,
                 price_cents=price,
                 stock=args.stock,
-                tags=split_tags(args.tags),
+                tags=parse_tags(args.tags),
                 public=not args.private,
             )
 
@@ -396,9 +376,9 @@ def _print_outcome(
 async def browse_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List items matching the filters, newest first unless sorted otherwise."""
     async with ctx.logged_in() as session:
-        currency = currency_of(session)
+        currency = session.currency
         filters = ListingFilters(
-            tags=split_tags(args.tags),
+            tags=parse_tags(args.tags),
             text=args.query,
             mine=args.mine,
             min_price_cents=parse_price(args.min_price, currency) if args.min_price else None,
@@ -418,7 +398,7 @@ async def browse_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 async def item_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Show one item; optionally save its original picture."""
     async with ctx.logged_in() as session:
-        currency = currency_of(session)
+        currency = session.currency
         detail = await get_item(session, args.item_id)
         if args.download is not None:
             data, _ = await download_original(session, args.item_id)
@@ -446,7 +426,7 @@ async def item_command(ctx: CommandContext, args: argparse.Namespace) -> int:
 async def edit_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Change the given fields of an item."""
     async with ctx.logged_in() as session:
-        currency = currency_of(session)
+        currency = session.currency
         card = await edit_item(
             session,
             args.item_id,
@@ -454,7 +434,7 @@ async def edit_command(ctx: CommandContext, args: argparse.Namespace) -> int:
             description=args.description,
             price_cents=parse_price(args.price, currency) if args.price is not None else None,
             stock=args.stock,
-            tags=split_tags(args.tags) if args.tags is not None else None,
+            tags=parse_tags(args.tags) if args.tags is not None else None,
             public=args.public,
         )
     if args.json:

@@ -1,28 +1,20 @@
 """Provides ``pixmart cart``, ``checkout``, ``orders`` and ``sales``.
 
-``pixmart checkout`` never orders twice. Before it sends anything it keeps a random checkout key
-in the client config dir (written and fsynced, one per server and user), sends the checkout with
-that key, and forgets the key only once the server has answered for certain: with the order, or
-with an error that says nothing was bought. A run that crashed, or lost the server, after sending
-leaves the key behind, so the next run sends the same key and the server answers with the order
-the first run placed instead of placing another. A key derived from the cart's contents would
-not do: buying the same things twice on purpose must stay possible.
+``pixmart checkout`` never orders twice: it buys through :class:`protocol.checkout.CheckoutOnce`,
+whose key is on disk before anything is sent, so a re-run after a crash or a lost server sends
+the same key and gets the first run's order back instead of placing another.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import os
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from protocol import commerce_client as shop
-from protocol.catalogue_client import format_price
+from protocol.checkout import CheckoutOnce, PendingCheckout
 from protocol.client import Session
-from protocol.errors import BadRequest, Conflict, OutOfStock
+from protocol.errors import Conflict, OutOfStock
 from protocol.messages.commerce import (
     Cart,
     CartLine,
@@ -32,6 +24,7 @@ from protocol.messages.commerce import (
     Sale,
     describe_failure,
 )
+from protocol.money import format_price
 from tui.commands.context import CommandContext, CommandFailed, print_json
 
 
@@ -115,7 +108,7 @@ async def _cart_command(
     """Run ``call`` in a logged-in session and print the cart it answers with."""
     async with ctx.logged_in() as session:
         cart = await call(session)
-    _print_cart(cart, _currency(session), args)
+    _print_cart(cart, session.currency, args)
     return 0
 
 
@@ -159,73 +152,23 @@ def _problem_words(line: CartLine, problem: LineProblem, currency: str) -> str:
 # -- checkout --------------------------------------------------------------------------------
 
 
-class PendingCheckout:
-    """The checkout key of one server and user, kept on disk until the checkout is settled.
-
-    Args:
-        root: The client config dir.
-        server: The server's address.
-        username: The buyer.
-    """
-
-    def __init__(self, root: Path, server: str, username: str) -> None:
-        digest = hashlib.sha256(f"{server}\0{username.casefold()}".encode()).hexdigest()[:32]
-        self.path = root / "checkout-keys" / digest
-
-    def load(self) -> str | None:
-        """The key left by an earlier run, or ``None``."""
-        try:
-            key = self.path.read_text("ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return key if len(key) == 32 and all(c in "0123456789abcdef" for c in key) else None
-
-    def create(self) -> str:
-        """A new key, durably on disk before it is returned (so before it is ever sent)."""
-        key = shop.new_checkout_key()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(key)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        # The rename itself must survive a crash, or the next run would make a new key.
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return key
-
-    def settle(self) -> None:
-        """Forget the key: the server said for certain what became of it."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-
 async def checkout(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Buy the cart at the total shown; a re-run after a crash returns the first run's order."""
     async with ctx.logged_in() as session:
         assert session.user is not None  # ctx.connected() made sure
-        pending = PendingCheckout(ctx.store.root, ctx.server, session.user.username)
-        key = pending.load() or pending.create()
+        purchase = CheckoutOnce(
+            PendingCheckout(ctx.store.root, ctx.server, session.user.username), durable=True
+        )
+        await purchase.key()  # on disk before anything is sent
         cart = await shop.get_cart(session)
-        currency = _currency(session)
+        currency = session.currency
         as_json = getattr(args, "json", False)
         if cart.lines and not as_json:
             print(f"Buying {_units(cart.units)} for {format_price(cart.total_cents, currency)}")
         try:
-            placed = await shop.checkout(session, cart.total_cents, key)
-        except BadRequest:
-            # Nothing was bought with this key (an earlier order would have been returned).
-            pending.settle()
-            raise
+            placed = await purchase.checkout(session, cart.total_cents)
         except (OutOfStock, Conflict) as exc:
-            pending.settle()
             raise CommandFailed(_failure_words(exc, currency)) from None
-        pending.settle()
         still_in_cart = (await shop.get_cart(session)).units if placed.replayed else 0
     if as_json:
         print_json({"order": placed.order, "replayed": placed.replayed})
@@ -332,7 +275,3 @@ def _when(timestamp: float) -> str:
 
 def _units(count: int) -> str:
     return f"{count} unit{'' if count == 1 else 's'}"
-
-
-def _currency(session: Session) -> str:
-    return session.capabilities.currency if session.capabilities else "EUR"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from protocol.vision_client import iter_similar
-from tui.commands.catalogue import card_line, currency_of, plain
+from tui.commands.catalogue import card_line, plain
 from tui.commands.context import CommandContext, CommandFailed, print_json
 
 
@@ -33,7 +33,7 @@ async def similar_command(ctx: CommandContext, args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CommandFailed(f"Cannot read {args.path}: {exc.strerror}") from None
     async with ctx.logged_in() as session:
-        currency = currency_of(session)
+        currency = session.currency
         async for card in iter_similar(
             session, image=image, item_id=args.item, max_items=args.limit or None
         ):

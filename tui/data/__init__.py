@@ -1,16 +1,15 @@
 """Provides the client-side data of the TUI: listings (similar-picture ones too), pictures in
-memory, money, the cart."""
+memory, the cart's words, counts and sizes."""
 
 from __future__ import annotations
 
-from tui.data.commerce import Batches, LineNote, line_notes
+from tui.data.commerce import LineNote, line_notes
 from tui.data.listing import Listing, ListingQuery
-from tui.data.money import format_count, format_price, parse_price
+from tui.data.numbers import format_count, format_size
 from tui.data.similar import SimilarListing, SimilarQuery, similarity_label
 from tui.data.thumbnails import PictureCache, decode_picture
 
 __all__ = [
-    "Batches",
     "LineNote",
     "Listing",
     "ListingQuery",
@@ -19,8 +18,7 @@ __all__ = [
     "SimilarQuery",
     "decode_picture",
     "format_count",
-    "format_price",
+    "format_size",
     "line_notes",
-    "parse_price",
     "similarity_label",
 ]

@@ -1,4 +1,4 @@
-"""Provides the cart, orders and sales as the TUI shows them: line flags, words, dates, batches.
+"""Provides the cart, orders and sales as the TUI shows them: line flags, words, dates.
 
 Everything here is plain data and text (no widgets, no network of its own), so the screens stay
 small and the wording is the same on every screen and in every notification.
@@ -7,9 +7,8 @@ small and the wording is the same on every screen and in every notification.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from protocol.messages.commerce import (
     BLOCKING_PROBLEMS,
@@ -21,12 +20,7 @@ from protocol.messages.commerce import (
     OrderSummary,
     describe_failure,
 )
-from tui.data.money import format_price
-
-T = TypeVar("T")
-
-#: Fetches one batch after ``cursor`` (``None`` for the first); returns it and the next cursor.
-BatchFetcher = Callable[[str | None], Awaitable[tuple[list[T], str | None]]]
+from protocol.money import format_price
 
 
 @dataclass(frozen=True)
@@ -135,66 +129,7 @@ def summary_of(order: Order) -> OrderSummary:
     )
 
 
-class Batches(Generic[T]):
-    """A newest-first list (orders, sales) fetched a batch at a time with the server's cursor.
-
-    A batch is asked for only when told to, so a long history costs nothing until scrolled to;
-    an entry seen twice (a retried request) is kept once.
-
-    Args:
-        fetch: gets one batch after a cursor.
-        key: what makes two entries the same.
-    """
-
-    def __init__(self, fetch: BatchFetcher[T], key: Callable[[T], Hashable]) -> None:
-        self._fetch = fetch
-        self._key = key
-        self._seen: set[Hashable] = set()
-        self.items: list[T] = []
-        self.cursor: str | None = None
-        self.started = False
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether every batch has been fetched."""
-        return self.started and self.cursor is None
-
-    async def fetch_next(self) -> list[T]:
-        """Fetch the next batch; returns the entries it added (none once exhausted).
-
-        Raises:
-            PixmartError: the server's typed error.
-        """
-        if self.exhausted:
-            return []
-        batch, cursor = await self._fetch(self.cursor)
-        added = [entry for entry in batch if self._remember(entry)]
-        self.items.extend(added)
-        self.cursor = cursor
-        self.started = True
-        return added
-
-    def prepend(self, entry: T) -> bool:
-        """Put a new entry first (one made here since loading); ``False`` if already there."""
-        if not self._remember(entry):
-            return False
-        self.items.insert(0, entry)
-        return True
-
-    def _remember(self, entry: T) -> bool:
-        key = self._key(entry)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-
 __all__ = [
-    "BatchFetcher",
-    "Batches",
     "LineNote",
     "blocking_failures",
     "failure_words",

@@ -1,8 +1,7 @@
 """Provides :class:`Listing`: one catalogue listing, fetched batch by batch and kept current.
 
-The listing asks for the next batch only when told to, with the cursor of the previous one, so a
-connection drop in the middle (the session re-sends the request once it is back) neither skips
-nor repeats items; any item seen twice is kept once. Live events change or remove items in place.
+A listing is a :class:`~protocol.paging.BatchedList` of item cards: the next batch only when told
+to, each item kept once. Live events change or remove items in place.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from protocol.client import Session
 from protocol.messages.catalogue import ItemBatch, ItemCard, ListingFilters, SortOrder
 from protocol.messages.live import ItemChanged
 from protocol.messages.vision import SimilarBatch
+from protocol.paging import BatchedList
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class ListingQuery:
         return Listing(self, batch_size)
 
 
-class Listing:
-    """The items of one :class:`ListingQuery` loaded so far.
+class Listing(BatchedList[ItemCard]):
+    """The items of one :class:`ListingQuery` loaded so far, each kept once by id.
 
     Args:
         query: filters and sort order.
@@ -59,32 +59,9 @@ class Listing:
     """
 
     def __init__(self, query: ListingQuery, batch_size: int | None = None) -> None:
+        super().__init__(key=_card_id)
         self.query = query
         self.batch_size = batch_size
-        self.items: list[ItemCard] = []
-        self.cursor: str | None = None
-        self.total: int | None = None
-        self.started = False
-        #: Batches received so far.
-        self.batches = 0
-        self._positions: dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether every batch has been fetched."""
-        return self.started and self.cursor is None
-
-    def index_of(self, item_id: int) -> int | None:
-        """Where the item is in :attr:`items`, if loaded."""
-        return self._positions.get(item_id)
-
-    def get(self, item_id: int) -> ItemCard | None:
-        """The loaded card of ``item_id``."""
-        position = self._positions.get(item_id)
-        return self.items[position] if position is not None else None
 
     async def fetch_next(self, session: Session) -> list[ItemCard]:
         """Fetch the next batch and return the items it added (none once exhausted).
@@ -108,53 +85,26 @@ class Listing:
 
     def absorb(self, batch: ItemBatch | SimilarBatch) -> list[ItemCard]:
         """Append a batch's new items and move the cursor on."""
-        if batch.total is not None:
-            self.total = batch.total
-        added: list[ItemCard] = []
-        for card in batch.items:
-            if card.id in self._positions:
-                continue  # already shown: a retried request, or an item that moved
-            self._positions[card.id] = len(self.items)
-            self.items.append(card)
-            added.append(card)
-        self.cursor = batch.cursor
-        self.started = True
-        self.batches += 1
-        return added
+        return self.add_batch(batch.items, batch.cursor, batch.total)
 
     def apply_change(self, event: ItemChanged) -> int | None:
         """Update a loaded item from a live event; returns its position, if loaded."""
-        position = self._positions.get(event.item_id)
-        if position is None:
+        card = self.get(event.item_id)
+        if card is None:
             return None
-        card = self.items[position]
-        self.items[position] = msgspec.structs.replace(
-            card,
-            title=event.title,
-            price_cents=event.price_cents,
-            stock=event.stock,
-            public=event.public,
+        return self.replace(
+            msgspec.structs.replace(
+                card,
+                title=event.title,
+                price_cents=event.price_cents,
+                stock=event.stock,
+                public=event.public,
+            )
         )
-        return position
 
-    def replace(self, card: ItemCard) -> int | None:
-        """Put a fresher card of a loaded item in place; returns its position, if loaded."""
-        position = self._positions.get(card.id)
-        if position is not None:
-            self.items[position] = card
-        return position
 
-    def remove(self, item_id: int) -> int | None:
-        """Drop an item (deleted, or no longer visible); returns where it was, if loaded."""
-        position = self._positions.pop(item_id, None)
-        if position is None:
-            return None
-        del self.items[position]
-        for later in self.items[position:]:
-            self._positions[later.id] -= 1
-        if self.total is not None:
-            self.total = max(0, self.total - 1)
-        return position
+def _card_id(card: ItemCard) -> int:
+    return card.id
 
 
 __all__ = ["Listing", "ListingQuery"]

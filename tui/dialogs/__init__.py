@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tui.dialogs.confirm import ConfirmDialog
-from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields, parse_stock, parse_tags
+from tui.dialogs.edit_item import EditItemDialog, ItemEdit, ItemFields, parse_stock
 from tui.dialogs.order import OrderDialog
 from tui.dialogs.pick_picture import PickPictureDialog
 from tui.dialogs.quantity import QuantityDialog, parse_quantity
@@ -22,5 +22,4 @@ __all__ = [
     "grouped_fingerprint",
     "parse_quantity",
     "parse_stock",
-    "parse_tags",
 ]

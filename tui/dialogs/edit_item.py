@@ -11,9 +11,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
-from tui.data.money import format_amount, parse_price
-
-MAX_TAGS = 20
+from protocol.listing_fields import parse_tags
+from protocol.money import format_amount, parse_price
 
 
 @dataclass(frozen=True)
@@ -44,24 +43,6 @@ class ItemFields:
     stock: int
     tags: list[str]
     public: bool
-
-
-def parse_tags(text: str) -> list[str]:
-    """``"cat, Print ,  cat"`` → ``["cat", "Print"]``: split on commas, trimmed, no repeats.
-
-    Raises:
-        ValueError: more tags than an item may carry.
-    """
-    tags: list[str] = []
-    seen: set[str] = set()
-    for raw in text.split(","):
-        tag = raw.strip()
-        if tag and tag.casefold() not in seen:
-            seen.add(tag.casefold())
-            tags.append(tag)
-    if len(tags) > MAX_TAGS:
-        raise ValueError(f"An item carries at most {MAX_TAGS} tags")
-    return tags
 
 
 def parse_stock(text: str) -> int:

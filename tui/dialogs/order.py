@@ -13,8 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from protocol.messages.commerce import Order
+from protocol.money import format_price
 from tui.data.commerce import format_when, items, units
-from tui.data.money import format_price
 
 #: What the dialog hands back: ``"orders"`` when the person asked for the orders screen.
 OrderDialogResult = str | None

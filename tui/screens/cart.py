@@ -1,13 +1,12 @@
 """Provides :class:`CartScreen`: the cart as a table, kept current live, and the checkout.
 
-The cart is the server's (see :class:`tui.shop.ShopHooks`): this screen shows the cart the hooks
-publish, flags each line that cannot be bought as it stands, and turns keys into cart changes that
-go to the server in the background. Nothing here waits on the network in a key handler.
+The cart is the server's (see :class:`tui.data.cart.CartModel`): this screen shows the cart the
+model publishes, flags each line that cannot be bought as it stands, and turns keys into cart
+changes that go to the server in the background. Nothing here waits on the network in a key handler.
 """
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,38 +14,26 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from protocol.checkout import DEFINITE_REFUSALS
 from protocol.commerce_client import checkout_failures
 from protocol.errors import Conflict, OutOfStock, PixmartError
 from protocol.messages.commerce import Cart, CartLine, OrderPlaced
+from protocol.money import format_price
 from tui.data.commerce import (
     blocking_failures,
     failure_words,
     for_sale,
     items,
-    line_notes,
     shown_total,
     units,
 )
-from tui.data.money import format_price
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order import OrderDialog
 from tui.dialogs.quantity import QuantityDialog
 from tui.feedback import describe_error
 from tui.screens.base import PixmartScreen
 from tui.screens.item import ItemScreen
-from tui.shop import DEFINITE_REFUSALS
-from tui.widgets.batch_table import Cell, Column, RowTable, add_columns
-from tui.widgets.card_grid import stock_label
-
-#: The columns: 117 cells with padding, so 120 terminal columns fit.
-COLUMNS = (
-    Column("title", "Item", 34),
-    Column("price", "Price", 11, right=True),
-    Column("quantity", "Qty", 6, right=True),
-    Column("total", "Line total", 12, right=True),
-    Column("stock", "Stock", 12),
-    Column("notes", "Notes", 30),
-)
+from tui.widgets.cart_table import CartTable
 
 #: ``+`` and ``-`` share one footer entry.
 QUANTITY_KEYS = Binding.Group("Quantity", compact=True)
@@ -114,31 +101,33 @@ class CartScreen(PixmartScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        #: Item ids of the rows on screen, in order.
-        self.row_ids: list[int] = []
         #: Whether the cart had lines when last shown (the keys offered depend on it).
         self.has_lines = False
         self._checkout_running = False
         self._empty_text = EMPTY_TEXT
 
     def compose_body(self) -> ComposeResult:
-        yield RowTable(id="cart-table")
+        yield CartTable(id="cart-table")
         yield Static(Content(EMPTY_TEXT), id="cart-empty")
         with Horizontal(id="cart-summary"):
             yield Static("loading your cart…", id="cart-status")
             yield Static("", id="cart-total", classes="price")
 
     @property
-    def table(self) -> DataTable[Cell]:
+    def table(self) -> CartTable:
         """The lines table."""
-        return self.query_one("#cart-table", DataTable)
+        return self.query_one("#cart-table", CartTable)
+
+    @property
+    def row_ids(self) -> list[int]:
+        """Item ids of the rows on screen, in order."""
+        return self.table.row_ids
 
     def on_mount(self) -> None:
-        add_columns(self.table, COLUMNS)
-        shop = self.pixmart.shop
-        shop.cart_updates.subscribe(self, self._cart_changed)
+        shop = self.pixmart.cart
+        shop.updates.subscribe(self, self._cart_changed)
         self.show_cart()
-        shop.request_cart_refresh(report=True)
+        shop.request_refresh(report=True)
 
     def on_screen_resume(self) -> None:
         # Signals reach screens of other modes too, but a fresh look costs nothing.
@@ -147,12 +136,12 @@ class CartScreen(PixmartScreen):
     # -- showing -------------------------------------------------------------------------------
 
     def _cart_changed(self, cart: Cart) -> None:
-        del cart  # the hooks hold the cart and the quantities on their way
+        del cart  # the model holds the cart and the quantities on their way
         self.show_cart()
 
     def show_cart(self) -> None:
-        """Show the cart the hooks hold, keeping the cursor on the same line."""
-        shop = self.pixmart.shop
+        """Show the cart the model holds, keeping the cursor on the same line."""
+        shop = self.pixmart.cart
         cart = shop.cart
         if cart is None:
             self.set_class(False, "-empty")
@@ -160,67 +149,15 @@ class CartScreen(PixmartScreen):
                 self._show_only("This server does not sell through a cart.")
             return
         self._say_when_empty(EMPTY_TEXT)
-        ids = [line.item_id for line in cart.lines]
-        if ids == self.row_ids:
-            for line in cart.lines:
-                for column, value in zip(COLUMNS, self._cells(line), strict=True):
-                    self.table.update_cell(str(line.item_id), column.key, value)
-        else:
-            self._rebuild(cart)
+        self.table.show(cart)
         self.set_class(not cart.lines, "-empty")
         self._show_summary(cart)
         if self.has_lines != bool(cart.lines):
             self.has_lines = bool(cart.lines)
             self.refresh_bindings()  # the line keys apply only to a cart with lines
 
-    def _rebuild(self, cart: Cart) -> None:
-        table = self.table
-        current = self.current_line()
-        index = table.cursor_row
-        table.clear()
-        for line in cart.lines:
-            table.add_row(*self._cells(line), key=str(line.item_id))
-        self.row_ids = [line.item_id for line in cart.lines]
-        if not self.row_ids:
-            return
-        if current is not None and current.item_id in self.row_ids:
-            index = self.row_ids.index(current.item_id)
-        table.move_cursor(row=max(0, min(index, len(self.row_ids) - 1)), animate=False)
-
-    def _cells(self, line: CartLine) -> tuple[Cell, ...]:
-        shop = self.pixmart.shop
-        currency = self.pixmart.currency
-        quantity = shop.quantity(line)
-        buyable = for_sale(line)
-        going = line.item_id in shop.removing
-        faded = "dim strike" if going or not buyable else ""
-        title = Text(line.title or "untitled", style=faded, no_wrap=True, overflow="ellipsis")
-        price = Text(format_price(line.price_cents, currency), justify="right")
-        if going or not buyable:
-            price.stylize("dim")
-        wanted = Text(f"{quantity:,}", justify="right", style="dim" if going else "")
-        if shop.pending(line.item_id) and not going:
-            wanted.stylize("italic")
-        total = Text(format_price(line.price_cents * quantity, currency), justify="right")
-        if going or not buyable:
-            total.stylize("dim strike")  # not counted in the cart's total
-        if not buyable:
-            stock: Cell = Content.styled("—", "$text-muted")
-        else:
-            short = line.stock < quantity
-            stock = Content.styled(stock_label(line.stock), "$text-error bold" if short else "")
-        if going:
-            notes: Cell = Content.styled("removing…", "$text-muted italic")
-        else:
-            parts: list[Content] = []
-            for note in line_notes(line, currency):
-                style = "$text-error bold" if note.blocking else "$text-warning"
-                parts.append(Content.styled(note.text, style))
-            notes = Content(" · ").join(parts)
-        return (title, price, wanted, total, stock, notes)
-
     def _show_summary(self, cart: Cart) -> None:
-        shop = self.pixmart.shop
+        shop = self.pixmart.cart
         status = self.query_one("#cart-status", Static)
         total = self.query_one("#cart-total", Static)
         currency = self.pixmart.currency
@@ -256,17 +193,16 @@ class CartScreen(PixmartScreen):
 
     def current_line(self) -> CartLine | None:
         """The line under the cursor."""
-        cart = self.pixmart.shop.cart
-        if cart is None or not self.row_ids or self.table.row_count == 0:
+        cart = self.pixmart.cart.cart
+        item_id = self.table.current_item()
+        if cart is None or item_id is None:
             return None
-        row_key, _ = self.table.coordinate_to_cell_key(self.table.cursor_coordinate)
-        item_id = int(str(row_key.value))
         return next((line for line in cart.lines if line.item_id == item_id), None)
 
     # -- actions -------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        shop = self.pixmart.shop
+        shop = self.pixmart.cart
         has_lines = shop.cart is not None and bool(shop.cart.lines)
         if action in ("more", "fewer", "quantity", "remove"):
             return True if self.current_line() is not None else None
@@ -276,7 +212,7 @@ class CartScreen(PixmartScreen):
 
     def _changeable(self, line: CartLine) -> bool:
         """Whether the line's quantity may change; says why not otherwise."""
-        if line.item_id in self.pixmart.shop.removing:
+        if line.item_id in self.pixmart.cart.removing:
             return False
         if not for_sale(line):
             self.notify(
@@ -295,25 +231,25 @@ class CartScreen(PixmartScreen):
                 f"There are {left} of “{line.title}” left.", severity="warning", markup=False
             )
             return
-        self.pixmart.shop.set_quantity(line.item_id, quantity)
+        self.pixmart.cart.set_quantity(line.item_id, quantity)
 
     def action_more(self) -> None:
         """One more unit of the highlighted line."""
         line = self.current_line()
         if line is not None and self._changeable(line):
-            self._ask(line, self.pixmart.shop.quantity(line) + 1)
+            self._ask(line, self.pixmart.cart.quantity(line) + 1)
 
     def action_fewer(self) -> None:
         """One unit fewer of the highlighted line (x takes the last one out)."""
         line = self.current_line()
         if line is None or not self._changeable(line):
             return
-        quantity = self.pixmart.shop.quantity(line)
+        quantity = self.pixmart.cart.quantity(line)
         if quantity <= 1:
             self.notify("That is the last one: x takes the line out of the cart.", timeout=3)
             return
         # Fewer is always allowed, even above the stock: it is how a short line is fixed.
-        self.pixmart.shop.set_quantity(line.item_id, quantity - 1)
+        self.pixmart.cart.set_quantity(line.item_id, quantity - 1)
 
     def action_quantity(self) -> None:
         """Type how many units of the highlighted line are wanted."""
@@ -333,7 +269,7 @@ class CartScreen(PixmartScreen):
         line = self.current_line()
         if line is None or not self._changeable(line):
             return
-        shop = self.pixmart.shop
+        shop = self.pixmart.cart
         quantity = await self.app.push_screen_wait(
             QuantityDialog(line.title, shop.quantity(line), line.stock, typed)
         )
@@ -343,14 +279,14 @@ class CartScreen(PixmartScreen):
     def action_remove(self) -> None:
         """Take the highlighted line out of the cart."""
         line = self.current_line()
-        if line is None or line.item_id in self.pixmart.shop.removing:
+        if line is None or line.item_id in self.pixmart.cart.removing:
             return
-        self.app.run_worker(self.pixmart.shop.remove_line(line.item_id), group="cart-remove")
+        self.app.run_worker(self.pixmart.cart.remove(line.item_id), group="cart-remove")
 
     @work(exclusive=True, group="cart-clear")
     async def action_clear(self) -> None:
         """Empty the cart, after a confirmation."""
-        cart = self.pixmart.shop.cart
+        cart = self.pixmart.cart.cart
         if cart is None or not cart.lines:
             return
         count = sum(line.quantity for line in cart.lines)
@@ -362,7 +298,7 @@ class CartScreen(PixmartScreen):
                 dangerous=True,
             )
         )
-        if confirmed and await self.pixmart.shop.clear_cart():
+        if confirmed and await self.pixmart.cart.clear():
             self.notify("The cart is empty.", timeout=3)
 
     @on(DataTable.RowSelected)
@@ -386,7 +322,7 @@ class CartScreen(PixmartScreen):
 
     def action_reload(self) -> None:
         """Ask the server for the cart afresh."""
-        self.pixmart.shop.request_cart_refresh(report=True)
+        self.pixmart.cart.request_refresh(report=True)
 
     # -- checkout ------------------------------------------------------------------------------
 
@@ -405,7 +341,7 @@ class CartScreen(PixmartScreen):
 
     async def _confirm_and_buy(self) -> None:
         app = self.pixmart
-        shop = app.shop
+        shop = app.cart
         cart = shop.cart
         currency = app.currency
         if cart is None or not cart.lines:
@@ -429,7 +365,7 @@ class CartScreen(PixmartScreen):
         price_note = ""
         if any(line.price_cents != line.added_price_cents for line in cart.lines):
             price_note = " Some prices changed since you added the items: the total is today's."
-        confirmed = await app.push_screen_wait(
+        confirmed = await self.app.push_screen_wait(
             ConfirmDialog(
                 f"Buy {items(len(cart.lines))} ({units(cart.units)}) for {total}?",
                 "Everything in the cart is bought at once, or nothing is." + price_note,
@@ -442,17 +378,17 @@ class CartScreen(PixmartScreen):
             placed = await shop.checkout(cart.total_cents)
         except (OutOfStock, Conflict) as exc:
             self._tell_refusal(exc, currency)
-            shop.request_cart_refresh(report=True)
+            shop.request_refresh(report=True)
             return
         except PixmartError as exc:
             self._tell_uncertain(exc)
             return
         self._tell_placed(placed)
-        choice = await app.push_screen_wait(
+        choice = await self.app.push_screen_wait(
             OrderDialog(placed.order, placed=True, replayed=placed.replayed, offer_orders=True)
         )
         if choice == "orders":
-            await app.action_go("orders")
+            await app.go("orders")
 
     def _tell_refusal(self, exc: OutOfStock | Conflict, currency: str) -> None:
         failures = checkout_failures(exc)
@@ -493,4 +429,4 @@ class CartScreen(PixmartScreen):
             self.notify(f"Order #{order.id} is placed: {total}.", title="Thank you", timeout=5)
 
 
-__all__ = ["COLUMNS", "CartScreen"]
+__all__ = ["CartScreen"]

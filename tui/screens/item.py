@@ -19,8 +19,9 @@ from protocol.catalogue_client import delete_items, edit_item, get_item
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ItemDetail
 from protocol.messages.live import ItemChanged, ItemRemoved
+from protocol.money import format_price
 from protocol.vision_client import similar_to_item
-from tui.data.money import format_price
+from tui.data.numbers import format_size
 from tui.data.reasons import looks_like_label
 from tui.data.thumbnails import decode_picture
 from tui.dialogs.confirm import ConfirmDialog
@@ -33,15 +34,6 @@ from tui.widgets.similar_strip import STRIP_ITEMS, SimilarStrip
 
 #: Previews are shrunk to this on decode: plenty for a terminal, light on memory.
 PREVIEW_MAX_SIDE = 1024
-
-
-def format_size(size: int) -> str:
-    """``245760`` → ``240 KB``."""
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
 
 
 class ItemScreen(PixmartScreen):
@@ -208,7 +200,7 @@ class ItemScreen(PixmartScreen):
             return
         self.detail = detail
         self._show_detail(detail)
-        await app.shop.watch_items([self.item_id])
+        await app.watch_items([self.item_id])
         try:
             preview = await asyncio.to_thread(decode_picture, detail.preview, PREVIEW_MAX_SIDE)
         except Exception:
@@ -276,13 +268,13 @@ class ItemScreen(PixmartScreen):
         if quantity < 1:
             self.notify("The quantity is a whole number of at least 1.", severity="warning")
             return
-        self.pixmart.run_worker(self.pixmart.shop.add_to_cart(self.item_id, quantity), group="cart")
+        self.app.run_worker(self.pixmart.cart.add(self.item_id, quantity), group="cart")
 
     @on(Button.Pressed, "#similar")
     def action_similar(self) -> None:
         """List every item that looks like this one, best first."""
         source = self.detail or self.card
-        self.pixmart.shop.find_similar(
+        self.pixmart.find_similar(
             self.item_id,
             title=source.title if source is not None else "",
             thumbnail=source.thumbnail if source is not None else None,
@@ -373,4 +365,4 @@ class ItemScreen(PixmartScreen):
         self.dismiss(None)
 
 
-__all__ = ["ItemScreen", "format_size"]
+__all__ = ["ItemScreen"]

@@ -238,7 +238,7 @@ class LoginScreen(PixmartScreen):
         else:
             self.say("")
             self.creating = False
-            app.post_message(LoggedIn(session))
+            self.app.post_message(LoggedIn(session))
         finally:
             self.busy = False
 

@@ -14,8 +14,9 @@ from protocol.catalogue_client import delete_items, edit_item
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
+from protocol.money import format_price
 from tui.data.listing import Listing, ListingQuery
-from tui.data.money import format_count, format_price
+from tui.data.numbers import format_count
 from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.base import PixmartScreen
 from tui.widgets.card_grid import stock_label

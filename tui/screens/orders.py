@@ -18,8 +18,8 @@ from textual.widgets import TabbedContent, TabPane
 
 from protocol import commerce_client
 from protocol.messages.commerce import Order, OrderSummary, Sale
+from protocol.money import format_price
 from tui.data.commerce import format_when, order_contents, summary_of
-from tui.data.money import format_price
 from tui.dialogs.order import OrderDialog
 from tui.screens.base import PixmartScreen
 from tui.screens.item import ItemScreen
@@ -148,7 +148,7 @@ class OrdersScreen(PixmartScreen):
         return self.query_one(TabbedContent).active == SALES_TAB
 
     def on_mount(self) -> None:
-        self.pixmart.shop.orders_placed.subscribe(self, self._order_placed)
+        self.pixmart.cart.orders_placed.subscribe(self, self._order_placed)
         self.orders.load(self._fetch_orders)
 
     def on_screen_resume(self) -> None:
@@ -222,7 +222,7 @@ class OrdersScreen(PixmartScreen):
                 app.report_failure(exc)
                 return
             self._orders[order_id] = order
-        await app.push_screen(OrderDialog(order))
+        await self.app.push_screen(OrderDialog(order))
 
 
 __all__ = ["ORDER_COLUMNS", "SALE_COLUMNS", "OrdersScreen", "order_cells", "sale_cells"]

@@ -16,11 +16,11 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Input, Select
 
 from protocol.catalogue_client import list_tags
+from protocol.listing_fields import parse_tags
 from protocol.messages.catalogue import ListingFilters, SortOrder
+from protocol.money import parse_price
 from tui.data.listing import ListingQuery
-from tui.data.money import parse_price
 from tui.data.similar import search_filters
-from tui.dialogs.edit_item import parse_tags
 from tui.dialogs.pick_picture import PickPictureDialog
 from tui.screens.base import PixmartScreen
 from tui.widgets.catalogue_view import CatalogueView
@@ -198,7 +198,7 @@ class SearchScreen(PixmartScreen):
 
         def search(path: Path | None) -> None:
             if path is not None:
-                app.shop.search_by_picture(path, filters)
+                app.search_by_picture(path, filters)
 
         self.app.push_screen(PickPictureDialog(app.upload_root, filters=described), search)
 

@@ -7,14 +7,13 @@ chips to pick and add; nothing is added to an item unless the person asks.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import (
@@ -28,22 +27,16 @@ from textual.widgets import (
 )
 
 from protocol.catalogue_client import edit_item, upload_file
+from protocol.listing_fields import MAX_TAGS, parse_tags, title_from_filename
 from protocol.messages.catalogue import ItemCard, ItemMetadata
-from protocol.messages.vision import TagSuggestion
+from protocol.money import parse_price
 from protocol.vision_client import tag_suggestions
-from tui.data.money import parse_price
-from tui.dialogs.edit_item import MAX_TAGS, parse_stock, parse_tags
+from tui.dialogs.edit_item import parse_stock
 from tui.feedback import describe_error
 from tui.screens.base import PixmartScreen
-from tui.screens.item import format_size
 from tui.widgets.picture_tree import PICTURE_SUFFIXES, PictureTree, is_picture
 from tui.widgets.tag_chips import TagChips
-
-
-def title_from_name(path: Path) -> str:
-    """``sunset_beach-02.jpg`` → ``Sunset beach 02``."""
-    words = re.sub(r"[_\-.]+", " ", path.stem).strip()
-    return (words[:1].upper() + words[1:])[:200] or "Untitled"
+from tui.widgets.upload_queue import UploadQueue, UploadRow
 
 
 @dataclass
@@ -56,67 +49,6 @@ class UploadProgress(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, UploadProgress) and message.path == self.path
-
-
-class UploadRow(Vertical):
-    """One queued file: its name and size, a progress bar and how it went; below, once it is
-    listed, the items it looks very like and the tags proposed for it."""
-
-    DEFAULT_CSS = """
-    UploadRow {
-        height: auto;
-        .line { height: 1; }
-        .name { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
-        .size { width: 9; color: $text-muted; text-align: right; padding-right: 1; }
-        ProgressBar { width: 24; }
-        ProgressBar Bar { width: 16; }
-        .status { width: 26; text-wrap: nowrap; text-overflow: ellipsis; color: $text-muted; }
-        &.-done .status { color: $text-success; }
-        &.-failed .status { color: $text-error; }
-        .warnings { display: none; height: auto; padding-left: 2; color: $text-warning; }
-        &.-warned .warnings { display: block; }
-    }
-    """
-
-    def __init__(self, path: Path, file_size: int) -> None:
-        super().__init__()
-        self.path = path
-        self.file_size = file_size
-        #: The item the file became, once uploaded.
-        self.item: ItemCard | None = None
-
-    def compose(self) -> ComposeResult:
-        with Horizontal(classes="line"):
-            yield Static(Content(self.path.name), classes="name")
-            yield Static(format_size(self.file_size), classes="size")
-            yield ProgressBar(total=max(1, self.file_size), show_eta=False)
-            yield Static("queued", classes="status")
-        yield Static("", classes="warnings")
-
-    def report(self, text: str, *, done: bool = False, failed: bool = False) -> None:
-        """Say how the upload of this file went."""
-        self.set_class(done, "-done")
-        self.set_class(failed, "-failed")
-        self.query_one(".status", Static).update(Content(text))
-
-    def warn(self, warnings: list[str]) -> None:
-        """Show what the server noticed about the picture (e.g. items it looks very like)."""
-        self.set_class(bool(warnings), "-warned")
-        self.query_one(".warnings", Static).update(
-            Content("\n".join(f"⚠ {warning}" for warning in warnings))
-        )
-
-    async def offer_tags(self, item_id: int, suggestions: list[TagSuggestion]) -> TagChips:
-        """Show the model's tag proposals for the new item, as chips to pick."""
-        chips = TagChips(item_id, suggestions)
-        await self.mount(chips)
-        return chips
-
-    @property
-    def chips(self) -> TagChips | None:
-        """The tag proposals shown, if any."""
-        found = self.query(TagChips)
-        return found.first() if found else None
 
 
 @dataclass(frozen=True)
@@ -133,7 +65,7 @@ class UploadForm:
     def metadata_for(self, path: Path, position: int, count: int) -> ItemMetadata:
         """The listing of one file: a blank title comes from the file name."""
         if not self.title:
-            title = title_from_name(path)
+            title = title_from_filename(path)
         elif count > 1:
             title = f"{self.title} {position}"
         else:
@@ -161,7 +93,6 @@ class UploadScreen(PixmartScreen):
         #upload-body .section { margin-top: 1; }
         PictureTree { height: 1fr; }
         #upload-queue { height: 1fr; min-height: 4; border: round $panel-lighten-1; }
-        #upload-queue-empty { color: $text-muted; padding: 0 1; }
         #upload-form {
             grid-size: 4;
             grid-columns: 12 1fr 10 1fr;
@@ -203,7 +134,6 @@ class UploadScreen(PixmartScreen):
     def __init__(self, root: Path | None = None) -> None:
         super().__init__()
         self.root = root
-        self.queue: dict[Path, UploadRow] = {}
         self.uploading = False
 
     def compose_body(self) -> ComposeResult:
@@ -215,8 +145,7 @@ class UploadScreen(PixmartScreen):
                 yield Input(placeholder="…or type a file or folder path + Enter", id="upload-path")
             with Vertical(id="upload-side"):
                 yield Label("To upload", classes="section", id="upload-queue-title")
-                with VerticalScroll(id="upload-queue"):
-                    yield Static("No pictures chosen yet.", id="upload-queue-empty")
+                yield UploadQueue(id="upload-queue")
                 yield Label("Listing (the same for every picture)", classes="section")
                 with Grid(id="upload-form"):
                     yield Label("Title")
@@ -244,12 +173,22 @@ class UploadScreen(PixmartScreen):
 
     # -- the queue -----------------------------------------------------------------------------
 
+    @property
+    def upload_queue(self) -> UploadQueue:
+        """The files chosen, one row each."""
+        return self.query_one(UploadQueue)
+
+    @property
+    def queue(self) -> dict[Path, UploadRow]:
+        """The row of each file chosen, in the order chosen."""
+        return self.upload_queue.rows
+
     async def toggle(self, path: Path) -> None:
         """Queue ``path``, or take it off the queue if it is there."""
         if self.uploading:
             return
         if path in self.queue:
-            await self.queue.pop(path).remove()
+            await self.upload_queue.discard(path)
         else:
             await self.add(path)
         self._show_queue()
@@ -262,9 +201,7 @@ class UploadScreen(PixmartScreen):
         if not path.is_file() or not is_picture(path):
             self.notify(f"{path.name} is not a JPEG, PNG or WebP picture.", severity="warning")
             return
-        row = UploadRow(path, path.stat().st_size)
-        self.queue[path] = row
-        await self.query_one("#upload-queue").mount(row)
+        await self.upload_queue.add(path, path.stat().st_size)
         self._show_queue()
 
     async def add_folder(self, folder: Path) -> None:
@@ -278,13 +215,7 @@ class UploadScreen(PixmartScreen):
         self._show_queue()
 
     def _show_queue(self) -> None:
-        count = len(self.queue)
-        total = sum(row.file_size for row in self.queue.values())
-        self.query_one("#upload-queue-empty").display = count == 0
-        title = f"To upload: {count} picture{'s' if count != 1 else ''}"
-        self.query_one("#upload-queue-title", Label).update(
-            f"{title} · {format_size(total)}" if count else "To upload"
-        )
+        self.query_one("#upload-queue-title", Label).update(self.upload_queue.describe())
 
     @on(DirectoryTree.FileSelected)
     async def _file_chosen(self, message: DirectoryTree.FileSelected) -> None:
@@ -316,8 +247,7 @@ class UploadScreen(PixmartScreen):
         """Empty the queue."""
         if self.uploading:
             return
-        await self.query_one("#upload-queue").remove_children(UploadRow)
-        self.queue.clear()
+        await self.upload_queue.clear()
         self.query_one("#upload-summary", Static).update("")
         self.remove_class("-uploaded")
         self._show_queue()
@@ -526,8 +456,6 @@ __all__ = [
     "PICTURE_SUFFIXES",
     "PictureTree",
     "UploadForm",
-    "UploadRow",
     "UploadScreen",
     "is_picture",
-    "title_from_name",
 ]

@@ -1,10 +1,12 @@
 """Provides the pixmart widgets: header, connection indicator, pictures, the card grid, the
-batched table of orders and sales, picture files, look-alikes and tag proposals."""
+cart table, the batched table of orders and sales, picture files, the upload queue, look-alikes
+and tag proposals."""
 
 from __future__ import annotations
 
 from tui.widgets.batch_table import BatchTable
 from tui.widgets.card_grid import CardGrid, ItemTile, stock_label
+from tui.widgets.cart_table import CartTable
 from tui.widgets.catalogue_view import CatalogueView
 from tui.widgets.connection_indicator import ConnectionIndicator, describe_status, short_fingerprint
 from tui.widgets.picture import Picture, image_widget_class
@@ -12,10 +14,12 @@ from tui.widgets.picture_tree import PathInput, PictureTree, is_picture, path_co
 from tui.widgets.similar_strip import SimilarStrip
 from tui.widgets.status_header import StatusHeader
 from tui.widgets.tag_chips import TagChips
+from tui.widgets.upload_queue import UploadQueue, UploadRow
 
 __all__ = [
     "BatchTable",
     "CardGrid",
+    "CartTable",
     "CatalogueView",
     "ConnectionIndicator",
     "ItemTile",
@@ -25,6 +29,8 @@ __all__ = [
     "SimilarStrip",
     "StatusHeader",
     "TagChips",
+    "UploadQueue",
+    "UploadRow",
     "describe_status",
     "image_widget_class",
     "is_picture",

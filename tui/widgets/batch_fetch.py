@@ -9,22 +9,21 @@ replaced (a reload) while it was on its way.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from tui.app import PixmartApp
+from tui.context import ShopContext
 
 E = TypeVar("E")
 
 
 class BatchView(Protocol):
-    """A widget that lists batches: a ``fetching`` flag, a status line and the app."""
+    """A widget that lists batches: a ``fetching`` flag, a status line and the shop context."""
 
     fetching: bool
 
     @property
-    def pixmart(self) -> PixmartApp:
-        """The app, typed."""
+    def pixmart(self) -> ShopContext:
+        """The app, as what a widget may ask of it."""
         ...
 
     def _show_status(self) -> None: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -20,12 +20,10 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tui.data.commerce import Batches, BatchFetcher
+from protocol.paging import BatchedList, FetchAfter
+from tui.context import ShopNode
 from tui.keys import THIS_SCREEN
 from tui.widgets.batch_fetch import fetch_next_batch
-
-if TYPE_CHECKING:
-    from tui.app import PixmartApp
 
 T = TypeVar("T")
 
@@ -67,7 +65,7 @@ def add_columns(table: DataTable[Cell], columns: Sequence[Column]) -> None:
 PREFETCH_ROWS = 3
 
 
-class BatchTable(Vertical, Generic[T]):
+class BatchTable(ShopNode, Vertical, Generic[T]):
     """Rows of one list, a status line (``12 orders · n or the last row loads more``) and an
     empty state.
 
@@ -129,14 +127,9 @@ class BatchTable(Vertical, Generic[T]):
         self.key = key
         self.count = count
         self.empty_text = empty_text
-        self.batches: Batches[T] | None = None
+        self.batches: BatchedList[T] | None = None
         self.fetching = False
-        self._fetch_batch: BatchFetcher[T] | None = None
-
-    @property
-    def pixmart(self) -> PixmartApp:
-        """The app, typed."""
-        return cast("PixmartApp", self.app)
+        self._fetch_batch: FetchAfter[T] | None = None
 
     @property
     def table(self) -> DataTable[Cell]:
@@ -160,10 +153,10 @@ class BatchTable(Vertical, Generic[T]):
         """Whether a list was asked for (it may still be on its way)."""
         return self.batches is not None
 
-    def load(self, fetch: BatchFetcher[T]) -> None:
+    def load(self, fetch: FetchAfter[T]) -> None:
         """List what ``fetch`` returns, from its first batch."""
         self._fetch_batch = fetch
-        self.batches = Batches(fetch, self.key)
+        self.batches = BatchedList(self.key)
         self.table.clear()
         self.set_class(False, "-empty")
         self._fetch()
@@ -180,10 +173,12 @@ class BatchTable(Vertical, Generic[T]):
 
     @work(exclusive=True, group="batch")
     async def _fetch(self) -> None:
-        batches = self.batches
-        if batches is None:
+        batches, fetch = self.batches, self._fetch_batch
+        if batches is None or fetch is None:
             return
-        added = await fetch_next_batch(self, batches.fetch_next, lambda: batches is self.batches)
+        added = await fetch_next_batch(
+            self, lambda: batches.load_next(fetch), lambda: batches is self.batches
+        )
         if added is None:
             return
         for entry in added:

@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from protocol.messages.catalogue import ItemCard
-from tui.data.money import format_price
+from protocol.money import format_price
 from tui.data.reasons import card_reason
 from tui.data.thumbnails import PictureCache
 from tui.widgets.picture import Picture

@@ -7,7 +7,6 @@ the end of what is loaded (or presses ``n``), and keeps the items current from l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,16 +20,14 @@ from textual.widgets import Static
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
+from tui.context import ShopNode
 from tui.data.listing import Listing, ListingQuery
-from tui.data.money import format_count
+from tui.data.numbers import format_count
 from tui.widgets.batch_fetch import fetch_next_batch
 from tui.widgets.card_grid import CardGrid
 
-if TYPE_CHECKING:
-    from tui.app import PixmartApp
 
-
-class CatalogueView(Vertical):
+class CatalogueView(ShopNode, Vertical):
     """Cards of one listing, a status line (``48 of 1,203 · tags: cat``) and an empty state.
 
     Args:
@@ -105,11 +102,6 @@ class CatalogueView(Vertical):
         self.listing: Listing | None = None
         self.fetching = False
         self.added_since_load = 0
-
-    @property
-    def pixmart(self) -> PixmartApp:
-        """The app, typed."""
-        return cast("PixmartApp", self.app)
 
     @property
     def grid(self) -> CardGrid:

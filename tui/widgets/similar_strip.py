@@ -7,8 +7,6 @@ screen). The strip stays hidden until it has something to show.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -16,16 +14,14 @@ from textual.content import Content
 from textual.widgets import Label
 
 from protocol.messages.catalogue import ItemCard
+from tui.context import ShopNode
 from tui.widgets.card_grid import COMPACT_TILE_HEIGHT, CardGrid
-
-if TYPE_CHECKING:
-    from tui.app import PixmartApp
 
 #: How many look-alikes the strip shows.
 STRIP_ITEMS = 6
 
 
-class SimilarStrip(Vertical):
+class SimilarStrip(ShopNode, Vertical):
     """``Looks like this`` and one row of small cards, hidden while empty."""
 
     BINDING_GROUP_TITLE = "Look-alikes"
@@ -40,11 +36,6 @@ class SimilarStrip(Vertical):
         CardGrid {{ height: {COMPACT_TILE_HEIGHT}; }}
     }}
     """
-
-    @property
-    def pixmart(self) -> PixmartApp:
-        """The app, typed."""
-        return cast("PixmartApp", self.app)
 
     @property
     def grid(self) -> CardGrid:
