@@ -1,9 +1,11 @@
 """Provides :class:`Session`: the one persistent, self-healing connection to a pixmart server.
 
-Used by the TUI, the scripting CLI, the tests and the benchmarks. It correlates requests and
-replies by id, re-sends unanswered requests after a reconnect (the server answers a retried
-request from its replay cache, so it takes effect once), resumes the login with the session
-token without asking the person again, and reports its state to whoever listens.
+Used by the TUI, the scripting CLI, the tests and the benchmarks. It re-sends unanswered requests
+after a reconnect (the server answers a retried request from its replay cache, so it takes effect
+once), resumes the login with the session token without asking the person again, and reports its
+state to whoever listens. The bookkeeping (request ids, the pending table, re-send, hello and
+resume) is :class:`~protocol.session_core.SessionCore`'s, which does no I/O; this module is the
+asyncio glue around it: it opens connections, moves frames, waits, and reconnects.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import itertools
 import logging
 import random
 import secrets
@@ -21,19 +22,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from protocol import codec
-from protocol.errors import (
-    Forbidden,
-    PixmartError,
-    RateLimited,
-    Unauthenticated,
-    Unavailable,
-    error_class,
-)
+from protocol.errors import Forbidden, PixmartError, RateLimited, Unavailable
 from protocol.messages.accounts import (
     AccountCreated,
     ChangePassword,
@@ -42,26 +34,23 @@ from protocol.messages.accounts import (
     Login,
     Logout,
     Me,
-    Resume,
-    Resumed,
-    SessionEnded,
     SessionEndReason,
     UserInfo,
     WhoAmI,
 )
-from protocol.messages.base import (
-    PROTOCOL_VERSION,
-    Capabilities,
-    ErrorReply,
-    Event,
-    Hello,
-    Message,
-    Ok,
-    Reply,
-    Request,
-    Welcome,
-)
+from protocol.messages.base import PROTOCOL_VERSION, Capabilities, Event, Ok, Reply, Request
 from protocol.money import DEFAULT_CURRENCY
+from protocol.session_core import (
+    EventReceived,
+    HandshakeDone,
+    HandshakeFailed,
+    ProtocolViolation,
+    ReplyReceived,
+    RequestFailed,
+    SessionCore,
+    TokenChanged,
+    unwrap,
+)
 from protocol.trust import TrustError, TrustPolicy, fingerprint_of_der
 
 log = logging.getLogger(__name__)
@@ -106,10 +95,6 @@ class Offline(Unavailable):
     """The session is offline for good (closed, or the server can no longer be trusted)."""
 
 
-class ProtocolViolation(PixmartError):
-    """The server answered with a message of the wrong type."""
-
-
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff with full jitter between reconnect attempts."""
@@ -123,12 +108,6 @@ class Backoff:
         ceiling = min(self.maximum, self.initial * self.factor**attempt)
         # Full jitter keeps a fleet of clients from reconnecting in lock-step after an outage.
         return random.uniform(ceiling / 2, ceiling)
-
-
-@dataclass
-class _Pending:
-    frame: bytes
-    future: asyncio.Future[Reply]
 
 
 @dataclass
@@ -176,18 +155,16 @@ class Session:
         self.url = url
         self.server = f"{parts.hostname}:{parts.port or 443}"
         self.trust = trust
-        self.token = token
         self.client_name = client_name
         self.client_id = secrets.token_hex(16)
         self.backoff = backoff or Backoff()
         self.open_timeout = open_timeout
-        self.user: UserInfo | None = None
-        #: Why the server last ended this session's login while connected (``None`` after a
-        #: login); token listeners hear ``None`` first, the ``SessionEnded`` event follows.
-        self.end_reason: SessionEndReason | None = None
-        self.capabilities: Capabilities | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._core = SessionCore(client_id=self.client_id, client_name=client_name, token=token)
+        #: The callers waiting for a reply, by request id.
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        #: Re-sends after a reconnect, kept so they are not collected half done.
+        self._sends: set[asyncio.Task[None]] = set()
+        self._handshake: HandshakeDone | HandshakeFailed | None = None
         self._ws: ClientConnection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -195,6 +172,29 @@ class Session:
         self._fatal: Exception | None = None
         self._listeners = _Listeners()
         self.status = ConnectionStatus(ConnectionState.DISCONNECTED, server=self.server)
+
+    # -- the session's state, as the core keeps it --------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        """The session token; ``None`` when logged out."""
+        return self._core.token
+
+    @property
+    def user(self) -> UserInfo | None:
+        """Who is logged in, as the server last said."""
+        return self._core.user
+
+    @property
+    def end_reason(self) -> SessionEndReason | None:
+        """Why the server last ended this session's login while connected (``None`` after a
+        login); token listeners hear ``None`` first, the ``SessionEnded`` event follows."""
+        return self._core.end_reason
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the server said it can do, from the latest hello."""
+        return self._core.capabilities
 
     # -- observation -------------------------------------------------------------------------
 
@@ -218,13 +218,46 @@ class Session:
             except Exception:  # a broken listener must not break the connection
                 log.exception("status listener failed")
 
-    def _set_token(self, token: str | None) -> None:
-        self.token = token
+    def _tell_token(self, token: str | None) -> None:
         for listener in list(self._listeners.token):
             try:
                 listener(token)
             except Exception:
                 log.exception("token listener failed")
+
+    def _tell_event(self, event: Event) -> None:
+        for listener in list(self._listeners.events):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+
+    def _act_on_core(self) -> None:
+        """Do what the core reports: resolve waiting callers, tell listeners."""
+        for happened in self._core.events_received():
+            if isinstance(happened, ReplyReceived | RequestFailed):
+                future = self._waiting.get(happened.request_id)
+                if future is None or future.done():
+                    continue
+                if isinstance(happened, ReplyReceived):
+                    future.set_result(happened.reply)
+                else:
+                    future.set_exception(happened.error)
+                    # Retrieved here so an abandoned request does not log "never retrieved".
+                    future.exception()
+            elif isinstance(happened, EventReceived):
+                self._tell_event(happened.event)
+            elif isinstance(happened, TokenChanged):
+                self._tell_token(happened.token)
+            else:
+                self._handshake = happened
+
+    async def _write(self, ws: ClientConnection) -> None:
+        """Send the frames the core has for ``ws`` (a closed connection drops them: the core
+        holds every pending request for the next one)."""
+        for frame in self._core.data_to_send():
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame)
 
     @property
     def currency(self) -> str:
@@ -333,42 +366,23 @@ class Session:
     async def _open_and_greet(self) -> ClientConnection:
         ws = await self._open()
         try:
-            welcome = await self._direct(
-                ws,
-                Hello(
-                    version=PROTOCOL_VERSION, client_id=self.client_id, client_name=self.client_name
-                ),
-                Welcome,
-            )
-            self.capabilities = welcome.capabilities
-            if self.token is not None:
-                try:
-                    resumed = await self._direct(ws, Resume(token=self.token), Resumed)
-                    self.user = resumed.user
-                except Unauthenticated:
-                    # The session ended (expired, revoked): carry on logged out; the UI asks again.
-                    self.user = None
-                    self._set_token(None)
+            self._core.connection_made()
+            self._handshake = None
+            async with asyncio.timeout(self.open_timeout):
+                while self._handshake is None:
+                    await self._write(ws)
+                    self._core.receive_frame(await ws.recv())
+                    self._act_on_core()
+            if isinstance(self._handshake, HandshakeFailed):
+                raise self._handshake.error
         except BaseException:
+            self._core.connection_lost()
             ws.transport.abort()
             raise
         self._attach(ws)
         return ws
 
-    async def _direct(self, ws: ClientConnection, request: Request, expect: type[R]) -> R:
-        """Send one request and read its reply before the reader loop runs (handshake only)."""
-        request = msgspec.structs.replace(request, id=next(self._ids))
-        await ws.send(codec.encode(request))
-        async with asyncio.timeout(self.open_timeout):
-            while True:
-                message = codec.decode(await ws.recv())
-                if isinstance(message, Reply) and message.id == request.id:
-                    return _unwrap(message, expect)
-                if isinstance(message, Event):
-                    self._deliver_event(message)
-
     def _attach(self, ws: ClientConnection) -> None:
-        unanswered = [p for p in self._pending.values() if not p.future.done()]
         self._ws = ws
         ssl_object = ws.transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -380,22 +394,17 @@ class Session:
                 fingerprint=fingerprint_of_der(der) if der else None,
             )
         )
-        for pending in unanswered:
-            if self.user is None and len(pending.frame) > codec.MAX_PRELOGIN_MESSAGE_BYTES:
-                # Not logged in after all (the session ended): the server would cut this frame
-                # unread and the resend would repeat forever; it needs a login anyway.
-                pending.future.set_exception(Unauthenticated("Log in first"))
-                continue
-            asyncio.create_task(self._send_quietly(ws, pending.frame))
-
-    async def _send_quietly(self, ws: ClientConnection, frame: bytes) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(frame)
+        # The requests that waited for this connection go out in order, without holding up
+        # the reader that their replies need.
+        task = asyncio.create_task(self._write(ws))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _supervise(self, ws: ClientConnection) -> None:
         while True:
             reason = await self._read_until_closed(ws)
             self._ws = None
+            self._core.connection_lost()
             if self._closing:
                 return
             try:
@@ -414,12 +423,8 @@ class Session:
     async def _read_until_closed(self, ws: ClientConnection) -> str:
         try:
             async for frame in ws:
-                try:
-                    message = codec.decode(frame, max_bytes=64 * 1024 * 1024)
-                except PixmartError:
-                    log.warning("undecodable frame from the server ignored")
-                    continue
-                self._route(message)
+                self._core.receive_frame(frame)
+                self._act_on_core()
         except ConnectionClosed:
             pass
         code = ws.close_code
@@ -429,27 +434,6 @@ class Session:
         if code is None or code == 1006:
             return "the connection was lost"
         return f"the server closed the connection ({code}{': ' + reason if reason else ''})"
-
-    def _route(self, message: Message) -> None:
-        if isinstance(message, Reply):
-            pending = self._pending.get(message.id)
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(message)
-        elif isinstance(message, Event):
-            self._deliver_event(message)
-
-    def _deliver_event(self, event: Event) -> None:
-        if isinstance(event, SessionEnded):
-            # Logged out by the server (password changed, logout elsewhere, expiry, an admin):
-            # the token is dead, so a reconnect must not resume with it.
-            self.end_reason = event.reason
-            self.user = None
-            self._set_token(None)
-        for listener in list(self._listeners.events):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed")
 
     async def _reconnect(self, reason: str) -> ClientConnection:
         attempt = 0
@@ -480,12 +464,9 @@ class Session:
                 reason = _describe(exc)
             attempt += 1
 
-    def _fail_pending(self, exc: Exception) -> None:
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(exc)
-                # Retrieved here so an abandoned request does not log "never retrieved".
-                pending.future.exception()
+    def _fail_pending(self, exc: PixmartError) -> None:
+        self._core.fail_pending(exc)
+        self._act_on_core()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -524,21 +505,17 @@ class Session:
             raise Offline(str(self._fatal))
         if self._closing:
             raise Offline("The session was closed")
-        request = msgspec.structs.replace(request, id=next(self._ids))
-        frame = codec.encode(request)
-        if self.user is None and len(frame) > codec.MAX_PRELOGIN_MESSAGE_BYTES:
-            # The server cuts a frame this large before login (close 1009) instead of answering
-            # it, and every large request needs a login: say so here.
-            raise Unauthenticated("Log in first")
+        request_id = self._core.send_request(request)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[request.id] = _Pending(frame, future)
+        self._waiting[request_id] = future
         try:
             if self._ws is not None:
-                await self._send_quietly(self._ws, frame)
+                await self._write(self._ws)
             reply = await future
         finally:
-            self._pending.pop(request.id, None)
-        return _unwrap(reply, expect)
+            self._waiting.pop(request_id, None)
+            self._core.forget(request_id)
+        return unwrap(reply, expect)
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -552,21 +529,20 @@ class Session:
     async def login(self, username: str, password: str) -> UserInfo:
         """Log in; the token is kept and reported to token listeners."""
         reply = await self.request(Login(username=username, password=password), LoggedIn)
-        self.user = reply.user
-        self.end_reason = None
-        self._set_token(reply.token)
+        self._core.logged_in(reply.user, reply.token)
+        self._act_on_core()
         return reply.user
 
     async def logout(self) -> None:
         """Log out and forget the token."""
         await self.request(Logout(), Ok)
-        self.user = None
-        self._set_token(None)
+        self._core.logged_out()
+        self._act_on_core()
 
     async def whoami(self) -> UserInfo:
         """The user this session is logged in as."""
         reply = await self.request(WhoAmI(), Me)
-        self.user = reply.user
+        self._core.user = reply.user
         return reply.user
 
     async def change_password(self, old_password: str, new_password: str) -> None:
@@ -574,18 +550,8 @@ class Session:
         reply = await self.request(
             ChangePassword(old_password=old_password, new_password=new_password), LoggedIn
         )
-        self.user = reply.user
-        self._set_token(reply.token)
-
-
-def _unwrap(reply: Reply, expect: type[R]) -> R:
-    if isinstance(reply, ErrorReply):
-        raise error_class(reply.code)(
-            reply.message, retry_after=reply.retry_after, details=reply.details
-        )
-    if not isinstance(reply, expect):
-        raise ProtocolViolation(f"Expected {expect.__name__}, got {type(reply).__name__}")
-    return reply
+        self._core.logged_in(reply.user, reply.token)
+        self._act_on_core()
 
 
 def _retry_after(header: str | None) -> float:

@@ -22,7 +22,7 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-import protocol.client
+import protocol.session_core
 from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol import codec
@@ -176,7 +176,7 @@ async def test_protocol_version_mismatch_is_explained(server: PixmartServer) -> 
 async def test_a_session_of_another_protocol_version_is_told_why(
     server: PixmartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(protocol.client, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
+    monkeypatch.setattr(protocol.session_core, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
     session = Session(f"wss://127.0.0.1:{server.port}", TrustPolicy(fingerprint=server.fingerprint))
     with pytest.raises(BadRequest, match="Update the client") as caught:
         await session.connect()
@@ -199,7 +199,7 @@ async def test_an_unreadable_hello_is_answered_not_left_hanging(
     server: PixmartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first request has the default id, which the frame leaves out; the error must carry it."""
-    monkeypatch.setattr(protocol.client, "Hello", _FutureHello)
+    monkeypatch.setattr(protocol.session_core, "Hello", _FutureHello)
     session = Session(
         f"wss://127.0.0.1:{server.port}",
         TrustPolicy(fingerprint=server.fingerprint),
