@@ -83,6 +83,9 @@ _EXACT_PREFILTER_SHARE: Final = 1 / 16
 _REBUILD_DEAD_FRACTION: Final = 0.25
 #: Rows read from the exact index and added to a graph being built at a time.
 _BUILD_CHUNK: Final = 16384
+#: A graph being built takes over once at most this many changes are left to replay into it
+#: (with the lock held: the event loop's changes wait for them).
+_REPLAY_UNDER_LOCK: Final = 64
 
 
 class VectorIndex:
@@ -254,21 +257,9 @@ class VectorIndex:
         """Build a graph from the present rows, replay what changed meanwhile, switch to it."""
         started = time.monotonic()
         try:
-            while True:
-                with self._lock:
-                    ids = self._exact.item_ids()
-                    self._journal = set()
-                graph = HnswGraph(self.dim)
-                for start in range(0, len(ids), _BUILD_CHUNK):
-                    graph.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
-                with self._lock:
-                    changed, self._journal = self._journal or set(), None
-                    if len(changed) > max(_BUILD_CHUNK, len(ids) // 4):
-                        continue  # a bulk load went on meanwhile: start again from all of it
-                    _replay(graph, self._exact, sorted(changed))
-                    self._graph = graph
-                    self._builder = None
-                    break
+            graph: HnswGraph | None = None
+            while graph is None:
+                graph, ids = self._build_once()
         except Exception:  # searches stay exact; the shop serves on
             log.exception("could not build the similar-image graph; searches stay exact")
             with self._lock:
@@ -279,6 +270,30 @@ class VectorIndex:
         log.info(
             "similar-image graph ready: %d items in %.1f s", len(ids), time.monotonic() - started
         )
+
+    def _build_once(self) -> tuple[HnswGraph | None, NDArray[np.int64]]:
+        """Build a graph from the rows present now and make it the one searches use.
+
+        Changes made meanwhile are replayed into it in rounds outside the lock, so the event
+        loop's changes never wait for more than the last few. Returns ``None`` for the graph if
+        so much changed meanwhile (a bulk load) that building again from all rows is cheaper.
+        """
+        with self._lock:
+            ids = self._exact.item_ids()
+            self._journal = set()
+        graph = HnswGraph(self.dim)
+        for start in range(0, len(ids), _BUILD_CHUNK):
+            graph.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
+        while True:
+            with self._lock:
+                changed, self._journal = self._journal or set(), set()
+                if len(changed) <= _REPLAY_UNDER_LOCK:
+                    _replay(graph, self._exact, sorted(changed))
+                    self._graph, self._journal, self._builder = graph, None, None
+                    return graph, ids
+            if len(changed) > max(_BUILD_CHUNK, len(ids) // 4):
+                return None, ids
+            _replay(graph, self._exact, sorted(changed))
 
     # ----------------------------------------------------------------------------- searching
 
