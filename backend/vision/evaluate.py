@@ -146,7 +146,8 @@ def evaluate(root: Path, embedder: Embedder) -> Report:
     )
 
 
-def _default_cache() -> Path:
+def default_model_cache() -> Path:
+    """Return the model cache a command line uses: the user's cache folder, keyed by weights."""
     import platformdirs
 
     return default_cache_dir(Path(platformdirs.user_cache_dir("pixmart")))
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
         parser.error(f"{args.directory} is not a folder")
-    embedder = Embedder(args.cache_dir or _default_cache())
+    embedder = Embedder(args.cache_dir or default_model_cache())
     try:
         report = evaluate(args.directory, embedder)
     except ValueError as exc:

@@ -1,0 +1,185 @@
+"""Retrieval quality of pipeline variants on a labelled folder, all from one pass of the network.
+
+``python -m tests.bench.vision_variants DIR`` decodes every picture of DIR's class folders as an
+upload would (:func:`backend.vision.evaluate.load_picture` without the product's preprocessing),
+makes three network inputs of it (the centred square the product used up to pipeline revision
+2, the whole picture letterboxed on white that it uses now, the whole picture squashed), runs the
+product's int8 model once per input and prints leave-one-out P@1/5/10 (as
+``python -m backend.vision.evaluate`` computes them) for:
+
+- poolings of the last feature map: average (the classifier's), GeM p = 2, 3, 4, max, R-MAC;
+- two views averaged (letterbox + centre crop, letterbox + squash): twice the network's work;
+- PCA, with or without whitening, fitted on the set's own embeddings (unsupervised, as a shop
+  would fit it on its catalogue);
+- query expansion (the query plus its nearest neighbours, weighted by similarity cubed).
+
+Images per second: the network's throughput on each input; variants that add a view halve it,
+variants after pooling do not change it measurably. This is a study, not a benchmark target:
+``make bench`` does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from backend.media.derivatives import decode_for_model
+from backend.media.errors import MediaError
+from backend.media.validate import inspect_image
+from backend.vision.embedder import Embedder, normalise_rows
+from backend.vision.evaluate import default_model_cache, find_pictures, precision_at_k
+from backend.vision.pooling import gem_pool
+from backend.vision.preprocess import preprocess
+from backend.vision.types import IMAGE_SIZE
+
+Matrix = NDArray[np.float32]
+
+
+def centre_square(image: Image.Image) -> NDArray[np.uint8]:
+    """The network input of pipeline revision 2: the centred square, shorter side to 224."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    square = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC,
+                                         box=(left, top, left + side, top + side))
+    return np.asarray(square, dtype=np.uint8)
+
+
+def squashed(image: Image.Image) -> NDArray[np.uint8]:
+    """The whole picture stretched to the square, ignoring its aspect ratio."""
+    resized = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+INPUTS: dict[str, Callable[[Image.Image], NDArray[np.uint8]]] = {
+    "centre crop": centre_square,
+    "letterbox": preprocess,
+    "squash": squashed,
+}
+
+
+def rmac(feature_map: Matrix, levels: int = 3) -> Matrix:
+    """Regional maximum activations: max-pooled square regions at ``levels`` scales, summed."""
+    count, height, width, channels = feature_map.shape
+    total = np.zeros((count, channels), np.float32)
+    for level in range(1, levels + 1):
+        side = max(1, round(2 * min(height, width) / (level + 1)))
+        starts = np.linspace(0, height - side, level).round().astype(int)
+        for top in starts:
+            for left in starts:
+                region = feature_map[:, top : top + side, left : left + side, :]
+                total += normalise_rows(region.max(axis=(1, 2)))
+    return total
+
+
+POOLINGS: dict[str, Callable[[Matrix], Matrix]] = {
+    "average": lambda m: m.mean(axis=(1, 2)),
+    "GeM p=2": lambda m: gem_pool(m, 2.0),
+    "GeM p=3": lambda m: gem_pool(m, 3.0),
+    "GeM p=4": lambda m: gem_pool(m, 4.0),
+    "max": lambda m: m.max(axis=(1, 2)),
+    "R-MAC": rmac,
+}
+
+
+def pca(embeddings: Matrix, dims: int, whiten: bool) -> Matrix:
+    """Project centred unit ``embeddings`` on their first ``dims`` principal axes."""
+    centred = normalise_rows(embeddings) - normalise_rows(embeddings).mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    dims = min(dims, len(singular))
+    projection = axes[:dims].T
+    if whiten:
+        projection = projection / np.maximum(singular[:dims], 1e-6)
+    return normalise_rows((centred @ projection).astype(np.float32))
+
+
+def expanded_precision(embeddings: Matrix, labels: NDArray[np.int64], neighbours: int,
+                       ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """Leave-one-out P@k when each query is first expanded with its nearest neighbours."""
+    unit = normalise_rows(embeddings)
+    scores = unit @ unit.T
+    np.fill_diagonal(scores, -np.inf)
+    nearest = np.argsort(-scores, axis=1, kind="stable")[:, :neighbours]
+    weights = np.maximum(np.take_along_axis(scores, nearest, axis=1), 0) ** 3
+    queries = normalise_rows(unit + np.einsum("qn,qnd->qd", weights, unit[nearest]))
+    expanded = queries @ unit.T
+    np.fill_diagonal(expanded, -np.inf)
+    ranked = np.argsort(-expanded, axis=1, kind="stable")[:, : max(ks)]
+    same = labels[ranked] == labels[:, None]
+    return {k: float(same[:, :k].mean()) for k in ks}
+
+
+def _row(name: str, precision: dict[int, float], rate: float | str) -> str:
+    figures = " ".join(f"{precision[k]:.4f}" for k in (1, 5, 10))
+    speed = f"{rate:.1f}" if isinstance(rate, float) else rate
+    return f"| {name} | {figures.replace(' ', ' | ')} | {speed} |"
+
+
+def study(root: Path, embedder: Embedder) -> list[str]:
+    """Return the table rows (markdown) of every variant on the pictures under ``root``."""
+    pictures: list[Image.Image] = []
+    labels_list: list[int] = []
+    for path, label in find_pictures(root):
+        try:
+            pictures.append(decode_for_model(path, inspect_image(path)))
+        except (MediaError, OSError) as exc:
+            print(f"skipping {path}: {exc}", file=sys.stderr)
+            continue
+        labels_list.append(label)
+    labels = np.asarray(labels_list, dtype=np.int64)
+    maps: dict[str, Matrix] = {}
+    rates: dict[str, float] = {}
+    for name, make in INPUTS.items():
+        batch = np.stack([make(picture) for picture in pictures])
+        started = time.perf_counter()
+        maps[name] = embedder.feature_maps(batch)
+        rates[name] = len(batch) / (time.perf_counter() - started)
+
+    rows = ["| variant | P@1 | P@5 | P@10 | network images/s |", "| --- | --- | --- | --- | --- |"]
+    pooled: dict[tuple[str, str], Matrix] = {}
+    for input_name, feature_map in maps.items():
+        for pool_name, pool in POOLINGS.items():
+            pooled[input_name, pool_name] = normalise_rows(pool(feature_map))
+            rows.append(_row(f"{input_name}, {pool_name}",
+                             precision_at_k(pooled[input_name, pool_name], labels),
+                             rates[input_name]))
+    half = f"~{rates['letterbox'] / 2:.1f} (two passes)"
+    for other in ("centre crop", "squash"):
+        for pool_name in ("average", "GeM p=3"):
+            both = normalise_rows(pooled["letterbox", pool_name] + pooled[other, pool_name])
+            rows.append(_row(f"letterbox + {other} averaged, {pool_name}",
+                             precision_at_k(both, labels), half))
+    for pool_name in ("average", "GeM p=3"):
+        base = pooled["letterbox", pool_name]
+        for dims in (64, 128, 256, 1280):
+            for whiten in (False, True):
+                kind = "PCA-whitening" if whiten else "PCA"
+                rows.append(_row(f"letterbox, {pool_name}, {kind} to {dims}",
+                                 precision_at_k(pca(base, dims, whiten), labels),
+                                 rates["letterbox"]))
+        for neighbours in (1, 2, 3):
+            rows.append(_row(f"letterbox, {pool_name}, query expansion k={neighbours}",
+                             expanded_precision(base, labels, neighbours), rates["letterbox"]))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.vision_variants")
+    parser.add_argument("directory", type=Path, help="folder whose subfolders are classes")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="model cache folder")
+    args = parser.parse_args(argv)
+    embedder = Embedder(args.cache_dir or default_model_cache())
+    print("\n".join(study(args.directory, embedder)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
