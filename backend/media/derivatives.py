@@ -133,7 +133,8 @@ def derive(decoded: Image.Image, info: ImageInfo) -> Derivatives:
         The encoded thumbnail and preview with their sizes, and the model picture.
     """
     thumb_size, preview_size, model_size = _output_sizes(info)
-    preview, model = _Working(decoded, info).outputs(preview_size, model_size)
+    working = _Working(decoded, info, _largest(preview_size, model_size))
+    preview, model = working.outputs(preview_size, model_size)
     # The model picture always covers the thumbnail (its scale is never the smaller one) and
     # is a fraction of the working picture's pixels; it is upright and sRGB already.
     thumbnail = lanczos(model, thumb_size)
@@ -161,7 +162,7 @@ def decode_for_model(source: bytes | Path, info: ImageInfo) -> Image.Image:
         UnsupportedMedia: The picture cannot be decoded.
     """
     model_size = fit_for_model((info.width, info.height))
-    (model,) = _Working(_decode(source, info, model_size), info).outputs(model_size)
+    (model,) = _Working(_decode(source, info, model_size), info, model_size).outputs(model_size)
     return model
 
 
@@ -257,15 +258,17 @@ def _decode(source: bytes | Path, info: ImageInfo, needed: Size) -> Image.Image:
 class _Working:
     """The working picture of one decode: reduced, in a mode libvips resizes, ready to size.
 
+    It is box-reduced to no less than :data:`_REDUCING_GAP` times ``needed`` (the largest output
+    asked for, upright), which bounds what libvips is handed.
+
     Pictures in ``L`` or ``RGB`` go to libvips as decoded; their orientation and ICC profile
     are applied to each output, which is a fraction of the working picture's pixels. Others
     (transparency, CMYK) are made upright-ready RGB first, as before: sRGB, then flattened.
     """
 
-    def __init__(self, decoded: Image.Image, info: ImageInfo) -> None:
+    def __init__(self, decoded: Image.Image, info: ImageInfo, needed: Size) -> None:
         self._orientation = info.orientation
         transposed = info.orientation in SWAPPING_ORIENTATIONS
-        needed = decode_size(info)
         stored_needed = (needed[1], needed[0]) if transposed else needed
         factor = min(
             decoded.width // (stored_needed[0] * _REDUCING_GAP),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, JpegImagePlugin
 
+from backend.media import derivatives
 from backend.media.derivatives import (
     MODEL_MAX_LONG_SIDE,
     MODEL_SHORT_SIDE,
@@ -18,6 +19,7 @@ from backend.media.derivatives import (
     make_derivatives,
 )
 from backend.media.errors import UnsupportedMedia
+from backend.media.resample import Resampler
 from backend.media.validate import ImageInfo, inspect_image
 from tests.unit.test_media_samples import (
     XMP_PACKET,
@@ -242,3 +244,21 @@ def test_data_not_in_the_validated_format_is_refused() -> None:
 
     with pytest.raises(UnsupportedMedia):
         make_derivatives(png((64, 48)), wrong)
+
+
+def test_decode_for_model_reduces_for_the_model_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    handed: list[tuple[int, int]] = []
+
+    def spy(image: Image.Image) -> Resampler:
+        handed.append(image.size)
+        return Resampler(image)
+
+    data = png((4000, 4000))
+    info = inspect_image(data)
+    monkeypatch.setattr(derivatives, "Resampler", spy)
+
+    decode_for_model(data, info)
+
+    # Box-reduced by 4 (still twice the 448-pixel model picture), not only as far as the
+    # 1280-pixel preview would allow: what a search decode holds stays what its budget counts.
+    assert handed == [(1000, 1000)]
