@@ -113,7 +113,8 @@ class CatalogueService:
         self._keys = services.keys
         self._picture_rows = pictures
         self._sealing: asyncio.Task[None] | None = None
-        self._derivatives = derivatives
+        #: Seals the thumbnails and previews the database keeps (a pass-through unencrypted).
+        self.derivatives = derivatives
         # Sealed at start(), once the store's keyring has been checked against the keys.
         self._raw_blobs = open_blob_storage(config.blobs, data_dir / "blobs")
         self.pictures = PictureStore(pictures, self._raw_blobs)
@@ -191,7 +192,7 @@ class CatalogueService:
                 f"cannot read the picture store's keyring: {exc}", "check --blobs"
             ) from None
         sealed = self.pictures.blobs = SealedBlobs(raw, store_keys)
-        self._derivatives.plaintext_left = store_keys.keyring.plaintext_left
+        self.derivatives.plaintext_left = store_keys.keyring.plaintext_left
         if sealed.plaintext_left:
             self._sealing = asyncio.create_task(
                 self._seal_plaintext(sealed), name="pixmart-seal-in-place"
@@ -208,7 +209,7 @@ class CatalogueService:
                 report = await seal_plaintext(
                     blobs,
                     self._picture_rows,
-                    self._derivatives,
+                    self.derivatives,
                     progress=lambda kind, _count: metrics.sealed_in_place(kind),
                 )
                 log.info("encryption in place done: %s", report.describe())

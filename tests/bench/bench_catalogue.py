@@ -35,6 +35,7 @@ from backend.server import PixmartServer
 from protocol.catalogue_client import browse, delete_items, iter_items, upload_file
 from protocol.client import Session
 from protocol.messages.catalogue import ItemMetadata, ListingFilters
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.commerce import ServerProcess, sign_up
 from tests.support.load import seed_items
 
@@ -204,6 +205,7 @@ async def _seed(data_dir: Path) -> None:
             # Listings never read previews; a small one keeps the seeded database small.
             preview=small_webp(99, (128, 85)),
             prefix="bench",
+            derivatives=catalogue_of(server).derivatives,
         )
     finally:
         await server.stop()

@@ -96,6 +96,7 @@ from protocol.messages.base import PROTOCOL_VERSION, ErrorReply, Hello, Reply, W
 from protocol.messages.vision import SearchByImage
 from protocol.trust import TrustPolicy
 from tests.support import insecure_tls13_context
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.commerce import PASSWORD, ServerProcess
 from tests.support.load import cpu_seconds, proc_memory, seed_items, small_thumbnail
 
@@ -207,7 +208,12 @@ async def _seed(data_dir: Path, victims: int) -> None:
             await server.accounts.create_account(name, PASSWORD)
         thumbnails = [small_thumbnail(seed) for seed in range(6)]
         await seed_items(
-            server.db, [seller.id], ITEMS, thumbnails=thumbnails, preview=thumbnails[0]
+            server.db,
+            [seller.id],
+            ITEMS,
+            thumbnails=thumbnails,
+            preview=thumbnails[0],
+            derivatives=catalogue_of(server).derivatives,
         )
     finally:
         await server.stop()

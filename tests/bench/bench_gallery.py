@@ -25,6 +25,7 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol.client import Session
 from protocol.trust import TrustPolicy
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.load import seed_items, small_thumbnail
 from tui.launch import build_app
 from tui.screens.gallery import GalleryScreen
@@ -68,7 +69,12 @@ async def _measure(root: Path) -> tuple[list[float], list[float]]:
         assert session.user is not None and session.token is not None
         thumbnails = [small_thumbnail(n) for n in range(8)]
         await seed_items(
-            server.db, [session.user.id], ITEMS, thumbnails=thumbnails, preview=thumbnails[0]
+            server.db,
+            [session.user.id],
+            ITEMS,
+            thumbnails=thumbnails,
+            preview=thumbnails[0],
+            derivatives=catalogue_of(server).derivatives,
         )
         store = ClientStore(root / "client")
         store.save_token(url, session.token)

@@ -50,6 +50,7 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol.catalogue_client import browse
 from protocol.vision_client import search_by_picture, similar_to_item
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.catalogue import jpeg
 from tests.support.commerce import PASSWORD, ServerProcess, _server_command, read_listening
 from tests.support.health import wait_for_health
@@ -91,8 +92,13 @@ class VisionServerProcess(ServerProcess):
         """
         started = time.perf_counter()
         log_path = self.data_dir / f"server-{time.time_ns()}.log"
-        command = [_server_command(), "--data-dir", str(self.data_dir), "serve",
-                   *self.serve_options(port)]
+        command = [
+            _server_command(),
+            "--data-dir",
+            str(self.data_dir),
+            "serve",
+            *self.serve_options(port),
+        ]
         with log_path.open("wb") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=log, start_new_session=True
@@ -144,7 +150,14 @@ async def _seed(data_dir: Path) -> None:
             for n in range(SELLERS)
         ]
         thumbnails = [small_thumbnail(seed) for seed in range(6)]
-        await seed_items(server.db, owners, ITEMS, thumbnails=thumbnails, preview=thumbnails[0])
+        await seed_items(
+            server.db,
+            owners,
+            ITEMS,
+            thumbnails=thumbnails,
+            preview=thumbnails[0],
+            derivatives=catalogue_of(server).derivatives,
+        )
         shas = [str(row[0]) for row in await server.db.fetchall("SELECT sha256 FROM pictures")]
         rng = np.random.default_rng(3)
         now = time.time()

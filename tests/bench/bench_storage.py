@@ -81,6 +81,7 @@ from tests.bench.bench_checkout import _one_run as checkout_run
 from tests.bench.bench_load import Setting, _Run
 from tests.bench.bench_load import _one_run as paging_run
 from tests.bench.bench_load import _tokens as seller_tokens
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.commerce import (
     PASSWORD,
     ServerProcess,
@@ -342,6 +343,7 @@ async def seed_shop(shop: Shop, pictures: Pictures, vectors: NDArray[np.float16]
             thumbnails=pictures.thumbnails,
             preview=pictures.preview,
             prefix="storage",
+            derivatives=catalogue_of(server).derivatives,
         )
         rows = await server.db.fetchall(
             "SELECT id, owner_id, public, sha256 FROM items ORDER BY id"

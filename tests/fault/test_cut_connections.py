@@ -42,6 +42,7 @@ from protocol.messages.catalogue import (
 )
 from protocol.trust import TrustPolicy
 from tests.support import FAST_BACKOFF, StatusRecorder
+from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.catalogue import stored
 from tests.support.load import seed_items, small_thumbnail, write_noise_picture
 from tests.support.proxy import TcpProxy
@@ -227,7 +228,12 @@ async def _listings_survive_cuts(
         assert session.user is not None
         thumbnails = [small_thumbnail(seed) for seed in range(3)]
         seeded = await seed_items(
-            server.db, [session.user.id], ITEMS, thumbnails=thumbnails, preview=thumbnails[0]
+            server.db,
+            [session.user.id],
+            ITEMS,
+            thumbnails=thumbnails,
+            preview=thumbnails[0],
+            derivatives=catalogue_of(server).derivatives,
         )
         rows = await server.db.fetchall("SELECT id, price_cents FROM items")
         price = {int(row[0]): int(row[1]) for row in rows}

@@ -32,6 +32,7 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image
 
+from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.storage.database import Database
 from backend.storage.engine import StorageEngine
 from backend.storage.postgres import PostgresDatabase
@@ -78,6 +79,7 @@ async def seed_items(
     public_share: float = 0.9,
     seed: int = 7,
     prefix: str = "seeded",
+    derivatives: DerivativeCodec = PLAIN,
 ) -> list[int]:
     """List ``count`` items in one transaction, straight through the storage layer.
 
@@ -90,9 +92,19 @@ async def seed_items(
     the catalogue writes them, text search included (SQLite's ``items_fts.tags``, PostgreSQL's
     ``items.tags_text``).
 
+    Args:
+        derivatives: The server's :attr:`~backend.catalogue.service.CatalogueService.derivatives`:
+            in a shop encrypted at rest each row's thumbnail is sealed with a data key of its
+            own, as uploads are (the preview, which listings never read, is sealed once).
+
     Returns:
         The new item ids, oldest first.
     """
+    if derivatives.sealer is not None:
+        thumbnails = [
+            derivatives.seal(thumbnails[n % len(thumbnails)], "thumbnail") for n in range(count)
+        ]
+        preview = derivatives.seal(preview, "preview")
     tag_ids = {str(row[0]): int(row[1]) for row in await db.fetchall("SELECT name, id FROM tags")}
     rows = _seed_rows(
         count, sorted(tag_ids), owner_ids, thumbnails, preview, public_share, seed, prefix
