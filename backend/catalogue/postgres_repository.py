@@ -105,8 +105,7 @@ class PostgresCatalogueRepository:
 
     async def items(self, item_ids: Sequence[int]) -> dict[int, ItemRow]:
         rows = await self._db.fetchall(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])",
-            list(item_ids),
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])", list(item_ids)
         )
         return {item.id: item for item in map(item_from_row, rows)}
 
@@ -126,8 +125,7 @@ class PostgresCatalogueRepository:
                 if draft.picture is not None:
                     await _insert_picture(conn, draft.picture, now)
                 elif not await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1)",
-                    draft.sha256,
+                    "SELECT EXISTS (SELECT 1 FROM pictures WHERE sha256 = $1)", draft.sha256
                 ):
                     raise PictureMissing(draft.sha256)
                 # Held to the commit: the newest created_at read here is the newest committed.
@@ -184,8 +182,7 @@ class PostgresCatalogueRepository:
             shas = [
                 str(row[0])
                 for row in await conn.fetch(
-                    "SELECT DISTINCT sha256 FROM items WHERE id = ANY($1::bigint[])",
-                    ids,
+                    "SELECT DISTINCT sha256 FROM items WHERE id = ANY($1::bigint[])", ids
                 )
             ]
             # Taken before the deletion, so no item for these pictures is being added now and
@@ -210,8 +207,7 @@ class PostgresCatalogueRepository:
         if viewer_id is not None:
             condition += f" AND {visible(args.add(viewer_id))}"
         rows = await self._db.fetchall(
-            f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}",
-            *args.values,
+            f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}", *args.values
         )
         found = {
             card.id: card for card in cards_from_rows(rows, list, derivatives=self._derivatives)
@@ -220,8 +216,7 @@ class PostgresCatalogueRepository:
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1",
-            item_id,
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1", item_id
         )
         return (
             detail_from_row(row, list, derivatives=self._derivatives) if row is not None else None

@@ -126,8 +126,7 @@ class SqliteCatalogueRepository:
             shas: set[str] = set()
             for batch in _batches(item_ids):
                 cursor = await conn.execute(
-                    f"DELETE FROM items WHERE id IN ({_marks(batch)}) RETURNING sha256",
-                    batch,
+                    f"DELETE FROM items WHERE id IN ({_marks(batch)}) RETURNING sha256", batch
                 )
                 shas.update(str(row[0]) for row in await cursor.fetchall())
                 await cursor.close()
@@ -155,8 +154,7 @@ class SqliteCatalogueRepository:
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
-            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?",
-            (item_id,),
+            f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?", (item_id,)
         )
         return (
             detail_from_row(row, _tag_list, derivatives=self._derivatives)
@@ -311,8 +309,7 @@ async def _set_tags(conn: aiosqlite.Connection, item_id: int, tags: Sequence[str
             (item_id, *tags),
         )
     await conn.execute(
-        "UPDATE items_fts SET tags = ? WHERE rowid = ?",
-        (_TAG_SEPARATOR.join(tags), item_id),
+        "UPDATE items_fts SET tags = ? WHERE rowid = ?", (_TAG_SEPARATOR.join(tags), item_id)
     )
 
 
