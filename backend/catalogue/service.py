@@ -165,6 +165,13 @@ class CatalogueService:
         if not self._db.shared:
             await self.uploads.sweep()
             await self.pictures.sweep()
+        blobs = self.pictures.blobs
+        if isinstance(blobs, SealedBlobs) and blobs.plaintext_left:
+            # After the sweeps: the start-up sweep spares no temporary file, and the job writes
+            # some.
+            self._sealing = asyncio.create_task(
+                self._seal_plaintext(blobs), name="pixmart-seal-in-place"
+            )
 
     async def _open_picture_store(self) -> None:
         """Check the keys against the store's keyring and seal the store (or refuse to start).
@@ -191,12 +198,8 @@ class CatalogueService:
             raise StartupError(
                 f"cannot read the picture store's keyring: {exc}", "check --blobs"
             ) from None
-        sealed = self.pictures.blobs = SealedBlobs(raw, store_keys)
+        self.pictures.blobs = SealedBlobs(raw, store_keys)
         self.derivatives.plaintext_left = store_keys.keyring.plaintext_left
-        if sealed.plaintext_left:
-            self._sealing = asyncio.create_task(
-                self._seal_plaintext(sealed), name="pixmart-seal-in-place"
-            )
 
     async def _seal_plaintext(self, blobs: SealedBlobs) -> None:
         """Seal what the store held before encryption, in the background (one instance)."""
