@@ -97,8 +97,15 @@ class ItemTile(Vertical):
         highlighted: bool,
     ) -> bool:
         """Show ``card`` (or nothing); returns whether its picture still has to be decoded."""
-        if not self.children or not self.is_attached:
+        if not self.is_attached:
             return False  # being removed (the grid was resized, or the app is closing)
+        if not self.query("#stock"):
+            # Not composed down to its row of facts yet (a grid filled the moment it grew):
+            # show the card once it is, after the messages already queued.
+            self.call_later(
+                self.show, card, cache=cache, currency=currency, highlighted=highlighted
+            )
+            return False
         self.set_class(highlighted and card is not None, "-highlight")
         self.visible = card is not None
         if card is None:
