@@ -231,6 +231,8 @@ def test_gallery_filtered_by_tag(snap: SnapCompare, shop: SnapshotShop, tmp_path
 
     async def run_before(pilot: Pilot[None]) -> None:
         await in_gallery(pilot, complete=True)
+        grid = app.screen.query_one(CatalogueView).grid
+        await until(pilot, lambda: grid.columns == 3, what="three columns")
         await pilot.press("t")
         tags = app.screen.query_one("#tag-list", SelectionList)
         values = [tags.get_option_at_index(i).value for i in range(tags.option_count)]
@@ -257,8 +259,10 @@ async def test_gallery_at_80x24(shop: SnapshotShop, tmp_path: Path) -> None:
     app = make_app(shop, tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         await in_gallery(pilot, complete=True)
+        grid = app.screen.query_one(CatalogueView).grid
+        # The narrow style lands after the first layout, the columns after the next one.
+        await until(pilot, lambda: grid.columns == 3, what="three columns")
         assert app.screen.has_class("-narrow")
-        assert app.screen.query_one(CatalogueView).grid.columns == 3
         assert not app.screen.query_one(TagSidebar).display
         assert "t" in app.screen.active_bindings
 
