@@ -201,6 +201,19 @@ TABLES: Final = (
         key="id",
         identity=True,
     ),
+    Table(
+        "favourites",
+        ("id", "user_id", "item_id", "title", "price_cents", "added_at"),
+        key="id",
+        identity=True,
+    ),
+    Table(
+        "notices",
+        ("id", "user_id", "kind", "item_id", "text", "created_at", "is_read"),
+        key="id",
+        convert={"is_read": _boolean},
+        identity=True,
+    ),
 )
 
 
