@@ -214,6 +214,25 @@ TABLES: Final = (
         convert={"is_read": _boolean},
         identity=True,
     ),
+    Table(
+        "saved_searches",
+        (
+            "id", "user_id", "filters", "owner_id", "min_price_cents", "max_price_cents",
+            "in_stock", "tag_count", "word_count", "like_label", "like_vector", "like_model",
+            "min_similarity", "created_at",
+        ),
+        key="id",
+        convert={"in_stock": _boolean},
+        identity=True,
+    ),
+    Table("saved_search_tags", ("tag", "search_id"), key="tag, search_id"),
+    Table(
+        "saved_search_words",
+        ("word", "search_id", "prefix"),
+        key="word, search_id",
+        convert={"prefix": _boolean},
+    ),
+    Table("alert_matches", ("search_id", "item_id", "matched_at"), key="search_id, item_id"),
 )
 
 
