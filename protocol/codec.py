@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest
-from protocol.messages import accounts, base, catalogue, commerce, live, vision
+from protocol.messages import accounts, base, catalogue, commerce, live, sales, vision
 
 #: Every message type that may cross the wire, in one tagged union.
 MESSAGE_TYPES: tuple[type[base.Message], ...] = (
@@ -20,6 +20,7 @@ MESSAGE_TYPES: tuple[type[base.Message], ...] = (
     + live.MESSAGES
     + catalogue.MESSAGES
     + commerce.MESSAGES
+    + sales.MESSAGES
     + vision.MESSAGES
 )
 
