@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest
-from protocol.messages import accounts, base, catalogue, commerce, live, sales, vision
+from protocol.messages import accounts, alerts, base, catalogue, commerce, live, sales, vision
 
 #: Every message type that may cross the wire, in one tagged union.
 MESSAGE_TYPES: tuple[type[base.Message], ...] = (
@@ -22,6 +22,7 @@ MESSAGE_TYPES: tuple[type[base.Message], ...] = (
     + commerce.MESSAGES
     + sales.MESSAGES
     + vision.MESSAGES
+    + alerts.MESSAGES
 )
 
 #: Frames above this size are refused with ``bad_request`` (the transport cuts far larger ones).
