@@ -4,6 +4,9 @@ Functions taking a session: resumable uploads (:func:`upload_file`), listings
 (:func:`browse`, :func:`iter_items`), one item (:func:`get_item`, :func:`download_original`),
 edits and deletes, tags and live updates (:class:`CatalogueWatch`). Money is in
 :mod:`protocol.money`.
+
+Listings and items come with every picture's bytes, as before; underneath, pictures the session's
+:class:`~protocol.pictures.PictureStore` holds are not sent again (see :mod:`protocol.pictures`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from protocol.messages.catalogue import (
     ListingFilters,
     ListTags,
     OriginalData,
+    PictureMode,
     SortOrder,
     TagCount,
     Tags,
@@ -49,6 +53,7 @@ from protocol.messages.catalogue import (
     WatchItems,
 )
 from protocol.paging import paginate
+from protocol.pictures import PictureStore, resolve_detail, resolve_thumbnails
 
 #: Called with (bytes the server holds, file size) as an upload advances.
 Progress = Callable[[int, int], None]
@@ -174,10 +179,32 @@ async def browse(
     *,
     limit: int | None = None,
     cursor: str | None = None,
+    pictures: PictureMode = PictureMode.UNSENT,
+    store: PictureStore | None = None,
 ) -> ItemBatch:
-    """One batch of a listing; pass the previous batch's cursor (same filters) for the next."""
-    request = Browse(filters=filters or ListingFilters(), sort=sort, limit=limit, cursor=cursor)
-    return await session.request(request, ItemBatch)
+    """One batch of a listing; pass the previous batch's cursor (same filters) for the next.
+
+    Every card has its thumbnail's bytes (``None`` only for an item gone meanwhile).
+
+    Args:
+        pictures: How the server sends thumbnails: :attr:`PictureMode.HASHES` when ``store``
+            is likely to hold them (a warm disk cache), else the default.
+        store: Where thumbnails are kept; the session's (:func:`~protocol.pictures.picture_store`)
+            by default.
+
+    Raises:
+        PictureMismatch: a thumbnail arrived damaged twice.
+    """
+    request = Browse(
+        filters=filters or ListingFilters(),
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+        pictures=pictures,
+    )
+    batch = await session.request(request, ItemBatch)
+    await resolve_thumbnails(session, batch.items, store)
+    return batch
 
 
 async def iter_items(
@@ -198,9 +225,21 @@ async def iter_items(
         yield card
 
 
-async def get_item(session: Session, item_id: int) -> ItemDetail:
-    """One item with its preview."""
-    return (await session.request(GetItem(item_id=item_id), ItemInfo)).item
+async def get_item(
+    session: Session,
+    item_id: int,
+    *,
+    pictures: PictureMode = PictureMode.UNSENT,
+    store: PictureStore | None = None,
+) -> ItemDetail:
+    """One item with its preview's and thumbnail's bytes (see :func:`browse` for the options).
+
+    Raises:
+        PictureMismatch: a picture arrived damaged twice.
+    """
+    detail = (await session.request(GetItem(item_id=item_id, pictures=pictures), ItemInfo)).item
+    await resolve_detail(session, detail, store)
+    return detail
 
 
 async def download_original(session: Session, item_id: int) -> tuple[bytes, OriginalData]:

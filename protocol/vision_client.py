@@ -4,6 +4,9 @@
 picture only once; if the server forgot the search (it restarted, or the query aged out) the
 helper sends the picture again with the same cursor, so a long listing survives reconnects and
 restarts without the caller noticing.
+
+Like every listing, batches come with each card's thumbnail bytes, the ones the session's
+picture store holds not being sent again (see :mod:`protocol.pictures`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from protocol.client import Session
 from protocol.errors import NotFound
-from protocol.messages.catalogue import ItemCard, ListingFilters
+from protocol.messages.catalogue import ItemCard, ListingFilters, PictureMode
 from protocol.messages.vision import (
     GetTagSuggestions,
     SearchByImage,
@@ -22,6 +25,7 @@ from protocol.messages.vision import (
     TagSuggestions,
 )
 from protocol.paging import paginate
+from protocol.pictures import PictureStore, resolve_thumbnails
 
 
 async def search_by_picture(
@@ -32,24 +36,40 @@ async def search_by_picture(
     limit: int | None = None,
     cursor: str | None = None,
     query_id: str | None = None,
+    pictures: PictureMode = PictureMode.UNSENT,
+    store: PictureStore | None = None,
 ) -> SimilarBatch:
     """One batch of the items most like ``image`` (best first, ``score`` set on each card).
 
     For the next batch pass the previous batch's ``cursor`` and ``query_id``; the picture is
-    then sent again only if the server no longer knows the query.
+    then sent again only if the server no longer knows the query. ``pictures`` and ``store``
+    as for :func:`protocol.catalogue_client.browse`.
     """
     filters = filters or ListingFilters()
+    batch: SimilarBatch | None = None
     if query_id is not None and cursor is not None:
         try:
-            return await session.request(
-                SearchByImage(query_id=query_id, filters=filters, limit=limit, cursor=cursor),
+            batch = await session.request(
+                SearchByImage(
+                    query_id=query_id,
+                    filters=filters,
+                    limit=limit,
+                    cursor=cursor,
+                    pictures=pictures,
+                ),
                 SimilarBatch,
             )
         except NotFound:
             pass  # the server forgot the query: send the picture with the same cursor
-    return await session.request(
-        SearchByImage(image=image, filters=filters, limit=limit, cursor=cursor), SimilarBatch
-    )
+    if batch is None:
+        batch = await session.request(
+            SearchByImage(
+                image=image, filters=filters, limit=limit, cursor=cursor, pictures=pictures
+            ),
+            SimilarBatch,
+        )
+    await resolve_thumbnails(session, batch.items, store)
+    return batch
 
 
 async def similar_to_item(
@@ -59,12 +79,23 @@ async def similar_to_item(
     *,
     limit: int | None = None,
     cursor: str | None = None,
+    pictures: PictureMode = PictureMode.UNSENT,
+    store: PictureStore | None = None,
 ) -> SimilarBatch:
-    """One batch of the items most like a stored item (the item itself left out)."""
+    """One batch of the items most like a stored item (the item itself left out).
+
+    ``pictures`` and ``store`` as for :func:`protocol.catalogue_client.browse`.
+    """
     request = SimilarToItem(
-        item_id=item_id, filters=filters or ListingFilters(), limit=limit, cursor=cursor
+        item_id=item_id,
+        filters=filters or ListingFilters(),
+        limit=limit,
+        cursor=cursor,
+        pictures=pictures,
     )
-    return await session.request(request, SimilarBatch)
+    batch = await session.request(request, SimilarBatch)
+    await resolve_thumbnails(session, batch.items, store)
+    return batch
 
 
 async def iter_similar(

@@ -9,6 +9,15 @@ Uploads are chunked and resumable, keyed by the SHA-256 of the whole file: :clas
 answers where to continue (an earlier partial upload of the same file by the same user resumes),
 :class:`UploadChunk` appends at an offset and acknowledges the new end, :class:`FinishUpload`
 verifies the whole file and lists the item.
+
+Pictures are addressed by content: every :class:`ItemCard` names its thumbnail's SHA-256 and
+size, and :class:`ItemDetail` its preview's, so a client keeps the pictures it was sent and asks
+only for those it lacks. A listing request says how pictures come (:class:`PictureMode`): inline
+on every card (the default, as clients before content addressing expect), inline only when this
+connection has not been sent them yet (a cold client still needs one round trip per batch), or
+never (a client with a warm cache). :class:`GetPictures` then fetches the missing ones of one
+batch in one request, by item id: the server checks that the caller may see each item, exactly
+as for :class:`GetItem`, so a hash never opens a picture to someone who may not see its item.
 """
 
 from __future__ import annotations
@@ -47,11 +56,39 @@ class SortOrder(enum.StrEnum):
     PRICE_DOWN = "price_down"
 
 
-class ItemCard(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    """One item in a listing: its fields and its thumbnail inline.
+class PictureMode(enum.StrEnum):
+    """How the pictures of a reply's cards (or of an item's detail) come.
 
     Attributes:
-        thumbnail: WebP, longest side at most 256 px, no metadata.
+        INLINE: Every card carries its picture's bytes (what clients before content-addressed
+            pictures expect, hence the default).
+        UNSENT: Bytes only for pictures this connection has not been sent yet (the server keeps
+            a bounded record per connection); the others by hash and size only. A client that
+            keeps what it was sent in memory needs no second round trip.
+        HASHES: Hashes and sizes only; the client fetches those it lacks with
+            :class:`GetPictures`. For a client whose picture cache outlives the connection.
+    """
+
+    INLINE = "inline"
+    UNSENT = "unsent"
+    HASHES = "hashes"
+
+
+class PictureKind(enum.StrEnum):
+    """Which derivative of an item's picture: the listing's thumbnail or the item's preview."""
+
+    THUMBNAIL = "thumbnail"
+    PREVIEW = "preview"
+
+
+class ItemCard(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """One item in a listing: its fields and its thumbnail, by content hash and maybe inline.
+
+    Attributes:
+        thumbnail: WebP, longest side at most 256 px, no metadata; ``None`` when the request's
+            :class:`PictureMode` left it out (fetch it with :class:`GetPictures`).
+        thumbnail_sha256: Lower-case hex SHA-256 of the thumbnail's bytes.
+        thumbnail_size: Its size in bytes.
         score: Similarity to the example picture in similar-image results, else ``None``.
         looks_like: In text search results, why the item matched when the seller's own words
             do not hold the search words: the name of what the image model sees in the picture
@@ -69,7 +106,9 @@ class ItemCard(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     width: int
     height: int
     created_at: float
-    thumbnail: bytes
+    thumbnail: bytes | None = None
+    thumbnail_sha256: str = ""
+    thumbnail_size: int = 0
     score: float | None = None
     looks_like: str | None = None
 
@@ -81,8 +120,13 @@ class ItemDetail(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
         format: ``"JPEG"``, ``"PNG"`` or ``"WEBP"``: the original's format.
         sha256: The SHA-256 of the original as uploaded.
         size_bytes: The size of the original as uploaded.
-        preview: WebP, longest side at most 1280 px, no metadata.
-        thumbnail: WebP, longest side at most 256 px, no metadata.
+        preview: WebP, longest side at most 1280 px, no metadata; ``None`` when the request's
+            :class:`PictureMode` left it out.
+        preview_sha256: Lower-case hex SHA-256 of the preview's bytes.
+        preview_size: Its size in bytes.
+        thumbnail: WebP, longest side at most 256 px, no metadata; ``None`` when left out.
+        thumbnail_sha256: As :attr:`ItemCard.thumbnail_sha256`.
+        thumbnail_size: As :attr:`ItemCard.thumbnail_size`.
     """
 
     id: int
@@ -101,8 +145,12 @@ class ItemDetail(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     size_bytes: int
     created_at: float
     updated_at: float
-    preview: bytes
-    thumbnail: bytes
+    preview: bytes | None = None
+    preview_sha256: str = ""
+    preview_size: int = 0
+    thumbnail: bytes | None = None
+    thumbnail_sha256: str = ""
+    thumbnail_size: int = 0
 
 
 class ItemMetadata(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -233,15 +281,61 @@ class ItemCreated(Reply):
 
 
 class GetItem(Request):
-    """Fetch one item with its preview."""
+    """Fetch one item with its preview (see :class:`PictureMode` for how its pictures come)."""
 
     item_id: ItemId
+    pictures: PictureMode = PictureMode.INLINE
 
 
 class ItemInfo(Reply):
     """One item in full."""
 
     item: ItemDetail
+
+
+#: Thumbnails one :class:`GetPictures` may ask for: a few batches' worth.
+MAX_THUMBNAILS_PER_REQUEST = 200
+#: Previews one :class:`GetPictures` may ask for (each up to some hundred KB).
+MAX_PREVIEWS_PER_REQUEST = 8
+
+
+class GetPictures(Request):
+    """Fetch the thumbnails (or previews) of items, e.g. those a batch's cards name by hash only.
+
+    The server answers for the items the caller may see (as :class:`GetItem` would), in the
+    order asked; it never looks a picture up by its hash alone.
+
+    Attributes:
+        item_ids: At most :data:`MAX_THUMBNAILS_PER_REQUEST` (thumbnails) or
+            :data:`MAX_PREVIEWS_PER_REQUEST` (previews) ids.
+    """
+
+    item_ids: Annotated[
+        list[ItemId], msgspec.Meta(min_length=1, max_length=MAX_THUMBNAILS_PER_REQUEST)
+    ]
+    kind: PictureKind = PictureKind.THUMBNAIL
+
+
+class Picture(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """One item's picture: its content hash and bytes (WebP)."""
+
+    item_id: int
+    sha256: str
+    data: bytes
+
+
+class Pictures(Reply):
+    """The pictures asked for by a :class:`GetPictures`.
+
+    Attributes:
+        pictures: In the order asked, for the items the caller may see.
+        missing: Ids of items that do not exist or that the caller may not see.
+        more: Ids not answered because the reply reached its size limit; ask again for them.
+    """
+
+    pictures: list[Picture]
+    missing: list[int] = msgspec.field(default_factory=list)
+    more: list[int] = msgspec.field(default_factory=list)
 
 
 class GetOriginal(Request):
@@ -312,12 +406,14 @@ class Browse(Request):
     Attributes:
         limit: Items per batch; the server's default when ``None``, at most its maximum.
         cursor: From the previous :class:`ItemBatch`; filters and sort must be the same.
+        pictures: How the cards' thumbnails come (see :class:`PictureMode`).
     """
 
     filters: ListingFilters = msgspec.field(default_factory=ListingFilters)
     sort: SortOrder = SortOrder.NEWEST
     limit: BatchLimit | None = None
     cursor: Cursor | None = None
+    pictures: PictureMode = PictureMode.INLINE
 
 
 class ItemBatch(Reply):
@@ -385,6 +481,8 @@ MESSAGES: tuple[type[Message], ...] = (
     ItemCreated,
     GetItem,
     ItemInfo,
+    GetPictures,
+    Pictures,
     GetOriginal,
     OriginalData,
     EditItem,

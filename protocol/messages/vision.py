@@ -14,7 +14,14 @@ from typing import Annotated
 import msgspec
 
 from protocol.messages.base import Message, Reply, Request
-from protocol.messages.catalogue import BatchLimit, Cursor, ItemCard, ItemId, ListingFilters
+from protocol.messages.catalogue import (
+    BatchLimit,
+    Cursor,
+    ItemCard,
+    ItemId,
+    ListingFilters,
+    PictureMode,
+)
 
 #: The server's handle of an embedded example picture (SHA-256 hex of the picture bytes).
 QueryId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
@@ -29,6 +36,7 @@ class SearchByImage(Request):
         filters: The same filters as browse (tags, price range, in stock, mine).
         limit: Items per batch (the server's default when ``None``).
         cursor: The previous batch's cursor; ``None`` for the first batch.
+        pictures: How the cards' thumbnails come (see :class:`PictureMode`).
     """
 
     image: bytes | None = None
@@ -36,15 +44,21 @@ class SearchByImage(Request):
     filters: ListingFilters = msgspec.field(default_factory=ListingFilters)
     limit: BatchLimit | None = None
     cursor: Cursor | None = None
+    pictures: PictureMode = PictureMode.INLINE
 
 
 class SimilarToItem(Request):
-    """Items most like a stored item (its stored embedding; the item itself is left out)."""
+    """Items most like a stored item (its stored embedding; the item itself is left out).
+
+    Attributes:
+        pictures: How the cards' thumbnails come (see :class:`PictureMode`).
+    """
 
     item_id: ItemId
     filters: ListingFilters = msgspec.field(default_factory=ListingFilters)
     limit: BatchLimit | None = None
     cursor: Cursor | None = None
+    pictures: PictureMode = PictureMode.INLINE
 
 
 class SimilarBatch(Reply):

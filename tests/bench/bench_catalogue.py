@@ -227,7 +227,7 @@ async def _measure_listing(root: Path) -> list[dict[str, Any]]:
             page = await browse(session, limit=100, cursor=cursor)
             assert page.cursor is not None
             cursor = page.cursor
-        kilobytes = sum(len(card.thumbnail) for card in first.items) / 1024
+        kilobytes = sum(len(card.thumbnail or b"") for card in first.items) / 1024
         setting = f"{ITEMS:,} items, batch of {BATCH} with thumbnails ({kilobytes:.0f} KB)"
         tagged = ListingFilters(tags=["night", "sky"])
         text = ListingFilters(text="item 12")

@@ -502,7 +502,7 @@ async def _deep_cursors(sessions: dict[str, Session]) -> tuple[dict[str, str | N
     ):
         ids = {engine: [card.id for card in cards] for engine, cards in batches.items()}
         assert ids[SQLITE] == ids[POSTGRES], "the engines list different items"
-    return deep, sum(len(card.thumbnail) for card in firsts[SQLITE].items) / 1024
+    return deep, sum(len(card.thumbnail or b"") for card in firsts[SQLITE].items) / 1024
 
 
 async def _listing_round(

@@ -80,6 +80,7 @@ async def test_upload_lists_the_item_with_its_pictures(
     assert (card.title, card.price_cents, card.stock, card.public) == ("Red noise", 1250, 3, True)
     assert card.tags == ["abstract", "noise"]
     assert (card.width, card.height, card.owner_name) == (300, 200, "alice")
+    assert card.thumbnail is not None
     thumbnail = Image.open(io.BytesIO(card.thumbnail))
     assert thumbnail.format == "WEBP" and max(thumbnail.size) <= 256
     assert any("small" in warning for warning in created.warnings)
@@ -87,6 +88,7 @@ async def test_upload_lists_the_item_with_its_pictures(
     detail = await get_item(alice, card.id)
     assert detail.sha256 == sha(data) and detail.format == "JPEG"
     assert detail.size_bytes == len(data) and detail.description == "Grainy."
+    assert detail.preview is not None
     assert Image.open(io.BytesIO(detail.preview)).format == "WEBP"
     assert blob_name(server, sha(data)) in await blob_names(server)
     after = await stored(server)
@@ -115,7 +117,7 @@ async def test_orientation_is_applied_and_metadata_stripped_for_others(
     data = encode(pixels(5, (80, 40)), "JPEG", quality=90, exif=exif.tobytes())
     alice = await logged_in(make_session, "alice")
     card = (await upload(alice, tmp_path, data)).item
-    assert (card.width, card.height) == (40, 80)
+    assert (card.width, card.height) == (40, 80) and card.thumbnail is not None
     assert Image.open(io.BytesIO(card.thumbnail)).size == (40, 80)
     assert not Image.open(io.BytesIO(card.thumbnail)).getexif()
 

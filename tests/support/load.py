@@ -448,7 +448,7 @@ async def _page(
             result.latencies_ms.append(elapsed * 1000)
             result.batches += 1
             result.items += len(page.items)
-            result.thumbnail_bytes += sum(len(card.thumbnail) for card in page.items)
+            result.thumbnail_bytes += sum(len(card.thumbnail or b"") for card in page.items)
             problem = _check_batch(page, plan.batch, seen)
             if problem:
                 result.errors.append(f"{order}: {problem}")

@@ -202,6 +202,8 @@ class ItemScreen(PixmartScreen):
         self._show_detail(detail)
         await app.watch_items([self.item_id])
         try:
+            if detail.preview is None:  # the item went private or away between two requests
+                raise LookupError(f"item {self.item_id} has no preview")
             preview = await asyncio.to_thread(decode_picture, detail.preview, PREVIEW_MAX_SIDE)
         except Exception:
             await self.query_one(Picture).show(None, "The picture could not be shown.")
