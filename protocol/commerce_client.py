@@ -35,6 +35,7 @@ from protocol.messages.commerce import (
     SaleBatch,
     SetCartQuantity,
 )
+from protocol.messages.sales import GetSalesSummary, SalesSummary, SalesSummaryView
 from protocol.paging import paginate
 
 
@@ -130,3 +131,17 @@ async def iter_sales(session: Session, *, limit: int | None = None) -> AsyncIter
 
     async for sale in paginate(fetch, batch=limit):
         yield sale
+
+
+async def sales_summary(
+    session: Session, *, days: int = 30, weeks: int = 12, top: int = 5, low_stock: int = 3
+) -> SalesSummary:
+    """The caller's sales summary: revenue and units per UTC day and ISO week over the last
+    ``days`` days and ``weeks`` weeks, the ``top`` items, and items with ``low_stock`` units or
+    fewer.
+
+    Raises:
+        BadRequest: a window, ``top`` or ``low_stock`` outside the protocol's bounds.
+    """
+    request = GetSalesSummary(days=days, weeks=weeks, top=top, low_stock=low_stock)
+    return (await session.request(request, SalesSummaryView)).summary

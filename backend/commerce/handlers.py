@@ -1,4 +1,4 @@
-"""Provides the request handlers of commerce: cart, checkout, orders and sales."""
+"""Provides the request handlers of commerce: cart, checkout, orders, sales and their summary."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from protocol.messages.commerce import (
     SaleBatch,
     SetCartQuantity,
 )
+from protocol.messages.sales import GetSalesSummary, SalesSummaryView
 
 
 def register(dispatcher: Dispatcher, commerce: CommerceService, events: EventHub) -> None:
@@ -96,3 +97,9 @@ def register(dispatcher: Dispatcher, commerce: CommerceService, events: EventHub
             connection.require_user().user_id, limit=request.limit, cursor=request.cursor
         )
         return SaleBatch(id=request.id, sales=sales, cursor=cursor)
+
+    @dispatcher.route(GetSalesSummary, replayable=False)
+    async def sales_summary(connection: Connection, request: GetSalesSummary) -> Reply:
+        # The seller is whoever is logged in: a client cannot ask for another's figures.
+        summary = await commerce.report.summary(connection.require_user().user_id, request)
+        return SalesSummaryView(id=request.id, summary=summary)

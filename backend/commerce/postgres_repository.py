@@ -21,16 +21,21 @@ from typing import Any, Final
 
 import asyncpg
 
+from backend.commerce import report_rows
 from backend.commerce.lines import StoredLine
 from backend.commerce.repository import (
     AddDecision,
     Approval,
     BuyerOrder,
     CheckoutResult,
+    ItemSales,
     Keyed,
+    Periods,
+    PeriodSales,
     QuantityDecision,
     StockChange,
     StockGuardError,
+    StockLevels,
 )
 from backend.commerce.rows import (
     ITEM_COLUMNS,
@@ -122,6 +127,13 @@ _INSERT_ORDER_LINE_SQL = (
 _ORDER_SQL = f"{ORDER_SELECT} WHERE id = $1"
 
 _ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = $1 ORDER BY l.id"
+
+# The sales report's queries, numbered in the order their methods pass the arguments.
+_SALES_BY_PERIOD_SQL = report_rows.SALES_BY_PERIOD.format(
+    seller="$1", since="$2", until="$3", period="floor((o.created_at + $4) / $5)::bigint"
+)
+_TOP_ITEMS_SQL = report_rows.TOP_ITEMS.format(seller="$1", since="$2", until="$3", limit="$4")
+_STOCK_LEVELS_SQL = report_rows.STOCK_LEVELS.format(seller="$1", threshold="$2", limit="$3")
 
 
 class PostgresCommerceRepository:
@@ -251,6 +263,29 @@ class PostgresCommerceRepository:
             # Orders never change after checkout: reading the lines separately is safe.
             lines = await conn.fetch(_ORDER_LINES_SQL, order_id)
         return BuyerOrder(int(row["user_id"]), order_from_rows(row, lines))
+
+    async def sales_by_period(
+        self, seller_id: int, periods: Periods, *, since: float, until: float
+    ) -> list[PeriodSales]:
+        rows = await self._db.fetchall(
+            _SALES_BY_PERIOD_SQL,
+            seller_id,
+            since,
+            until,
+            float(periods.shift),
+            float(periods.width),
+        )
+        return [report_rows.period_sales(row) for row in rows]
+
+    async def top_items(
+        self, seller_id: int, *, since: float, until: float, limit: int
+    ) -> list[ItemSales]:
+        rows = await self._db.fetchall(_TOP_ITEMS_SQL, seller_id, since, until, limit)
+        return [report_rows.item_sales(row) for row in rows]
+
+    async def stock_levels(self, seller_id: int, *, threshold: int, limit: int) -> StockLevels:
+        rows = await self._db.fetchall(_STOCK_LEVELS_SQL, seller_id, threshold, limit)
+        return report_rows.stock_levels(rows)
 
 
 def _worth_retrying(exc: asyncpg.PostgresError) -> bool:

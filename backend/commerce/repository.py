@@ -1,7 +1,8 @@
 """Provides what the commerce services ask of storage: carts, checkout and the order book.
 
-Two repositories: :class:`CartRepository` (a user's cart lines, and checkout, which turns them
-into an order) and :class:`OrderRepository` (orders and sales, read back in keyset batches).
+Three repositories: :class:`CartRepository` (a user's cart lines, and checkout, which turns them
+into an order), :class:`OrderRepository` (orders and sales, read back in keyset batches) and
+:class:`SalesReportRepository` (a seller's sales summed per period and item, and stock levels).
 
 Every change to a cart reads the state it depends on, lets the service decide (a plain
 function, called inside the transaction, that raises a :class:`~protocol.errors.PixmartError`
@@ -21,6 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 from backend.commerce.lines import ItemState, StoredLine
 from protocol.messages.commerce import Order, OrderSummary, Sale
+from protocol.messages.sales import StockItem
 
 T = TypeVar("T")
 
@@ -180,5 +182,84 @@ class OrderRepository(Protocol):
         """The order with its lines in the order they were bought, or ``None``."""
 
 
-class CommerceRepository(CartRepository, OrderRepository, Protocol):
+@dataclass(frozen=True, slots=True)
+class Periods:
+    """How sales times fall into periods: period ``floor((created_at + shift) / width)``.
+
+    Both in seconds; times are seconds since the epoch, so periods are UTC days or weeks.
+    """
+
+    width: int
+    shift: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSales:
+    """What one seller sold in one currency and one period."""
+
+    currency: str
+    period: int
+    revenue_cents: int
+    units: int
+    orders: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSales:
+    """One item's sales in one currency, with its places among the seller's items.
+
+    Attributes:
+        title: The title of its latest sale.
+        stock: Units left now; ``None`` when the item was deleted.
+        by_revenue: Its place (1 = best) by revenue among the items sold in this currency.
+        by_units: Its place by units.
+    """
+
+    currency: str
+    item_id: int
+    title: str
+    revenue_cents: int
+    units: int
+    stock: int | None
+    by_revenue: int
+    by_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevels:
+    """The seller's items with little or no stock: the first few of each kind, and counts."""
+
+    low: list[StockItem]
+    low_count: int
+    sold_out: list[StockItem]
+    sold_out_count: int
+
+
+class SalesReportRepository(Protocol):
+    """Aggregates of one seller's sales and stock, computed by the database (GROUP BY).
+
+    Every figure counts the order lines of the seller's own items only, in orders placed at
+    ``since <= created_at < until``, kept apart by the currency the order was paid in.
+    """
+
+    async def sales_by_period(
+        self, seller_id: int, periods: Periods, *, since: float, until: float
+    ) -> list[PeriodSales]:
+        """Revenue, units and orders per currency and period (periods without sales absent)."""
+
+    async def top_items(
+        self, seller_id: int, *, since: float, until: float, limit: int
+    ) -> list[ItemSales]:
+        """Per currency, the items among the ``limit`` best by revenue or by units.
+
+        Places break ties by the other measure, then by item id.
+        """
+
+    async def stock_levels(self, seller_id: int, *, threshold: int, limit: int) -> StockLevels:
+        """The seller's items with 1 to ``threshold`` units (fewest first) and with none (by
+        id), at most ``limit`` of each, with how many there are of each; one snapshot.
+        """
+
+
+class CommerceRepository(CartRepository, OrderRepository, SalesReportRepository, Protocol):
     """Everything commerce stores, as one engine's implementation provides it."""

@@ -10,6 +10,7 @@ from backend.commerce.cart import CartService
 from backend.commerce.checkout import CheckoutService
 from backend.commerce.orders import OrderBook
 from backend.commerce.repository import CommerceRepository
+from backend.commerce.sales_report import SalesReport
 from backend.services import Services
 
 #: The secret that signs order and sales cursors, in the data dir.
@@ -20,11 +21,13 @@ CURSOR_SECRET_NAME = "commerce.cursors"
 
 @dataclass(frozen=True)
 class CommerceService:
-    """Carts, checkout and the order book; the commerce domain's ``service`` once started."""
+    """Carts, checkout, the order book and sellers' summaries; the commerce domain's
+    ``service`` once started."""
 
     cart: CartService
     checkout: CheckoutService
     orders: OrderBook
+    report: SalesReport
 
     @classmethod
     def build(
@@ -53,4 +56,5 @@ class CommerceService:
                 repository, currency=config.currency, metrics=services.metrics
             ),
             orders=orders,
+            report=SalesReport(repository, currency=config.currency),
         )

@@ -12,16 +12,21 @@ from dataclasses import replace
 
 import aiosqlite
 
+from backend.commerce import report_rows
 from backend.commerce.lines import ItemState, StoredLine
 from backend.commerce.repository import (
     AddDecision,
     Approval,
     BuyerOrder,
     CheckoutResult,
+    ItemSales,
     Keyed,
+    Periods,
+    PeriodSales,
     QuantityDecision,
     StockChange,
     StockGuardError,
+    StockLevels,
 )
 from backend.commerce.rows import (
     ITEM_COLUMNS,
@@ -87,6 +92,15 @@ _INSERT_ORDER_LINE_SQL = f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES
 _ORDER_SQL = f"{ORDER_SELECT} WHERE id = ?"
 
 _ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = ? ORDER BY l.id"
+
+# The sales report's queries with named parameters.
+_NAMES = {name: f":{name}" for name in ("seller", "since", "until", "limit", "threshold")}
+# CAST truncates towards zero: the floor, for the positive times orders carry.
+_SALES_BY_PERIOD_SQL = report_rows.SALES_BY_PERIOD.format(
+    period="CAST((o.created_at + :shift) / :width AS INTEGER)", **_NAMES
+)
+_TOP_ITEMS_SQL = report_rows.TOP_ITEMS.format(**_NAMES)
+_STOCK_LEVELS_SQL = report_rows.STOCK_LEVELS.format(**_NAMES)
 
 
 class SqliteCommerceRepository:
@@ -184,6 +198,30 @@ class SqliteCommerceRepository:
         # Orders never change after checkout: reading the lines separately is safe.
         lines = await self._db.fetchall(_ORDER_LINES_SQL, (order_id,))
         return BuyerOrder(int(row["user_id"]), order_from_rows(row, lines))
+
+    async def sales_by_period(
+        self, seller_id: int, periods: Periods, *, since: float, until: float
+    ) -> list[PeriodSales]:
+        params = {
+            "seller": seller_id,
+            "since": since,
+            "until": until,
+            "shift": periods.shift,
+            "width": float(periods.width),  # a float, so the division is not an integer one
+        }
+        rows = await self._db.fetchall(_SALES_BY_PERIOD_SQL, params)
+        return [report_rows.period_sales(row) for row in rows]
+
+    async def top_items(
+        self, seller_id: int, *, since: float, until: float, limit: int
+    ) -> list[ItemSales]:
+        params = {"seller": seller_id, "since": since, "until": until, "limit": limit}
+        rows = await self._db.fetchall(_TOP_ITEMS_SQL, params)
+        return [report_rows.item_sales(row) for row in rows]
+
+    async def stock_levels(self, seller_id: int, *, threshold: int, limit: int) -> StockLevels:
+        params = {"seller": seller_id, "threshold": threshold, "limit": limit}
+        return report_rows.stock_levels(await self._db.fetchall(_STOCK_LEVELS_SQL, params))
 
 
 async def _lines(conn: aiosqlite.Connection, user_id: int) -> list[StoredLine]:
