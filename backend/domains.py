@@ -16,6 +16,7 @@ from backend.services import Services
 if TYPE_CHECKING:
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
+    from backend.inbox.domain import InboxDomain
     from backend.vision.domain import VisionDomain
 
 
@@ -41,12 +42,15 @@ class Domains:
     #: requests answer ``unavailable``) without the image model.
     vision: VisionDomain
     commerce: CommerceDomain
+    #: Users' notices; other domains deliver to it through its ``service``.
+    inbox: InboxDomain
 
     @property
     def all(self) -> tuple[Domain, ...]:
         """Every domain in start order; they are stopped in reverse."""
-        # Vision hooks into the catalogue, so it starts after it.
-        return (self.catalogue, self.vision, self.commerce)
+        # Vision hooks into the catalogue, so it starts after it; the inbox, which others
+        # deliver to, starts first and stops last.
+        return (self.inbox, self.catalogue, self.vision, self.commerce)
 
 
 def build_domains(services: Services) -> Domains:
@@ -55,10 +59,13 @@ def build_domains(services: Services) -> Domains:
     # fingerprint``, ``admin``) do not load every domain.
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
+    from backend.inbox.domain import InboxDomain
     from backend.vision.domain import VisionDomain
 
+    inbox = InboxDomain(services)
     catalogue = CatalogueDomain(services)
     return Domains(
+        inbox=inbox,
         catalogue=catalogue,
         vision=VisionDomain(services, catalogue=catalogue.service),
         commerce=CommerceDomain(services),

@@ -11,7 +11,17 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.errors import BadRequest
-from protocol.messages import accounts, alerts, base, catalogue, commerce, live, sales, vision
+from protocol.messages import (
+    accounts,
+    alerts,
+    base,
+    catalogue,
+    commerce,
+    inbox,
+    live,
+    sales,
+    vision,
+)
 
 #: Every message type that may cross the wire, in one tagged union.
 MESSAGE_TYPES: tuple[type[base.Message], ...] = (
@@ -20,6 +30,7 @@ MESSAGE_TYPES: tuple[type[base.Message], ...] = (
     + live.MESSAGES
     + catalogue.MESSAGES
     + commerce.MESSAGES
+    + inbox.MESSAGES
     + sales.MESSAGES
     + vision.MESSAGES
     + alerts.MESSAGES
