@@ -326,6 +326,17 @@ class VisionService:
             Unavailable: the model is still warming up (with a retry-after) or failed.
         """
         self.require_ready()
+        query_id, vector = await self._query_vector(principal, image, query_id)
+        batch = await self._rank(
+            principal, vector, "vision.image", query_id, filters, limit, cursor, exclude=None
+        )
+        batch.query_id = query_id
+        return batch
+
+    async def _query_vector(
+        self, principal: Principal, image: bytes | None, query_id: str | None
+    ) -> tuple[str, NDArray[np.float32]]:
+        """The query id and embedding of an example picture, sent or remembered."""
         if image is not None:
             if len(image) > self._limits.max_bytes:
                 raise TooLarge(
@@ -336,7 +347,8 @@ class VisionService:
             query_id = hashlib.sha256(image).hexdigest()
             vector = (await self._embed(picture)).embedding
             self._remember((principal.user_id, query_id), vector)
-        elif query_id is not None:
+            return query_id, vector
+        if query_id is not None:
             # Only the caller's own searches: another user's answer would tell that somebody
             # searched for the picture with this hash.
             key = (principal.user_id, query_id)
@@ -344,14 +356,36 @@ class VisionService:
             if cached is None:
                 raise NotFound("This picture search has expired; send the picture again")
             self._queries.move_to_end(key)
-            vector = cached
-        else:
-            raise BadRequest("Send an example picture (or the query id of a running search)")
-        batch = await self._rank(
-            principal, vector, "vision.image", query_id, filters, limit, cursor, exclude=None
-        )
-        batch.query_id = query_id
-        return batch
+            return query_id, cached
+        raise BadRequest("Send an example picture (or the query id of a running search)")
+
+    async def example_vector(
+        self,
+        principal: Principal,
+        *,
+        image: bytes | None = None,
+        query_id: str | None = None,
+        item_id: int | None = None,
+    ) -> NDArray[np.float32]:
+        """The embedding of an example picture, as a picture search computes it, for another
+        domain to keep (a saved search that alerts): a picture sent, the caller's running
+        picture search, or an item the caller may see.
+
+        Raises:
+            BadRequest: none of them given.
+            NotFound: the query id expired, or the item is unknown, invisible or not embedded.
+            UnsupportedMedia, TooLarge: the picture is refused, as an upload would be.
+            Unavailable: the model is still warming up (with a retry-after) or failed.
+        """
+        self.require_ready()
+        if item_id is not None:
+            if not await self._catalogue.visible_among(principal, [item_id]):
+                raise NotFound(f"There is no item {item_id}")
+            vector = await self.index.vector_of(item_id)
+            if vector is None:
+                raise NotFound(f"Item {item_id} has no picture embedding yet; try again shortly")
+            return vector
+        return (await self._query_vector(principal, image, query_id))[1]
 
     async def similar_to_item(
         self,
