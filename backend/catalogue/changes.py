@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 DeletedHook = Callable[[Sequence[int]], Awaitable[None]]
 #: Called with (item id, public) when an edit changed an item's visibility.
 VisibilityHook = Callable[[int, bool], Awaitable[None]]
+#: Called with the item's card (as its owner sees it) after every edit that changed it.
+EditedHook = Callable[[ItemCard], Awaitable[None]]
 
 
 class ItemChanges:
@@ -38,6 +40,9 @@ class ItemChanges:
         self.deleted_hooks: list[DeletedHook] = []
         #: Told when an edit made an item public or private, after it committed.
         self.visibility_hooks: list[VisibilityHook] = []
+        #: Told about every edit that changed an item, after it committed (and after the
+        #: visibility hooks).
+        self.edited_hooks: list[EditedHook] = []
 
     async def edit(self, principal: Principal, request: EditItem) -> ItemCard:
         """Apply an edit; every field but the picture may change.
@@ -79,6 +84,11 @@ class ItemChanges:
         if card.public != item.public:
             for hook in self.visibility_hooks:
                 await hook(card.id, card.public)
+        for edited in self.edited_hooks:
+            try:
+                await edited(card)
+            except Exception:  # the edit committed; a listener must not fail it
+                log.exception("item-edited hook %r failed for item %d", edited, card.id)
         return card
 
     async def delete(self, principal: Principal, item_ids: Sequence[int]) -> list[DeleteResult]:

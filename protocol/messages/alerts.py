@@ -5,21 +5,19 @@ range, in stock, one seller) and, optionally, "looks like this picture": an exam
 bytes, the ``query_id`` of a running picture search, or a stored item) whose embedding the server
 keeps, with the least similarity in percent. Whenever an item is listed or changed, the server
 matches it against every saved search and sends each owner who may see it one inbox notice of
-kind :data:`ALERT_MATCH` per (search, item): a later edit of the same item does not alert again.
+kind ``NoticeKind.ALERT_MATCH`` per (search, item): a later edit of the same item does not alert
+again.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated
 
 import msgspec
 
 from protocol.messages.base import Message, Reply, Request
 from protocol.messages.catalogue import ItemId, ListingFilters
 from protocol.messages.vision import QueryId
-
-#: The inbox notice kind of an item that matched a saved search.
-ALERT_MATCH: Final = "alert_match"
 
 SavedSearchId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 #: The least cosine similarity of a picture search, in percent.
