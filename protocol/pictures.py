@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from protocol.client import Session
 from protocol.errors import Conflict
@@ -59,6 +59,25 @@ class PictureStore(Protocol):
     def put(self, sha256: str, data: bytes) -> None:
         """Keep ``data``, whose SHA-256 the caller has checked to be ``sha256``."""
         ...
+
+
+@runtime_checkable
+class PrefetchingPictureStore(PictureStore, Protocol):
+    """A :class:`PictureStore` that keeps pictures further away too (e.g. on disk).
+
+    Its ``get`` still answers from memory only; the resolvers first await :meth:`prefetch` with
+    the hashes a reply named without bytes, so what the store holds further away is found
+    without blocking the event loop, and only the rest is asked of the server.
+    """
+
+    async def prefetch(self, sha256s: Sequence[str]) -> None:
+        """Bring the pictures of ``sha256s`` that the store holds within reach of ``get``."""
+        ...
+
+
+async def _prefetch(store: PictureStore, sha256s: list[str]) -> None:
+    if sha256s and isinstance(store, PrefetchingPictureStore):
+        await store.prefetch(sha256s)
 
 
 class MemoryPictureStore:
@@ -141,6 +160,10 @@ async def resolve_thumbnails(
         PictureMismatch: a thumbnail's bytes did not match its hash twice.
     """
     store = store if store is not None else picture_store(session)
+    await _prefetch(
+        store,
+        [card.thumbnail_sha256 for card in cards if card.thumbnail_sha256 and not card.thumbnail],
+    )
     wanted: dict[int, ItemCard] = {}
     for card in cards:
         data = _checked(card.thumbnail, card.thumbnail_sha256)
@@ -167,6 +190,8 @@ async def resolve_detail(
         PictureMismatch: a picture's bytes did not match its hash twice.
     """
     store = store if store is not None else picture_store(session)
+    named = [(detail.preview_sha256, detail.preview), (detail.thumbnail_sha256, detail.thumbnail)]
+    await _prefetch(store, [sha256 for sha256, inline in named if sha256 and not inline])
     for kind in (PictureKind.PREVIEW, PictureKind.THUMBNAIL):
         sha256 = detail.preview_sha256 if kind is PictureKind.PREVIEW else detail.thumbnail_sha256
         inline = detail.preview if kind is PictureKind.PREVIEW else detail.thumbnail
@@ -250,6 +275,7 @@ __all__: list[str] = [
     "MemoryPictureStore",
     "PictureMismatch",
     "PictureStore",
+    "PrefetchingPictureStore",
     "fetch_pictures",
     "picture_store",
     "resolve_detail",
