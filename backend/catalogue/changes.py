@@ -24,6 +24,8 @@ DeletedHook = Callable[[Sequence[int]], Awaitable[None]]
 VisibilityHook = Callable[[int, bool], Awaitable[None]]
 #: Called with the item's card (as its owner sees it) after every edit that changed it.
 EditedHook = Callable[[ItemCard], Awaitable[None]]
+#: Called with the item as it was before an edit and its card after it (to compare prices, stock).
+ChangedHook = Callable[[ItemRow, ItemCard], Awaitable[None]]
 
 
 class ItemChanges:
@@ -43,6 +45,9 @@ class ItemChanges:
         #: Told about every edit that changed an item, after it committed (and after the
         #: visibility hooks).
         self.edited_hooks: list[EditedHook] = []
+        #: Told about every edit that changed an item, with the item before it, after it
+        #: committed, on the instance that made it (so once per edit in a cluster).
+        self.changed_hooks: list[ChangedHook] = []
 
     async def edit(self, principal: Principal, request: EditItem) -> ItemCard:
         """Apply an edit; every field but the picture may change.
@@ -89,6 +94,11 @@ class ItemChanges:
                 await edited(card)
             except Exception:  # the edit committed; a listener must not fail it
                 log.exception("item-edited hook %r failed for item %d", edited, card.id)
+        for changed_hook in self.changed_hooks:
+            try:
+                await changed_hook(item, card)
+            except Exception:  # the edit committed; a listener must not fail it
+                log.exception("item-changed hook %r failed for item %d", changed_hook, card.id)
         return card
 
     async def delete(self, principal: Principal, item_ids: Sequence[int]) -> list[DeleteResult]:

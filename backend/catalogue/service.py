@@ -11,7 +11,7 @@ other domains (vision, commerce):
 * :attr:`CatalogueService.cursors` and :func:`~backend.catalogue.cursors.cursor_binding`: the
   signed keyset cursors, for their own batched listings;
 * :meth:`CatalogueService.on_item_created` / :meth:`CatalogueService.on_items_deleted` /
-  :meth:`CatalogueService.on_item_edited`: hooks;
+  :meth:`CatalogueService.on_item_edited` / :meth:`CatalogueService.on_item_changed`: hooks;
 * :meth:`CatalogueService.model_image`: re-decode a stored picture for the embedder.
 """
 
@@ -32,7 +32,13 @@ from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.atrest.keyring import KeyringMismatch, load_keyring, open_store_keys
 from backend.atrest.rotation import seal_plaintext
 from backend.atrest.sealed_blobs import SealedBlobs
-from backend.catalogue.changes import DeletedHook, EditedHook, ItemChanges, VisibilityHook
+from backend.catalogue.changes import (
+    ChangedHook,
+    DeletedHook,
+    EditedHook,
+    ItemChanges,
+    VisibilityHook,
+)
 from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.intake import CreatedHook, Intake
 from backend.catalogue.items import Clock, can_see, item_for
@@ -255,6 +261,11 @@ class CatalogueService:
     def on_item_edited(self, hook: EditedHook) -> None:
         """Call ``hook`` with the item's card after every edit that changed it (committed)."""
         self.changes.edited_hooks.append(hook)
+
+    def on_item_changed(self, hook: ChangedHook) -> None:
+        """Call ``hook`` with the item before and its card after every edit that changed it
+        (committed), on the instance that made the edit."""
+        self.changes.changed_hooks.append(hook)
 
     # -- uploads ---------------------------------------------------------------------------
 
