@@ -1,4 +1,4 @@
-"""Provides ``pixmart cart``, ``checkout``, ``orders`` and ``sales``.
+"""Provides ``pixmart cart``, ``checkout``, ``orders`` and ``sales`` (``--summary``: the dashboard).
 
 ``pixmart checkout`` never orders twice: it buys through :class:`protocol.checkout.CheckoutOnce`,
 whose key is on disk before anything is sent, so a re-run after a crash or a lost server sends
@@ -26,6 +26,7 @@ from protocol.messages.commerce import (
 )
 from protocol.money import format_price
 from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.sales_summary import add_summary_options, show_summary
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,6 +64,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     orders.set_defaults(func=show_orders)
 
     sales = commands.add_parser("sales", parents=[json_option], help="list sales of your items")
+    add_summary_options(sales)
     sales.set_defaults(func=show_sales)
 
 
@@ -224,7 +226,11 @@ async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
-    """List sales of the caller's items, newest first."""
+    """List sales of the caller's items, newest first (with ``--summary``: the dashboard)."""
+    if args.summary:
+        return await show_summary(ctx, args)
+    if args.csv:
+        raise CommandFailed("--csv goes with --summary")
     as_json = getattr(args, "json", False)
     async with ctx.logged_in() as session:
         count = 0
