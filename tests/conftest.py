@@ -26,6 +26,8 @@ from tests.support.s3 import ObjectStore, fresh_prefix, object_store_server
 #: their master key in the user config dir: a throwaway one, never the real one.
 _CONFIG_DIR = tempfile.mkdtemp(prefix="pixmart-tests-config-")
 os.environ["PIXMART_CONFIG_DIR"] = _CONFIG_DIR
+#: Likewise the client's cache (pictures, the last gallery): never the real one.
+os.environ["PIXMART_CACHE_DIR"] = os.path.join(_CONFIG_DIR, "cache")
 atexit.register(shutil.rmtree, _CONFIG_DIR, True)
 
 #: Fast reconnects in tests; the production default starts at half a second.
@@ -34,8 +36,9 @@ TEST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
 
 @pytest.fixture(autouse=True)
 def _isolated_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep every test away from the real user config and data dirs."""
+    """Keep every test away from the real user config, cache and data dirs."""
     monkeypatch.setenv("PIXMART_CONFIG_DIR", str(tmp_path / "client-config"))
+    monkeypatch.setenv("PIXMART_CACHE_DIR", str(tmp_path / "client-cache"))
     monkeypatch.setenv("PIXMART_DATA_DIR", str(tmp_path / "default-data"))
     os.environ.pop("PIXMART_SERVER", None)
     # ServerConfig reads it: a developer's own database must never be what a test writes to.

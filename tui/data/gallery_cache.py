@@ -1,0 +1,222 @@
+"""Provides :class:`GalleryCache`: what the client keeps on disk of a server, and how fresh the
+gallery on screen is.
+
+The app owns one. For the server in use it holds the picture cache (:class:`DiskPictureCache`,
+pictures by hash) and the snapshots of the last gallery (:class:`GallerySnapshots`), both under
+the server's namespace (address and trust identity). On reopen :meth:`recall` turns the snapshot
+of the saved session into cards with their pictures, for the gallery to show at once; the app
+then calls :meth:`confirm` when the server has resumed the session, and the gallery reconciles
+with what the server says. :attr:`changes` tells the gallery whether what it shows is live,
+being refreshed, or all there is while offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from textual.app import App
+from textual.signal import Signal
+
+from protocol.client import ConnectionState, ConnectionStatus, Session
+from protocol.messages.accounts import UserInfo
+from protocol.messages.catalogue import ItemCard
+from tui.data.gallery_snapshot import GallerySnapshots, SavedGallery, may_keep
+from tui.data.picture_cache import DEFAULT_LIMIT_BYTES, DiskPictureCache, server_namespace
+from tui.data.picture_store import CachedPictures
+
+
+class Freshness(enum.Enum):
+    """How current the gallery on screen is."""
+
+    #: As the server last said (live events keep it so).
+    LIVE = "live"
+    #: From the snapshot of the last visit; the server is being asked.
+    REFRESHING = "refreshing"
+    #: The server cannot be reached; what is on screen is what was loaded or saved.
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class WarmGallery:
+    """A saved gallery ready to show: the snapshot and its cards with the pictures found."""
+
+    saved: SavedGallery
+    cards: list[ItemCard]
+
+
+def thumbnail_digest(card: ItemCard) -> str:
+    """The SHA-256 (hex) of a card's thumbnail, as the server named it or from its bytes; ``""``
+    when the card has neither (a server before content addressing, an item gone)."""
+    if card.thumbnail_sha256:
+        return card.thumbnail_sha256
+    return hashlib.sha256(card.thumbnail).hexdigest() if card.thumbnail else ""
+
+
+class GalleryCache:
+    """The on-disk memory of the server in use, and the freshness of the gallery shown.
+
+    Args:
+        app: owns the signals.
+        root: the client's cache dir (``pictures/`` and ``galleries/`` go beneath it).
+        limit_bytes: the picture cache's bound.
+    """
+
+    def __init__(self, app: App[Any], root: Path, *, limit_bytes: int = DEFAULT_LIMIT_BYTES):
+        self.root = root
+        self.limit_bytes = limit_bytes
+        #: The server's pictures (memory in front of disk): the session's picture store.
+        self.pictures: CachedPictures | None = None
+        self._snapshots: GallerySnapshots | None = None
+        self._server: tuple[str, str] | None = None
+        #: The saved gallery recalled at start-up, until a gallery takes it.
+        self._warm: WarmGallery | None = None
+        #: Who the shown snapshot belongs to, until the server confirms the session.
+        self.provisional: UserInfo | None = None
+        #: When the gallery on screen was saved, if it came from a snapshot.
+        self.saved_at: float | None = None
+        self.freshness = Freshness.LIVE
+        self._connected = False
+        #: Published when :attr:`freshness` changes.
+        self.changes: Signal[Freshness] = Signal(app, "gallery-freshness")
+        #: Published when the server confirmed the session a snapshot was shown for.
+        self.confirmed: Signal[UserInfo] = Signal(app, "gallery-confirmed")
+
+    # -- which server ----------------------------------------------------------------------------
+
+    def use_server(self, url: str, identity: str | None) -> bool:
+        """Keep what follows under ``url``'s namespace; ``False`` (nothing kept) without an
+        identity (a server nobody vouched for yet)."""
+        if identity is None:
+            self._retire()
+            return False
+        if self._server != (url, identity):
+            self._retire()
+            namespace = server_namespace(url, identity)
+            disk = DiskPictureCache(self.root / "pictures", namespace, limit_bytes=self.limit_bytes)
+            self.pictures = CachedPictures(disk)
+            self._snapshots = GallerySnapshots(self.root / "galleries" / namespace)
+            self._server = (url, identity)
+        return True
+
+    def _retire(self) -> None:
+        """Let go of the last server's stores (their writes on the way still land)."""
+        if self.pictures is not None:
+            self.pictures.retire()
+        self.pictures = None
+        self._snapshots = None
+        self._server = None
+
+    async def close(self) -> None:
+        """Wait for the pictures on their way to disk (the app is closing)."""
+        if self.pictures is not None:
+            await self.pictures.close()
+
+    # -- reopening -------------------------------------------------------------------------------
+
+    async def recall(self, token: str) -> WarmGallery | None:
+        """The gallery saved under ``token``'s session with its pictures, kept for :meth:`take`.
+
+        Call :meth:`use_server` first. Reads the disk in a thread.
+        """
+        snapshots, pictures = self._snapshots, self.pictures
+        if snapshots is None or pictures is None:
+            return None
+        saved = await asyncio.to_thread(snapshots.load, token)
+        if saved is None or not saved.cards:
+            return None
+        found = await pictures.load([digest for digest in saved.pictures if digest])
+        cards = [
+            msgspec.structs.replace(card, thumbnail=found.get(digest), thumbnail_sha256=digest)
+            for card, digest in zip(saved.cards, saved.pictures, strict=True)
+        ]
+        self._warm = WarmGallery(saved, cards)
+        self.provisional = saved.user
+        self.saved_at = saved.saved_at
+        self._set(Freshness.REFRESHING if self._connected else Freshness.OFFLINE)
+        return self._warm
+
+    def take(self) -> WarmGallery | None:
+        """The recalled gallery, once (the gallery screen shows it instead of an empty grid)."""
+        warm, self._warm = self._warm, None
+        return warm
+
+    def confirm(self, user: UserInfo) -> bool:
+        """The server resumed the session as ``user``; returns whether a snapshot was on show.
+
+        Publishes :attr:`confirmed` so that the gallery asks the server and reconciles.
+        """
+        shown = self.provisional is not None
+        self.provisional = None
+        self._warm = None
+        if shown:
+            self._set(Freshness.REFRESHING)
+            self.confirmed.publish(user)
+        return shown
+
+    def refreshed(self) -> None:
+        """The gallery holds what the server just said."""
+        self.saved_at = None
+        self._set(Freshness.LIVE if self._connected else Freshness.OFFLINE)
+
+    def drop(self) -> None:
+        """Forget what was recalled (the person is back at the login screen)."""
+        self._warm = None
+        self.provisional = None
+        self.saved_at = None
+        self._set(Freshness.LIVE)
+
+    # -- the link --------------------------------------------------------------------------------
+
+    def on_status(self, status: ConnectionStatus) -> None:
+        """Follow the connection: offline while it is down, refreshing or live once it is up."""
+        self._connected = status.state is ConnectionState.CONNECTED
+        if status.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE):
+            self._set(Freshness.OFFLINE)
+        elif self._connected and self.freshness is Freshness.OFFLINE:
+            waiting = self.provisional is not None or self.saved_at is not None
+            self._set(Freshness.REFRESHING if waiting else Freshness.LIVE)
+
+    def _set(self, freshness: Freshness) -> None:
+        if freshness is not self.freshness:
+            self.freshness = freshness
+            self.changes.publish(freshness)
+
+    # -- saving ----------------------------------------------------------------------------------
+
+    async def remember(
+        self, session: Session, cards: Sequence[ItemCard], total: int | None
+    ) -> None:
+        """Save the gallery's first cards for the next start, and their pictures (in a thread).
+
+        Nothing is saved without a logged-in session and a server namespace.
+        """
+        user, token = session.user, session.token
+        snapshots, pictures = self._snapshots, self.pictures
+        if user is None or token is None or snapshots is None or pictures is None:
+            return
+        kept = [card for card in cards if may_keep(card, user)]
+        digests = [thumbnail_digest(card) for card in kept]
+        await pictures.keep(
+            {
+                digest: card.thumbnail
+                for card, digest in zip(kept, digests, strict=True)
+                if digest and card.thumbnail
+            }
+        )
+        await asyncio.to_thread(snapshots.save, user, token, kept, digests, total)
+
+    async def forget(self, user: UserInfo) -> None:
+        """Delete ``user``'s snapshot on this server (after they log out)."""
+        snapshots = self._snapshots
+        if snapshots is not None:
+            await asyncio.to_thread(snapshots.forget, user.id)
+
+
+__all__ = ["Freshness", "GalleryCache", "WarmGallery", "thumbnail_digest"]
