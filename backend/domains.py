@@ -14,6 +14,7 @@ from backend.dispatch import Dispatcher
 from backend.services import Services
 
 if TYPE_CHECKING:
+    from backend.alerts.domain import AlertsDomain
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
     from backend.inbox.domain import InboxDomain
@@ -44,19 +45,23 @@ class Domains:
     commerce: CommerceDomain
     #: Users' notices; other domains deliver to it through its ``service``.
     inbox: InboxDomain
+    #: Saved searches that alert; matches the catalogue's new and edited items.
+    alerts: AlertsDomain
 
     @property
     def all(self) -> tuple[Domain, ...]:
         """Every domain in start order; they are stopped in reverse."""
         # Vision hooks into the catalogue, so it starts after it; the inbox, which others
         # deliver to, starts first and stops last.
-        return (self.inbox, self.catalogue, self.vision, self.commerce)
+        # Alerts hook into the catalogue after vision, whose hook embeds a new picture first.
+        return (self.inbox, self.catalogue, self.vision, self.alerts, self.commerce)
 
 
 def build_domains(services: Services) -> Domains:
     """Build the domains this server runs, each handed the services of those it uses."""
     # Imported here rather than at module level so light commands (``pixmart-server
     # fingerprint``, ``admin``) do not load every domain.
+    from backend.alerts.domain import AlertsDomain
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
     from backend.inbox.domain import InboxDomain
@@ -64,9 +69,13 @@ def build_domains(services: Services) -> Domains:
 
     inbox = InboxDomain(services)
     catalogue = CatalogueDomain(services)
+    vision = VisionDomain(services, catalogue=catalogue.service)
     return Domains(
         inbox=inbox,
         catalogue=catalogue,
-        vision=VisionDomain(services, catalogue=catalogue.service),
+        vision=vision,
         commerce=CommerceDomain(services),
+        alerts=AlertsDomain(
+            services, catalogue=catalogue.service, vision=vision, inbox=inbox.service
+        ),
     )
