@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from backend.alerts.domain import AlertsDomain
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
+    from backend.favourites.domain import FavouritesDomain
     from backend.inbox.domain import InboxDomain
     from backend.vision.domain import VisionDomain
 
@@ -45,6 +46,8 @@ class Domains:
     commerce: CommerceDomain
     #: Users' notices; other domains deliver to it through its ``service``.
     inbox: InboxDomain
+    #: Users' kept items; tells their keepers of price drops and restocks through the inbox.
+    favourites: FavouritesDomain
     #: Saved searches that alert; matches the catalogue's new and edited items.
     alerts: AlertsDomain
 
@@ -54,7 +57,14 @@ class Domains:
         # Vision hooks into the catalogue, so it starts after it; the inbox, which others
         # deliver to, starts first and stops last.
         # Alerts hook into the catalogue after vision, whose hook embeds a new picture first.
-        return (self.inbox, self.catalogue, self.vision, self.alerts, self.commerce)
+        return (
+            self.inbox,
+            self.catalogue,
+            self.vision,
+            self.alerts,
+            self.commerce,
+            self.favourites,
+        )
 
 
 def build_domains(services: Services) -> Domains:
@@ -64,6 +74,7 @@ def build_domains(services: Services) -> Domains:
     from backend.alerts.domain import AlertsDomain
     from backend.catalogue.domain import CatalogueDomain
     from backend.commerce.domain import CommerceDomain
+    from backend.favourites.domain import FavouritesDomain
     from backend.inbox.domain import InboxDomain
     from backend.vision.domain import VisionDomain
 
@@ -75,6 +86,7 @@ def build_domains(services: Services) -> Domains:
         catalogue=catalogue,
         vision=vision,
         commerce=CommerceDomain(services),
+        favourites=FavouritesDomain(services, catalogue=catalogue.service, inbox=inbox.service),
         alerts=AlertsDomain(
             services, catalogue=catalogue.service, vision=vision, inbox=inbox.service
         ),

@@ -17,6 +17,7 @@ from protocol.messages import (
     base,
     catalogue,
     commerce,
+    favourites,
     inbox,
     live,
     sales,
@@ -31,6 +32,7 @@ MESSAGE_TYPES: tuple[type[base.Message], ...] = (
     + catalogue.MESSAGES
     + commerce.MESSAGES
     + inbox.MESSAGES
+    + favourites.MESSAGES
     + sales.MESSAGES
     + vision.MESSAGES
     + alerts.MESSAGES

@@ -8,17 +8,15 @@ on every other one of the shop, hear the new unread count and the notice at once
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from backend.catalogue.cursors import CursorSigner, cursor_binding
 from backend.events import EventHub
+from backend.id_pages import IdPages, SecretSource
 from backend.inbox.live import announce_inbox
-from backend.inbox.notices import Delivered, NewNotice
+from backend.inbox.notices import Delivered, NewNotice, StoredNotice
 from backend.inbox.repository import InboxRepository
-from protocol.errors import BadRequest
 from protocol.messages.inbox import Notice
 
 #: Notices one inbox keeps; delivering more drops the oldest.
@@ -26,8 +24,6 @@ MAX_NOTICES: Final = 500
 #: The cursor scope of inbox listings (see :func:`~backend.catalogue.cursors.cursor_binding`).
 INBOX_SCOPE: Final = "inbox.notices"
 
-#: Reads the secret inbox cursors are signed with (from the data dir or the database).
-SecretSource = Callable[[], Awaitable[bytes]]
 #: The server clock, in seconds since the epoch.
 Clock = Callable[[], float]
 
@@ -61,11 +57,9 @@ class InboxService:
     ) -> None:
         self._repository = repository
         self._events = events
-        self._secret = secret
-        self._signer: CursorSigner | None = None
-        self._signer_lock = asyncio.Lock()
-        self._batch_default = batch_default
-        self._batch_max = batch_max
+        self._pages: IdPages[StoredNotice] = IdPages(
+            INBOX_SCOPE, secret, batch_default=batch_default, batch_max=batch_max
+        )
         self._max_notices = max_notices
         self._clock = clock
 
@@ -111,18 +105,12 @@ class InboxService:
             BadRequest: ``limit`` is above the maximum, or the cursor is not one of this
                 user's inbox listings.
         """
-        size = self._batch_size(limit)
-        signer = await self._cursor_signer()
-        binding = cursor_binding(INBOX_SCOPE, user_id)
-        below = None if cursor is None else _position(signer.open(cursor, binding))
-        # One row more than asked says whether another batch exists, so the last batch carries
-        # no cursor and the client never asks for an empty one.
-        rows = await self._repository.notices(user_id, below=below, limit=size + 1)
+
+        async def fetch(below: int | None, size: int) -> list[StoredNotice]:
+            return await self._repository.notices(user_id, below=below, limit=size)
+
+        rows, next_cursor = await self._pages.batch(user_id, fetch, limit=limit, cursor=cursor)
         unread = await self._repository.unread(user_id)
-        next_cursor = None
-        if len(rows) > size:
-            rows = rows[:size]
-            next_cursor = signer.seal(binding, [rows[-1].id])
         return [row.view() for row in rows], next_cursor, unread
 
     async def unread(self, user_id: int) -> int:
@@ -142,24 +130,3 @@ class InboxService:
         """Delete every notice of the user's inbox; the user's sessions hear of it."""
         await self._repository.clear(user_id)
         announce_inbox(self._events, user_id, 0)
-
-    async def _cursor_signer(self) -> CursorSigner:
-        if self._signer is None:
-            async with self._signer_lock:
-                if self._signer is None:
-                    self._signer = CursorSigner(await self._secret())
-        return self._signer
-
-    def _batch_size(self, limit: int | None) -> int:
-        if limit is None:
-            return self._batch_default
-        if limit > self._batch_max:
-            raise BadRequest(f"A batch has at most {self._batch_max} notices")
-        return limit
-
-
-def _position(position: list[int | float | str]) -> int:
-    # The MAC vouches for the bytes, not for the shape: check it anyway, cheaply.
-    if len(position) != 1 or not isinstance(position[0], int) or isinstance(position[0], bool):
-        raise BadRequest("The cursor is not valid for this listing; start it again")
-    return position[0]

@@ -1,0 +1,63 @@
+"""Provides the favourites calls over a :class:`~protocol.client.Session`.
+
+The TUI, the scripting CLI and the tests keep favourites through these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from protocol.client import Session
+from protocol.messages.favourites import (
+    AddFavourite,
+    Favourite,
+    FavouriteBatch,
+    FavouriteIds,
+    FavouriteState,
+    GetFavouriteIds,
+    ListFavourites,
+    RemoveFavourite,
+)
+from protocol.paging import paginate
+
+
+async def add_favourite(session: Session, item_id: int) -> FavouriteState:
+    """Keep an item among the favourites (``not_found`` if one may not see it)."""
+    return await session.request(AddFavourite(item_id=item_id), FavouriteState)
+
+
+async def remove_favourite(session: Session, item_id: int) -> FavouriteState:
+    """Take an item out of the favourites (nothing happens if it was not there)."""
+    return await session.request(RemoveFavourite(item_id=item_id), FavouriteState)
+
+
+async def set_favourite(session: Session, item_id: int, favourite: bool) -> FavouriteState:
+    """Add or remove, as ``favourite`` says: what a toggle sends once it knows the state."""
+    if favourite:
+        return await add_favourite(session, item_id)
+    return await remove_favourite(session, item_id)
+
+
+async def favourite_ids(session: Session) -> list[int]:
+    """Every favourite's item id, newest first."""
+    return (await session.request(GetFavouriteIds(), FavouriteIds)).item_ids
+
+
+async def favourites_batch(
+    session: Session, *, limit: int | None = None, cursor: str | None = None
+) -> FavouriteBatch:
+    """One batch of the caller's favourites, newest first."""
+    return await session.request(ListFavourites(limit=limit, cursor=cursor), FavouriteBatch)
+
+
+async def iter_favourites(
+    session: Session, *, limit: int | None = None
+) -> AsyncIterator[Favourite]:
+    """Every favourite of the caller, newest first, fetched a batch at a time as consumed."""
+
+    async def fetch(size: int | None, cursor: str | None) -> tuple[list[Favourite], str | None]:
+        batch = await favourites_batch(session, limit=size, cursor=cursor)
+        return batch.favourites, batch.cursor
+
+    async for favourite in paginate(fetch, batch=limit):
+        yield favourite
