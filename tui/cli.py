@@ -8,7 +8,7 @@ import sys
 
 from protocol.errors import PixmartError
 from protocol.trust import TrustError
-from tui.commands import accounts, catalogue, commerce, vision
+from tui.commands import accounts, alerts, catalogue, commerce, vision
 from tui.commands.context import CommandContext, CommandFailed
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalogue.register(commands)
     commerce.register(commands)
     vision.register(commands)
+    alerts.register(commands)
     return parser
 
 
