@@ -8,7 +8,7 @@ import sys
 
 from protocol.errors import PixmartError
 from protocol.trust import TrustError
-from tui.commands import accounts, alerts, catalogue, commerce, vision
+from tui.commands import accounts, alerts, catalogue, commerce, favourites, inbox, vision
 from tui.commands.context import CommandContext, CommandFailed
 
 
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     commerce.register(commands)
     vision.register(commands)
     alerts.register(commands)
+    favourites.register(commands)
+    inbox.register(commands)
     return parser
 
 
