@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from backend.auth import Principal
+from backend.sent_pictures import SentPictures
 from protocol import codec
 from protocol.errors import RateLimited, Unauthenticated
 from protocol.messages.base import Event
@@ -58,6 +59,8 @@ class Connection:
         self.events_dropped = 0
         #: Why the session ended under this connection, told to requests that need a login.
         self.ended: str | None = None
+        #: The pictures this connection was sent (see :class:`PictureMode.UNSENT`).
+        self.pictures_sent = SentPictures()
 
     @property
     def user_id(self) -> int | None:

@@ -8,14 +8,19 @@ thumbnails; nobody without the master key can read or forge one.
 
 Opened derivatives are kept in memory (:data:`OPENED_BYTES` at most, least recently used go
 first): a listing shows the same thumbnails again and again, and decrypting one costs about as
-much as everything else its card needs. They are looked up by their sealed header, which holds a
-data key made for that one derivative: a hit is the derivative that header was sealed with, so
-the cache never serves bytes nobody sealed. Damage to a derivative's segment shows when it is
-next opened from the database.
+much as everything else its card needs. Where the database records the derivative's content
+hash (its row's ``thumbnail_sha256`` or ``preview_sha256``), the cache is keyed by it: a listing
+then finds the bytes without reading the sealed column at all (:meth:`DerivativeCodec.cached`),
+and bytes are only ever put under a hash after they were opened and found to have it. Without a
+recorded hash they are looked up by their sealed header, which holds a data key made for that
+one derivative: a hit is the derivative that header was sealed with. Either way the cache never
+serves bytes nobody sealed. Damage to a derivative's segment shows when it is next opened from
+the database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -39,7 +44,8 @@ OPENED_BYTES: Final = 64 * 1024 * 1024
 
 
 class _OpenedCache:
-    """The most recently opened derivatives, up to ``budget`` bytes, by kind and sealed header.
+    """The most recently opened derivatives, up to ``budget`` bytes, by kind and content hash
+    (or sealed header, for rows that record no hash).
 
     Locked: the catalogue opens derivatives on the event loop, background jobs in threads.
     """
@@ -47,17 +53,17 @@ class _OpenedCache:
     def __init__(self, budget: int) -> None:
         self._budget = budget
         self._bytes = 0
-        self._entries: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bytes | str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, bytes]) -> bytes | None:
+    def get(self, key: tuple[str, bytes | str]) -> bytes | None:
         with self._lock:
             data = self._entries.get(key)
             if data is not None:
                 self._entries.move_to_end(key)
             return data
 
-    def put(self, key: tuple[str, bytes], data: bytes) -> None:
+    def put(self, key: tuple[str, bytes | str], data: bytes) -> None:
         if len(data) > self._budget // 16:
             return  # one large preview must not push out many thumbnails
         with self._lock:
@@ -122,6 +128,39 @@ class DerivativeCodec:
             opened = self.sealer.open(data, _CONTEXTS[kind])
         except (SealBroken, WrongKey) as exc:
             raise self._damaged(kind, str(exc)) from None
+        self._opened.put(key, opened)
+        return opened
+
+    def cached(self, kind: Kind, sha256: str) -> bytes | None:
+        """The opened derivative whose content hash is ``sha256``, if it is in memory."""
+        return self._opened.get((kind, sha256))
+
+    def open_known(self, data: bytes, kind: Kind, sha256: str) -> bytes:
+        """The picture bytes of a stored derivative whose row records their hash ``sha256``.
+
+        Kept in memory under that hash once they are found to have it.
+
+        Raises:
+            Internal: it does not open, or its bytes do not have the recorded hash (a row
+                whose columns were swapped or damaged); the log says which.
+        """
+        key = (kind, sha256)
+        opened = self._opened.get(key)
+        if opened is not None:
+            return opened
+        if not is_sealed(data) and not self.plaintext_left:
+            raise self._damaged(kind, "stored unsealed in an encrypted shop")
+        if is_sealed(data):
+            if self.sealer is None:
+                raise self._damaged(kind, "sealed, but this server runs without a master key")
+            try:
+                opened = self.sealer.open(data, _CONTEXTS[kind])
+            except (SealBroken, WrongKey) as exc:
+                raise self._damaged(kind, str(exc)) from None
+        else:
+            opened = data
+        if hashlib.sha256(opened).hexdigest() != sha256:
+            raise self._damaged(kind, "its bytes do not have the hash its row records")
         self._opened.put(key, opened)
         return opened
 

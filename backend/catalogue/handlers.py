@@ -25,6 +25,7 @@ from protocol.messages.catalogue import (
     FinishUpload,
     GetItem,
     GetOriginal,
+    GetPictures,
     ItemInfo,
     ItemsDeleted,
     ItemUpdated,
@@ -62,8 +63,16 @@ def register(dispatcher: Dispatcher, catalogue: CatalogueService, events: EventH
 
     @dispatcher.route(GetItem, replayable=False)
     async def get_item(connection: Connection, request: GetItem) -> Reply:
-        item = await catalogue.get_item(connection.require_user(), request.item_id)
+        item = await catalogue.get_item(
+            connection.require_user(), request.item_id, request.pictures, connection.pictures_sent
+        )
         return ItemInfo(id=request.id, item=item)
+
+    @dispatcher.route(GetPictures, replayable=False)
+    async def get_pictures(connection: Connection, request: GetPictures) -> Reply:
+        return await catalogue.get_pictures(
+            connection.require_user(), request.item_ids, request.kind, connection.pictures_sent
+        )
 
     @dispatcher.route(GetOriginal, replayable=False)
     async def get_original(connection: Connection, request: GetOriginal) -> Reply:
@@ -89,6 +98,8 @@ def register(dispatcher: Dispatcher, catalogue: CatalogueService, events: EventH
             request.sort,
             limit=request.limit,
             cursor=request.cursor,
+            pictures=request.pictures,
+            sent=connection.pictures_sent,
         )
 
     @dispatcher.route(ListTags, replayable=False)

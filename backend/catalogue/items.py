@@ -9,6 +9,7 @@ may not see is reported as not found, never as forbidden, so ids do not leak exi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from backend.accounts.service import Principal
 from backend.catalogue.repository import CatalogueRepository, ItemRow
@@ -17,8 +18,18 @@ from protocol.errors import Forbidden, NotFound
 Clock = Callable[[], float]
 
 
-def can_see(principal: Principal, item: ItemRow) -> bool:
-    """Whether ``principal`` may fetch ``item`` by id."""
+class Owned(Protocol):
+    """What access to an item depends on: its owner and whether it is public."""
+
+    @property
+    def owner_id(self) -> int: ...
+
+    @property
+    def public(self) -> bool: ...
+
+
+def can_see(principal: Principal, item: Owned) -> bool:
+    """Whether ``principal`` may fetch ``item`` (or its pictures) by id."""
     return item.public or item.owner_id == principal.user_id or principal.is_admin
 
 

@@ -13,6 +13,7 @@ file deletion. The repositories guard the rows themselves (across servers too).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ def store_available() -> Iterator[None]:
 def new_picture(files: StoredFiles, prepared: PreparedPicture) -> NewPicture:
     """The rows of a picture whose files were stored as ``files``."""
     info = prepared.info
+    thumbnail, preview = prepared.derivatives.thumbnail, prepared.derivatives.preview
     return NewPicture(
         files=files,
         format=info.format,
@@ -60,8 +62,12 @@ def new_picture(files: StoredFiles, prepared: PreparedPicture) -> NewPicture:
         orientation=info.orientation,
         size_bytes=info.byte_size,
         clean_size=len(prepared.clean),
-        thumbnail=prepared.derivatives.thumbnail,
-        preview=prepared.derivatives.preview,
+        thumbnail=thumbnail,
+        preview=preview,
+        thumbnail_sha256=hashlib.sha256(thumbnail).hexdigest(),
+        thumbnail_size=len(thumbnail),
+        preview_sha256=hashlib.sha256(preview).hexdigest(),
+        preview_size=len(preview),
     )
 
 

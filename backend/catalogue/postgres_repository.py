@@ -21,6 +21,8 @@ from backend.catalogue.filters import Criteria, TextMatch
 from backend.catalogue.postgres_filters import ORDERS, Args, seen_class_column, visible, where
 from backend.catalogue.postgres_locks import lock_item_clock, lock_pictures
 from backend.catalogue.repository import (
+    DerivativeKind,
+    DerivativeRow,
     DuplicateItem,
     ItemDraft,
     ItemEdit,
@@ -32,14 +34,19 @@ from backend.catalogue.repository import (
 from backend.catalogue.rows import (
     CARD_COLUMNS,
     CARD_JOINS,
+    DERIVATIVE_COLUMNS,
     DETAIL_COLUMNS,
     DETAIL_FROM,
+    DIGEST_COLUMNS,
     ITEM_COLUMNS,
     PICTURE_COLUMNS,
+    PREVIEW_COLUMNS,
     cards_from_rows,
+    derivative_from_row,
     detail_from_row,
     item_from_row,
     picture_values,
+    preview_values,
 )
 from backend.storage.postgres import PostgresDatabase
 from protocol.messages.catalogue import ItemCard, ItemDetail, SortOrder, TagCount
@@ -209,17 +216,31 @@ class PostgresCatalogueRepository:
         rows = await self._db.fetchall(
             f"SELECT {_CARD_COLUMNS} FROM items i {CARD_JOINS} WHERE {condition}", *args.values
         )
-        found = {
-            card.id: card for card in cards_from_rows(rows, list, derivatives=self._derivatives)
-        }
+        found = {card.id: card for card in cards_from_rows(rows, list)}
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
             f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = $1", item_id
         )
-        return (
-            detail_from_row(row, list, derivatives=self._derivatives) if row is not None else None
+        return detail_from_row(row, list) if row is not None else None
+
+    async def derivatives(
+        self, kind: DerivativeKind, item_ids: Sequence[int]
+    ) -> list[DerivativeRow]:
+        rows = await self._db.fetchall(
+            f"SELECT {DERIVATIVE_COLUMNS[kind]} WHERE i.id = ANY($1::bigint[])",
+            list(dict.fromkeys(item_ids)),
+        )
+        return [derivative_from_row(row) for row in rows]
+
+    async def record_digests(
+        self, kind: DerivativeKind, digests: Sequence[tuple[str, str, int]]
+    ) -> None:
+        table, digest, size = DIGEST_COLUMNS[kind]
+        await self._db.executemany(
+            f"UPDATE {table} SET {digest} = $1, {size} = $2 WHERE sha256 = $3 AND {digest} IS NULL",
+            [(sha256, length, picture) for picture, sha256, length in digests],
         )
 
     async def page(
@@ -239,7 +260,6 @@ class PostgresCatalogueRepository:
             rows,
             list,
             None if seen is None else seen.classes,
-            derivatives=self._derivatives,
         )
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
@@ -288,14 +308,14 @@ async def _insert_picture(conn: asyncpg.Connection[Any], picture: NewPicture, no
     """Insert a picture's rows, unless they exist (then the stored files are the same)."""
     await conn.execute(
         f"INSERT INTO pictures ({PICTURE_COLUMNS})"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sha256) DO NOTHING",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (sha256) DO NOTHING",
         *picture_values(picture, now),
     )
     await conn.execute(
-        "INSERT INTO picture_previews (sha256, preview) VALUES ($1, $2)"
+        f"INSERT INTO picture_previews ({PREVIEW_COLUMNS}) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (sha256) DO NOTHING",
-        picture.files.sha256,
-        picture.preview,
+        *preview_values(picture),
     )
 
 

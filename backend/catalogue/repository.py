@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from backend.catalogue.cursors import Position
 from backend.catalogue.filters import Criteria, TextMatch
 from backend.catalogue.validation import Listing
 from protocol.messages.catalogue import ItemCard, ItemDetail, ItemMetadata, SortOrder, TagCount
+
+#: Which derivative of a picture: the listing's thumbnail or the item screen's preview.
+DerivativeKind = Literal["thumbnail", "preview"]
 
 # -- records ---------------------------------------------------------------------------------
 
@@ -58,6 +61,10 @@ class NewPicture:
         orientation: The EXIF orientation of the stored pixels (1-8).
         thumbnail: WebP, 256 px, read by every listing.
         preview: WebP, 1280 px, read by the item detail.
+        thumbnail_sha256: The plain thumbnail's SHA-256 and size, recorded beside it so that
+            listings name it without opening it; ``""`` and 0 leave them to be filled in
+            when it is first opened.
+        preview_sha256: The same for the preview.
     """
 
     files: StoredFiles
@@ -69,6 +76,29 @@ class NewPicture:
     clean_size: int
     thumbnail: bytes
     preview: bytes
+    thumbnail_sha256: str = ""
+    thumbnail_size: int = 0
+    preview_sha256: str = ""
+    preview_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DerivativeRow:
+    """One item's thumbnail or preview as the database holds it, with what access needs.
+
+    Attributes:
+        picture_sha256: The item's picture (the key of its ``pictures`` row).
+        digest: The recorded SHA-256 of the plain derivative; ``None`` on rows written before
+            digests were recorded.
+        data: The derivative as stored (sealed, in an encrypted shop).
+    """
+
+    item_id: int
+    owner_id: int
+    public: bool
+    picture_sha256: str
+    digest: str | None
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +251,9 @@ class CatalogueRepository(Protocol):
     async def cards(self, item_ids: Sequence[int], *, viewer_id: int | None) -> list[ItemCard]:
         """The cards of ``item_ids`` in the given order, skipping ids that do not exist.
 
+        Cards name their thumbnails (hash and size) and carry no bytes (see
+        :class:`~backend.catalogue.card_pictures.CardPictures`); so do :meth:`page`'s.
+
         Args:
             viewer_id: Skip items this user may not see; ``None`` only for callers that checked
                 access themselves (an owner's or admin's own action).
@@ -228,7 +261,25 @@ class CatalogueRepository(Protocol):
         ...
 
     async def detail(self, item_id: int) -> ItemDetail | None:
-        """Everything about one item, or ``None``; the caller checks access."""
+        """Everything about one item, or ``None``; the caller checks access.
+
+        Its pictures are named (hash and size, ``""`` where none is recorded), not read.
+        """
+        ...
+
+    async def derivatives(
+        self, kind: DerivativeKind, item_ids: Sequence[int]
+    ) -> list[DerivativeRow]:
+        """The stored thumbnails (or previews) of those of ``item_ids`` that exist, in one query.
+
+        The caller checks access on each row (its owner and visibility come with it).
+        """
+        ...
+
+    async def record_digests(
+        self, kind: DerivativeKind, digests: Sequence[tuple[str, str, int]]
+    ) -> None:
+        """Record (picture sha256, derivative sha256, size) where no digest is recorded yet."""
         ...
 
     async def page(

@@ -11,6 +11,10 @@ columns), except where the engines differ:
 * booleans: SQLite keeps them as 0/1, so they pass through ``bool()`` (a no-op on PostgreSQL's);
 * tags: each engine passes a ``tag_list`` that turns its tags column (SQLite's
   ``group_concat`` string, PostgreSQL's array) into a list sorted by name.
+
+Cards and details name their pictures (recorded hash and size) and carry no bytes: listings
+never read the sealed picture columns; :class:`~backend.catalogue.card_pictures.CardPictures`
+adds the bytes a reply inlines, from memory or with one query (:data:`DERIVATIVE_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from backend.atrest.derivatives import PLAIN, DerivativeCodec
-from backend.catalogue.repository import ItemRow, NewPicture, PictureInfo, UploadRow
+from backend.catalogue.repository import (
+    DerivativeKind,
+    DerivativeRow,
+    ItemRow,
+    NewPicture,
+    PictureInfo,
+    UploadRow,
+)
 from protocol.messages.catalogue import ItemCard, ItemDetail, ItemMetadata
 
 #: A result row of either engine (an ``aiosqlite.Row`` or an ``asyncpg.Record``), read by position.
@@ -35,7 +45,7 @@ ITEM_COLUMNS: Final = "id, owner_id, public, sha256, title, price_cents, stock"
 #: engine appends its tags column. Listings may order by any of them.
 CARD_COLUMNS: Final = (
     "i.id, i.title, i.price_cents, i.stock, i.public, i.owner_id, u.username AS owner_name,"
-    " p.width, p.height, i.created_at, p.thumbnail"
+    " p.width, p.height, i.created_at, p.thumbnail_sha256, p.thumbnail_size"
 )
 #: Where a card's columns other than the item's (``items i``) come from.
 CARD_JOINS: Final = "JOIN users u ON u.id = i.owner_id JOIN pictures p ON p.sha256 = i.sha256"
@@ -44,15 +54,30 @@ CARD_JOINS: Final = "JOIN users u ON u.id = i.owner_id JOIN pictures p ON p.sha2
 DETAIL_COLUMNS: Final = (
     "i.id, i.title, i.description, i.price_cents, i.stock, i.public, i.owner_id, u.username,"
     " p.width, p.height, p.format, i.sha256, p.size_bytes, i.created_at, i.updated_at,"
-    " pp.preview, p.thumbnail"
+    " pp.preview_sha256, pp.preview_size, p.thumbnail_sha256, p.thumbnail_size"
 )
 #: Where the detail's columns come from.
 DETAIL_FROM: Final = f"items i {CARD_JOINS} JOIN picture_previews pp ON pp.sha256 = i.sha256"
+#: The columns and tables an item's stored thumbnail or preview is read from (``items i``,
+#: then the derivative's table), as :func:`derivative_from_row` reads them.
+DERIVATIVE_COLUMNS: Final[dict[DerivativeKind, str]] = {
+    "thumbnail": "i.id, i.owner_id, i.public, i.sha256, p.thumbnail_sha256, p.thumbnail"
+    " FROM items i JOIN pictures p ON p.sha256 = i.sha256",
+    "preview": "i.id, i.owner_id, i.public, i.sha256, pp.preview_sha256, pp.preview"
+    " FROM items i JOIN picture_previews pp ON pp.sha256 = i.sha256",
+}
+#: Where each derivative's digest is recorded: its table and column names.
+DIGEST_COLUMNS: Final[dict[DerivativeKind, tuple[str, str, str]]] = {
+    "thumbnail": ("pictures", "thumbnail_sha256", "thumbnail_size"),
+    "preview": ("picture_previews", "preview_sha256", "preview_size"),
+}
 #: The columns of ``pictures`` that :func:`picture_values` fills, in its order.
 PICTURE_COLUMNS: Final = (
     "sha256, format, width, height, orientation, size_bytes, clean_sha256, clean_size,"
-    " created_at, thumbnail"
+    " created_at, thumbnail, thumbnail_sha256, thumbnail_size"
 )
+#: The columns of ``picture_previews`` that :func:`preview_values` fills, in its order.
+PREVIEW_COLUMNS: Final = "sha256, preview, preview_sha256, preview_size"
 #: The columns of ``pictures`` that :func:`picture_info_from_row` reads, in its order.
 PICTURE_INFO_COLUMNS: Final = "format, width, height, orientation, size_bytes, clean_sha256"
 #: The columns of ``uploads`` that :func:`upload_from_row` reads and :func:`upload_values`
@@ -80,10 +105,10 @@ def cards_from_rows(
     rows: Iterable[Row],
     tag_list: TagList,
     looks_like: Mapping[int, str] | None = None,
-    *,
-    derivatives: DerivativeCodec = PLAIN,
 ) -> list[ItemCard]:
     """The cards of rows of :data:`CARD_COLUMNS` and a tags column, in the rows' order.
+
+    Thumbnails are named, not read: ``""`` and 0 where no digest is recorded yet.
 
     Args:
         looks_like: For rows that end with one more column, the class id of what the image model
@@ -106,7 +131,8 @@ def cards_from_rows(
             width,
             height,
             created_at,
-            thumbnail,
+            thumbnail_sha256,
+            thumbnail_size,
             tag_names,
         ) = row
         cards.append(
@@ -122,17 +148,16 @@ def cards_from_rows(
                 width=width,
                 height=height,
                 created_at=created_at,
-                thumbnail=derivatives.open(thumbnail, "thumbnail"),
+                thumbnail_sha256=thumbnail_sha256 or "",
+                thumbnail_size=thumbnail_size or 0,
                 looks_like=seen,
             )
         )
     return cards
 
 
-def detail_from_row(
-    row: Row, tag_list: TagList, *, derivatives: DerivativeCodec = PLAIN
-) -> ItemDetail:
-    """The detail of a row of :data:`DETAIL_COLUMNS` and a tags column."""
+def detail_from_row(row: Row, tag_list: TagList) -> ItemDetail:
+    """The detail of a row of :data:`DETAIL_COLUMNS` and a tags column, pictures named only."""
     (
         item_id,
         title,
@@ -149,8 +174,10 @@ def detail_from_row(
         size_bytes,
         created_at,
         updated_at,
-        preview,
-        thumbnail,
+        preview_sha256,
+        preview_size,
+        thumbnail_sha256,
+        thumbnail_size,
         tag_names,
     ) = row
     return ItemDetail(
@@ -170,8 +197,23 @@ def detail_from_row(
         size_bytes=size_bytes,
         created_at=created_at,
         updated_at=updated_at,
-        preview=derivatives.open(preview, "preview"),
-        thumbnail=derivatives.open(thumbnail, "thumbnail"),
+        preview_sha256=preview_sha256 or "",
+        preview_size=preview_size or 0,
+        thumbnail_sha256=thumbnail_sha256 or "",
+        thumbnail_size=thumbnail_size or 0,
+    )
+
+
+def derivative_from_row(row: Row) -> DerivativeRow:
+    """The stored derivative of a row of one of :data:`DERIVATIVE_COLUMNS`."""
+    item_id, owner_id, public, picture_sha256, digest, data = row
+    return DerivativeRow(
+        item_id=item_id,
+        owner_id=owner_id,
+        public=bool(public),
+        picture_sha256=picture_sha256,
+        digest=digest,
+        data=bytes(data),
     )
 
 
@@ -188,6 +230,18 @@ def picture_values(picture: NewPicture, now: float) -> tuple[Any, ...]:
         picture.clean_size,
         now,
         picture.thumbnail,
+        picture.thumbnail_sha256 or None,
+        picture.thumbnail_size if picture.thumbnail_sha256 else None,
+    )
+
+
+def preview_values(picture: NewPicture) -> tuple[Any, ...]:
+    """The :data:`PREVIEW_COLUMNS` of a new picture's preview."""
+    return (
+        picture.files.sha256,
+        picture.preview,
+        picture.preview_sha256 or None,
+        picture.preview_size if picture.preview_sha256 else None,
     )
 
 

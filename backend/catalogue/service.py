@@ -5,7 +5,8 @@ The instance is the catalogue domain's ``service``, handed to the domains built 
 other domains (vision, commerce):
 
 * :meth:`CatalogueService.render_cards`: item ids to :class:`ItemCard` for a viewer, in the
-  given order, invisible ids dropped, optional scores;
+  given order, invisible ids dropped, optional scores, thumbnails as the request's
+  :class:`PictureMode` asks (see :mod:`backend.catalogue.card_pictures`);
 * :meth:`CatalogueService.visible_item_ids`: ids of the items matching listing filters that a
   viewer may see, to pre-filter a vector search;
 * :attr:`CatalogueService.cursors` and :func:`~backend.catalogue.cursors.cursor_binding`: the
@@ -32,6 +33,7 @@ from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.atrest.keyring import KeyringMismatch, load_keyring, open_store_keys
 from backend.atrest.rotation import seal_plaintext
 from backend.atrest.sealed_blobs import SealedBlobs
+from backend.catalogue.card_pictures import CardPictures
 from backend.catalogue.changes import (
     ChangedHook,
     DeletedHook,
@@ -53,6 +55,7 @@ from backend.catalogue.validation import validate_metadata
 from backend.media.blobs import StoreUnavailable, open_blob_storage
 from backend.media.partials import open_partial_storage
 from backend.media.validate import MediaLimits
+from backend.sent_pictures import SentPictures
 from backend.services import Services
 from backend.startup import StartupError
 from protocol.errors import BadRequest, ErrorCode, NotFound, PixmartError
@@ -66,6 +69,9 @@ from protocol.messages.catalogue import (
     ItemDetail,
     ListingFilters,
     OriginalData,
+    PictureKind,
+    PictureMode,
+    Pictures,
     SortOrder,
     TagCount,
     UploadChunk,
@@ -145,6 +151,10 @@ class CatalogueService:
         )
         self.listings = Listings(
             items, self.cursors, batch_default=limits.batch_default, batch_max=limits.batch_max
+        )
+        #: The picture bytes replies carry; answers GetPictures.
+        self.card_pictures = CardPictures(
+            items, derivatives, reply_bytes=limits.max_message_bytes // 2
         )
         self.intake = Intake(items, self.uploads, self.pictures, self.processor, self.events, clock)
         self.changes = ItemChanges(items, self.pictures, self.events, clock)
@@ -327,6 +337,7 @@ class CatalogueService:
             self._metrics.upload_finished(ErrorCode.INTERNAL.value)
             raise
         self._metrics.upload_finished("duplicate" if created.duplicate else "listed")
+        await self.card_pictures.fill_cards([created.item])
         return created
 
     async def cancel_upload(self, principal: Principal, upload_id: str) -> None:
@@ -335,8 +346,14 @@ class CatalogueService:
 
     # -- items -----------------------------------------------------------------------------
 
-    async def get_item(self, principal: Principal, item_id: int) -> ItemDetail:
-        """One item with its preview.
+    async def get_item(
+        self,
+        principal: Principal,
+        item_id: int,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
+    ) -> ItemDetail:
+        """One item with its preview (bytes as ``pictures`` asks, see :class:`CardPictures`).
 
         Raises:
             NotFound: no such item, or one the principal may not see.
@@ -345,7 +362,18 @@ class CatalogueService:
         detail = await self._items.detail(item.id)
         if detail is None:
             raise NotFound(f"There is no item {item_id}")
+        await self.card_pictures.fill_detail(detail, pictures, sent)
         return detail
+
+    async def get_pictures(
+        self,
+        principal: Principal,
+        item_ids: Sequence[int],
+        kind: PictureKind,
+        sent: SentPictures | None = None,
+    ) -> Pictures:
+        """The thumbnails or previews of the items the principal may see among ``item_ids``."""
+        return await self.card_pictures.pictures(principal, item_ids, kind, sent)
 
     async def read_original(
         self, principal: Principal, item_id: int, offset: int = 0, length: int = 0
@@ -378,8 +406,10 @@ class CatalogueService:
         )
 
     async def edit_item(self, principal: Principal, request: EditItem) -> ItemCard:
-        """Edit an item (see :meth:`ItemChanges.edit`)."""
-        return await self.changes.edit(principal, request)
+        """Edit an item (see :meth:`ItemChanges.edit`); the card comes with its thumbnail."""
+        card = await self.changes.edit(principal, request)
+        await self.card_pictures.fill_cards([card])
+        return card
 
     async def delete_items(
         self, principal: Principal, item_ids: Sequence[int]
@@ -402,9 +432,17 @@ class CatalogueService:
         *,
         limit: int | None = None,
         cursor: str | None = None,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
     ) -> ItemBatch:
-        """One batch of a browse or text search (see :meth:`Listings.browse`)."""
+        """One batch of a browse or text search (see :meth:`Listings.browse`).
+
+        Args:
+            pictures: Which thumbnails go inline (see :class:`CardPictures`).
+            sent: The connection's record of pictures sent, for ``PictureMode.UNSENT``.
+        """
         batch = await self.listings.browse(viewer_id, filters, sort, limit=limit, cursor=cursor)
+        await self.card_pictures.fill_cards(batch.items, pictures, sent)
         self._metrics.observe_batch("browse", len(batch.items))
         return batch
 
@@ -420,6 +458,9 @@ class CatalogueService:
         viewer_id: int,
         item_ids: Sequence[int],
         scores: Mapping[int, float] | None = None,
+        *,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
     ) -> list[ItemCard]:
         """Cards of ``item_ids`` in that order, dropping ids the viewer may not see.
 
@@ -427,8 +468,11 @@ class CatalogueService:
             viewer_id: The user the cards are for; private items of others are left out.
             item_ids: Ids in the order wanted (e.g. by similarity).
             scores: Put into each card's ``score``.
+            pictures: Which thumbnails go inline (see :class:`CardPictures`).
+            sent: The connection's record of pictures sent, for ``PictureMode.UNSENT``.
         """
         cards = await self._items.cards(item_ids, viewer_id=viewer_id)
+        await self.card_pictures.fill_cards(cards, pictures, sent)
         if scores is not None:
             for card in cards:
                 card.score = scores.get(card.id)

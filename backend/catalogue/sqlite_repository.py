@@ -19,6 +19,8 @@ from backend.atrest.derivatives import PLAIN, DerivativeCodec
 from backend.catalogue.cursors import Position
 from backend.catalogue.filters import Criteria, TextMatch
 from backend.catalogue.repository import (
+    DerivativeKind,
+    DerivativeRow,
     DuplicateItem,
     ItemDraft,
     ItemEdit,
@@ -30,14 +32,19 @@ from backend.catalogue.repository import (
 from backend.catalogue.rows import (
     CARD_COLUMNS,
     CARD_JOINS,
+    DERIVATIVE_COLUMNS,
     DETAIL_COLUMNS,
     DETAIL_FROM,
+    DIGEST_COLUMNS,
     ITEM_COLUMNS,
     PICTURE_COLUMNS,
+    PREVIEW_COLUMNS,
     cards_from_rows,
+    derivative_from_row,
     detail_from_row,
     item_from_row,
     picture_values,
+    preview_values,
 )
 from backend.catalogue.sqlite_filters import ORDERS, VISIBLE_SQL, seen_class_column, where
 from backend.storage.database import Database
@@ -146,20 +153,33 @@ class SqliteCatalogueRepository:
             rows = await self._db.fetchall(
                 f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {condition}", params
             )
-            found.update(
-                (card.id, card)
-                for card in cards_from_rows(rows, _tag_list, derivatives=self._derivatives)
-            )
+            found.update((card.id, card) for card in cards_from_rows(rows, _tag_list))
         return [found[item_id] for item_id in unique if item_id in found]
 
     async def detail(self, item_id: int) -> ItemDetail | None:
         row = await self._db.fetchone(
             f"SELECT {DETAIL_COLUMNS}, {_TAG_NAMES} FROM {DETAIL_FROM} WHERE i.id = ?", (item_id,)
         )
-        return (
-            detail_from_row(row, _tag_list, derivatives=self._derivatives)
-            if row is not None
-            else None
+        return detail_from_row(row, _tag_list) if row is not None else None
+
+    async def derivatives(
+        self, kind: DerivativeKind, item_ids: Sequence[int]
+    ) -> list[DerivativeRow]:
+        found: list[DerivativeRow] = []
+        for batch in _batches(list(dict.fromkeys(item_ids))):
+            rows = await self._db.fetchall(
+                f"SELECT {DERIVATIVE_COLUMNS[kind]} WHERE i.id IN ({_marks(batch)})", batch
+            )
+            found.extend(map(derivative_from_row, rows))
+        return found
+
+    async def record_digests(
+        self, kind: DerivativeKind, digests: Sequence[tuple[str, str, int]]
+    ) -> None:
+        table, digest, size = DIGEST_COLUMNS[kind]
+        await self._db.executemany(
+            f"UPDATE {table} SET {digest} = ?, {size} = ? WHERE sha256 = ? AND {digest} IS NULL",
+            [(sha256, length, picture) for picture, sha256, length in digests],
         )
 
     async def page(
@@ -187,12 +207,7 @@ class SqliteCatalogueRepository:
             f"SELECT {columns} FROM {_CARD_FROM} WHERE {condition} ORDER BY {order_by} LIMIT ?",
             [*params, limit],
         )
-        return cards_from_rows(
-            rows,
-            _tag_list,
-            None if seen is None else seen.classes,
-            derivatives=self._derivatives,
-        )
+        return cards_from_rows(rows, _tag_list, None if seen is None else seen.classes)
 
     async def count(self, viewer_id: int, criteria: Criteria) -> int:
         condition, params = where(criteria, viewer_id)
@@ -258,14 +273,14 @@ async def _picture_exists(conn: aiosqlite.Connection, sha256: str) -> bool:
 async def _insert_picture(conn: aiosqlite.Connection, picture: NewPicture, now: float) -> None:
     """Insert a picture's rows, unless they exist (then the stored files are the same)."""
     await conn.execute(
-        f"INSERT INTO pictures ({PICTURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO pictures ({PICTURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (sha256) DO NOTHING",
         picture_values(picture, now),
     )
     await conn.execute(
-        "INSERT INTO picture_previews (sha256, preview) VALUES (?, ?)"
+        f"INSERT INTO picture_previews ({PREVIEW_COLUMNS}) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (sha256) DO NOTHING",
-        (picture.files.sha256, picture.preview),
+        preview_values(picture),
     )
 
 

@@ -149,12 +149,17 @@ TABLES: Final = (
         "pictures",
         (
             "sha256", "format", "width", "height", "orientation", "size_bytes", "clean_sha256",
-            "clean_size", "created_at", "thumbnail",
+            "clean_size", "created_at", "thumbnail", "thumbnail_sha256", "thumbnail_size",
         ),
         key="sha256",
         batch=100,  # thumbnails: ~10 KB each
     ),
-    Table("picture_previews", ("sha256", "preview"), key="sha256", batch=20),  # ~100 KB each
+    Table(
+        "picture_previews",
+        ("sha256", "preview", "preview_sha256", "preview_size"),
+        key="sha256",
+        batch=20,  # ~100 KB each
+    ),
     Table(
         "items",
         (

@@ -38,6 +38,8 @@ def register(dispatcher: Dispatcher, service: VisionService | None) -> None:
             filters=request.filters,
             limit=request.limit,
             cursor=request.cursor,
+            pictures=request.pictures,
+            sent=connection.pictures_sent,
         )
         batch.id = request.id
         return batch
@@ -50,6 +52,8 @@ def register(dispatcher: Dispatcher, service: VisionService | None) -> None:
             request.filters,
             request.limit,
             request.cursor,
+            pictures=request.pictures,
+            sent=connection.pictures_sent,
         )
         batch.id = request.id
         return batch

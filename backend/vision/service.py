@@ -48,6 +48,7 @@ from backend.media.budget import PixelBudget
 from backend.media.derivatives import decode_for_model, model_decode_pixels
 from backend.media.errors import MediaError
 from backend.media.validate import MediaLimits, inspect_image
+from backend.sent_pictures import SentPictures
 from backend.vision.labels import LABELS_VERSION, seen_classes, suggest_tags
 from backend.vision.preprocess import preprocess
 from backend.vision.repository import (
@@ -60,7 +61,7 @@ from backend.vision.repository import (
 from backend.vision.types import BatchEmbedder, EmbedResult
 from backend.vision.worker import EmbeddingWorker
 from protocol.errors import BadRequest, NotFound, TooLarge, Unavailable
-from protocol.messages.catalogue import ListingFilters
+from protocol.messages.catalogue import ListingFilters, PictureMode
 from protocol.messages.vision import SimilarBatch, TagSuggestion
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,10 @@ class VisionService:
         close = {hit.item_id: hit.score for hit in hits if hit.score >= self._threshold}
         if not close:
             return []
-        cards = await self._catalogue.render_cards(owner_id, list(close), close)
+        # Titles only: no thumbnail is read for a warning.
+        cards = await self._catalogue.render_cards(
+            owner_id, list(close), close, pictures=PictureMode.HASHES
+        )
         return [
             f"Looks very like item #{card.id} “{card.title}” "
             f"({round(100 * close[card.id])}% similar)"
@@ -316,8 +320,12 @@ class VisionService:
         filters: ListingFilters,
         limit: int | None,
         cursor: str | None,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
     ) -> SimilarBatch:
         """One batch of the items most like an example picture.
+
+        ``pictures`` and ``sent`` say which thumbnails go inline, as for a browse.
 
         Raises:
             BadRequest: neither a picture nor a query id, or a bad cursor or filter.
@@ -328,7 +336,16 @@ class VisionService:
         self.require_ready()
         query_id, vector = await self._query_vector(principal, image, query_id)
         batch = await self._rank(
-            principal, vector, "vision.image", query_id, filters, limit, cursor, exclude=None
+            principal,
+            vector,
+            "vision.image",
+            query_id,
+            filters,
+            limit,
+            cursor,
+            exclude=None,
+            pictures=pictures,
+            sent=sent,
         )
         batch.query_id = query_id
         return batch
@@ -394,8 +411,13 @@ class VisionService:
         filters: ListingFilters,
         limit: int | None,
         cursor: str | None,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
     ) -> SimilarBatch:
-        """One batch of the items most like a stored item (no inference; the item left out)."""
+        """One batch of the items most like a stored item (no inference; the item left out).
+
+        ``pictures`` and ``sent`` say which thumbnails go inline, as for a browse.
+        """
         self.require_ready()
         if not await self._catalogue.visible_among(principal, [item_id]):
             raise NotFound(f"There is no item {item_id}")
@@ -403,7 +425,16 @@ class VisionService:
         if vector is None:
             raise NotFound(f"Item {item_id} has no picture embedding yet; try again shortly")
         return await self._rank(
-            principal, vector, "vision.item", item_id, filters, limit, cursor, exclude=item_id
+            principal,
+            vector,
+            "vision.item",
+            item_id,
+            filters,
+            limit,
+            cursor,
+            exclude=item_id,
+            pictures=pictures,
+            sent=sent,
         )
 
     async def _decode_query(self, data: bytes) -> Image.Image:
@@ -438,6 +469,8 @@ class VisionService:
         cursor: str | None,
         *,
         exclude: int | None,
+        pictures: PictureMode,
+        sent: SentPictures | None,
     ) -> SimilarBatch:
         viewer = principal.user_id
         size = self._catalogue.listings.batch_size(limit)
@@ -463,7 +496,9 @@ class VisionService:
             total = max(0, total - 1)
         page, more = hits[:size], len(hits) > size
         scores = {hit.item_id: float(hit.score) for hit in page}
-        cards = await self._catalogue.render_cards(viewer, [hit.item_id for hit in page], scores)
+        cards = await self._catalogue.render_cards(
+            viewer, [hit.item_id for hit in page], scores, pictures=pictures, sent=sent
+        )
         next_cursor = None
         if more and page:
             last = page[-1]
