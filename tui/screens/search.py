@@ -1,14 +1,15 @@
 """Provides :class:`SearchScreen`: words, tags, a price range and stock, with results as cards.
 
 With the server's image model, ``By picture…`` (ctrl+b) picks a picture file and shows the items
-that look like it, the form's tags, prices and stock applying too.
+that look like it, the form's tags, prices and stock applying too. ``Save search`` (ctrl+s) keeps
+the form's search on the server, which tells the person of new matches in their inbox.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +20,7 @@ from protocol.catalogue_client import list_tags
 from protocol.listing_fields import parse_tags
 from protocol.messages.catalogue import ListingFilters, SortOrder
 from protocol.money import parse_price
+from tui.data.alerts import save_listing, saved_message
 from tui.data.listing import ListingQuery
 from tui.data.similar import search_filters
 from tui.dialogs.pick_picture import PickPictureDialog
@@ -75,6 +77,13 @@ class SearchScreen(PixmartScreen):
     BINDINGS = [
         Binding("ctrl+f", "focus_query", "Edit search", id="search.focus"),
         Binding("escape", "focus_results", "Results", show=False, id="search.results"),
+        Binding(
+            "ctrl+s",
+            "save_search",
+            "Save search",
+            id="search.save",
+            tooltip="Be told (in your inbox) of new items that match this search",
+        ),
         Binding(
             "ctrl+b",
             "by_picture",
@@ -181,6 +190,30 @@ class SearchScreen(PixmartScreen):
         if action == "by_picture":
             return True if self.pixmart.has_vision else None
         return True
+
+    @work(exclusive=True, group="search-save")
+    async def action_save_search(self) -> None:
+        """Save the form's search: new items that match it reach the person's inbox."""
+        try:
+            query = self.query_from_form()
+        except ValueError as exc:
+            self.notify(str(exc), title="Save search", severity="warning")
+            return
+        if query.filters == ListingFilters():
+            self.notify(
+                "Type words, tags, a price range or tick in stock first: "
+                "a saved search tells you of new items that match it.",
+                title="Save search",
+                severity="warning",
+            )
+            return
+        app = self.pixmart
+        try:
+            saved = await save_listing(app.require_session(), query)
+        except Exception as exc:
+            app.report_failure(exc)
+            return
+        self.notify(saved_message(saved, app.currency), title="Search saved")
 
     @on(Button.Pressed, "#search-by-picture")
     def action_by_picture(self) -> None:

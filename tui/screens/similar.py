@@ -3,6 +3,8 @@
 The results are the gallery's: the same card grid and status line (:class:`CatalogueView`), fed
 by a :class:`~tui.data.similar.SimilarQuery`, so batches come on demand (at the end, or with
 ``n``) and each card says how alike it looks (``93% similar``). A side bar shows the example.
+``Save search`` (ctrl+s) keeps the example on the server, which tells the person of new items
+that look like it in their inbox.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Label, Static
 
+from tui.data.alerts import save_listing, saved_message
 from tui.data.listing import ListingQuery
 from tui.data.similar import SimilarQuery
 from tui.data.thumbnails import decode_picture
@@ -57,6 +60,13 @@ class SimilarScreen(PixmartScreen):
 
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", id="similar.back"),
+        Binding(
+            "ctrl+s",
+            "save_search",
+            "Save search",
+            id="similar.save",
+            tooltip="Be told (in your inbox) of new items that look like this example",
+        ),
     ]
 
     def __init__(self, query: SimilarQuery, example: bytes | None = None) -> None:
@@ -114,6 +124,17 @@ class SimilarScreen(PixmartScreen):
     @on(CatalogueView.Opened)
     def _open_item(self, message: CatalogueView.Opened) -> None:
         self.pixmart.open_item(message.card)
+
+    @work(exclusive=True, group="similar-save")
+    async def action_save_search(self) -> None:
+        """Save this search by picture: new items that look like the example reach the inbox."""
+        app = self.pixmart
+        try:
+            saved = await save_listing(app.require_session(), self.similar)
+        except Exception as exc:
+            app.report_failure(exc)
+            return
+        self.notify(saved_message(saved, app.currency), title="Search saved")
 
     def action_back(self) -> None:
         """Back to where the search started."""
