@@ -21,10 +21,14 @@ from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from protocol.messages.commerce import Cart
 from protocol.money import DEFAULT_CURRENCY
-from protocol.trust import FingerprintMismatch, UnknownServer
+from protocol.pictures import use_picture_store
+from protocol.trust import FingerprintMismatch, TrustError, UnknownServer
 from tui.data.cart import CartModel
+from tui.data.gallery_cache import Freshness, GalleryCache, WarmGallery
+from tui.data.picture_cache import cache_dir, cache_limit_bytes
+from tui.data.server_identity import trust_identity
 from tui.data.similar import SimilarQuery, load_query_picture, query_limits, search_filters
-from tui.data.thumbnails import PictureCache
+from tui.data.thumbnails import PictureCache, decode_picture
 from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
 from tui.feedback import describe_error, describe_session_end, is_warming_up
 from tui.keys import key_commands
@@ -32,7 +36,6 @@ from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
 from tui.palette import PaletteCommand, PixmartCommands
 from tui.screens.cart import CartScreen
-from tui.screens.dashboard import DashboardScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
 from tui.screens.item import ItemScreen
@@ -53,7 +56,6 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
     "mine": MyItemsScreen,
     "cart": CartScreen,
     "orders": OrdersScreen,
-    "dashboard": DashboardScreen,
 }
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
@@ -72,6 +74,10 @@ class PixmartApp(TypeAheadApp[None]):
             it was given at all. A known server is connected to at once.
         listing_batch: items per listing batch; the server's default when ``None``.
         upload_root: where the upload screen's file tree starts (the working directory).
+        cache_root: the client's cache dir (pictures by hash, the last gallery); the user cache
+            dir (or ``PIXMART_CACHE_DIR``) when ``None``.
+        server_identity: what vouches for a server address (see
+            :func:`tui.data.server_identity.trust_identity`); by default the session's trust.
     """
 
     TITLE = "pixmart"
@@ -90,13 +96,6 @@ class PixmartApp(TypeAheadApp[None]):
         Binding("m", "go('mine')", "My items", id="app.mine"),
         Binding("c", "go('cart')", "Cart", id="app.cart", tooltip="Your cart, to check out"),
         Binding("o", "go('orders')", "Orders", id="app.orders", tooltip="Your orders and sales"),
-        Binding(
-            "D",
-            "go('dashboard')",
-            "Dashboard",
-            id="app.dashboard",
-            tooltip="Your sales per day and week, top items, stock running out",
-        ),
         Binding(
             "ctrl+r",
             "reconnect",
@@ -123,6 +122,8 @@ class PixmartApp(TypeAheadApp[None]):
         server_known: bool | None = None,
         listing_batch: int | None = None,
         upload_root: Path | None = None,
+        cache_root: Path | None = None,
+        server_identity: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__()
         if session_factory is None and session is None:
@@ -143,6 +144,13 @@ class PixmartApp(TypeAheadApp[None]):
         self.server_events: Signal[Event] = Signal(self, "server-events")
         #: Decoded thumbnails, shared by every screen that shows cards.
         self.pictures = PictureCache(capacity=512)
+        #: Pictures on disk by hash and the last gallery of the server in use.
+        self.gallery_cache = GalleryCache(
+            self, cache_root or cache_dir(), limit_bytes=cache_limit_bytes()
+        )
+        self._server_identity = server_identity
+        #: Failed first connections in a row while a saved gallery is on show (for the backoff).
+        self._offline_attempts = 0
         self.listing_batch = listing_batch
         self.upload_root = upload_root or Path.cwd()
         #: The person's cart, kept as the server tells it.
@@ -162,11 +170,81 @@ class PixmartApp(TypeAheadApp[None]):
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
+            self._warm_start(self.server_url)
             self.connect_in_background(self.server_url)
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(Exception):
             await self.link.close()
+        with contextlib.suppress(Exception):
+            await self.gallery_cache.close()  # pictures on their way to disk land first
+
+    # -- a warm reopen -------------------------------------------------------------------------
+
+    def identity_of(self, url: str) -> str | None:
+        """What vouches for ``url`` (its pinned fingerprint or CA), if anything does yet."""
+        if self._server_identity is not None:
+            return self._server_identity(url)
+        session = self.link.session
+        return trust_identity(session.trust, url) if session is not None else None
+
+    @work(exclusive=True, group="warm-start")
+    async def _warm_start(self, url: str) -> None:
+        """Show the gallery saved by this session's last visit at once, if there is one.
+
+        Only the session it was saved under gets it (by its token), and only until the server
+        answers: if the server ends the session instead, the app goes back to the login screen.
+        """
+        token = self.store.token(url)
+        if token is None:
+            return
+        identity = await asyncio.to_thread(self.identity_of, url)
+        if not self.gallery_cache.use_server(url, identity):
+            return
+        warm = await self.gallery_cache.recall(token)
+        if warm is None:
+            return
+        if self.user is not None:
+            self.gallery_cache.drop()  # the server answered first: its gallery is on its way
+            return
+        await self._decode_first(warm)
+        if self.user is not None or self.gallery_cache.provisional is None:
+            return
+        self.user = warm.saved.user
+        await self.switch_mode("gallery")
+
+    async def _decode_first(self, warm: WarmGallery) -> None:
+        """Decode the saved cards' pictures before the gallery shows, so it shows them at once."""
+        cache = self.pictures
+        todo = [(card.id, card.thumbnail) for card in warm.cards if card.thumbnail]
+
+        def decode() -> list[tuple[int, Any]]:
+            decoded = []
+            for item_id, data in todo:
+                with contextlib.suppress(Exception):  # an undecodable one stays a placeholder
+                    decoded.append((item_id, decode_picture(data, cache.max_side)))
+            return decoded
+
+        for item_id, picture in await asyncio.to_thread(decode):
+            cache.put(item_id, picture)
+
+    def _use_cache_for(self, session: Session, url: str) -> None:
+        """Keep ``session``'s pictures in the server's disk cache (once someone vouched for it)."""
+        if self.gallery_cache.use_server(url, self.identity_of(url)):
+            store = self.gallery_cache.pictures
+            if store is not None:
+                use_picture_store(session, store)
+
+    def _retry_offline(self, url: str) -> None:
+        """Try the server again later, while a saved gallery is shown without it."""
+        session = self.link.session
+        delay = session.backoff.delay(self._offline_attempts) if session is not None else 1.0
+        self._offline_attempts += 1
+        self.set_timer(delay, lambda: self._retry_now(url))
+
+    def _retry_now(self, url: str) -> None:
+        if self.gallery_cache.provisional is not None and not self.link.is_open:
+            self.connect_in_background(url)
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -181,11 +259,22 @@ class PixmartApp(TypeAheadApp[None]):
         try:
             session = await self.link.open(url)
         except Exception as exc:
+            if self.gallery_cache.provisional is not None:
+                # The saved gallery stays on show, marked offline, and the app tries again.
+                if not isinstance(exc, TrustError):
+                    self._retry_offline(url)
+                if self._offline_attempts <= 1 or isinstance(exc, TrustError):
+                    self.report_failure(exc)
+                return
             self._tell_login(self.report_failure(exc), error=True)
             return
+        self._offline_attempts = 0
         self.server_url = url
         self.store.remember(server=url)
-        if session.user is not None and self.user is None:
+        self._use_cache_for(session, url)
+        if session.user is not None and (
+            self.user is None or self.gallery_cache.provisional is not None
+        ):
             self.post_message(LoggedIn(session, resumed=True))
         else:
             self._tell_login(
@@ -215,6 +304,14 @@ class PixmartApp(TypeAheadApp[None]):
     def report_failure(self, exc: BaseException) -> str:
         """Tell the person what went wrong, in words; returns the words."""
         text = describe_error(exc)
+        if isinstance(exc, Offline | OSError | TimeoutError) and (
+            self.gallery_cache.freshness is Freshness.OFFLINE
+        ):
+            text = "You are offline: this needs the server. The cards shown stay browsable."
+            if self.gallery_cache.provisional is not None:
+                text = f"{describe_error(exc)} Showing your saved gallery until it answers."
+            self.notify(text, title="Offline", severity="warning")
+            return text
         if isinstance(exc, FingerprintMismatch):
             self.push_screen(FingerprintChangedDialog(exc.server, exc.pinned, exc.presented))
         elif isinstance(exc, UnknownServer):
@@ -254,6 +351,7 @@ class PixmartApp(TypeAheadApp[None]):
         if message.session is self.link.session:
             self.connection = message.status
             self.cart.on_status(message.status)
+            self.gallery_cache.on_status(message.status)
 
     @on(ServerEventReceived)
     def _server_event(self, message: ServerEventReceived) -> None:
@@ -277,6 +375,10 @@ class PixmartApp(TypeAheadApp[None]):
         user = message.session.user
         if message.session is not self.link.session or user is None:
             return
+        shown = self.gallery_cache.provisional
+        if shown is not None and shown.id != user.id:
+            await self._reset_shop()  # never the case for one token, but never another's cards
+        self.gallery_cache.confirm(user)
         self.user = user
         self.server_url = message.session.url
         self.store.remember(server=message.session.url, username=user.username)
@@ -302,9 +404,15 @@ class PixmartApp(TypeAheadApp[None]):
         self.link.stop_watching()
         self.cart.forget()
         self.cart_count = 0
+        self.gallery_cache.drop()
         self.pictures = PictureCache(capacity=512)
         await self.switch_mode("login")
-        # The shop screens hold the last person's data: start them afresh next time.
+        await self._reset_shop()
+
+    async def _reset_shop(self) -> None:
+        """Start the shop screens afresh: they hold the last person's data."""
+        if self.current_mode in SHOP_MODES:
+            await self.switch_mode("login")
         for mode, screen in SHOP_MODES.items():
             await self.remove_mode(mode)
             self.add_mode(mode, screen)
@@ -420,6 +528,8 @@ class PixmartApp(TypeAheadApp[None]):
             pass  # the token is forgotten here whatever the server heard
         finally:
             self.store.save_token(session.url, None)
+            with contextlib.suppress(OSError):
+                await self.gallery_cache.forget(self.user)
             self.user = None
             self._logging_out = False
         await self._back_to_login()

@@ -20,6 +20,7 @@ from protocol.messages.accounts import UserInfo
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from tui.data.cart import CartModel
+from tui.data.gallery_cache import GalleryCache
 from tui.data.thumbnails import PictureCache
 from tui.link import ServerLink
 from tui.store import ClientStore
@@ -91,6 +92,11 @@ class ShopContext(Protocol):
         """The person's cart."""
         ...
 
+    @property
+    def gallery_cache(self) -> GalleryCache:
+        """Pictures on disk by hash and the last gallery, for the server in use."""
+        ...
+
     # -- what the app does ---------------------------------------------------------------------
 
     def require_session(self) -> Session:
@@ -117,7 +123,7 @@ class ShopContext(Protocol):
 
     async def go(self, mode: str) -> None:
         """Go to a shop screen (``gallery``, ``search``, ``upload``, ``mine``, ``cart``,
-        ``orders``, ``dashboard``)."""
+        ``orders``)."""
         ...
 
     def open_item(self, card: ItemCard) -> None:

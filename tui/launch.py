@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
 from tui.app import PixmartApp
+from tui.data.server_identity import trust_identity
 from tui.feedback import normalise_server_url
 from tui.store import ClientStore
 
@@ -23,6 +24,7 @@ def build_app(
     client_name: str = "pixmart-tui",
     listing_batch: int | None = None,
     upload_root: Path | None = None,
+    cache_root: Path | None = None,
 ) -> PixmartApp:
     """The app wired like the real thing: tokens saved per server, first contact asked in a dialog.
 
@@ -35,6 +37,8 @@ def build_app(
         client_name: shown in the server's logs.
         listing_batch: items per listing batch (the server's default when ``None``).
         upload_root: where the upload screen's file tree starts (the working directory).
+        cache_root: the client's cache dir (the user cache dir, or ``PIXMART_CACHE_DIR``, when
+            ``None``); what it keeps of a server is filed under the identity ``trust`` gives it.
     """
 
     def session_for(url: str) -> Session:
@@ -50,6 +54,8 @@ def build_app(
         server_url=server_url,
         listing_batch=listing_batch,
         upload_root=upload_root,
+        cache_root=cache_root,
+        server_identity=lambda url: trust_identity(trust, url),
     )
     if trust.ca_file is None and trust.on_first_use is None:
         trust.on_first_use = app.confirm_first_use

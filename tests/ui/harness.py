@@ -24,6 +24,7 @@ from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from tui.context import ShopContext
 from tui.data.cart import CartModel
+from tui.data.gallery_cache import GalleryCache
 from tui.data.thumbnails import PictureCache
 from tui.link import LinkListeners, ServerLink
 from tui.store import ClientStore
@@ -59,6 +60,7 @@ class HarnessApp(App[None]):
         self.upload_root = root
         self.server_events: Signal[Event] = Signal(self, "server-events")
         self.pictures = PictureCache(capacity=64)
+        self.gallery_cache = GalleryCache(self, root / "cache")
         self.cart = CartModel(
             self,
             session=self.require_session,

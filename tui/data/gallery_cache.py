@@ -82,7 +82,8 @@ class GalleryCache:
         #: When the gallery on screen was saved, if it came from a snapshot.
         self.saved_at: float | None = None
         self.freshness = Freshness.LIVE
-        self._connected = False
+        #: Whether the link is down (reconnecting, or given up); a first connect is not down.
+        self._down = False
         #: Published when :attr:`freshness` changes.
         self.changes: Signal[Freshness] = Signal(app, "gallery-freshness")
         #: Published when the server confirmed the session a snapshot was shown for.
@@ -139,7 +140,7 @@ class GalleryCache:
         self._warm = WarmGallery(saved, cards)
         self.provisional = saved.user
         self.saved_at = saved.saved_at
-        self._set(Freshness.REFRESHING if self._connected else Freshness.OFFLINE)
+        self._set(Freshness.OFFLINE if self._down else Freshness.REFRESHING)
         return self._warm
 
     def take(self) -> WarmGallery | None:
@@ -163,7 +164,7 @@ class GalleryCache:
     def refreshed(self) -> None:
         """The gallery holds what the server just said."""
         self.saved_at = None
-        self._set(Freshness.LIVE if self._connected else Freshness.OFFLINE)
+        self._set(Freshness.OFFLINE if self._down else Freshness.LIVE)
 
     def drop(self) -> None:
         """Forget what was recalled (the person is back at the login screen)."""
@@ -176,10 +177,10 @@ class GalleryCache:
 
     def on_status(self, status: ConnectionStatus) -> None:
         """Follow the connection: offline while it is down, refreshing or live once it is up."""
-        self._connected = status.state is ConnectionState.CONNECTED
-        if status.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE):
+        self._down = status.state in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE)
+        if self._down:
             self._set(Freshness.OFFLINE)
-        elif self._connected and self.freshness is Freshness.OFFLINE:
+        elif status.state is ConnectionState.CONNECTED and self.freshness is Freshness.OFFLINE:
             waiting = self.provisional is not None or self.saved_at is not None
             self._set(Freshness.REFRESHING if waiting else Freshness.LIVE)
 

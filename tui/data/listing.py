@@ -1,7 +1,10 @@
 """Provides :class:`Listing`: one catalogue listing, fetched batch by batch and kept current.
 
 A listing is a :class:`~protocol.paging.BatchedList` of item cards: the next batch only when told
-to, each item kept once. Live events change or remove items in place.
+to, each item kept once. Live events change or remove items in place. A listing may start from
+saved cards (the gallery of the last visit, :meth:`Listing.preload`): its first batch from the
+server then takes their place in one step (:meth:`Listing.reconcile`), so the cards on screen are
+updated where they stand and never replaced by an empty grid.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ import msgspec
 
 from protocol.catalogue_client import browse
 from protocol.client import Session
-from protocol.messages.catalogue import ItemBatch, ItemCard, ListingFilters, SortOrder
+from protocol.messages.catalogue import (
+    ItemBatch,
+    ItemCard,
+    ListingFilters,
+    PictureMode,
+    SortOrder,
+)
 from protocol.messages.live import ItemChanged
 from protocol.messages.vision import SimilarBatch
 from protocol.paging import BatchedList
@@ -62,15 +71,55 @@ class Listing(BatchedList[ItemCard]):
         super().__init__(key=_card_id)
         self.query = query
         self.batch_size = batch_size
+        #: Whether the items are shown only until the server's first batch replaces them (saved
+        #: ones on a warm reopen, or the old ones during a refresh).
+        self.provisional = False
+        #: How the next batch's thumbnails come (see :class:`PictureMode`).
+        self.picture_mode = PictureMode.UNSENT
+
+    def preload(self, cards: list[ItemCard], total: int | None) -> None:
+        """Show saved ``cards`` until the first batch arrives (the listing is not started)."""
+        self.reset()
+        for card in cards:
+            self._positions[card.id] = len(self.items)
+            self.items.append(card)
+        self.total = total
+        self.provisional = True
+
+    def reset(self) -> None:
+        """Forget every item and the cursor, keeping the same :attr:`items` list object."""
+        self.items.clear()
+        self._positions.clear()
+        self.cursor = None
+        self.started = False
+        self.batches = 0
+        self.total = None
+
+    def reconcile(self, batch: ItemBatch | SimilarBatch) -> list[ItemCard]:
+        """Replace the saved items with the server's first batch, in one step; returns it.
+
+        Items gone from the server are dropped, changed ones updated, new ones added, and
+        :attr:`items` stays the same list, so a grid showing it never sees it empty.
+        """
+        self.reset()
+        self.provisional = False
+        self.picture_mode = PictureMode.UNSENT  # later batches: pictures not seen are inline
+        return self.absorb(batch)
 
     async def fetch_next(self, session: Session) -> list[ItemCard]:
         """Fetch the next batch and return the items it added (none once exhausted).
+
+        A provisional listing fetches its first batch and :meth:`reconcile` s with it.
 
         Raises:
             PixmartError: the server's typed error (e.g. a cursor it no longer accepts).
         """
         if self.exhausted:
             return []
+        if self.provisional:
+            # Ask from the start, whatever a saved listing's state: the batch replaces it all.
+            self.cursor = None
+            return self.reconcile(await self.fetch_batch(session))
         return self.absorb(await self.fetch_batch(session))
 
     async def fetch_batch(self, session: Session) -> ItemBatch | SimilarBatch:
@@ -81,6 +130,7 @@ class Listing(BatchedList[ItemCard]):
             self.query.sort,
             limit=self.batch_size,
             cursor=self.cursor,
+            pictures=self.picture_mode,
         )
 
     def absorb(self, batch: ItemBatch | SimilarBatch) -> list[ItemCard]:

@@ -1,6 +1,14 @@
-"""Provides :class:`GalleryScreen`: the catalogue as a grid of cards, filtered by tags."""
+"""Provides :class:`GalleryScreen`: the catalogue as a grid of cards, filtered by tags.
+
+On a reopen it shows the gallery of the last visit at once (saved by the app's
+:class:`~tui.data.gallery_cache.GalleryCache`, pictures from the disk cache), marked in the
+header as refreshing, and updates those cards in place once the server has resumed the session.
+While the server cannot be reached the header says so and the cards stay browsable.
+"""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual import events, on, work
@@ -12,11 +20,15 @@ from textual.widgets import Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from protocol.catalogue_client import list_tags
-from protocol.messages.catalogue import ListingFilters, TagCount
-from tui.data.listing import ListingQuery
+from protocol.messages.accounts import UserInfo
+from protocol.messages.catalogue import ListingFilters, PictureMode, TagCount
+from tui.data.gallery_cache import Freshness
+from tui.data.gallery_snapshot import MAX_CARDS
+from tui.data.listing import Listing, ListingQuery
 from tui.screens.base import PixmartScreen
 from tui.widgets.card_grid import GUTTER, TILE_MIN_WIDTH
 from tui.widgets.catalogue_view import CatalogueView
+from tui.widgets.status_header import StatusHeader
 
 SIDEBAR_WIDTH = 30
 #: The tag sidebar sits beside the cards only where two cards still fit next to it (the 2 is the
@@ -141,7 +153,55 @@ class GalleryScreen(PixmartScreen):
 
     async def on_mount(self) -> None:
         self.view.grid.focus()
-        await self.view.load(ListingQuery())  # the tags follow with the first batch
+        cache = self.pixmart.gallery_cache
+        cache.changes.subscribe(self, self._show_freshness)
+        cache.confirmed.subscribe(self, self._session_confirmed)
+        warm = cache.take()
+        if warm is None:
+            await self.view.load(ListingQuery())  # the tags follow with the first batch
+        else:
+            await self.view.show_saved(ListingQuery(), warm.cards, warm.saved.total)
+            if cache.provisional is None:
+                self._session_confirmed(warm.saved.user)  # confirmed while this screen mounted
+        self._show_freshness(cache.freshness)
+
+    # -- a warm reopen -------------------------------------------------------------------------
+
+    def _session_confirmed(self, user: UserInfo) -> None:
+        """The server resumed the session the saved gallery is shown for: bring it up to date."""
+        del user  # the app started the shop afresh had it been someone else
+        # The saved cards' pictures are on disk: the batch needs to name them only.
+        self.view.refresh_in_place(PictureMode.HASHES)
+
+    def _show_freshness(self, freshness: Freshness) -> None:
+        """Mark the header: a saved gallery being refreshed, or what is shown while offline."""
+        saved_at = self.pixmart.gallery_cache.saved_at
+        saved = saved_at is not None
+        when = f" from {time.strftime('%H:%M', time.localtime(saved_at))}" if saved_at else ""
+        if freshness is Freshness.OFFLINE:
+            shown = f"saved gallery{when}" if saved else "cards as last loaded"
+            text, kind = f"✕ offline · {shown}", "offline"
+        elif freshness is Freshness.REFRESHING and saved:
+            text, kind = f"⟳ saved gallery{when} · refreshing…", "refreshing"
+        else:
+            text, kind = "", ""
+        try:
+            self.query_one(StatusHeader).mark(text, kind)
+        except NoMatches:
+            return  # the screen is being taken down
+
+    @work(exclusive=True, group="remember")
+    async def _remember(self, listing: Listing) -> None:
+        """Save the unfiltered gallery's first cards for the next start (best effort)."""
+        session = self.pixmart.link.session
+        if session is None:
+            return
+        try:
+            await self.pixmart.gallery_cache.remember(
+                session, listing.items[:MAX_CARDS], listing.total
+            )
+        except OSError:
+            pass  # a read-only or full disk costs the next start its head start, nothing else
 
     @work(exclusive=True, group="tags")
     async def _load_tags(self) -> None:
@@ -166,8 +226,16 @@ class GalleryScreen(PixmartScreen):
 
     @on(CatalogueView.Loaded)
     def _listing_loaded(self, message: CatalogueView.Loaded) -> None:
-        if message.listing.batches == 1:
+        listing = message.listing
+        if listing.batches == 1:
             self._load_tags()  # a fresh listing: the counts may have moved too
+            self.pixmart.gallery_cache.refreshed()
+            self._show_freshness(self.pixmart.gallery_cache.freshness)
+        if (
+            listing.query == ListingQuery()
+            and listing.batches * (listing.batch_size or 24) <= 2 * MAX_CARDS
+        ):
+            self._remember(listing)
 
     @on(CatalogueView.Opened)
     def _open_item(self, message: CatalogueView.Opened) -> None:

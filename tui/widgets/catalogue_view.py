@@ -1,7 +1,9 @@
 """Provides :class:`CatalogueView`: a listing shown as a card grid, with a status line.
 
 It fetches the first batch when given a query and each next one only when the person reaches
-the end of what is loaded (or presses ``n``), and keeps the items current from live events.
+the end of what is loaded (or presses ``n``), and keeps the items current from live events. It
+can also start from saved cards (:meth:`CatalogueView.show_saved`, a warm reopen) and update them
+in place once the server answers (:meth:`CatalogueView.refresh_in_place`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from protocol.messages.base import Event
-from protocol.messages.catalogue import ItemCard
+from protocol.messages.catalogue import ItemCard, PictureMode
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
 from tui.context import ShopNode
 from tui.data.listing import Listing, ListingQuery
@@ -136,21 +138,61 @@ class CatalogueView(ShopNode, Vertical):
         self.set_class(False, "-empty")
         self._fetch()
 
+    async def show_saved(
+        self, query: ListingQuery, cards: list[ItemCard], total: int | None
+    ) -> None:
+        """Show saved ``cards`` of ``query`` at once, without asking the server.
+
+        They stay until :meth:`refresh_in_place` (or any fetch) replaces them with the server's
+        first batch.
+        """
+        self.query_one("#listing-empty", Static).update(Content(self.empty_text))
+        self.listing = query.listing(self.pixmart.listing_batch)
+        self.listing.preload(cards, total)
+        self.added_since_load = 0
+        self.grid.currency = self.pixmart.currency
+        await self.grid.set_items(self.listing.items, reset=True)
+        self.set_class(not cards, "-empty")
+        self._show_status()
+
+    def refresh_in_place(self, pictures: PictureMode = PictureMode.UNSENT) -> None:
+        """Ask for the listing's first batch and update the saved cards where they stand.
+
+        Args:
+            pictures: how the batch's thumbnails come; :attr:`PictureMode.HASHES` when the
+                picture cache holds most of them (the saved cards' own).
+        """
+        listing = self.listing
+        if listing is None or not listing.provisional:
+            return
+        listing.picture_mode = pictures
+        self._fetch()
+
     def action_more(self) -> None:
         """Fetch the next batch, unless one is on its way or the listing is complete."""
         if self.listing is not None and not self.fetching and not self.listing.exhausted:
             self._fetch()
 
-    async def action_reload(self) -> None:
-        """Load the listing afresh (new items, new order)."""
-        if self.listing is not None:
-            await self.load(self.listing.query)
+    def action_reload(self) -> None:
+        """Load the listing afresh (new items, new order), in place.
+
+        The cards stay on screen until the first batch replaces them, so a refresh never
+        flashes an empty grid, and one that fails (offline) leaves them browsable.
+        """
+        listing = self.listing
+        if listing is not None and (listing.started or listing.provisional):
+            listing.provisional = True
+            self.added_since_load = 0
+            self._fetch()
 
     @work(exclusive=True, group="listing")
     async def _fetch(self) -> None:
         listing = self.listing
         if listing is None:
             return
+        # A saved listing's cards are replaced by the server's: keep the highlight on its item.
+        reconciling = listing.provisional
+        highlighted = self.grid.current.id if reconciling and self.grid.current else None
         added = await fetch_next_batch(
             self,
             lambda: listing.fetch_next(self.pixmart.require_session()),
@@ -162,6 +204,9 @@ class CatalogueView(ShopNode, Vertical):
             grid = self.grid
         except NoMatches:
             return  # the view was taken down while the batch was on its way
+        if reconciling:
+            position = listing.index_of(highlighted) if highlighted is not None else None
+            grid.set_reactive(CardGrid.highlight, position or 0)
         await grid.refresh_tiles()
         self.set_class(listing.exhausted and not listing.items, "-empty")
         self._show_status()

@@ -13,7 +13,9 @@ from tui.widgets.connection_indicator import ConnectionIndicator
 class StatusHeader(Horizontal):
     """``pixmart › Gallery            alice · cart 0 · ● connected · TLSv1.3 · AB:CD:EF…``.
 
-    It follows the app's ``user`` and ``cart_count`` reactives and the screen's title.
+    It follows the app's ``user`` and ``cart_count`` reactives and the screen's title. A screen
+    may put a mark beside its title (:meth:`mark`), e.g. the gallery's ``⟳ saved gallery,
+    refreshing…`` on a warm reopen or ``✕ offline`` while the server cannot be reached.
     """
 
     DEFAULT_CSS = """
@@ -29,12 +31,17 @@ class StatusHeader(Horizontal):
         #cart { width: auto; padding: 0 1; color: $text-muted; }
         #cart.-filled { color: $text-accent; text-style: bold; }
         #user.-anonymous { color: $text-muted; text-style: none; }
+        #mark { width: auto; padding: 0 1; display: none; }
+        #mark.-shown { display: block; }
+        #mark.-refreshing { color: $text-warning; }
+        #mark.-offline { color: $text-error; text-style: bold; }
     }
     """
 
     def compose(self) -> ComposeResult:
         yield Static("pixmart", id="brand")
         yield Static("", id="screen-title")
+        yield Static("", id="mark")
         yield Static("", id="user")
         yield Static("", id="cart")
         yield ConnectionIndicator(id="connection")
@@ -43,6 +50,20 @@ class StatusHeader(Horizontal):
         self.watch(self.app, "user", self._show_user, init=True)
         self.watch(self.app, "cart_count", self._show_cart, init=True)
         self.watch(self.screen, "title", self._show_title, init=True)
+
+    def mark(self, text: str, kind: str = "") -> None:
+        """Show ``text`` beside the title (nothing when empty); ``kind`` (``refreshing``,
+        ``offline``) sets its colour."""
+        mark = self.query_one("#mark", Static)
+        mark.set_classes(
+            " ".join(c for c in ("-shown" if text else "", f"-{kind}" if kind else "") if c)
+        )
+        mark.update(text)
+
+    @property
+    def marked(self) -> str:
+        """The mark beside the title (empty when none)."""
+        return str(self.query_one("#mark", Static).content)
 
     def _show_title(self, title: str | None) -> None:
         self.query_one("#screen-title", Static).update(f"› {title}" if title else "")
