@@ -36,6 +36,7 @@ from tui.link import LinkListeners, ServerLink, SessionFactory
 from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, TokenChanged
 from tui.palette import PaletteCommand, PixmartCommands
 from tui.screens.cart import CartScreen
+from tui.screens.dashboard import DashboardScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
 from tui.screens.item import ItemScreen
@@ -56,6 +57,7 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
     "mine": MyItemsScreen,
     "cart": CartScreen,
     "orders": OrdersScreen,
+    "dashboard": DashboardScreen,
 }
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
@@ -96,6 +98,13 @@ class PixmartApp(TypeAheadApp[None]):
         Binding("m", "go('mine')", "My items", id="app.mine"),
         Binding("c", "go('cart')", "Cart", id="app.cart", tooltip="Your cart, to check out"),
         Binding("o", "go('orders')", "Orders", id="app.orders", tooltip="Your orders and sales"),
+        Binding(
+            "D",
+            "go('dashboard')",
+            "Dashboard",
+            id="app.dashboard",
+            tooltip="Your sales per day and week, top items, stock running out",
+        ),
         Binding(
             "ctrl+r",
             "reconnect",

@@ -123,7 +123,7 @@ class ShopContext(Protocol):
 
     async def go(self, mode: str) -> None:
         """Go to a shop screen (``gallery``, ``search``, ``upload``, ``mine``, ``cart``,
-        ``orders``)."""
+        ``orders``, ``dashboard``)."""
         ...
 
     def open_item(self, card: ItemCard) -> None:

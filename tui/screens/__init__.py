@@ -1,10 +1,11 @@
 """Provides the full screens of the TUI: log in, gallery, search, similar items, item, upload,
-my items, cart, orders and help."""
+my items, cart, orders, the seller's dashboard and help."""
 
 from __future__ import annotations
 
 from tui.screens.base import PixmartScreen
 from tui.screens.cart import CartScreen
+from tui.screens.dashboard import DashboardScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
 from tui.screens.item import ItemScreen
@@ -18,6 +19,7 @@ from tui.screens.upload import UploadScreen
 __all__ = [
     "DEFAULT_SERVER",
     "CartScreen",
+    "DashboardScreen",
     "GalleryScreen",
     "HelpScreen",
     "ItemScreen",

@@ -1,6 +1,6 @@
 """Provides the pixmart widgets: header, connection indicator, pictures, the card grid, the
-cart table, the batched table of orders and sales, picture files, the upload queue, look-alikes
-and tag proposals."""
+cart table, the batched table of orders and sales, picture files, the upload queue, look-alikes,
+tag proposals and the dashboard's sales charts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tui.widgets.catalogue_view import CatalogueView
 from tui.widgets.connection_indicator import ConnectionIndicator, describe_status, short_fingerprint
 from tui.widgets.picture import Picture, image_widget_class
 from tui.widgets.picture_tree import PathInput, PictureTree, is_picture, path_completions
+from tui.widgets.sales_chart import SalesChart
 from tui.widgets.similar_strip import SimilarStrip
 from tui.widgets.status_header import StatusHeader
 from tui.widgets.tag_chips import TagChips
@@ -26,6 +27,7 @@ __all__ = [
     "PathInput",
     "Picture",
     "PictureTree",
+    "SalesChart",
     "SimilarStrip",
     "StatusHeader",
     "TagChips",
