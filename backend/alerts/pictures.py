@@ -5,7 +5,7 @@ grown by doubling, so adding a search is amortised O(1) and removing one moves t
 its place. An item's embedding times the matrix gives its cosine similarity to every example at
 once; those at or above their search's threshold are the picture searches it may satisfy (the
 other filters are checked by the database). At 3,333 searches of 1,280 dimensions the product
-reads 17 MB and takes about a millisecond on one core.
+reads 17 MB: a few milliseconds on one core of a busy machine.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ class PictureMatcher:
         count = len(self._row_of)
         if count == 0:
             return {}
-        scores = self._vectors[:count] @ np.asarray(vector, dtype=np.float32)
+        # einsum's own loop, not BLAS: on a busy machine OpenBLAS's threads made this
+        # matrix-vector product 4 to 6 times slower (10-17 ms against 2.5 ms at 3,333 rows).
+        scores = np.einsum("ij,j->i", self._vectors[:count], np.asarray(vector, np.float32))
         hits = np.flatnonzero(scores >= self._thresholds[:count])
         return {int(self._ids[row]): float(scores[row]) for row in hits}
 
