@@ -3,13 +3,19 @@ in-memory matrix of picture searches (thresholds, removal, growth)."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from backend.alerts.criteria import item_tokens, saved_filters, word_tokens
+from backend.alerts.matching import DIMENSIONS, AlertMatcher
 from backend.alerts.pictures import INITIAL_ROWS, PictureMatcher
-from backend.alerts.repository import ItemFacts, PictureSearch, WordToken
+from backend.alerts.repository import AlertRepository, ItemFacts, PictureSearch, WordToken
+from backend.inbox.service import InboxService
+from backend.vision.service import VisionService
 from protocol.errors import BadRequest
 from protocol.messages.catalogue import ListingFilters
 
@@ -101,3 +107,56 @@ def test_removing_moves_the_last_row_and_growing_keeps_every_row() -> None:
 def test_a_vector_of_another_length_is_refused() -> None:
     with pytest.raises(ValueError, match="dimensions"):
         PictureMatcher(4).add(PictureSearch(1, _unit(1, 0), 80))
+
+
+class _Vision:
+    """Stands in for the vision service: a ready model of one version."""
+
+    model_version = "m1"
+
+    async def wait_ready(self) -> str:
+        return "ready"
+
+
+class _Searches:
+    """Stands in for the repository's picture searches, as another instance changes them."""
+
+    def __init__(self) -> None:
+        self.stored: dict[int, PictureSearch] = {}
+
+    async def picture_searches(self, model_version: str) -> list[PictureSearch]:
+        return list(self.stored.values()) if model_version == "m1" else []
+
+    async def picture_search(self, search_id: int, model_version: str) -> PictureSearch | None:
+        return self.stored.get(search_id) if model_version == "m1" else None
+
+
+async def test_picture_searches_saved_or_removed_elsewhere_are_read_again() -> None:
+    searches = _Searches()
+    searches.stored[1] = PictureSearch(1, _unit(1, 0, *[0] * (DIMENSIONS - 2)), 90)
+    matcher = AlertMatcher(
+        cast(AlertRepository, searches),
+        cast(InboxService, object()),
+        lambda: cast(VisionService, _Vision()),
+        currency="EUR",
+    )
+    await matcher.start()
+    try:
+        for _ in range(100):
+            if 1 in matcher.pictures:
+                break
+            await asyncio.sleep(0.01)
+        assert 1 in matcher.pictures  # loaded at start
+
+        # Another instance saves search 2 and removes search 1, and says so.
+        searches.stored[2] = PictureSearch(2, _unit(0, 1, *[0] * (DIMENSIONS - 2)), 90)
+        del searches.stored[1]
+        matcher.changed_elsewhere(2)
+        matcher.changed_elsewhere(1)
+        for _ in range(100):
+            if 2 in matcher.pictures and 1 not in matcher.pictures:
+                break
+            await asyncio.sleep(0.01)
+        assert 2 in matcher.pictures and 1 not in matcher.pictures
+    finally:
+        await matcher.stop()
