@@ -141,6 +141,18 @@ class ObjectStore(BlobStorage, Protocol):
         """Store the complete file at ``path`` as the object ``name`` and remove the file."""
         ...
 
+    async def read_range_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` with object ``name``'s bytes from ``offset``; return how many were
+        read (fewer than asked only at its end).
+
+        For the sealed store's ranged reads: its sealed bytes go into a buffer it reuses, not
+        a new one per read.
+
+        Raises:
+            FileNotFoundError: No object has this name.
+        """
+        ...
+
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Replace the first ``len(head)`` bytes of object ``name`` (the rest unchanged).
 
@@ -221,6 +233,10 @@ class LocalBlobs:
     async def put_named_file(self, name: str, path: Path) -> None:
         """Move the file at ``path`` in as the blob ``name``."""
         await asyncio.to_thread(self.store.put_named_file, name, path)
+
+    async def read_range_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` with blob ``name``'s bytes from ``offset``; return how many."""
+        return await asyncio.to_thread(self.store.read_into, name, offset, buffer)
 
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Overwrite the first bytes of blob ``name`` in place."""

@@ -218,6 +218,23 @@ class BlobStore:
         """
         return open(self.path_for(sha256), "rb")
 
+    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` with blob ``name``'s bytes from ``offset``; return how many were
+        read (fewer than asked only at its end).
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+        """
+        filled = 0
+        with open(self.path_for(name), "rb", buffering=0) as stream:
+            stream.seek(offset)
+            while filled < len(buffer):
+                got = stream.readinto(buffer[filled:])
+                if not got:
+                    break
+                filled += got
+        return filled
+
     def delete(self, sha256: str) -> bool:
         """Remove the blob; return whether it existed.
 

@@ -286,6 +286,13 @@ class S3Blobs:
             raise_unavailable("store a picture", exc)
         await asyncio.to_thread(path.unlink, True)
 
+    async def read_range_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from object ``name`` at ``offset`` (one ranged GET, then a copy: the
+        bytes come off the network anyway); return how many."""
+        _, data = await self.read_range(name, offset, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Write the object again with its first bytes replaced (objects cannot be patched).
 

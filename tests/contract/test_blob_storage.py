@@ -54,6 +54,25 @@ async def test_put_then_read_whole_and_by_range(blobs: BlobStorage) -> None:
     assert await blobs.read_range(name, 5000, 50) == (1000, b"")
 
 
+async def test_slices_of_a_large_blob_read_as_a_download_does(blobs: BlobStorage) -> None:
+    """Slices on and off the sealed segments' bounds (64 KiB), interleaved with reads of
+    another blob: the sealed store reads them all into the same few reused buffers."""
+    data, other = os.urandom(5 * 65536 + 123), os.urandom(3 * 65536)
+    name, other_name = await blobs.put(data), await blobs.put(other)
+    for size in (65536, 100_000, len(data)):
+        received = bytearray()
+        for offset in range(0, len(data), size):
+            total, piece = await blobs.read_range(name, offset, size)
+            assert total == len(data)
+            received += piece
+            at = offset % len(other)
+            assert await blobs.read_range(other_name, at, 70_000) == (
+                len(other),
+                other[at : at + 70_000],
+            )
+        assert received == data
+
+
 async def test_put_file_consumes_the_file_and_is_idempotent(
     blobs: BlobStorage, tmp_path: Path
 ) -> None:
