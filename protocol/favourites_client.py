@@ -19,6 +19,7 @@ from protocol.messages.favourites import (
     RemoveFavourite,
 )
 from protocol.paging import paginate
+from protocol.pictures import resolve_thumbnails
 
 
 async def add_favourite(session: Session, item_id: int) -> FavouriteState:
@@ -44,19 +45,34 @@ async def favourite_ids(session: Session) -> list[int]:
 
 
 async def favourites_batch(
-    session: Session, *, limit: int | None = None, cursor: str | None = None
+    session: Session,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    with_pictures: bool = True,
 ) -> FavouriteBatch:
-    """One batch of the caller's favourites, newest first."""
-    return await session.request(ListFavourites(limit=limit, cursor=cursor), FavouriteBatch)
+    """One batch of the caller's favourites, newest first.
+
+    Args:
+        with_pictures: give every card its thumbnail's bytes (from the session's picture store,
+            or fetched for the whole batch at once); a script that wants the facts alone skips it.
+    """
+    batch = await session.request(ListFavourites(limit=limit, cursor=cursor), FavouriteBatch)
+    if with_pictures:
+        cards = [favourite.card for favourite in batch.favourites if favourite.card is not None]
+        await resolve_thumbnails(session, cards)
+    return batch
 
 
 async def iter_favourites(
-    session: Session, *, limit: int | None = None
+    session: Session, *, limit: int | None = None, with_pictures: bool = True
 ) -> AsyncIterator[Favourite]:
     """Every favourite of the caller, newest first, fetched a batch at a time as consumed."""
 
     async def fetch(size: int | None, cursor: str | None) -> tuple[list[Favourite], str | None]:
-        batch = await favourites_batch(session, limit=size, cursor=cursor)
+        batch = await favourites_batch(
+            session, limit=size, cursor=cursor, with_pictures=with_pictures
+        )
         return batch.favourites, batch.cursor
 
     async for favourite in paginate(fetch, batch=limit):

@@ -35,10 +35,10 @@ def register(dispatcher: Dispatcher, favourites: FavouritesService) -> None:
 
     @dispatcher.route(ListFavourites, replayable=False)
     async def list_favourites(connection: Connection, request: ListFavourites) -> Reply:
-        rows, cursor = await favourites.favourites(
+        rows, cursor, total = await favourites.favourites(
             connection.require_user().user_id, limit=request.limit, cursor=request.cursor
         )
-        return FavouriteBatch(id=request.id, favourites=rows, cursor=cursor)
+        return FavouriteBatch(id=request.id, favourites=rows, cursor=cursor, total=total)
 
     @dispatcher.route(GetFavouriteIds, replayable=False)
     async def favourite_ids(connection: Connection, request: GetFavouriteIds) -> Reply:

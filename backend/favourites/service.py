@@ -88,8 +88,9 @@ class FavouritesService:
 
     async def favourites(
         self, user_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> tuple[list[Favourite], str | None]:
-        """A batch of the user's favourites, newest first, and the next batch's cursor.
+    ) -> tuple[list[Favourite], str | None, int | None]:
+        """A batch of the user's favourites, newest first, the next batch's cursor and, with
+        the first batch, how many the user keeps.
 
         Raises:
             BadRequest: ``limit`` is above the maximum, or the cursor is not one of this
@@ -99,10 +100,12 @@ class FavouritesService:
         async def fetch(below: int | None, size: int) -> list[StoredFavourite]:
             return await self._repository.favourites(user_id, below=below, limit=size)
 
+        first = cursor is None
         rows, cursor = await self._pages.batch(user_id, fetch, limit=limit, cursor=cursor)
         live = [row.item_id for row in rows if row.item_exists]
         cards = {card.id: card for card in await self._catalogue.render_cards(user_id, live)}
-        return [_favourite(row, cards.get(row.item_id)) for row in rows], cursor
+        total = len(await self._repository.item_ids(user_id)) if first else None
+        return [_favourite(row, cards.get(row.item_id)) for row in rows], cursor, total
 
 
 def _favourite(row: StoredFavourite, card: ItemCard | None) -> Favourite:

@@ -81,10 +81,12 @@ class ListFavourites(Request):
 
 
 class FavouriteBatch(Reply):
-    """One batch of favourites; ``cursor`` is ``None`` after the last one."""
+    """One batch of favourites; ``cursor`` is ``None`` after the last one; ``total`` (how many
+    the caller keeps) comes with the first batch only."""
 
     favourites: list[Favourite]
     cursor: str | None = None
+    total: int | None = None
 
 
 class GetFavouriteIds(Request):

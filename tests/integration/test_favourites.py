@@ -32,12 +32,14 @@ async def test_keeping_and_dropping_favourites(
     assert (state.favourite, state.count) == (True, 2)
     assert (await fav.add_favourite(bob, first)).count == 2  # kept once
     assert await fav.favourite_ids(bob) == [second, first]
-    listed = (await fav.favourites_batch(bob)).favourites
+    batch = await fav.favourites_batch(bob)
+    listed = batch.favourites
+    assert batch.total == 2
     assert [(f.item_id, f.title, f.status) for f in listed] == [
         (second, "Dunes", FavouriteStatus.AVAILABLE),
         (first, "Harbour", FavouriteStatus.AVAILABLE),
     ]
-    assert listed[0].card is not None and listed[0].card.id == second
+    assert listed[0].card is not None and listed[0].card.thumbnail  # resolved by hash
     removed = await fav.remove_favourite(bob, second)
     assert (removed.favourite, removed.count) == (False, 1)
     assert (await fav.remove_favourite(bob, second)).count == 1  # not there: nothing changes
@@ -106,6 +108,8 @@ async def test_listing_comes_in_batches(make_session: SessionFactory, tmp_path: 
         await fav.add_favourite(bob, item)
     first = await fav.favourites_batch(bob, limit=2)
     assert [f.item_id for f in first.favourites] == items[:-3:-1]
+    assert first.total == 5
+    assert (await fav.favourites_batch(bob, limit=2, cursor=first.cursor)).total is None
     assert [f.item_id async for f in fav.iter_favourites(bob, limit=2)] == items[::-1]
     with pytest.raises(BadRequest):
         await fav.favourites_batch(alice, cursor=first.cursor)

@@ -63,7 +63,7 @@ async def list_favourites(ctx: CommandContext, args: argparse.Namespace) -> int:
     count = 0
     async with ctx.logged_in() as session:
         currency = session.currency
-        async for favourite in fav.iter_favourites(session):
+        async for favourite in fav.iter_favourites(session, with_pictures=False):
             if as_json:
                 print_json(_without_picture(favourite))
             else:
