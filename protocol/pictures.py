@@ -6,8 +6,9 @@ thinks the client lacks them. :func:`resolve_thumbnails` and :func:`resolve_deta
 into one where every picture has its bytes again: inline bytes are verified and kept, the rest
 is taken from a :class:`PictureStore`, and what the store lacks is fetched for the whole batch in
 one :class:`~protocol.messages.catalogue.GetPictures` request. Every byte handed on has been
-checked against its hash, whatever it came from; a picture that does not match is fetched once
-more and then reported (:class:`PictureMismatch`), never shown.
+checked against its hash, whatever it came from (but a :class:`MemoryPictureStore`, which only
+ever holds checked bytes); a picture that does not match is fetched once more and then reported
+(:class:`PictureMismatch`), never shown.
 
 The store of a session defaults to a :class:`MemoryPictureStore`; a client that keeps pictures
 across runs (the TUI's disk cache) installs its own with :func:`use_picture_store`. Its keys are
@@ -49,7 +50,8 @@ class PictureStore(Protocol):
     cheap (a dict lookup, or an in-memory index in front of files written in the background).
     The store may forget anything at any time (it is a cache: bounded, least recently used
     first) and may hand back damaged bytes: callers verify every hash before use, and a
-    mismatch is dropped and fetched again.
+    mismatch is dropped and fetched again. (Only :class:`MemoryPictureStore` is trusted: it is
+    only ever given checked bytes and never leaves the process.)
     """
 
     def get(self, sha256: str) -> bytes | None:
@@ -141,6 +143,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _from_store(store: PictureStore, sha256: str) -> bytes | None:
+    """The bytes ``store`` keeps under ``sha256`` if they have that hash."""
+    data = store.get(sha256)
+    if isinstance(store, MemoryPictureStore):
+        return data  # only ever given checked bytes: hashing each batch's again costs
+    return _checked(data, sha256)
+
+
 def _checked(data: bytes | None, sha256: str) -> bytes | None:
     """``data`` if its hash is ``sha256`` (anything goes when the server named no hash)."""
     if data is None or (sha256 and sha256_hex(data) != sha256):
@@ -170,7 +180,7 @@ async def resolve_thumbnails(
         if data is not None and card.thumbnail_sha256:
             store.put(card.thumbnail_sha256, data)
         elif data is None and card.thumbnail_sha256:
-            data = _checked(store.get(card.thumbnail_sha256), card.thumbnail_sha256)
+            data = _from_store(store, card.thumbnail_sha256)
         card.thumbnail = data
         if data is None:
             wanted[card.id] = card
@@ -199,7 +209,7 @@ async def resolve_detail(
         if data is not None and sha256:
             store.put(sha256, data)
         elif data is None and sha256:
-            data = _checked(store.get(sha256), sha256)
+            data = _from_store(store, sha256)
         if data is None:
             fetched = await fetch_pictures(session, {detail.id: sha256}, kind, store)
             data = fetched.get(detail.id)

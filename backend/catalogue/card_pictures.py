@@ -72,13 +72,22 @@ class CardPictures:
         Raises:
             Internal: a thumbnail to send does not open (the log says why).
         """
+        # One loop per mode, no call per card: this runs for every card of every batch.
         unread: dict[int, ItemCard] = {}
         cached = self._derivatives.cached
-        for card in cards:
-            digest = card.thumbnail_sha256
-            if not digest:
-                unread[card.id] = card  # its hash is learnt by opening it
-            elif _inlined(digest, mode, sent):
+        if mode is PictureMode.HASHES:
+            unread = {card.id: card for card in cards if not card.thumbnail_sha256}
+        else:
+            record = sent if mode is PictureMode.UNSENT else None
+            for card in cards:
+                digest = card.thumbnail_sha256
+                if not digest:
+                    unread[card.id] = card  # its hash is learnt by opening it
+                    continue
+                if record is not None:
+                    if digest in record:
+                        continue
+                    record.add(digest)
                 data = cached("thumbnail", digest)
                 if data is None:
                     unread[card.id] = card

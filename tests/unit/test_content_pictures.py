@@ -83,6 +83,19 @@ class FakeServer:
         return codec.decode_as(codec.encode(Pictures(id=1, pictures=answered)), Pictures)
 
 
+class FileLikeStore:
+    """A store that is not trusted (as a disk cache is not): what it holds may be damaged."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def get(self, sha256: str) -> bytes | None:
+        return self.entries.get(sha256)
+
+    def put(self, sha256: str, data: bytes) -> None:
+        self.entries[sha256] = data
+
+
 def fake_session(server: FakeServer) -> Session:
     return server  # type: ignore[return-value]
 
@@ -102,8 +115,8 @@ async def test_inline_pictures_are_kept_and_missing_ones_fetched_in_one_request(
 async def test_bytes_that_do_not_match_their_hash_are_never_shown() -> None:
     good, other = os.urandom(400), os.urandom(400)
     server = FakeServer({1: good, 2: other}, damage=1)
-    store = MemoryPictureStore()
-    store.put(sha(other), good)  # a damaged cache entry
+    store = FileLikeStore()
+    store.put(sha(other), good)  # a damaged entry (a disk cache's file, say)
     lying = card(1, good, inline=True)
     lying.thumbnail = other  # inline bytes of another picture
     cards = [lying, card(2, other, inline=False)]
@@ -161,14 +174,16 @@ def test_a_connection_remembers_a_bounded_number_of_pictures() -> None:
     assert len(sent) == 3 and "a" not in sent and "c" not in sent and "b" in sent
 
 
-def test_the_server_caches_opened_derivatives_by_hash_and_checks_them() -> None:
+def test_the_server_caches_opened_derivatives_by_hash() -> None:
     derivatives = DerivativeCodec(Sealer(KeySet(MasterKey.from_bytes(os.urandom(32)))))
     thumbnail = os.urandom(2000)
     sealed = derivatives.seal(thumbnail, "thumbnail")
     assert derivatives.cached("thumbnail", sha(thumbnail)) is None
-    with pytest.raises(Internal):  # another picture's hash: a swapped or damaged row
-        derivatives.open_known(sealed, "thumbnail", sha(b"other"))
-    assert derivatives.cached("thumbnail", sha(b"other")) is None
+    with pytest.raises(Internal):  # sealed as a thumbnail: never opens as a preview
+        derivatives.open_known(sealed, "preview", sha(thumbnail))
+    with pytest.raises(Internal):  # damaged
+        derivatives.open_known(sealed[:-1] + bytes([sealed[-1] ^ 1]), "thumbnail", sha(b"x"))
+    assert derivatives.cached("thumbnail", sha(b"x")) is None
     assert derivatives.open_known(sealed, "thumbnail", sha(thumbnail)) == thumbnail
     assert derivatives.cached("thumbnail", sha(thumbnail)) == thumbnail
     assert derivatives.cached("preview", sha(thumbnail)) is None  # kinds kept apart
