@@ -24,7 +24,9 @@ from protocol.money import DEFAULT_CURRENCY
 from protocol.pictures import use_picture_store
 from protocol.trust import FingerprintMismatch, TrustError, UnknownServer
 from tui.data.cart import CartModel
+from tui.data.favourites import FavouritesModel
 from tui.data.gallery_cache import Freshness, GalleryCache, WarmGallery
+from tui.data.inbox import InboxModel
 from tui.data.picture_cache import cache_dir, cache_limit_bytes
 from tui.data.server_identity import trust_identity
 from tui.data.similar import SimilarQuery, load_query_picture, query_limits, search_filters
@@ -37,8 +39,10 @@ from tui.messages import ConnectionChanged, LoggedIn, ServerEventReceived, Token
 from tui.palette import PaletteCommand, PixmartCommands
 from tui.screens.cart import CartScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.favourites import FavouritesScreen
 from tui.screens.gallery import GalleryScreen
 from tui.screens.help import HelpScreen
+from tui.screens.inbox import InboxScreen
 from tui.screens.item import ItemScreen
 from tui.screens.login import LoginScreen
 from tui.screens.mine import MyItemsScreen
@@ -48,6 +52,7 @@ from tui.screens.similar import SimilarScreen
 from tui.screens.upload import UploadScreen
 from tui.store import ClientStore
 from tui.type_ahead import TypeAheadApp
+from tui.widgets.card_grid import CardGrid
 
 #: The modes a logged-in person moves between; each keeps its own screen stack.
 SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
@@ -58,6 +63,8 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
     "cart": CartScreen,
     "orders": OrdersScreen,
     "dashboard": DashboardScreen,
+    "favourites": FavouritesScreen,
+    "inbox": InboxScreen,
 }
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
@@ -92,6 +99,14 @@ class PixmartApp(TypeAheadApp[None]):
     COMMANDS = App.COMMANDS | {PixmartCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark,f1", "help", "Help", id="app.help", key_display="?"),
+        # Early, so it stays in the footer however many keys a screen adds before the app's.
+        Binding(
+            "i",
+            "go('inbox')",
+            "Inbox",
+            id="app.inbox",
+            tooltip="Price drops and restocks of favourites, saved searches' matches",
+        ),
         Binding("g", "go('gallery')", "Gallery", id="app.gallery"),
         Binding("s,slash", "go('search')", "Search", id="app.search"),
         Binding("u", "go('upload')", "Upload", id="app.upload"),
@@ -103,7 +118,16 @@ class PixmartApp(TypeAheadApp[None]):
             "go('dashboard')",
             "Dashboard",
             id="app.dashboard",
-            tooltip="Sales per day and week, top items, low stock",
+            tooltip="Your sales per day and week, top items, stock running out",
+        ),
+        Binding(
+            "F",
+            "go('favourites')",
+            "Favourites",
+            id="app.favourites",
+            # Out of the crowded footer; f's toast, the help and the palette name it.
+            show=False,
+            tooltip="The items you keep (f on any card or item keeps one)",
         ),
         Binding(
             "ctrl+r",
@@ -120,6 +144,7 @@ class PixmartApp(TypeAheadApp[None]):
     connection: reactive[ConnectionStatus | None] = reactive(None, always_update=True)
     user: reactive[UserInfo | None] = reactive(None)
     cart_count: reactive[int] = reactive(0)
+    unread_count: reactive[int] = reactive(0)
 
     def __init__(
         self,
@@ -170,12 +195,21 @@ class PixmartApp(TypeAheadApp[None]):
             user=lambda: self.user,
             keys_dir=store.root,
         )
+        #: The person's inbox (its unread count is in the header).
+        self.inbox = InboxModel(
+            self, session=self.require_session, report_failure=self.report_failure
+        )
+        #: The items the person keeps as favourites.
+        self.favourites = FavouritesModel(
+            self, session=self.require_session, report_failure=self.report_failure
+        )
         self._logging_out = False
 
     # -- start and stop ------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.cart.updates.subscribe(self, self._cart_changed, immediate=True)
+        self.inbox.updates.subscribe(self, self._unread_changed, immediate=True)
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
@@ -360,6 +394,7 @@ class PixmartApp(TypeAheadApp[None]):
         if message.session is self.link.session:
             self.connection = message.status
             self.cart.on_status(message.status)
+            self.inbox.on_status(message.status)
             self.gallery_cache.on_status(message.status)
 
     @on(ServerEventReceived)
@@ -367,6 +402,7 @@ class PixmartApp(TypeAheadApp[None]):
         if message.session is not self.link.session:
             return
         self.cart.on_event(message.event)
+        self.inbox.on_event(message.event)
         self.server_events.publish(message.event)
 
     @on(TokenChanged)
@@ -400,10 +436,20 @@ class PixmartApp(TypeAheadApp[None]):
         """Hear about the catalogue and learn the cart's size (both best effort)."""
         await self.link.watch_catalogue(session)
         await self.cart.refresh()
+        await self.inbox.refresh()
+        await self.favourites.refresh()
 
     async def watch_items(self, item_ids: Sequence[int]) -> None:
         """Also hear about these items (e.g. the one on screen), across reconnects."""
         await self.link.watch_items(item_ids)
+
+    def _unread_changed(self, unread: int) -> None:
+        self.unread_count = unread
+
+    @on(CardGrid.FavouriteToggled)
+    def _favourite_toggled(self, message: CardGrid.FavouriteToggled) -> None:
+        if self.user is not None:
+            self.favourites.toggle(message.card.id, message.card.title)
 
     def _cart_changed(self, cart: Cart) -> None:
         del cart  # the header counts what the server holds, not what is on its way
@@ -413,6 +459,8 @@ class PixmartApp(TypeAheadApp[None]):
         self.link.stop_watching()
         self.cart.forget()
         self.cart_count = 0
+        self.inbox.forget()
+        self.favourites.forget()
         self.gallery_cache.drop()
         self.pictures = PictureCache(capacity=512)
         await self.switch_mode("login")

@@ -20,7 +20,9 @@ from protocol.messages.accounts import UserInfo
 from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from tui.data.cart import CartModel
+from tui.data.favourites import FavouritesModel
 from tui.data.gallery_cache import GalleryCache
+from tui.data.inbox import InboxModel
 from tui.data.thumbnails import PictureCache
 from tui.link import ServerLink
 from tui.store import ClientStore
@@ -93,6 +95,16 @@ class ShopContext(Protocol):
         ...
 
     @property
+    def inbox(self) -> InboxModel:
+        """The person's inbox: its unread count, reading and clearing notices."""
+        ...
+
+    @property
+    def favourites(self) -> FavouritesModel:
+        """The items the person keeps as favourites."""
+        ...
+
+    @property
     def gallery_cache(self) -> GalleryCache:
         """Pictures on disk by hash and the last gallery, for the server in use."""
         ...
@@ -123,7 +135,7 @@ class ShopContext(Protocol):
 
     async def go(self, mode: str) -> None:
         """Go to a shop screen (``gallery``, ``search``, ``upload``, ``mine``, ``cart``,
-        ``orders``, ``dashboard``)."""
+        ``orders``, ``dashboard``, ``favourites``, ``inbox``)."""
         ...
 
     def open_item(self, card: ItemCard) -> None:

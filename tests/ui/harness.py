@@ -24,7 +24,9 @@ from protocol.messages.base import Event
 from protocol.messages.catalogue import ItemCard, ListingFilters
 from tui.context import ShopContext
 from tui.data.cart import CartModel
+from tui.data.favourites import FavouritesModel
 from tui.data.gallery_cache import GalleryCache
+from tui.data.inbox import InboxModel
 from tui.data.thumbnails import PictureCache
 from tui.link import LinkListeners, ServerLink
 from tui.store import ClientStore
@@ -67,6 +69,12 @@ class HarnessApp(App[None]):
             report_failure=self.report_failure,
             user=lambda: self.user,
             keys_dir=self.store.root,
+        )
+        self.inbox = InboxModel(
+            self, session=self.require_session, report_failure=self.report_failure
+        )
+        self.favourites = FavouritesModel(
+            self, session=self.require_session, report_failure=self.report_failure
         )
         #: What widgets asked for, in order.
         self.failures: list[BaseException] = []

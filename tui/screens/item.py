@@ -75,6 +75,13 @@ class ItemScreen(PixmartScreen):
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", id="item.back"),
         Binding("a", "add_to_cart", "Add to cart", id="item.add-to-cart"),
+        Binding(
+            "f",
+            "favourite",
+            "Favourite",
+            id="item.favourite",
+            tooltip="Keep this item as a favourite, or stop keeping it",
+        ),
         Binding("e", "edit", "Edit", id="item.edit"),
         Binding("d,delete", "delete", "Delete", id="item.delete"),
         Binding(
@@ -273,6 +280,11 @@ class ItemScreen(PixmartScreen):
         self.app.run_worker(self.pixmart.cart.add(self.item_id, quantity), group="cart")
 
     @on(Button.Pressed, "#similar")
+    def action_favourite(self) -> None:
+        """Keep this item as a favourite, or stop keeping it (the person is told which)."""
+        source = self.detail or self.card
+        self.pixmart.favourites.toggle(self.item_id, source.title if source is not None else "")
+
     def action_similar(self) -> None:
         """List every item that looks like this one, best first."""
         source = self.detail or self.card

@@ -123,6 +123,10 @@ class ItemTile(Vertical):
         self.query_one("#price", Static).update(Content(format_price(card.price_cents, currency)))
         self.query_one("#stock", Static).update(Content(stock_label(card.stock)))
         picture = cache.get(card.id)
+        if picture is None and not (card.thumbnail or card.thumbnail_sha256):
+            # A card with no picture to wait for (a favourite whose item is gone).
+            await self.query_one(Picture).show(None, "no picture")
+            return False
         await self.query_one(Picture).show(picture, "loading…")
         return picture is None
 
@@ -167,6 +171,13 @@ class CardGrid(Widget, can_focus=True):
         Binding("home", "jump(0)", "First item", show=False, id="cards.first"),
         Binding("end", "jump(-1)", "Last loaded item", show=False, id="cards.last"),
         Binding("enter", "open", "Open", id="cards.open"),
+        Binding(
+            "f",
+            "favourite",
+            "Favourite",
+            id="cards.favourite",
+            tooltip="Keep the highlighted item as a favourite, or stop keeping it",
+        ),
     ]
 
     columns: reactive[int] = reactive(1, init=False)
@@ -175,6 +186,13 @@ class CardGrid(Widget, can_focus=True):
     @dataclass
     class Opened(Message):
         """The person opened an item."""
+
+        grid: CardGrid
+        card: ItemCard
+
+    @dataclass
+    class FavouriteToggled(Message):
+        """The person asked to keep the item as a favourite, or to stop keeping it."""
 
         grid: CardGrid
         card: ItemCard
@@ -358,6 +376,13 @@ class CardGrid(Widget, can_focus=True):
         card = self.current
         if card is not None:
             self.post_message(self.Opened(self, card))
+
+    def action_favourite(self) -> None:
+        """Ask for the highlighted item to be kept as a favourite, or no longer (the app
+        decides which, knowing the favourites)."""
+        card = self.current
+        if card is not None:
+            self.post_message(self.FavouriteToggled(self, card))
 
     @on(ItemTile.Clicked)
     def _tile_clicked(self, message: ItemTile.Clicked) -> None:

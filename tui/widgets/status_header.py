@@ -11,9 +11,10 @@ from tui.widgets.connection_indicator import ConnectionIndicator
 
 
 class StatusHeader(Horizontal):
-    """``pixmart › Gallery            alice · cart 0 · ● connected · TLSv1.3 · AB:CD:EF…``.
+    """``pixmart › Gallery     alice · cart 0 · inbox 2 · ● connected · TLSv1.3 · AB:CD:EF…``.
 
-    It follows the app's ``user`` and ``cart_count`` reactives and the screen's title. A screen
+    It follows the app's ``user``, ``cart_count`` and ``unread_count`` reactives and the screen's
+    title. A screen
     may put a mark beside its title (:meth:`mark`), e.g. the gallery's ``⟳ saved gallery,
     refreshing…`` on a warm reopen or ``✕ offline`` while the server cannot be reached.
     """
@@ -30,6 +31,8 @@ class StatusHeader(Horizontal):
         #user { width: auto; padding: 0 1; text-style: bold; }
         #cart { width: auto; padding: 0 1; color: $text-muted; }
         #cart.-filled { color: $text-accent; text-style: bold; }
+        #inbox { width: auto; padding: 0 1; color: $text-muted; }
+        #inbox.-unread { color: $text-warning; text-style: bold; }
         #user.-anonymous { color: $text-muted; text-style: none; }
         #mark { width: auto; padding: 0 1; display: none; }
         #mark.-shown { display: block; }
@@ -44,11 +47,13 @@ class StatusHeader(Horizontal):
         yield Static("", id="mark")
         yield Static("", id="user")
         yield Static("", id="cart")
+        yield Static("", id="inbox")
         yield ConnectionIndicator(id="connection")
 
     def on_mount(self) -> None:
         self.watch(self.app, "user", self._show_user, init=True)
         self.watch(self.app, "cart_count", self._show_cart, init=True)
+        self.watch(self.app, "unread_count", self._show_unread, init=True)
         self.watch(self.screen, "title", self._show_title, init=True)
 
     def mark(self, text: str, kind: str = "") -> None:
@@ -80,6 +85,11 @@ class StatusHeader(Horizontal):
         cart = self.query_one("#cart", Static)
         cart.set_class(count > 0, "-filled")
         cart.update(f"cart {count}")
+
+    def _show_unread(self, unread: int) -> None:
+        inbox = self.query_one("#inbox", Static)
+        inbox.set_class(unread > 0, "-unread")
+        inbox.update(f"inbox {unread}")
 
 
 __all__ = ["StatusHeader"]
