@@ -189,8 +189,11 @@ async def _measure_uploads(root: Path) -> list[dict[str, Any]]:
 # -- listings ------------------------------------------------------------------------------
 
 
-async def _seed(data_dir: Path) -> None:
-    """Create 10,000 items in a fresh data dir, straight through the storage layer."""
+async def _seed(data_dir: Path, *, unique_thumbnails: bool = False) -> None:
+    """Create 10,000 items in a fresh data dir, straight through the storage layer.
+
+    With ``unique_thumbnails`` no two items share a thumbnail (see ``seed_items``).
+    """
     server = PixmartServer(ServerConfig(data_dir=data_dir, port=0, enable_vision=False))
     await server.start()
     try:
@@ -206,6 +209,7 @@ async def _seed(data_dir: Path) -> None:
             preview=small_webp(99, (128, 85)),
             prefix="bench",
             derivatives=catalogue_of(server).derivatives,
+            unique_thumbnails=unique_thumbnails,
         )
     finally:
         await server.stop()

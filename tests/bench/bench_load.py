@@ -49,7 +49,7 @@ from typing import Any, Final
 
 from protocol.catalogue_client import delete_items, sha256_of_file, upload_file
 from protocol.client import Session
-from protocol.messages.catalogue import ItemMetadata
+from protocol.messages.catalogue import ItemMetadata, PictureMode
 from tests.bench.bench_catalogue import ITEMS
 from tests.bench.bench_catalogue import _seed as seed_catalogue
 from tests.support.commerce import PASSWORD, ServerProcess, sign_up
@@ -118,6 +118,8 @@ class _Run:
     server_cpu: float
     client_cpu: float
     thumbnail_kb: float
+    #: Picture bytes per batch that crossed the wire (inline or fetched), KB.
+    wire_kb: float = 0.0
 
 
 async def _tokens(server: ServerProcess) -> tuple[str, ...]:
@@ -142,8 +144,18 @@ def _receive(pipe: Connection, timeout: float) -> Any:
     return pipe.recv()
 
 
-def _one_run(server: ServerProcess, tokens: tuple[str, ...], setting: Setting) -> _Run:
-    """Start the client processes, let them page together, pool what they measured."""
+def _one_run(
+    server: ServerProcess,
+    tokens: tuple[str, ...],
+    setting: Setting,
+    *,
+    pictures: PictureMode = PictureMode.UNSENT,
+    window: int | None = None,
+) -> _Run:
+    """Start the client processes, let them page together, pool what they measured.
+
+    ``pictures`` and ``window`` as in :class:`~tests.support.load.PagingPlan`.
+    """
     clients, pages = setting.clients, setting.pages
     context = multiprocessing.get_context("spawn")
     processes = 1 if clients == 1 else 2
@@ -165,6 +177,8 @@ def _one_run(server: ServerProcess, tokens: tuple[str, ...], setting: Setting) -
                 batch=BATCH,
                 first_client=first,
                 think=setting.think,
+                pictures=pictures,
+                window=window,
             )
             child = context.Process(target=paging_clients, args=(plan, theirs), daemon=True)
             child.start()
@@ -198,6 +212,7 @@ def _one_run(server: ServerProcess, tokens: tuple[str, ...], setting: Setting) -
     errors = setup_errors + [error for result in results for error in result.errors]
     batches = sum(result.batches for result in results)
     thumbnail_bytes = sum(result.thumbnail_bytes for result in results)
+    wire_bytes = sum(result.wire_bytes for result in results)
     return _Run(
         latencies_ms=latencies,
         errors=errors,
@@ -206,6 +221,7 @@ def _one_run(server: ServerProcess, tokens: tuple[str, ...], setting: Setting) -
         server_cpu=server_cpu,
         client_cpu=sum(result.cpu_seconds / result.seconds for result in results),
         thumbnail_kb=thumbnail_bytes / max(1, batches) / 1024,
+        wire_kb=wire_bytes / max(1, batches) / 1024,
     )
 
 

@@ -38,7 +38,7 @@ from backend.storage.engine import StorageEngine
 from backend.storage.postgres import PostgresDatabase
 from protocol.catalogue_client import browse
 from protocol.client import Backoff, Session
-from protocol.messages.catalogue import ItemBatch, SortOrder
+from protocol.messages.catalogue import ItemBatch, PictureMode, Pictures, SortOrder
 from protocol.trust import TrustPolicy
 
 #: Seconds one benchmark request may take before it counts as an error (a hang, not a latency).
@@ -52,8 +52,9 @@ _TAGS: Final = ("landscape", "city", "night", "portrait", "texture", "sky", "foo
 #: The columns :func:`seed_items` fills, the same in both engines.
 _PICTURE_COLUMNS: Final = (
     "sha256 format width height orientation size_bytes clean_sha256 clean_size created_at thumbnail"
+    " thumbnail_sha256 thumbnail_size"
 ).split()
-_PREVIEW_COLUMNS: Final = ("sha256", "preview")
+_PREVIEW_COLUMNS: Final = ("sha256", "preview", "preview_sha256", "preview_size")
 _ITEM_COLUMNS: Final = (
     "owner_id title description price_cents stock public sha256 created_at updated_at"
 ).split()
@@ -64,7 +65,7 @@ class _SeedRows:
     """The rows :func:`seed_items` inserts; ``tags[n]`` are the tag names of ``items[n]``."""
 
     pictures: list[tuple[Any, ...]]
-    previews: list[tuple[str, bytes]]
+    previews: list[tuple[Any, ...]]
     items: list[tuple[Any, ...]]
     tags: list[list[str]]
 
@@ -80,6 +81,7 @@ async def seed_items(
     seed: int = 7,
     prefix: str = "seeded",
     derivatives: DerivativeCodec = PLAIN,
+    unique_thumbnails: bool = False,
 ) -> list[int]:
     """List ``count`` items in one transaction, straight through the storage layer.
 
@@ -96,18 +98,35 @@ async def seed_items(
         derivatives: The server's :attr:`~backend.catalogue.service.CatalogueService.derivatives`:
             in a shop encrypted at rest each row's thumbnail is sealed with a data key of its
             own, as uploads are (the preview, which listings never read, is sealed once).
+            Each row records its derivatives' hashes and sizes, as the catalogue does.
+        unique_thumbnails: Make every item's thumbnail distinct (a 4-byte suffix: nothing
+            decodes seeded thumbnails), so clients that keep pictures by content find none
+            shared by accident; otherwise items share the few ``thumbnails``.
 
     Returns:
         The new item ids, oldest first.
     """
+    plain = list(thumbnails)
+    if unique_thumbnails:
+        plain = [plain[n % len(plain)] + n.to_bytes(4, "big") for n in range(count)]
+    stored: Sequence[bytes] = plain
+    stored_preview = preview
     if derivatives.sealer is not None:
-        thumbnails = [
-            derivatives.seal(thumbnails[n % len(thumbnails)], "thumbnail") for n in range(count)
-        ]
-        preview = derivatives.seal(preview, "preview")
+        stored = [derivatives.seal(plain[n % len(plain)], "thumbnail") for n in range(count)]
+        stored_preview = derivatives.seal(preview, "preview")
+    rows_thumbnails = [
+        (stored[n], _digest(plain[n % len(plain)])) for n in range(max(len(stored), len(plain)))
+    ]
     tag_ids = {str(row[0]): int(row[1]) for row in await db.fetchall("SELECT name, id FROM tags")}
     rows = _seed_rows(
-        count, sorted(tag_ids), owner_ids, thumbnails, preview, public_share, seed, prefix
+        count,
+        sorted(tag_ids),
+        owner_ids,
+        rows_thumbnails,
+        (stored_preview, _digest(preview)),
+        public_share,
+        seed,
+        prefix,
     )
     if isinstance(db, Database):
         return await _insert_sqlite(db, rows, tag_ids)
@@ -116,12 +135,17 @@ async def seed_items(
     return ids
 
 
+def _digest(data: bytes) -> tuple[str, int]:
+    """The hash and size a picture row records of a plain derivative."""
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
 def _seed_rows(
     count: int,
     tag_names: Sequence[str],
     owner_ids: Sequence[int],
-    thumbnails: Sequence[bytes],
-    preview: bytes,
+    thumbnails: Sequence[tuple[bytes, tuple[str, int]]],
+    preview: tuple[bytes, tuple[str, int]],
     public_share: float,
     seed: int,
     prefix: str,
@@ -130,14 +154,17 @@ def _seed_rows(
     rng = random.Random(seed)
     start = time.time() - count
     pictures: list[tuple[Any, ...]] = []
-    previews: list[tuple[str, bytes]] = []
+    previews: list[tuple[Any, ...]] = []
     items: list[tuple[Any, ...]] = []
     for n in range(count):
         sha = hashlib.sha256(f"{prefix}-{seed}-{n}".encode()).hexdigest()
-        thumbnail = thumbnails[n % len(thumbnails)]
+        thumbnail, (digest, size) = thumbnails[n % len(thumbnails)]
         created = start + n
-        pictures.append((sha, "JPEG", 3000, 2000, 1, 2_000_000, sha, 1_900_000, created, thumbnail))
-        previews.append((sha, preview))
+        pictures.append(
+            (sha, "JPEG", 3000, 2000, 1, 2_000_000, sha, 1_900_000, created, thumbnail)
+            + (digest, size)
+        )
+        previews.append((sha, preview[0], *preview[1]))
         public = rng.random() < public_share
         owner = owner_ids[n % len(owner_ids)]
         items.append(
@@ -317,6 +344,12 @@ class PagingPlan:
         think: ``(low, high)`` seconds a client waits after each batch before asking for the
             next, drawn uniformly (seeded by client), as a person looking at the pictures
             would; ``None`` asks again at once (flat out, closed loop).
+        pictures: How the clients ask for thumbnails (``INLINE``: every card carries its
+            picture, as before content addressing).
+        window: Batches each client pages through untimed before the timed ones, which then
+            go over the same batches again and again (starting over at the top after
+            ``window``): a person scrolling back over what they saw. ``None``: one untimed
+            batch, and the timed ones continue the listing.
     """
 
     url: str
@@ -328,17 +361,25 @@ class PagingPlan:
     min_interval: float = 0.02
     first_client: int = 0
     think: tuple[float, float] | None = None
+    pictures: PictureMode = PictureMode.UNSENT
+    window: int | None = None
 
 
 @dataclass
 class PagingResult:
-    """What one client process measured."""
+    """What one client process measured.
+
+    Attributes:
+        thumbnail_bytes: Of the thumbnails the batches showed (each card has its picture).
+        wire_bytes: Of the pictures that came over the wire: inline in batches, or fetched.
+    """
 
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     batches: int = 0
     items: int = 0
     thumbnail_bytes: int = 0
+    wire_bytes: int = 0
     seconds: float = 0.0
     #: CPU seconds the client process used while paging (all its threads).
     cpu_seconds: float = 0.0
@@ -375,6 +416,8 @@ async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
         for n in range(plan.clients)
     ]
     result = PagingResult()
+    for session in sessions:
+        _count_pictures(session, result)
     cursors: list[str | None] = [None] * plan.clients
     orders = [_ORDERS[(plan.first_client + n) % len(_ORDERS)] for n in range(plan.clients)]
     try:
@@ -394,6 +437,7 @@ async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
         if await asyncio.to_thread(pipe.recv) != "go":
             return
         started, cpu_started = time.perf_counter(), time.process_time()
+        result.wire_bytes = 0  # the timed batches' only
         await asyncio.gather(
             *(
                 _page(session, plan, orders[n], cursors[n], result, plan.first_client + n)
@@ -410,14 +454,36 @@ async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
                 await session.close()
 
 
+def _count_pictures(session: Session, result: PagingResult) -> None:
+    """Add the bytes of the pictures ``session``'s replies carry to ``result.wire_bytes``."""
+    request = session.request
+
+    async def counted(message: Any, expect: Any, **kwargs: Any) -> Any:
+        reply = await request(message, expect, **kwargs)
+        # Before the client fills cards in from its store: what crossed the wire.
+        if isinstance(reply, ItemBatch):
+            result.wire_bytes += sum(len(c.thumbnail) for c in reply.items if c.thumbnail)
+        elif isinstance(reply, Pictures):
+            result.wire_bytes += sum(len(picture.data) for picture in reply.pictures)
+        return reply
+
+    setattr(session, "request", counted)  # noqa: B010 - an instance's method, replaced
+
+
 async def _warm_up(session: Session, plan: PagingPlan, order: SortOrder) -> str | None:
-    """Connect, check the session is logged in, fetch the first batch; return its cursor."""
+    """Connect, check the session is logged in, fetch the first batch (or the window's);
+    return where the timed batches start."""
     await session.connect()
     if session.user is None:
         raise RuntimeError("the token did not resume a logged-in session")
-    async with asyncio.timeout(REQUEST_TIMEOUT):
-        first = await browse(session, sort=order, limit=plan.batch)
-    return first.cursor
+    cursor: str | None = None
+    for _ in range(plan.window or 1):
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            page = await browse(
+                session, sort=order, limit=plan.batch, cursor=cursor, pictures=plan.pictures
+            )
+        cursor = page.cursor
+    return None if plan.window else cursor
 
 
 async def _page(
@@ -434,11 +500,16 @@ async def _page(
     rng = random.Random(client)
     if plan.think is not None:  # people do not start in step
         await asyncio.sleep(rng.uniform(0, plan.think[1]))
-    for _ in range(plan.pages):
+    for number in range(plan.pages):
+        if plan.window and number % plan.window == 0:
+            cursor = None  # back to the top, over the same batches again
+            seen.clear()
         started = loop.time()
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
-                page: ItemBatch = await browse(session, sort=order, limit=plan.batch, cursor=cursor)
+                page: ItemBatch = await browse(
+                    session, sort=order, limit=plan.batch, cursor=cursor, pictures=plan.pictures
+                )
         except Exception as exc:  # counted, never hidden: a row with errors says so
             result.errors.append(f"{order}: {exc!r}")
             cursor = None
