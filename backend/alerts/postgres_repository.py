@@ -50,40 +50,48 @@ FROM items i WHERE i.id = $1
 """
 
 # As the SQLite statement: candidates from the indexes only, each checked whole, the pair
-# recorded; the insert's RETURNING names the new pairs only.
+# recorded; the insert's RETURNING names the new pairs only. Each candidate comes with how many
+# of its tags and tokens the item has, and its row is then read by its key (the LATERAL ...
+# LIMIT 1 keeps it a lookup per candidate: without statistics on a freshly filled table the
+# planner chose a scan of every search joined against the candidates, 80 ms instead of 2).
 _MATCH_SQL: Final = """
 WITH
-tag_hits AS (
-    SELECT st.search_id, count(*) AS n FROM saved_search_tags st
-    WHERE st.tag = ANY($1::text[]) GROUP BY st.search_id),
-word_hits AS (
-    SELECT sw.search_id, count(*) AS n FROM saved_search_words sw
-    WHERE sw.word = ANY($3::text[]) AND (sw.prefix OR sw.word = ANY($2::text[]))
-    GROUP BY sw.search_id),
 candidates AS (
-    SELECT search_id AS id FROM tag_hits
-    UNION SELECT search_id FROM word_hits
-    UNION SELECT id FROM saved_searches
-          WHERE tag_count = 0 AND word_count = 0 AND like_vector IS NULL
-    UNION SELECT unnest($4::bigint[])),
+    SELECT id, sum(tag) AS tags, sum(word) AS words
+    FROM (
+        SELECT st.search_id AS id, 1 AS tag, 0 AS word FROM saved_search_tags st
+        WHERE st.tag = ANY($1::text[])
+        UNION ALL
+        SELECT sw.search_id, 0, 1 FROM saved_search_words sw
+        WHERE sw.word = ANY($3::text[]) AND (sw.prefix OR sw.word = ANY($2::text[]))
+        UNION ALL
+        SELECT id, 0, 0 FROM saved_searches
+        WHERE tag_count = 0 AND word_count = 0 AND like_vector IS NULL
+        UNION ALL
+        SELECT unnest($4::bigint[]), 0, 0
+    ) AS hit
+    GROUP BY id),
 fresh AS (
     INSERT INTO alert_matches (search_id, item_id, matched_at)
     SELECT s.id, $5, $6
     FROM candidates c
-    JOIN saved_searches s ON s.id = c.id
-    LEFT JOIN tag_hits th ON th.search_id = s.id
-    LEFT JOIN word_hits wh ON wh.search_id = s.id
-    WHERE coalesce(th.n, 0) = s.tag_count AND coalesce(wh.n, 0) = s.word_count
-      AND (s.like_vector IS NULL OR s.id = ANY($4::bigint[]))
-      AND (s.owner_id IS NULL OR s.owner_id = $7)
-      AND (s.min_price_cents IS NULL OR s.min_price_cents <= $8)
-      AND (s.max_price_cents IS NULL OR s.max_price_cents >= $8)
-      AND (NOT s.in_stock OR $9 > 0)
-      AND ($10 OR s.user_id = $7)
+    CROSS JOIN LATERAL (
+        SELECT s.id FROM saved_searches s
+        WHERE s.id = c.id AND s.tag_count = c.tags AND s.word_count = c.words
+          AND (s.like_vector IS NULL OR s.id = ANY($4::bigint[]))
+          AND (s.owner_id IS NULL OR s.owner_id = $7)
+          AND (s.min_price_cents IS NULL OR s.min_price_cents <= $8)
+          AND (s.max_price_cents IS NULL OR s.max_price_cents >= $8)
+          AND (NOT s.in_stock OR $9 > 0)
+          AND ($10 OR s.user_id = $7)
+        LIMIT 1) AS s
     ON CONFLICT DO NOTHING
     RETURNING search_id)
 SELECT s.id, s.user_id, s.filters, s.like_label
-FROM fresh f JOIN saved_searches s ON s.id = f.search_id
+FROM fresh f
+CROSS JOIN LATERAL (
+    SELECT id, user_id, filters, like_label FROM saved_searches WHERE id = f.search_id LIMIT 1
+) AS s
 ORDER BY s.id
 """
 
