@@ -3,6 +3,7 @@
 Each upload is one file directly in the area's directory, named by a server-generated id::
 
     root/<id>.part    receiving chunks
+    root/<id>.closed  (sealed uploads only) complete, taking no more chunks, being opened
     root/<id>.done    complete and hashed, waiting for the caller to validate and store it
 
 Ids come from :meth:`PartialUploads.begin` (``secrets.token_urlsafe``: 32 characters of
@@ -30,11 +31,15 @@ Files are 0600 in a 0700 directory. Keep the area on the same filesystem as the
 
 With a sealer (pictures encrypted at rest), a ``.part`` file holds the chunks sealed as records
 (:mod:`backend.atrest.records`) under a data key of its own, and ``finish`` opens them into the
-``.done`` file, which lives only until the picture is validated and sealed into the store.
+``.done`` file, which lives only until the picture is validated and sealed into the store. It
+first renames the ``.part`` to ``.closed`` (under the lock: no chunk comes after that) and opens
+it outside the lock, hashing as it writes, so other uploads' chunks do not wait for the
+decryption and its fsync; a ``.closed`` file a kill left is opened by the next ``finish``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -69,6 +74,7 @@ from backend.media.limits import DEFAULT_MAX_BYTES
 
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{32}")
 _PART: Final = ".part"
+_CLOSED: Final = ".closed"
 _DONE: Final = ".done"
 # Windows would otherwise translate line endings in the chunks.
 _BINARY: Final = getattr(os, "O_BINARY", 0)
@@ -254,15 +260,17 @@ class PartialUploads:
         """
         part = self._path(upload_id, _PART)
         done = self._path(upload_id, _DONE)
-        with self._lock:
-            try:
-                if self._sealer is None:
+        if self._sealer is not None:
+            opened = self._finish_sealed(upload_id, part, done)
+            if opened is not None:
+                return self._checked(upload_id, done, *opened, expected_sha256)
+        else:
+            with self._lock:
+                try:
                     os.replace(part, done)
-                else:
-                    self._open_into(upload_id, part, done)
-            except FileNotFoundError:
-                if not done.is_file():
-                    raise UnknownUpload() from None
+                except FileNotFoundError:
+                    if not done.is_file():
+                        raise UnknownUpload() from None
         # Hash outside the lock: it reads the whole file and nothing can append to .done.
         try:
             with open(done, "r+b") as stream:
@@ -272,30 +280,71 @@ class PartialUploads:
         except FileNotFoundError:
             raise UnknownUpload() from None  # discarded meanwhile
         fsync_dir(self._root)
+        return self._checked(upload_id, done, sha256, size, expected_sha256)
+
+    def _checked(
+        self, upload_id: str, done: Path, sha256: str, size: int, expected_sha256: str | None
+    ) -> FinishedUpload:
+        """The finished upload, or :class:`ChecksumMismatch` (and it is discarded)."""
         if expected_sha256 is not None and expected_sha256.lower() != sha256:
             done.unlink(missing_ok=True)
             raise ChecksumMismatch()
         return FinishedUpload(upload_id=upload_id, path=done, sha256=sha256, size=size)
 
-    def _open_into(self, upload_id: str, part: Path, done: Path) -> None:
-        """Write the chunks of the sealed ``part`` into ``done`` (atomically), then remove it.
+    def _finish_sealed(self, upload_id: str, part: Path, done: Path) -> tuple[str, int] | None:
+        """Close a sealed upload to chunks and open it into ``done``.
+
+        Returns:
+            Its hash and size, or ``None`` when it was opened before (a repeated finish):
+            ``done`` is there to be hashed.
 
         Raises:
-            FileNotFoundError: ``part`` is gone (finished or discarded meanwhile).
-            UnknownUpload: a record does not open; the upload is discarded.
+            UnknownUpload: no such upload, or a record does not open (it is discarded).
         """
+        closed = self._path(upload_id, _CLOSED)
         context = upload_context(upload_id)
-        with open(part, "rb") as stream:
-            cipher = self._cipher(stream, context)
-            extent = scan(stream)
+        with self._lock:
             try:
-                with atomic_writer(done) as out:
-                    for chunk in open_records(stream, cipher, context, extent.end):
-                        out.write(chunk)
-            except SealBroken:
-                part.unlink(missing_ok=True)
-                raise UnknownUpload() from None
-        part.unlink()
+                os.replace(part, closed)
+            except FileNotFoundError:
+                pass  # finished before, or a finish was killed after closing it
+            try:
+                stream = open(closed, "rb")
+            except FileNotFoundError:
+                if not done.is_file():
+                    raise UnknownUpload() from None
+                return None
+        try:
+            with stream:
+                # The data key under the lock: a key rotation rewrites the header (only).
+                with self._lock:
+                    cipher = self._cipher(stream, context)
+                opened = self._open_into(stream, cipher, context, done)
+        except SealBroken:
+            closed.unlink(missing_ok=True)
+            raise UnknownUpload() from None
+        # Removed after closing it (Windows cannot delete an open file); a repeated finish
+        # racing this one may have removed it already.
+        closed.unlink(missing_ok=True)
+        return opened
+
+    @staticmethod
+    def _open_into(stream: BinaryIO, cipher: AESGCM, context: bytes, done: Path) -> tuple[str, int]:
+        """Write the chunks of the sealed upload ``stream`` reads into ``done`` (atomically,
+        durably, hashing them on the way); return their hash and size.
+
+        Raises:
+            SealBroken: a record does not open.
+        """
+        extent = scan(stream)
+        digest = hashlib.sha256()
+        size = 0
+        with atomic_writer(done) as out:
+            for chunk in open_records(stream, cipher, context, extent.end):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
 
     def rewrap(self) -> int:
         """Re-wrap the data key of every sealed upload in progress under the sealer's current
@@ -303,8 +352,10 @@ class PartialUploads:
         if self._sealer is None:
             return 0
         changed = 0
-        for path in sorted(self._root.glob("*" + _PART)):
-            upload_id = path.name.removesuffix(_PART)
+        # Closed ones too: a finish killed before opening one opens it later.
+        paths = [*self._root.glob("*" + _PART), *self._root.glob("*" + _CLOSED)]
+        for path in sorted(paths):
+            upload_id = path.name.removesuffix(path.suffix)
             if not is_upload_id(upload_id):
                 continue
             with self._lock:
@@ -333,7 +384,7 @@ class PartialUploads:
         removed = False
         # Under the lock so that no append has the file open (Windows cannot delete it then).
         with self._lock:
-            for suffix in (_PART, _DONE):
+            for suffix in (_PART, _CLOSED, _DONE):
                 try:
                     (self._root / (upload_id + suffix)).unlink()
                 except FileNotFoundError:
@@ -352,7 +403,7 @@ class PartialUploads:
         with os.scandir(self._root) as entries:
             for entry in entries:
                 stem, dot, suffix = entry.name.rpartition(".")
-                if not dot or "." + suffix not in (_PART, _DONE) or not is_upload_id(stem):
+                if not dot or "." + suffix not in (_PART, _CLOSED, _DONE) or not is_upload_id(stem):
                     continue
                 try:
                     modified = entry.stat(follow_symlinks=False).st_mtime

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.atrest.envelope import Sealer
+from backend.atrest.keys import KeySet, MasterKey
 from backend.media.blobstore import BlobStore
 from backend.media.errors import (
     ChecksumMismatch,
@@ -209,3 +211,52 @@ def test_bad_upload_is_discarded_after_validation_fails(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedMedia):
         inspect_image(finished.path)
     assert uploads.discard(upload_id)
+
+
+KEY = MasterKey.from_bytes(os.urandom(32))
+
+
+@pytest.fixture
+def sealed_uploads(tmp_path: Path) -> PartialUploads:
+    return PartialUploads(tmp_path / "sealed-uploads", max_bytes=1000, sealer=Sealer(KeySet(KEY)))
+
+
+def test_a_sealed_finish_killed_after_closing_the_upload_is_finished_by_the_next(
+    sealed_uploads: PartialUploads,
+) -> None:
+    """A finish renames the ``.part`` to ``.closed`` before opening it outside the lock; what a
+    kill between the two leaves takes no chunks, is opened by the next finish, and is listed,
+    re-wrapped and discarded like any upload."""
+    upload_id = sealed_uploads.begin()
+    sealed_uploads.append(upload_id, 0, b"hello ")
+    sealed_uploads.append(upload_id, 6, b"world")
+    root = sealed_uploads.root
+    os.replace(root / f"{upload_id}.part", root / f"{upload_id}.closed")  # the kill
+
+    with pytest.raises(UnknownUpload):
+        sealed_uploads.append(upload_id, 11, b"!")
+    long_ago = time.time() - 7200
+    os.utime(root / f"{upload_id}.closed", (long_ago, long_ago))
+    assert sealed_uploads.abandoned(older_than_seconds=3600) == [upload_id]
+    # Restarted for a key rotation, then with the new key alone once it is done.
+    old, new = KEY, MasterKey.from_bytes(os.urandom(32))
+    assert PartialUploads(root, sealer=Sealer(KeySet(new, [old]))).rewrap() == 1
+    sealed_uploads = PartialUploads(root, sealer=Sealer(KeySet(new)))
+
+    finished = sealed_uploads.finish(upload_id, hashlib.sha256(b"hello world").hexdigest())
+    assert finished.path.read_bytes() == b"hello world" and finished.size == 11
+    assert sorted(path.name for path in root.iterdir()) == [f"{upload_id}.done"]
+    assert sealed_uploads.finish(upload_id) == finished  # and repeats
+    assert sealed_uploads.discard(upload_id) and list(root.iterdir()) == []
+
+
+def test_a_sealed_upload_is_closed_to_chunks_and_discarded_whole(
+    sealed_uploads: PartialUploads,
+) -> None:
+    upload_id = sealed_uploads.begin()
+    sealed_uploads.append(upload_id, 0, b"abc")
+    finished = sealed_uploads.finish(upload_id)
+    assert finished.sha256 == hashlib.sha256(b"abc").hexdigest()
+    with pytest.raises(UnknownUpload):
+        sealed_uploads.append(upload_id, 3, b"d")
+    assert sealed_uploads.discard(upload_id) and list(sealed_uploads.root.iterdir()) == []
