@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 from textual import on
 from textual.app import App, ComposeResult
+from textual.reactive import reactive
 from textual.signal import Signal
 from textual.widget import Widget
 
@@ -47,6 +48,9 @@ class HarnessApp(App[None]):
         root: a folder of the test's own, for the store and the upload root.
         currency: the currency the pretend server sells in.
     """
+
+    #: The inbox's unread count, which a screen's header shows.
+    unread_count: reactive[int] = reactive(0)
 
     def __init__(self, make: Callable[[], Widget], *, root: Path, currency: str = "USD") -> None:
         super().__init__()
