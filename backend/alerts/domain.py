@@ -12,6 +12,7 @@ from backend.alerts.matching import AlertMatcher
 from backend.alerts.repositories import alert_repository
 from backend.alerts.service import SavedSearchService
 from backend.catalogue.intake import NewItem
+from backend.catalogue.repository import ItemRow
 from backend.catalogue.service import CatalogueService
 from backend.dispatch import Dispatcher
 from backend.inbox.service import InboxService
@@ -63,7 +64,7 @@ class AlertsDomain:
     async def start(self) -> None:
         """Hook into the catalogue and start matching (after vision: its hook embeds first)."""
         self._catalogue.on_item_created(self._item_created)
-        self._catalogue.on_item_edited(self._item_edited)
+        self._catalogue.on_item_changed(self._item_changed)
         self._services.bus.on(PictureSearchesChanged, self._changed_elsewhere)
         await self.matcher.start()
 
@@ -80,7 +81,7 @@ class AlertsDomain:
         self.matcher.enqueue(item.item_id)
         return []
 
-    async def _item_edited(self, card: ItemCard) -> None:
+    async def _item_changed(self, _before: ItemRow, card: ItemCard) -> None:
         self.matcher.enqueue(card.id)
 
     def _changed_elsewhere(self, fact: PictureSearchesChanged) -> None:

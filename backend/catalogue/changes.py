@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 DeletedHook = Callable[[Sequence[int]], Awaitable[None]]
 #: Called with (item id, public) when an edit changed an item's visibility.
 VisibilityHook = Callable[[int, bool], Awaitable[None]]
-#: Called with the item's card (as its owner sees it) after every edit that changed it.
-EditedHook = Callable[[ItemCard], Awaitable[None]]
 #: Called with the item as it was before an edit and its card after it (to compare prices, stock).
 ChangedHook = Callable[[ItemRow, ItemCard], Awaitable[None]]
 
@@ -42,9 +40,6 @@ class ItemChanges:
         self.deleted_hooks: list[DeletedHook] = []
         #: Told when an edit made an item public or private, after it committed.
         self.visibility_hooks: list[VisibilityHook] = []
-        #: Told about every edit that changed an item, after it committed (and after the
-        #: visibility hooks).
-        self.edited_hooks: list[EditedHook] = []
         #: Told about every edit that changed an item, with the item before it, after it
         #: committed, on the instance that made it (so once per edit in a cluster).
         self.changed_hooks: list[ChangedHook] = []
@@ -89,11 +84,6 @@ class ItemChanges:
         if card.public != item.public:
             for hook in self.visibility_hooks:
                 await hook(card.id, card.public)
-        for edited in self.edited_hooks:
-            try:
-                await edited(card)
-            except Exception:  # the edit committed; a listener must not fail it
-                log.exception("item-edited hook %r failed for item %d", edited, card.id)
         for changed_hook in self.changed_hooks:
             try:
                 await changed_hook(item, card)

@@ -12,7 +12,7 @@ other domains (vision, commerce):
 * :attr:`CatalogueService.cursors` and :func:`~backend.catalogue.cursors.cursor_binding`: the
   signed keyset cursors, for their own batched listings;
 * :meth:`CatalogueService.on_item_created` / :meth:`CatalogueService.on_items_deleted` /
-  :meth:`CatalogueService.on_item_edited` / :meth:`CatalogueService.on_item_changed`: hooks;
+  :meth:`CatalogueService.on_item_changed`: hooks;
 * :meth:`CatalogueService.model_image`: re-decode a stored picture for the embedder.
 """
 
@@ -37,7 +37,6 @@ from backend.catalogue.card_pictures import CardPictures
 from backend.catalogue.changes import (
     ChangedHook,
     DeletedHook,
-    EditedHook,
     ItemChanges,
     VisibilityHook,
 )
@@ -267,10 +266,6 @@ class CatalogueService:
     def on_visibility_changed(self, hook: VisibilityHook) -> None:
         """Call ``hook`` with (item id, public) after an edit changed an item's visibility."""
         self.changes.visibility_hooks.append(hook)
-
-    def on_item_edited(self, hook: EditedHook) -> None:
-        """Call ``hook`` with the item's card after every edit that changed it (committed)."""
-        self.changes.edited_hooks.append(hook)
 
     def on_item_changed(self, hook: ChangedHook) -> None:
         """Call ``hook`` with the item before and its card after every edit that changed it
