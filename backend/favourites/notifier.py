@@ -16,6 +16,9 @@ from protocol.messages.catalogue import ItemCard
 from protocol.messages.inbox import NoticeKind
 from protocol.money import format_price
 
+#: Keepers told in one inbox transaction.
+DELIVERY_BATCH = 500
+
 
 def notice_for_change(before: ItemRow, after: ItemCard, currency: str) -> NewNotice | None:
     """The notice a favourite's keepers get for this change, or ``None`` if it is not news.
@@ -60,5 +63,9 @@ class FavouriteNotifier:
         notice = notice_for_change(before, after, self._currency)
         if notice is None:
             return
-        keepers = await self._repository.keepers(after.id)
-        await self._inbox.deliver_to([user for user in keepers if user != after.owner_id], notice)
+        keepers = [
+            user for user in await self._repository.keepers(after.id) if user != after.owner_id
+        ]
+        # In batches: one transaction per batch keeps each short, however many keep the item.
+        for start in range(0, len(keepers), DELIVERY_BATCH):
+            await self._inbox.deliver_to(keepers[start : start + DELIVERY_BATCH], notice)

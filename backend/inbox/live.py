@@ -21,6 +21,9 @@ from protocol.messages.inbox import InboxChanged, Notice
 
 log = logging.getLogger(__name__)
 
+#: Notices of one user from other instances waiting to be told here, at most.
+MAX_WAITING = 100
+
 
 class InboxChangedFact(Fact, frozen=True, kw_only=True):
     """A user's inbox changed: ``notice_id`` was delivered (``None``: read or cleared)."""
@@ -89,7 +92,13 @@ class InboxRefresher:
         user_id = fact.user_id
         if user_id not in self._running and not self._events.has_subscribers(inbox_topic(user_id)):
             return
-        self._waiting.setdefault(user_id, []).append(fact.notice_id)
+        waiting = self._waiting.setdefault(user_id, [])
+        if len(waiting) < MAX_WAITING:
+            waiting.append(fact.notice_id)
+        elif None not in waiting:
+            # A flood for one user: beyond the bound only the count is told (the inbox screen
+            # loads the notices afresh when it sees a count it did not expect).
+            waiting.append(None)
         if user_id not in self._running:
             self._running[user_id] = asyncio.create_task(
                 self._refresh(user_id), name=f"pixmart-inbox-refresh-{user_id}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from backend.safetext import hidden_character
 from protocol.messages.inbox import Notice, NoticeItemStatus, NoticeKind
 
 #: The longest notice text kept; longer ones are cut (with an ellipsis), never refused.
@@ -37,8 +38,14 @@ class NewNotice:
     item_id: int | None = None
 
     def clipped_text(self) -> str:
-        """The text as stored: one line, at most :data:`MAX_TEXT` characters."""
-        text = " ".join(self.text.split())
+        """The text as stored: one line of characters a terminal shows as they are (controls,
+        invisible and text-direction characters dropped), at most :data:`MAX_TEXT` of them.
+
+        Dropped, not refused: a notice is the server's own text, made of titles and words that
+        were checked when written, so this only guards against a deliverer's slip.
+        """
+        shown = "".join(c for c in self.text if c.isspace() or _shown(c))
+        text = " ".join(shown.split())
         return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
@@ -119,6 +126,11 @@ def notice_from_row(row: _Row) -> StoredNotice:
         item_exists=bool(row["item_exists"]),
         item_visible=bool(row["item_visible"]),
     )
+
+
+def _shown(char: str) -> bool:
+    """Whether a terminal shows ``char`` as itself (not a control, invisible or bidi one)."""
+    return char.isprintable() and hidden_character(char) is None
 
 
 def _kind(stored: str) -> NoticeKind:
