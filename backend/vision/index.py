@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Final, Literal
 
 import numpy as np
@@ -120,6 +121,8 @@ class VectorIndex:
         self._builder: threading.Thread | None = None
         self._built = threading.Event()
         self._failed = False
+        #: Open :meth:`bulk_load` blocks: no graph build starts while one is open.
+        self._bulk_loads = 0
 
     # ----------------------------------------------------------------------------- reading
 
@@ -132,6 +135,11 @@ class VectorIndex:
     def exact(self) -> ExactIndex:
         """The exact index holding every row: the reference the graph's results are held to."""
         return self._exact
+
+    @property
+    def graph(self) -> HnswGraph | None:
+        """The graph searches go through now, if any (for benchmarks and tests)."""
+        return self._graph
 
     @property
     def approximate(self) -> bool:
@@ -170,6 +178,24 @@ class VectorIndex:
         return self._graph is not None
 
     # ----------------------------------------------------------------------------- writing
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Hold graph builds back while many chunks are added (a start-up load).
+
+        Without it, the first chunks past the size threshold start a build that the following
+        chunks outdate, and builds from partial rows are thrown away one after another; a
+        million rows then cost several builds instead of one. On leaving, a build starts if one
+        is due. Changes made meanwhile are searched exactly, as before any graph.
+        """
+        with self._lock:
+            self._bulk_loads += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._bulk_loads -= 1
+                self._maybe_build()
 
     def add(self, item_id: int, vector: ArrayLike, *, owner_id: int, public: bool) -> None:
         """Add one row; ``ValueError`` if the id is present or the vector is unusable."""
@@ -240,6 +266,8 @@ class VectorIndex:
     def _maybe_build(self) -> None:
         """Start a graph build in the background when one is due (lock held)."""
         if self._mode == "exact" or self._failed or self._builder is not None:
+            return
+        if self._bulk_loads:
             return
         if self._graph is None:
             due = len(self._exact) >= self._approximate_from

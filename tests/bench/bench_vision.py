@@ -25,10 +25,11 @@ import argparse
 import asyncio
 import functools
 import gc
+import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,18 @@ from backend.vision.worker import EmbeddingWorker
 DIM = 1280
 K = 24
 #: Index sizes of ``make bench``; ``--sizes 100000,1000000`` adds the million (about 15 minutes
-#: and 10 GB at the peak, most of it building the graph).
+#: and 6 GB at the peak, most of the time building the graph).
 SIZES = (100_000,)
 QUERIES = 15
+#: Other graph search breadths measured beside the product's: (candidates re-ranked, efSearch).
+BREADTHS = ((48, 64), (100, 100), (200, 200), (400, 400))
 VIEWER = 7
 PARTS = ("embedding", "search")
 #: Items per group of near-alike pictures, and per category, in the synthetic catalogue.
 GROUP = 30
 CATEGORY = 1000
+#: Rows generated (and added to each index) at a time.
+_CHUNK = 65536
 
 
 def _summary(samples_ms: Sequence[float]) -> tuple[float, str]:
@@ -68,7 +73,7 @@ def _time_ms(action: Callable[[], object], repeats: int) -> list[float]:
     return samples
 
 
-def _catalogue(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _catalogue(count: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``count`` unit vectors shaped like a shop's pictures, with owners and public flags.
 
     Pictures come in groups of about :data:`GROUP` near-alike ones (a product photographed
@@ -76,30 +81,40 @@ def _catalogue(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     (dogs, lemons): within-group cosine about 0.75, within-category 0.35, otherwise about 0.
     Uniformly random vectors would make every ranking below the first hit arbitrary noise,
     which no index, exact or not, is asked to reproduce in a shop; this is closer to what the
-    embedder gives. Chunked, so that 1M rows need no float64 scratch of their size.
+    embedder gives.
+
+    Yielded in chunks of :data:`_CHUNK` rows (vectors, owners, public flags): a million float32
+    rows are 5 GB, and the benchmark keeps to a few GB by never holding them twice. The same
+    ``seed`` gives the same rows.
     """
     rng = np.random.default_rng(seed)
     categories = rng.standard_normal((max(1, count // CATEGORY), DIM), dtype=np.float32)
     groups = rng.standard_normal((max(1, count // GROUP), DIM), dtype=np.float32) * 0.85
     groups += categories[rng.integers(0, len(categories), len(groups))]
-    vectors = np.empty((count, DIM), np.float32)
-    for start in range(0, count, 65536):
-        rows = min(65536, count - start)
+    for start in range(0, count, _CHUNK):
+        rows = min(_CHUNK, count - start)
         block = rng.standard_normal((rows, DIM), dtype=np.float32) * 0.75
         block += groups[rng.integers(0, len(groups), rows)]
         block /= np.linalg.norm(block, axis=1, keepdims=True)
-        vectors[start : start + rows] = block
-    owners = rng.integers(0, 1000, count)
-    public = rng.random(count) < 0.9
-    return vectors, owners, public
+        yield block, rng.integers(0, 1000, rows), rng.random(rows) < 0.9
 
 
-def _queries(vectors: np.ndarray) -> np.ndarray:
-    """Pictures like stored ones (a stored vector plus noise: cosine about 0.8 to it)."""
+def _queries(catalogue: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], count: int,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pictures like stored ones (a stored vector plus noise: cosine about 0.8 to it), taken
+    from the rows of ``catalogue`` as they pass; returns them with the owners and flags."""
     rng = np.random.default_rng(1)
+    chosen = np.sort(rng.integers(0, count, QUERIES))
     noise = rng.standard_normal((QUERIES, DIM)).astype(np.float32) * 0.02
-    queries: np.ndarray = vectors[rng.integers(0, len(vectors), QUERIES)] + noise
-    return queries
+    queries = np.empty((QUERIES, DIM), np.float32)
+    owners, public, start = [], [], 0
+    for vectors, owner_ids, flags in catalogue:
+        inside = (chosen >= start) & (chosen < start + len(vectors))
+        queries[inside] = vectors[chosen[inside] - start]
+        owners.append(owner_ids)
+        public.append(flags)
+        start += len(vectors)
+    return queries + noise, np.concatenate(owners), np.concatenate(public)
 
 
 def _timed(search: Callable[[np.ndarray], list[int]], queries: np.ndarray,
@@ -124,13 +139,25 @@ def _numpy_search(vectors: np.ndarray, visible: np.ndarray) -> Callable[[np.ndar
     return search
 
 
-def _faiss_flat_search(vectors: np.ndarray, visible: np.ndarray,
-                       ) -> tuple[Any, Callable[[np.ndarray], list[int]]]:
-    """faiss ``IndexFlatIP`` (float32) with the same visibility as a bitmap selector."""
+def _faiss_flat(count: int) -> tuple[Any, np.ndarray]:
+    """faiss ``IndexFlatIP`` (float32) over the catalogue's rows, and a numpy view of them.
+
+    numpy searches faiss's own copy of the rows, so the two share one matrix (5 GB at 1M).
+    """
     import faiss
 
     flat = faiss.IndexFlatIP(DIM)
-    flat.add(vectors)
+    for vectors, _, _ in _catalogue(count, seed=count):
+        flat.add(vectors)
+    rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), count * DIM).reshape(count, DIM)
+    return flat, rows
+
+
+def _faiss_flat_search(flat: Any, visible: np.ndarray,  # noqa: ANN401 - faiss has no types
+                       ) -> tuple[Any, Callable[[np.ndarray], list[int]]]:
+    """Search ``flat`` with the visibility as a bitmap selector."""
+    import faiss
+
     bitmap = np.packbits(visible, bitorder="little")
     params = faiss.SearchParameters()
     params.sel = faiss.IDSelectorBitmap(len(visible), faiss.swig_ptr(bitmap))
@@ -139,7 +166,7 @@ def _faiss_flat_search(vectors: np.ndarray, visible: np.ndarray,
         _, labels = flat.search(query[None].astype(np.float32), K, params=params)
         return [int(label) for label in labels[0]]
 
-    return (flat, bitmap, params), search
+    return (bitmap, params), search
 
 
 def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
@@ -149,36 +176,42 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
 
 
 def _search_rows(count: int) -> list[dict[str, Any]]:
-    """One size: the exact index, HNSW, numpy and faiss flat on the same rows and queries."""
-    vectors, owners, public = _catalogue(count, seed=count)
-    queries = _queries(vectors)
+    """One size: the exact index, HNSW, numpy and faiss flat on the same rows and queries.
+
+    The rows are generated three times from one seed (queries and flags, the float32 matrix,
+    the index) rather than held: at 1M the matrix (5 GB) is freed before the index (3.8 GB of
+    float16 rows and 8-bit codes, plus the graph) is loaded.
+    """
+    queries, owners, public = _queries(_catalogue(count, seed=count), count)
     visible = public | (owners == VIEWER)
-    ids = np.arange(count)
     label = f"{count:,} x {DIM}"
     results: dict[str, tuple[list[float], list[list[int]], str]] = {}
 
-    samples, found = _timed(_numpy_search(vectors, visible), queries)
+    flat, matrix = _faiss_flat(count)
+    samples, found = _timed(_numpy_search(matrix, visible), queries)
     results["numpy"] = (samples, found, f"{label}, numpy f32 matvec + argpartition, masked")
-    keep, search = _faiss_flat_search(vectors, visible)
+    keep, search = _faiss_flat_search(flat, visible)
     samples, found = _timed(search, queries)
     results["faiss"] = (samples, found, f"{label}, faiss IndexFlatIP f32, bitmap filter")
-    del keep, search
+    del flat, matrix, keep, search
     gc.collect()
 
     index = VectorIndex(DIM)
     started = time.perf_counter()
-    index.add_many(ids, vectors, owners, public)
+    with index.bulk_load():  # as the server loads: one graph build once every row is in
+        first = 0
+        for vectors, owner_ids, flags in _catalogue(count, seed=count):
+            index.add_many(np.arange(first, first + len(vectors)), vectors, owner_ids, flags)
+            first += len(vectors)
     load_s = time.perf_counter() - started
-    del vectors  # the index holds its own float16 rows from here on
-    gc.collect()
+    started = time.perf_counter()
+    built = index.wait_until_built()  # first: the build would slow every other search down
+    build_s = time.perf_counter() - started
     exact = index.exact  # the reference: the same rows, never through the graph
 
     def by_exact(query: np.ndarray) -> list[int]:
         return [hit.item_id for hit in exact.search(query, K, viewer_id=VIEWER)]
 
-    started = time.perf_counter()
-    built = index.wait_until_built()  # first: the build would slow every other search down
-    build_s = time.perf_counter() - started + load_s
     samples, truth = _timed(by_exact, queries)
     results["exact"] = (samples, truth, f"{label}, ExactIndex (int8 scan + exact f16), reference")
 
@@ -186,12 +219,26 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
         return [hit.item_id for hit in index.search(query, K, viewer_id=VIEWER)]
 
     samples, found = _timed(by_index, queries)
-    mode = "HNSW M32 int8 + exact f16 re-rank" if built else "exact (below the graph's size)"
+    mode = "HNSW M32 SQ8 + exact f16 re-rank" if built else "exact (below the graph's size)"
     results["index"] = (samples, found, f"{label}, VectorIndex: {mode}")
+    names = ["index", "exact", "numpy", "faiss"]
+    graph = index.graph
+    if graph is not None:
+        for candidates, breadth in BREADTHS:
+            def by_breadth(query: np.ndarray, candidates: int = candidates,
+                           breadth: int = breadth) -> list[int]:
+                unit = (query / np.linalg.norm(query)).astype(np.float32)
+                found = graph.search(unit, candidates, viewer_id=VIEWER, ef_search=breadth)
+                return [hit.item_id for hit in exact.rank(query, found, K, VIEWER)]
+
+            name = f"graph {candidates} candidates, efSearch {breadth}"
+            samples, found = _timed(by_breadth, queries)
+            results[name] = (samples, found, f"{label}, HNSW: {name}, exact re-rank")
+            names.append(name)
 
     exact_ms = statistics.median(results["exact"][0])
     rows = []
-    for name in ("index", "exact", "numpy", "faiss"):
+    for name in names:
         samples, found, setting = results[name]
         median, spread = _summary(samples)
         rows.append({
@@ -200,10 +247,15 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
             "comparison": "vs ExactIndex", "ratio": round(median / exact_ms, 3),
             "recall": round(_recall(found, truth), 4),
         })
-    rows.append({"what": "index bulk load + graph build", "setting": f"{label}, add_many",
+    rows.append({"what": "index bulk load", "setting": f"{label}, add_many in chunks",
+                 "median_s": round(load_s, 1), "spread": "single run"})
+    rows.append({"what": "graph build", "setting": f"{label}, background, after the load",
                  "median_s": round(build_s, 1), "spread": "single run"})
     rows.append({"what": "index memory", "setting": f"{label}, exact rows + graph",
                  "value": round(index.nbytes / 1e6), "unit": "MB", "spread": "allocated"})
+    rows.append({"what": "benchmark peak RSS", "setting": f"up to {label}",
+                 "value": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),
+                 "unit": "MB", "spread": "ru_maxrss"})
     return rows
 
 
@@ -212,7 +264,7 @@ def bench_search(sizes: Sequence[int] = SIZES) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for count in sizes:
         rows += _search_rows(count)
-        gc.collect()  # the next size needs the memory (1M rows: about 10 GB at the peak)
+        gc.collect()  # the next size needs the memory
     return rows
 
 

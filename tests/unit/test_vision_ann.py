@@ -180,6 +180,24 @@ def test_auto_mode_builds_a_graph_only_past_its_size() -> None:
     assert not exact.wait_until_built(60)
 
 
+def test_a_bulk_load_builds_one_graph_once_every_chunk_is_in() -> None:
+    vectors = clustered(900, 11)
+    index = VectorIndex(DIM, approximate_from=200)
+    with index.bulk_load():
+        for start in range(0, 900, 300):
+            index.add_many(range(start, start + 300), vectors[start : start + 300],
+                           [0] * 300, [True] * 300)
+            # Past the threshold, yet no build: the next chunks would outdate it at once.
+            assert not index.wait_until_built(60) and index.graph is None
+    assert index.wait_until_built(60)
+    graph = index.graph
+    assert graph is not None and len(graph) == 900 and graph.dead_fraction == 0.0
+    exact = ExactIndex(DIM)
+    exact.add_many(range(900), vectors, [0] * 900, [True] * 900)
+    query = vectors[5]
+    assert index.search(query, 10) == exact.search(query, 10)
+
+
 def test_a_serving_process_never_loads_tensorflow() -> None:
     """The index past the old 1,024-row XLA limit, with the server's modules loaded."""
     code = (
