@@ -1,0 +1,81 @@
+"""Reading ahead in sealed downloads: bounded, never serving a removed blob or damaged bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
+from backend.atrest.keyring import open_store_keys
+from backend.atrest.keys import KeySet, MasterKey
+from backend.atrest.read_ahead import ReadAhead
+from backend.atrest.sealed_blobs import SealedBlobs
+from backend.media.blobs import BlobDamaged, LocalBlobs
+
+SLICE = 2 * SEGMENT_BYTES
+
+
+async def sealed_store(raw: LocalBlobs) -> SealedBlobs:
+    return SealedBlobs(
+        raw, await open_store_keys(raw, KeySet(MasterKey.from_bytes(os.urandom(32))))
+    )
+
+
+async def test_read_ahead_keeps_a_few_slices_and_cancels_the_oldest() -> None:
+    ahead = ReadAhead(slices=2)
+    started = asyncio.Event()
+
+    async def slow() -> tuple[int, bytes]:
+        started.set()
+        await asyncio.sleep(60)
+        return 0, b""
+
+    ahead.start(("a", 0, 10), slow)
+    await started.wait()
+    first = ahead.take(("a", 0, 10))
+    assert first is not None and ahead.take(("a", 0, 10)) is None
+    ahead.start(("a", 0, 10), slow)
+    ahead.start(("b", 0, 10), slow)
+    ahead.start(("b", 0, 10), slow)  # under way already: not started twice
+    ahead.start(("c", 0, 10), slow)
+    assert len(ahead) == 2 and ahead.take(("a", 0, 10)) is None
+    ahead.forget("b")
+    assert len(ahead) == 1 and ahead.take(("b", 0, 10)) is None
+    first.cancel()
+
+
+async def test_a_download_in_slices_reads_the_next_ahead_but_not_once_removed(
+    tmp_path: Path,
+) -> None:
+    blobs = await sealed_store(LocalBlobs(tmp_path / "blobs"))
+    data = os.urandom(3 * SLICE + 5)
+    sha256 = await blobs.put(data)
+    assert await blobs.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
+    # The second slice, read ahead, is what a read gives.
+    assert await blobs.read_range(sha256, SLICE, SLICE) == (len(data), data[SLICE : 2 * SLICE])
+    assert await blobs.delete(sha256)
+    with pytest.raises(FileNotFoundError):  # the third was read ahead, and went with the blob
+        await blobs.read_range(sha256, 2 * SLICE, SLICE)
+
+
+async def test_a_damaged_slice_read_ahead_is_refused_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = LocalBlobs(tmp_path / "blobs")
+    blobs = await sealed_store(raw)
+    data = os.urandom(3 * SLICE)
+    sha256 = await blobs.put(data)
+    path = raw.store.path_for(blobs.storage_name(sha256))
+    damaged = bytearray(path.read_bytes())
+    damaged[HEADER_BYTES + 2 * (SEGMENT_BYTES + TAG_BYTES) + 7] ^= 0x01  # in the second slice
+    path.write_bytes(bytes(damaged))
+
+    with caplog.at_level(logging.ERROR):
+        assert await blobs.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
+        with pytest.raises(BlobDamaged):
+            await blobs.read_range(sha256, SLICE, SLICE)
+    assert len([r for r in caplog.records if "does not open" in r.getMessage()]) == 1
