@@ -121,7 +121,7 @@ LIMIT $3
 _SALES_SQL = f"{SALE_SELECT} WHERE l.seller_id = $1 AND l.id < $2 ORDER BY l.id DESC LIMIT $3"
 
 _INSERT_ORDER_LINE_SQL = (
-    f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 
 _ORDER_SQL = f"{ORDER_SELECT} WHERE id = $1"
@@ -130,7 +130,7 @@ _ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = $1 ORDER BY l.id"
 
 # The sales report's queries, numbered in the order their methods pass the arguments.
 _SALES_BY_PERIOD_SQL = report_rows.SALES_BY_PERIOD.format(
-    seller="$1", since="$2", until="$3", period="floor((o.created_at + $4) / $5)::bigint"
+    seller="$1", since="$2", until="$3", period="floor((l.sold_at + $4) / $5)::bigint"
 )
 _TOP_ITEMS_SQL = report_rows.TOP_ITEMS.format(seller="$1", since="$2", until="$3", limit="$4")
 _STOCK_LEVELS_SQL = report_rows.STOCK_LEVELS.format(seller="$1", threshold="$2", limit="$3")
@@ -240,7 +240,7 @@ class PostgresCommerceRepository:
             # One statement per line, in cart order, so line ids follow the cart.
             await conn.executemany(
                 _INSERT_ORDER_LINE_SQL,
-                order_line_values(order_id, lines, changes),
+                order_line_values(order_id, lines, changes, now),
             )
             await conn.execute("DELETE FROM cart_lines WHERE user_id = $1", user_id)
             return CheckoutResult(await _read_order(conn, order_id), False, changes)

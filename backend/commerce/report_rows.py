@@ -20,10 +20,12 @@ from backend.commerce.repository import ItemSales, PeriodSales, StockLevels
 from backend.commerce.rows import Row
 from protocol.messages.sales import StockItem
 
-#: The seller's order lines in orders placed in ``[since, until)``, with their orders.
+#: The seller's order lines sold in ``[since, until)``, with their orders. ``sold_at`` is the
+#: order's ``created_at`` copied to the line, so the index on (seller_id, sold_at) reads just
+#: the window's lines.
 _SOLD = """
 FROM order_lines AS l JOIN orders AS o ON o.id = l.order_id
-WHERE l.seller_id = {seller} AND o.created_at >= {since} AND o.created_at < {until}
+WHERE l.seller_id = {seller} AND l.sold_at >= {since} AND l.sold_at < {until}
 """
 
 #: Revenue, units and orders per currency and period (``{period}``: the period of ``o``).

@@ -47,7 +47,7 @@ FROM order_lines AS l JOIN users AS u ON u.id = l.seller_id
 """
 
 #: The columns of an order line as :func:`order_line_values` gives them.
-ORDER_LINE_COLUMNS = "order_id, item_id, seller_id, title, quantity, unit_price_cents"
+ORDER_LINE_COLUMNS = "order_id, item_id, seller_id, title, quantity, unit_price_cents, sold_at"
 
 #: Above every id either engine hands out (both use signed 64-bit ids).
 _ABOVE_EVERY_ID: Final = 2**63 - 1
@@ -164,13 +164,14 @@ def _order_line(row: Row) -> OrderLine:
 
 
 def order_line_values(
-    order_id: int, lines: Sequence[StoredLine], changes: Sequence[StockChange]
-) -> list[tuple[int, int, int, str, int, int]]:
+    order_id: int, lines: Sequence[StoredLine], changes: Sequence[StockChange], sold_at: float
+) -> list[tuple[int, int, int, str, int, int, float]]:
     """The :data:`ORDER_LINE_COLUMNS` of an order bought from ``lines``, in cart order.
 
     Args:
         changes: What taking each line's stock left (one per line, in the same order): the
             seller, title and price the order records are the approved ones.
+        sold_at: The order's ``created_at``, kept on each line for sellers' sales by date.
     """
     return [
         (
@@ -180,6 +181,7 @@ def order_line_values(
             change.item.title,
             line.quantity,
             change.item.price_cents,
+            sold_at,
         )
         for line, change in zip(lines, changes, strict=True)
     ]

@@ -87,7 +87,9 @@ LIMIT ?
 
 _SALES_SQL = f"{SALE_SELECT} WHERE l.seller_id = ? AND l.id < ? ORDER BY l.id DESC LIMIT ?"
 
-_INSERT_ORDER_LINE_SQL = f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_ORDER_LINE_SQL = (
+    f"INSERT INTO order_lines ({ORDER_LINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 _ORDER_SQL = f"{ORDER_SELECT} WHERE id = ?"
 
@@ -97,7 +99,7 @@ _ORDER_LINES_SQL = f"{ORDER_LINE_SELECT} WHERE l.order_id = ? ORDER BY l.id"
 _NAMES = {name: f":{name}" for name in ("seller", "since", "until", "limit", "threshold")}
 # CAST truncates towards zero: the floor, for the positive times orders carry.
 _SALES_BY_PERIOD_SQL = report_rows.SALES_BY_PERIOD.format(
-    period="CAST((o.created_at + :shift) / :width AS INTEGER)", **_NAMES
+    period="CAST((l.sold_at + :shift) / :width AS INTEGER)", **_NAMES
 )
 _TOP_ITEMS_SQL = report_rows.TOP_ITEMS.format(**_NAMES)
 _STOCK_LEVELS_SQL = report_rows.STOCK_LEVELS.format(**_NAMES)
@@ -176,7 +178,7 @@ class SqliteCommerceRepository:
             assert order_id is not None  # an INSERT into a rowid table always sets it
             await conn.executemany(
                 _INSERT_ORDER_LINE_SQL,
-                order_line_values(order_id, lines, changes),
+                order_line_values(order_id, lines, changes, now),
             )
             await conn.execute("DELETE FROM cart_lines WHERE user_id = ?", (user_id,))
             return CheckoutResult(await _read_order(conn, order_id), False, changes)

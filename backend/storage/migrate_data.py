@@ -202,7 +202,16 @@ TABLES: Final = (
     ),
     Table(
         "order_lines",
-        ("id", "order_id", "item_id", "seller_id", "title", "quantity", "unit_price_cents"),
+        (
+            "id",
+            "order_id",
+            "item_id",
+            "seller_id",
+            "title",
+            "quantity",
+            "unit_price_cents",
+            "sold_at",
+        ),
         key="id",
         identity=True,
     ),

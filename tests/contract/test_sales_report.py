@@ -61,13 +61,14 @@ class Orders:
             title = (titles or {}).get(item_id, f"Item {item_id}")
             await self.store.write(
                 "INSERT INTO order_lines (order_id, item_id, seller_id, title, quantity,"
-                " unit_price_cents) VALUES (?, ?, ?, ?, ?, ?)",
+                " unit_price_cents, sold_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 order_id,
                 item_id,
                 seller,
                 title,
                 quantity,
                 price,
+                when,  # as checkout writes it: the order's time
             )
         return order_id
 

@@ -83,9 +83,13 @@ def open_sales_floor(root: Path) -> SalesFloor:
                 )
             assert server.server is not None and dee.token is not None
             for order_id, (when, currency, _) in enumerate(ORDERS, start=1):
+                at = float(calendar.timegm((*when, 0, 0)))
                 await server.server.db.execute(
                     "UPDATE orders SET created_at = ?, currency = ? WHERE id = ?",
-                    (float(calendar.timegm((*when, 0, 0))), currency, order_id),
+                    (at, currency, order_id),
+                )
+                await server.server.db.execute(
+                    "UPDATE order_lines SET sold_at = ? WHERE order_id = ?", (at, order_id)
                 )
             return dee.token, ids
         finally:
