@@ -24,7 +24,7 @@ from tui.app import PixmartApp
 from tui.dialogs import ConfirmDialog
 from tui.screens import FavouritesScreen, GalleryScreen, InboxScreen, ItemScreen
 from tui.store import ClientStore
-from tui.widgets import CatalogueView
+from tui.widgets import CatalogueView, ItemTile
 
 ShopFactory = Callable[..., Awaitable[Shop]]
 
@@ -69,6 +69,8 @@ async def test_keep_a_card_and_an_item_and_see_them_on_the_favourites_screen(
         await pilot.press("f")  # the highlighted card: the newest
         await until(pilot, lambda: app.favourites.holds(newest.id), what="the first favourite")
         await until(pilot, lambda: "is a favourite (1 kept)" in notified(app), what="the toast")
+        tile = next(t for t in app.screen.query(ItemTile) if t.card and t.card.id == newest.id)
+        await until(pilot, lambda: tile.border_title == "♥", what="the card's mark")
         await pilot.press("right", "enter")
         await until(pilot, lambda: isinstance(app.screen, ItemScreen), what="the item")
         await pilot.press("f")

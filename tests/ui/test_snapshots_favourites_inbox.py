@@ -173,8 +173,8 @@ async def in_inbox(pilot: Pilot[None]) -> None:
 
 
 def test_favourites(keeper_snap: SnapCompare, keepers: Keepers, tmp_path: Path) -> None:
-    """eve's favourites, newest first: Harbour at dawn (€18.00, 4 in stock) and Red kite
-    (€15.00, 3 in stock) with their pictures, then a card without a picture titled
+    """eve's favourites, newest first, each marked ♥ on its frame: Harbour at dawn (€18.00, 4
+    in stock) and Red kite (€15.00, 3 in stock) with their pictures, then a card titled
     "(deleted) Salt marsh" at the €9.00 it had, sold out. The header says "inbox 2" (in
     colour); the status line "3 of 3 · your favourites, newest first"; the footer has f
     Favourite and i Inbox. The deleted card says "no picture" where the picture goes."""

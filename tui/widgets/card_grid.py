@@ -10,6 +10,7 @@ similar-picture results show their similarity (``93% similar``) on the frame; a 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from textual import events, on, work
@@ -46,9 +47,14 @@ def stock_label(stock: int) -> str:
     return f"{stock:,} in stock"
 
 
+#: The mark on the frame of a card the person keeps as a favourite.
+FAVOURITE_MARK = "♥"
+
+
 class ItemTile(Vertical):
-    """One card: picture, title, price and stock; sold-out and private items are marked, and
-    the similarity of a similar-picture result is written on the bottom of the frame."""
+    """One card: picture, title, price and stock; sold-out and private items and favourites are
+    marked, and the similarity of a similar-picture result is written on the bottom of the
+    frame."""
 
     DEFAULT_CSS = """
     ItemTile {
@@ -95,15 +101,25 @@ class ItemTile(Vertical):
         cache: PictureCache,
         currency: str,
         highlighted: bool,
+        favourite: bool = False,
     ) -> bool:
-        """Show ``card`` (or nothing); returns whether its picture still has to be decoded."""
+        """Show ``card`` (or nothing); returns whether its picture still has to be decoded.
+
+        Args:
+            favourite: mark the card as one of the person's favourites.
+        """
         if not self.is_attached:
             return False  # being removed (the grid was resized, or the app is closing)
         if not self.query("#stock"):
             # Not composed down to its row of facts yet (a grid filled the moment it grew):
             # show the card once it is, after the messages already queued.
             self.call_later(
-                self.show, card, cache=cache, currency=currency, highlighted=highlighted
+                self.show,
+                card,
+                cache=cache,
+                currency=currency,
+                highlighted=highlighted,
+                favourite=favourite,
             )
             return False
         self.set_class(highlighted and card is not None, "-highlight")
@@ -117,7 +133,10 @@ class ItemTile(Vertical):
         stock = self.query_one("#stock", Static)
         stock.set_class(card.stock <= 0, "sold-out")
         stock.set_class(card.stock > 0, "muted")
-        self.border_title = "private" if not card.public else ""
+        marks = [FAVOURITE_MARK] if favourite else []
+        if not card.public:
+            marks.append("private")
+        self.border_title = " ".join(marks)
         self.border_subtitle = card_reason(card)
         self.query_one("#title", Static).update(Content(card.title or "untitled"))
         self.query_one("#price", Static).update(Content(format_price(card.price_cents, currency)))
@@ -132,6 +151,10 @@ class ItemTile(Vertical):
 
     def on_click(self, event: events.Click) -> None:
         self.post_message(self.Clicked(self, event.chain))
+
+
+def _never(_item_id: int) -> bool:
+    return False
 
 
 class CardGrid(Widget, can_focus=True):
@@ -225,6 +248,8 @@ class CardGrid(Widget, can_focus=True):
         self.tile_min_width = COMPACT_TILE_MIN_WIDTH if compact else TILE_MIN_WIDTH
         self.tile_height = COMPACT_TILE_HEIGHT if compact else TILE_HEIGHT
         self.items: list[ItemCard] = []
+        #: Whether an item is one of the person's favourites (its card is marked so).
+        self.favourite: Callable[[int], bool] = _never
         self.cache = cache or PictureCache()
         self.currency = currency
         self.top_row = 0
@@ -299,6 +324,7 @@ class CardGrid(Widget, can_focus=True):
                 cache=self.cache,
                 currency=self.currency,
                 highlighted=index == self.highlight,
+                favourite=card is not None and self.favourite(card.id),
             )
         if missing:
             self._decode_visible()

@@ -119,7 +119,18 @@ class CatalogueView(ShopNode, Vertical):
             yield Static("", id="listing-hint")
 
     def on_mount(self) -> None:
-        self.pixmart.server_events.subscribe(self, self._server_event)
+        app = self.pixmart
+        app.server_events.subscribe(self, self._server_event)
+        # Cards of favourites are marked, and follow as the person keeps or drops one.
+        self.grid.favourite = app.favourites.holds
+        app.favourites.updates.subscribe(self, self._favourites_changed)
+
+    async def _favourites_changed(self, _ids: frozenset[int]) -> None:
+        try:
+            grid = self.grid
+        except NoMatches:
+            return  # being taken down
+        await grid.refresh_tiles()
 
     # -- loading -------------------------------------------------------------------------------
 
