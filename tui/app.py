@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.worker import Worker
 
 from protocol.client import ConnectionStatus, Offline, Session
 from protocol.messages.accounts import UserInfo
@@ -30,7 +31,7 @@ from tui.data.inbox import InboxModel
 from tui.data.picture_cache import cache_dir, cache_limit_bytes
 from tui.data.server_identity import trust_identity
 from tui.data.similar import SimilarQuery, load_query_picture, query_limits, search_filters
-from tui.data.thumbnails import PictureCache, decode_picture
+from tui.data.thumbnails import PictureCache
 from tui.dialogs.trust import FingerprintChangedDialog, TrustDialog
 from tui.feedback import describe_error, describe_session_end, is_warming_up
 from tui.keys import key_commands
@@ -183,6 +184,8 @@ class PixmartApp(TypeAheadApp[None]):
             self, cache_root or cache_dir(), limit_bytes=cache_limit_bytes()
         )
         self._server_identity = server_identity
+        #: Recalls the saved gallery at start-up; a resumed session waits for it.
+        self._warm_worker: Worker[None] | None = None
         #: Failed first connections in a row while a saved gallery is on show (for the backoff).
         self._offline_attempts = 0
         self.listing_batch = listing_batch
@@ -213,7 +216,7 @@ class PixmartApp(TypeAheadApp[None]):
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
-            self._warm_start(self.server_url)
+            self._warm_worker = self._warm_start(self.server_url)
             self.connect_in_background(self.server_url)
 
     async def on_unmount(self) -> None:
@@ -239,37 +242,36 @@ class PixmartApp(TypeAheadApp[None]):
         answers: if the server ends the session instead, the app goes back to the login screen.
         """
         token = self.store.token(url)
-        if token is None:
+        if token is None or not self.gallery_cache.use_server(url, self.identity_of(url)):
             return
-        identity = await asyncio.to_thread(self.identity_of, url)
-        if not self.gallery_cache.use_server(url, identity):
+        cache, pictures = self.gallery_cache, self.pictures
+
+        def recall() -> tuple[WarmGallery | None, list[tuple[Hashable, Any]]]:
+            # One thread hop for the snapshot, its pictures and their decoding: on a busy
+            # machine each hop waits its turn, and the saved gallery should not.
+            warm = cache.read_saved(token)
+            if warm is None:
+                return None, []
+            shown = [(card.id, card.thumbnail) for card in warm.cards if card.thumbnail]
+            return warm, pictures.decode_many(shown)
+
+        warm, decoded = await asyncio.to_thread(recall)
+        if warm is None or self.user is not None:
             return
-        warm = await self.gallery_cache.recall(token)
-        if warm is None:
-            return
-        if self.user is not None:
-            self.gallery_cache.drop()  # the server answered first: its gallery is on its way
-            return
-        await self._decode_first(warm)
-        if self.user is not None or self.gallery_cache.provisional is None:
-            return
+        for item_id, picture in decoded:
+            pictures.put(item_id, picture)
+        cache.offer(warm)
         self.user = warm.saved.user
         await self.switch_mode("gallery")
 
-    async def _decode_first(self, warm: WarmGallery) -> None:
-        """Decode the saved cards' pictures before the gallery shows, so it shows them at once."""
-        cache = self.pictures
-        todo = [(card.id, card.thumbnail) for card in warm.cards if card.thumbnail]
-
-        def decode() -> list[tuple[int, Any]]:
-            decoded = []
-            for item_id, data in todo:
-                with contextlib.suppress(Exception):  # an undecodable one stays a placeholder
-                    decoded.append((item_id, decode_picture(data, cache.max_side)))
-            return decoded
-
-        for item_id, picture in await asyncio.to_thread(decode):
-            cache.put(item_id, picture)
+    async def _saved_gallery_shown(self) -> None:
+        """Wait (a little) for the saved gallery to show, if one is being recalled: the
+        server's answer then updates it in place instead of racing it."""
+        warm = self._warm_worker
+        if warm is not None and warm.is_running:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await warm.wait()
 
     def _use_cache_for(self, session: Session, url: str) -> None:
         """Keep ``session``'s pictures in the server's disk cache (once someone vouched for it)."""
@@ -302,6 +304,7 @@ class PixmartApp(TypeAheadApp[None]):
         try:
             session = await self.link.open(url)
         except Exception as exc:
+            await self._saved_gallery_shown()
             if self.gallery_cache.provisional is not None:
                 # The saved gallery stays on show, marked offline, and the app tries again.
                 if not isinstance(exc, TrustError):
@@ -311,6 +314,7 @@ class PixmartApp(TypeAheadApp[None]):
                 return
             self._tell_login(self.report_failure(exc), error=True)
             return
+        await self._saved_gallery_shown()
         self._offline_attempts = 0
         self.server_url = url
         self.store.remember(server=url)
@@ -350,9 +354,14 @@ class PixmartApp(TypeAheadApp[None]):
         if isinstance(exc, Offline | OSError | TimeoutError) and (
             self.gallery_cache.freshness is Freshness.OFFLINE
         ):
-            text = "You are offline: this needs the server. The cards shown stay browsable."
-            if self.gallery_cache.provisional is not None:
-                text = f"{describe_error(exc)} Showing your saved gallery until it answers."
+            if isinstance(exc, Offline):
+                text = "You are offline: this needs the server. The cards shown stay browsable."
+            else:  # the connection itself failed: say why, and that it is tried again
+                reason = text.rstrip(".")
+                text = (
+                    f"Offline: {reason[:1].lower()}{reason[1:]}. The cards shown stay browsable "
+                    "and pixmart keeps trying."
+                )
             self.notify(text, title="Offline", severity="warning")
             return text
         if isinstance(exc, FingerprintMismatch):

@@ -1,4 +1,4 @@
-"""Provides the TUI start-up benchmark: seconds from launching ``pixmart`` to a usable login screen.
+"""Provides the TUI start-up benchmarks: to a usable login screen, and to a full gallery.
 
 :func:`tests.ui.startup_probe.measure_startup` runs the real command in a 120x40 pseudo-terminal
 with a fresh config dir (nothing remembered, no server contacted) and stops the clock when the
@@ -7,21 +7,50 @@ beat, the same interpreter running ``pass`` and ``import textual.app`` to comple
 subprocess. Medians of five runs each, after one untimed warm-up run that fills the OS file
 cache.
 
+Reopening the app (issue #21): a server in this process holds 1,000 items with real WebP
+thumbnails; the app is built as ``pixmart`` builds it, with a saved session, and runs headless
+at 120x40. The clock starts just before the app does and stops when every card the grid shows
+has its picture drawn ("a full gallery"): with an empty cache (a cold open: the first batch
+comes from the server), and again with the cache that run left (a warm reopen: the saved gallery
+and its pictures come from disk, before the server has answered), then until the warm gallery
+was reconciled with the server's first batch. Each run has a cache dir of its own; medians of
+five runs after one untimed pair.
+
 Run alone with ``.venv/bin/python -m tests.bench.bench_tui``; ``make bench`` collects ``run()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
+from backend.config import ServerConfig
+from backend.server import PixmartServer
+from protocol.client import Session
+from protocol.trust import TrustPolicy
+from tests.support.catalogue import catalogue as catalogue_of
+from tests.support.load import seed_items, small_thumbnail
 from tests.ui.startup_probe import measure_startup
+from tui.app import PixmartApp
+from tui.launch import build_app
+from tui.screens.gallery import GalleryScreen
+from tui.store import ClientStore
+from tui.widgets.card_grid import CardGrid, ItemTile
+from tui.widgets.picture import Picture
 
 RUNS: Final = 5
+#: Items in the reopen benchmark's shop, and cards per batch (as the gallery asks by default).
+REOPEN_ITEMS: Final = 1_000
+REOPEN_BATCH: Final = 24
+#: A warm reopen shows a full gallery within this (the issue's target).
+REOPEN_TARGET_MS: Final = 300.0
 
 
 def _interpreter(code: str) -> float:
@@ -43,8 +72,125 @@ def _row(what: str, setting: str, measure: Callable[[], float]) -> dict[str, Any
     }
 
 
+# -- reopening with a warm cache ---------------------------------------------------------------
+
+
+def _full_gallery(app: PixmartApp) -> bool:
+    """Whether the gallery shows cards and every one of them has its picture drawn."""
+    if not isinstance(app.screen, GalleryScreen):
+        return False
+    grids = app.screen.query(CardGrid)
+    if not grids or not grids.first().items:
+        return False
+    shown = [tile for tile in app.screen.query(ItemTile) if tile.card is not None]
+    return bool(shown) and all(tile.query_one(Picture).picture is not None for tile in shown)
+
+
+def _reconciled(app: PixmartApp) -> bool:
+    grid = app.screen.query(CardGrid)
+    view = grid.first().parent if grid else None
+    listing = getattr(view, "listing", None)
+    return listing is not None and listing.started and not listing.provisional
+
+
+async def _until(app: PixmartApp, condition: Callable[[], bool], timeout: float = 60.0) -> float:
+    """Poll ``condition`` every millisecond; return the ``perf_counter`` when it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the app did not get there in time (screen: {app.screen})")
+        await asyncio.sleep(0.001)
+    return time.perf_counter()
+
+
+async def _open(
+    url: str, trust: TrustPolicy, store: ClientStore, cache: Path
+) -> tuple[float, float]:
+    """Open the app; milliseconds to a full gallery, and to one reconciled with the server."""
+    app = build_app(
+        store=store, trust=trust, server_url=url, listing_batch=REOPEN_BATCH, cache_root=cache
+    )
+    started = time.perf_counter()
+    async with app.run_test(size=(120, 40)):
+        full = await _until(app, lambda: _full_gallery(app))
+        reconciled = await _until(app, lambda: _reconciled(app) and _full_gallery(app))
+        # Let the gallery's save for the next start land before the app closes.
+        await asyncio.sleep(0.2)
+    return (full - started) * 1000, (reconciled - started) * 1000
+
+
+async def _measure_reopen(root: Path) -> dict[str, list[float]]:
+    server = PixmartServer(ServerConfig(data_dir=root / "server", port=0, enable_vision=False))
+    await server.start()
+    try:
+        url = f"wss://127.0.0.1:{server.port}"
+        trust = TrustPolicy(fingerprint=server.fingerprint)
+        session = Session(url, trust)
+        await session.connect()
+        await session.create_account("seller", "password123")
+        await session.login("seller", "password123")
+        assert session.user is not None and session.token is not None
+        thumbnails = [small_thumbnail(n) for n in range(REOPEN_BATCH)]
+        await seed_items(
+            server.db,
+            [session.user.id],
+            REOPEN_ITEMS,
+            thumbnails=thumbnails,
+            preview=thumbnails[0],
+            derivatives=catalogue_of(server).derivatives,
+        )
+        store = ClientStore(root / "client")
+        store.save_token(url, session.token)
+        await session.close()
+        figures: dict[str, list[float]] = {"cold": [], "warm": [], "reconciled": []}
+        for run in range(RUNS + 1):
+            cache = root / f"cache-{run}"
+            cold, _ = await _open(url, trust, store, cache)
+            warm, reconciled = await _open(url, trust, store, cache)
+            if run:  # the first pair warms imports, the server's caches and the OS file cache
+                figures["cold"].append(cold)
+                figures["warm"].append(warm)
+                figures["reconciled"].append(reconciled)
+        return figures
+    finally:
+        await server.stop()
+
+
+def _reopen_rows() -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="pixmart-bench-reopen-") as tmp:
+        figures = asyncio.run(_measure_reopen(Path(tmp)))
+    setting = f"{REOPEN_ITEMS:,} items, batches of {REOPEN_BATCH}, app headless at 120x40"
+
+    def row(what: str, samples: list[float], **extra: Any) -> dict[str, Any]:
+        return {
+            "what": what,
+            "setting": setting,
+            "median_ms": round(statistics.median(samples), 1),
+            "spread": f"{min(samples):.0f} - {max(samples):.0f} ms",
+            **extra,
+        }
+
+    warm = statistics.median(figures["warm"])
+    cold = statistics.median(figures["cold"])
+    return [
+        row(
+            "warm reopen: full gallery from the cache",
+            figures["warm"],
+            comparison=f"target {REOPEN_TARGET_MS:.0f} ms",
+            ratio=round(warm / REOPEN_TARGET_MS, 2),
+        ),
+        row("  warm reopen: reconciled with the server", figures["reconciled"]),
+        row(
+            "  cold open: full gallery (empty cache)",
+            figures["cold"],
+            comparison="warm reopen vs cold",
+            ratio=round(warm / cold, 2),
+        ),
+    ]
+
+
 def run() -> list[dict[str, Any]]:
-    """The three rows: pixmart to its login screen, and the two interpreter floors."""
+    """The rows: pixmart to its login screen, the two interpreter floors, and the reopen."""
     tui = _row(
         "TUI start-up to interactive login",
         "pixmart in a 120x40 pty, fresh config, no server",
@@ -59,12 +205,12 @@ def run() -> list[dict[str, Any]]:
     for floor in (bare, textual):
         floor["comparison"] = "vs pixmart start-up"
         floor["ratio"] = round(floor["median_s"] / tui["median_s"], 2)
-    return [tui, bare, textual]
+    return [tui, bare, textual, *_reopen_rows()]
 
 
 if __name__ == "__main__":
-    for row in run():
+    only_reopen = sys.argv[1:] == ["reopen"]
+    for row in _reopen_rows() if only_reopen else run():
         extra = f"  ({row['comparison']} x{row['ratio']})" if row.get("comparison") else ""
-        print(
-            f"{row['what']:<38} {row['median_s']:.3f} s  [{row['spread']}]  {row['setting']}{extra}"
-        )
+        value = f"{row['median_s']:.3f} s" if "median_s" in row else f"{row['median_ms']:.0f} ms"
+        print(f"{row['what']:<42} {value}  [{row['spread']}]  {row['setting']}{extra}")

@@ -192,12 +192,15 @@ async def test_offline_reopen_keeps_the_saved_gallery_browsable(
         await pilot.press("right", "down")
         assert view.grid.highlight > 0
         # A refresh needs the server: it says so and the cards stay.
+        told = len(app._notifications)
         await pilot.press("r")
         await until(
             pilot,
-            lambda: any("offline" in n.message.lower() for n in app._notifications),
+            lambda: len(app._notifications) > told,
             what="the offline notice",
         )
+        notice = list(app._notifications)[-1]
+        assert notice.title == "Offline" and "offline" in notice.message
         await pilot.pause()
         assert shown_ids(app) == saved
         # So does opening an item; the card's facts show, its preview cannot come.

@@ -121,27 +121,40 @@ class GalleryCache:
 
     # -- reopening -------------------------------------------------------------------------------
 
-    async def recall(self, token: str) -> WarmGallery | None:
-        """The gallery saved under ``token``'s session with its pictures, kept for :meth:`take`.
+    def read_saved(self, token: str) -> WarmGallery | None:
+        """The gallery saved under ``token``'s session, with the pictures the disk holds.
 
-        Call :meth:`use_server` first. Reads the disk in a thread.
+        Blocking (a snapshot file and a screenful of pictures): call it in a thread, then hand
+        the result to :meth:`offer` on the event loop. Call :meth:`use_server` first.
         """
         snapshots, pictures = self._snapshots, self.pictures
         if snapshots is None or pictures is None:
             return None
-        saved = await asyncio.to_thread(snapshots.load, token)
+        saved = snapshots.load(token)
         if saved is None or not saved.cards:
             return None
-        found = await pictures.load([digest for digest in saved.pictures if digest])
+        found = pictures.disk.read_many(digest for digest in saved.pictures if digest)
+        for digest, data in found.items():
+            pictures.memory.put(digest, data)  # the reconciling batch names them by hash only
         cards = [
             msgspec.structs.replace(card, thumbnail=found.get(digest), thumbnail_sha256=digest)
             for card, digest in zip(saved.cards, saved.pictures, strict=True)
         ]
-        self._warm = WarmGallery(saved, cards)
-        self.provisional = saved.user
-        self.saved_at = saved.saved_at
+        return WarmGallery(saved, cards)
+
+    def offer(self, warm: WarmGallery) -> None:
+        """Keep ``warm`` for the gallery to :meth:`take`, shown until the server confirms."""
+        self._warm = warm
+        self.provisional = warm.saved.user
+        self.saved_at = warm.saved.saved_at
         self._set(Freshness.OFFLINE if self._down else Freshness.REFRESHING)
-        return self._warm
+
+    async def recall(self, token: str) -> WarmGallery | None:
+        """:meth:`read_saved` in a thread, then :meth:`offer` it."""
+        warm = await asyncio.to_thread(self.read_saved, token)
+        if warm is not None:
+            self.offer(warm)
+        return warm
 
     def take(self) -> WarmGallery | None:
         """The recalled gallery, once (the gallery screen shows it instead of an empty grid)."""
@@ -154,8 +167,9 @@ class GalleryCache:
         Publishes :attr:`confirmed` so that the gallery asks the server and reconciles.
         """
         shown = self.provisional is not None
+        if self.provisional is not None and self.provisional.id != user.id:
+            self._warm = None  # someone else's gallery is never shown (the app resets the shop)
         self.provisional = None
-        self._warm = None
         if shown:
             self._set(Freshness.REFRESHING)
             self.confirmed.publish(user)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from PIL import Image
 
@@ -61,6 +61,30 @@ class PictureCache:
     def discard(self, key: Hashable) -> None:
         """Forget ``key``."""
         self._pictures.pop(key, None)
+
+    def decode_many(
+        self, pictures: Sequence[tuple[Hashable, bytes]]
+    ) -> list[tuple[Hashable, Image.Image]]:
+        """Decode the pictures not cached yet (blocking: call it in a thread, then :meth:`put`
+        each); undecodable ones are left out.
+
+        One thread hop for a screenful, where :meth:`load` takes one per picture: on a busy
+        machine every hop waits its turn for the loop.
+        """
+        decoded: list[tuple[Hashable, Image.Image]] = []
+        for key, data in pictures:
+            if key in self._pictures:
+                continue
+            try:
+                decoded.append((key, decode_picture(data, self.max_side)))
+            except Exception:  # an undecodable thumbnail stays a placeholder
+                continue
+        return decoded
+
+    async def load_many(self, pictures: Sequence[tuple[Hashable, bytes]]) -> None:
+        """Decode the pictures not cached yet in one thread and keep them."""
+        for key, picture in await asyncio.to_thread(self.decode_many, list(pictures)):
+            self.put(key, picture)
 
     async def load(self, key: Hashable, data: bytes) -> Image.Image:
         """The picture for ``key``, decoding ``data`` in a thread when it is not cached."""

@@ -331,13 +331,14 @@ class CardGrid(Widget, can_focus=True):
 
     @work(exclusive=True, group="thumbnails")
     async def _decode_visible(self) -> None:
-        for index in self.window:
-            card = self.items[index]
-            if card.id not in self.cache and card.thumbnail:
-                try:
-                    await self.cache.load(card.id, card.thumbnail)
-                except Exception:
-                    continue  # an undecodable thumbnail stays a placeholder
+        # The screenful in one thread hop (undecodable thumbnails stay placeholders).
+        await self.cache.load_many(
+            [
+                (card.id, card.thumbnail)
+                for card in (self.items[index] for index in self.window)
+                if card.id not in self.cache and card.thumbnail
+            ]
+        )
         for tile in self._tiles:
             shown = tile.card
             picture = self.cache.get(shown.id) if shown is not None else None
