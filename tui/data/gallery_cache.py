@@ -102,6 +102,7 @@ class GalleryCache:
             namespace = server_namespace(url, identity)
             disk = DiskPictureCache(self.root / "pictures", namespace, limit_bytes=self.limit_bytes)
             self.pictures = CachedPictures(disk)
+            self.pictures.sweep()  # what a crashed writer left, in the background
             self._snapshots = GallerySnapshots(self.root / "galleries" / namespace)
             self._server = (url, identity)
         return True

@@ -56,6 +56,11 @@ class CachedPictures:
         if not self._closed:
             self._writer.submit(self.disk.write, sha256, data)
 
+    def sweep(self) -> None:
+        """Delete, in the writer thread, temporary files that crashed writers left."""
+        if not self._closed:
+            self._writer.submit(self.disk.sweep_temporary)
+
     async def prefetch(self, sha256s: Sequence[str]) -> None:
         """Bring the pictures of ``sha256s`` that are on disk into memory (read in a thread)."""
         wanted = [digest for digest in dict.fromkeys(sha256s) if self.memory.get(digest) is None]
