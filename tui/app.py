@@ -119,7 +119,7 @@ class PixmartApp(TypeAheadApp[None]):
             "go('dashboard')",
             "Dashboard",
             id="app.dashboard",
-            tooltip="Your sales per day and week, top items, stock running out",
+            tooltip="Sales per day and week, top items, low stock",
         ),
         Binding(
             "F",
