@@ -35,9 +35,14 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from backend.storage import migrate_data
 from backend.storage.database import Database, discover_migrations
+from protocol import alerts_client as alerts
 from protocol import commerce_client as shop
-from protocol.catalogue_client import delete_items, download_original, iter_items
+from protocol import favourites_client as favourites
+from protocol import inbox_client as inbox
+from protocol.catalogue_client import delete_items, download_original, edit_item, iter_items
+from protocol.client import Session
 from protocol.messages.catalogue import BeginUpload, ItemMetadata, ListingFilters, UploadState
+from protocol.messages.inbox import NoticeKind
 from tests.support import pinned_session
 from tests.support.catalogue import account, jpeg, upload
 from tests.support.commerce import PASSWORD
@@ -105,6 +110,8 @@ async def _build_shop(config: ServerConfig, pictures: Path) -> Shop:
     try:
         async with AsyncExitStack() as stack:
             users = {name: await account(stack, server, name) for name in ("alice", "bob", "carol")}
+            # A saved search that the sunset matches when listed: an alert in carol's inbox.
+            await alerts.save_search(users["carol"], ListingFilters(tags=["sunset"], text="bay"))
             ids: dict[str, int] = {}
             for seed, (title, fields) in enumerate(LISTINGS.items()):
                 seller = users[fields["seller"]]
@@ -119,6 +126,14 @@ async def _build_shop(config: ServerConfig, pictures: Path) -> Shop:
             cart = await shop.add_to_cart(bob, ids["Harbour at night"], 1)
             await shop.checkout(bob, cart.total_cents, shop.new_checkout_key())
             await shop.add_to_cart(bob, ids["Mountain dawn"], 1)
+
+            # Favourites, and the inbox notices a price drop sends their keepers (bob reads his).
+            sunset = ids["Sunset over the bay"]
+            await favourites.add_favourite(bob, sunset)
+            await favourites.add_favourite(users["carol"], sunset)
+            await edit_item(users["alice"], sunset, price_cents=1100)
+            await inbox.mark_all_read(bob)
+            await _until_alerted(users["carol"])
 
             # An upload begun and never finished: its row waits for the rest of the bytes.
             unfinished = jpeg(98)
@@ -139,6 +154,16 @@ async def _build_shop(config: ServerConfig, pictures: Path) -> Shop:
         await server.stop()
     _add_embeddings_and_admin(config.db_path)
     return Shop(config.data_dir, ids, deleted_id, listing_ids, found)
+
+
+async def _until_alerted(session: Session, timeout: float = 10.0) -> None:
+    """Wait until the saved search's alert (matched off the request path) is in the inbox."""
+    async with asyncio.timeout(timeout):
+        while not any(
+            notice.kind is NoticeKind.ALERT_MATCH
+            for notice in (await inbox.inbox_batch(session)).notices
+        ):
+            await asyncio.sleep(0.05)
 
 
 def _vector(seed: int) -> np.ndarray[Any, np.dtype[np.float16]]:
