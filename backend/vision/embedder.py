@@ -17,7 +17,8 @@ different versions (:data:`MODEL_VERSION` for the int8 model, :data:`REFERENCE_M
 Keras float32).
 
 The network returns its last feature map; the embedding is that map's generalised mean
-(:func:`backend.vision.pooling.gem_pool`), L2-normalised.
+(:func:`backend.vision.pooling.gem_pool`), L2-normalised, then centred on the shipped mean
+embedding and normalised again (:mod:`backend.vision.centring`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backend.vision.calibration import CALIBRATION_SHA256, calibration_batch
+from backend.vision.centring import centre_rows
 from backend.vision.pooling import gem_pool
 from backend.vision.preprocess import preprocess as preprocess
 from backend.vision.tfenv import quiet_native_stderr, tensorflow
@@ -52,8 +54,9 @@ from backend.vision.worker import EmbeddingWorker as EmbeddingWorker
 
 #: Bump when preprocessing, the graph, the quantisation or its calibration set changes embeddings.
 #: (1: float32 TFLite; 2: int8 TFLite calibrated on the shipped demo photographs; 3: the whole
-#: picture letterboxed on white, and GeM pooling of the last feature map.)
-PIPELINE_REVISION: Final = 3
+#: picture letterboxed on white, and GeM pooling of the last feature map; 4: the picture cropped to
+#: its content before the letterbox, and embeddings centred on the shipped mean.)
+PIPELINE_REVISION: Final = 4
 #: Recorded with every stored embedding; embeddings of different versions are not comparable.
 MODEL_VERSION: Final = f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v{PIPELINE_REVISION}-int8"
 #: The version of embeddings made by the float32 Keras reference runtime.
@@ -205,8 +208,8 @@ class Embedder:
             batch: uint8 ``[N, 224, 224, 3]`` RGB pictures.
 
         Returns:
-            L2-normalised float32 ``[N, 1280]`` embeddings and float32 ``[N, 1000]`` softmax
-            probabilities over the ImageNet classes.
+            L2-normalised, centred float32 ``[N, 1280]`` embeddings and float32 ``[N, 1000]``
+            softmax probabilities over the ImageNet classes.
 
         Raises:
             ValueError: ``batch`` has the wrong dtype or shape.
@@ -214,7 +217,18 @@ class Embedder:
         batch = check_batch(batch)
         with self._lock:
             features, logits = _run_chunked(self._network, batch)
-        return EmbedBatch(normalise_rows(features), softmax(logits))
+        return EmbedBatch(centre_rows(normalise_rows(features)), softmax(logits))
+
+    def uncentred(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Return the L2-normalised GeM embeddings before centring (what the mean is fitted on).
+
+        Raises:
+            ValueError: ``batch`` has the wrong dtype or shape.
+        """
+        batch = check_batch(batch)
+        with self._lock:
+            features, _ = _run_chunked(self._network, batch)
+        return normalise_rows(features)
 
     def feature_maps(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Return the network's last feature maps, before any pooling (for studies of pooling).

@@ -2,15 +2,19 @@
 
 ``python -m tests.bench.vision_variants DIR`` decodes every picture of DIR's class folders as an
 upload would (:func:`backend.vision.evaluate.load_picture` without the product's preprocessing),
-makes three network inputs of it (the centred square the product used up to pipeline revision
-2, the whole picture letterboxed on white that it uses now, the whole picture squashed), runs the
-product's int8 model once per input and prints leave-one-out P@1/5/10 (as
-``python -m backend.vision.evaluate`` computes them) for:
+makes four network inputs of it (the centred square the product used up to pipeline revision
+2, the whole picture letterboxed on white of revision 3, the picture cropped to its content and
+then letterboxed that it uses now, the whole picture squashed), runs the product's int8 model
+once per input and prints leave-one-out P@1/5/10 (as ``python -m backend.vision.evaluate``
+computes them) for:
 
 - poolings of the last feature map: average (the classifier's), GeM p = 2, 3, 4, max, R-MAC;
 - two views averaged (letterbox + centre crop, letterbox + squash): twice the network's work;
 - PCA, with or without whitening, fitted on the set's own embeddings (unsupervised, as a shop
   would fit it on its catalogue);
+- centring on the shipped mean embedding (:mod:`backend.vision.centring`; fitted on this very
+  set when DIR is the development set, so read the next line for unseen pictures) and, on
+  random halves of the classes, centring on the other half's mean against the half's own;
 - query expansion (the query plus its nearest neighbours, weighted by similarity cubed).
 
 Images per second: the network's throughput on each input; variants that add a view halve it,
@@ -33,10 +37,11 @@ from PIL import Image
 from backend.media.derivatives import decode_for_model
 from backend.media.errors import MediaError
 from backend.media.validate import inspect_image
+from backend.vision.centring import centre_rows
 from backend.vision.embedder import Embedder, normalise_rows
 from backend.vision.evaluate import default_model_cache, find_pictures, precision_at_k
 from backend.vision.pooling import gem_pool
-from backend.vision.preprocess import preprocess
+from backend.vision.preprocess import WHITE, preprocess
 from backend.vision.types import IMAGE_SIZE
 
 Matrix = NDArray[np.float32]
@@ -58,9 +63,22 @@ def squashed(image: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(resized, dtype=np.uint8)
 
 
+def letterboxed(image: Image.Image) -> NDArray[np.uint8]:
+    """The network input of pipeline revision 3: the whole picture (margins and all)
+    letterboxed on white."""
+    rgb = image.convert("RGB")
+    scale = IMAGE_SIZE / max(rgb.size)
+    inner = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    canvas = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), WHITE)
+    canvas.paste(rgb.resize(inner, Image.Resampling.BICUBIC),
+                 ((IMAGE_SIZE - inner[0]) // 2, (IMAGE_SIZE - inner[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
 INPUTS: dict[str, Callable[[Image.Image], NDArray[np.uint8]]] = {
     "centre crop": centre_square,
-    "letterbox": preprocess,
+    "letterbox": letterboxed,
+    "content letterbox": preprocess,
     "squash": squashed,
 }
 
@@ -116,6 +134,28 @@ def expanded_precision(embeddings: Matrix, labels: NDArray[np.int64], neighbours
     return {k: float(same[:, :k].mean()) for k in ks}
 
 
+def class_disjoint_centring(
+    embeddings: Matrix, labels: NDArray[np.int64], splits: int = 20
+) -> dict[str, dict[int, float]]:
+    """P@k on random halves of the classes: plain, centred on the other half's mean (pictures
+    never searched, like a shipped mean) and centred on the half's own mean (like a mean fitted
+    on the catalogue searched), averaged over ``splits`` splits."""
+    rng = np.random.default_rng(0)
+    classes = np.unique(labels)
+    totals: dict[str, dict[int, float]] = {}
+    for _ in range(splits):
+        held = np.isin(labels, rng.choice(classes, len(classes) // 2, replace=False))
+        half, half_labels = embeddings[held], labels[held]
+        for name, mean in (("plain", np.zeros_like(half[0])),
+                           ("other classes' mean", embeddings[~held].mean(axis=0)),
+                           ("own mean", half.mean(axis=0))):
+            found = precision_at_k(normalise_rows(half - mean), half_labels)
+            into = totals.setdefault(name, dict.fromkeys(found, 0.0))
+            for k, value in found.items():
+                into[k] += value / splits
+    return totals
+
+
 def _row(name: str, precision: dict[int, float], rate: float | str) -> str:
     figures = " ".join(f"{precision[k]:.4f}" for k in (1, 5, 10))
     speed = f"{rate:.1f}" if isinstance(rate, float) else rate
@@ -156,6 +196,13 @@ def study(root: Path, embedder: Embedder) -> list[str]:
             both = normalise_rows(pooled["letterbox", pool_name] + pooled[other, pool_name])
             rows.append(_row(f"letterbox + {other} averaged, {pool_name}",
                              precision_at_k(both, labels), half))
+    for input_name in ("letterbox", "content letterbox"):
+        base = pooled[input_name, "GeM p=3"]
+        rows.append(_row(f"{input_name}, GeM p=3, centred on the shipped mean",
+                         precision_at_k(centre_rows(base.copy()), labels), rates[input_name]))
+        for name, found in class_disjoint_centring(base, labels).items():
+            rows.append(_row(f"{input_name}, GeM p=3, half the classes, {name}", found,
+                             rates[input_name]))
     for pool_name in ("average", "GeM p=3"):
         base = pooled["letterbox", pool_name]
         for dims in (64, 128, 256, 1280):

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from backend.vision.preprocess import preprocess
+from backend.vision.preprocess import crop_to_content, preprocess
 
 
 def _reopen(image: Image.Image, fmt: str, **options: object) -> Image.Image:
@@ -90,3 +90,35 @@ def test_input_picture_is_not_modified() -> None:
     original = Image.new("RGBA", (50, 80), (10, 20, 30, 0))
     preprocess(original)
     assert original.mode == "RGBA" and original.size == (50, 80)
+
+
+def test_small_drawing_on_a_wide_white_canvas_is_cropped_to_its_content() -> None:
+    # A 60 x 40 blue drawing in the corner of an 800 x 600 white page: the network should see
+    # the drawing, not the page.
+    page = np.full((600, 800, 3), 255, np.uint8)
+    page[500:540, 700:760] = (0, 0, 255)
+    result = preprocess(Image.fromarray(page)).astype(int)
+    # Cropped to 60 x 40 plus a margin of 8% of 60 (5 px) each side: 70 x 50 scaled to 224 wide.
+    blue = (result[:, :, 2] > 200) & (result[:, :, 0] < 60)
+    assert blue[112, 20:204].all()
+    assert blue.sum() > 0.5 * 224 * 224 * 40 / 70  # most of the letterboxed strip
+
+
+def test_cut_out_on_transparency_is_cropped_like_one_on_white() -> None:
+    cutout = Image.new("RGBA", (500, 500), (0, 0, 0, 0))
+    cutout.paste((30, 160, 30, 255), (400, 10, 480, 90))
+    on_white = Image.new("RGB", (500, 500), (255, 255, 255))
+    on_white.paste((30, 160, 30), (400, 10, 480, 90))
+    np.testing.assert_array_equal(preprocess(_reopen(cutout, "PNG")), preprocess(on_white))
+
+
+def test_crop_to_content_keeps_pictures_without_a_white_margin_and_blank_ones() -> None:
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 200, (120, 160, 3), np.uint8))
+    assert crop_to_content(photo) is photo
+    blank = Image.new("RGB", (64, 48), (255, 255, 255))
+    assert crop_to_content(blank) is blank
+    # Faint JPEG-like noise on white is background, not content.
+    faint = np.full((100, 100, 3), 250, np.uint8)
+    faint[40:60, 40:60] = (10, 10, 10)
+    cropped = crop_to_content(Image.fromarray(faint))
+    assert cropped.size == (24, 24)  # 20 px of content plus 2 px (8% of 20) each side
