@@ -20,13 +20,14 @@ first (a palette with transparency becomes RGBA, 16-bit grey becomes 8-bit) is c
 reduced a band of rows at a time, so no full-size converted copy is ever held next to it:
 :func:`model_decode_pixels` can then say what a decode holds at most.
 
-Where the time goes (issue 19): the preview and the model picture are resized from the working
-picture by libvips (:mod:`backend.media.resample`), the thumbnail from the model picture, and
-orientation and colour conversion are applied to the small outputs rather than to the working
-picture. Only pictures with transparency (and CMYK) are flattened and converted before resizing:
-compositing must see the unmixed alpha. The preview's WebP encoder runs at
-:data:`PREVIEW_WEBP_METHOD`, a third of the time of the thumbnail's :data:`THUMBNAIL_WEBP_METHOD`
-for files within a few per cent of its size and quality.
+Where the time goes (issue 19): the preview is resized from the working picture by libvips
+(:mod:`backend.media.resample`), the model picture from the preview whenever the preview covers
+it (a 1280-pixel preview has half the pixels of a 3-megapixel working picture), the thumbnail
+from the model picture, and orientation and colour conversion are applied to the small outputs
+rather than to the working picture. Only pictures with transparency (and CMYK) are flattened and
+converted before resizing: compositing must see the unmixed alpha. Both WebP files are encoded
+at method 2, the least effort whose files stay within a few per cent of method 4's sizes (see
+:data:`PREVIEW_WEBP_METHOD`).
 """
 
 from __future__ import annotations
@@ -58,13 +59,15 @@ MODEL_MAX_LONG_SIDE: Final = 4 * MODEL_SHORT_SIDE
 THUMBNAIL_QUALITY: Final = 80
 PREVIEW_QUALITY: Final = 85
 #: libwebp's effort (0-6) for the preview. Method 3 and up add rate-distortion passes: on the
-#: demo photos method 2 took a third of method 4's time (25 against 70 ms for a 1280-pixel
-#: preview) for files 2% larger on average (7% at most) with 0.002 less SSIM against the
-#: unencoded picture; method 1 made files up to 36% larger.
+#: demo photos and the media test set method 2 took under half of method 4's time (24 against
+#: 52 ms for a 1280-pixel preview) for files 2-7% larger with at most 0.005 less SSIM against
+#: the unencoded picture. Methods 0 and 1 save another 5-9 ms but made files up to 61% and 36%
+#: larger, past the 15% the outputs may change by.
 PREVIEW_WEBP_METHOD: Final = 2
-#: libwebp's effort for the thumbnail, the picture people see most: about a millisecond more
-#: than method 2 at 256 pixels.
-THUMBNAIL_WEBP_METHOD: Final = 4
+#: libwebp's effort for the thumbnail, chosen as for the preview: half of method 4's time
+#: (2.1 against 4.2 ms) for files at most 9% larger, at most 0.006 less SSIM against the
+#: unencoded picture; methods 0 and 1 made files up to 49% larger.
+THUMBNAIL_WEBP_METHOD: Final = 2
 #: The MIME type of the thumbnail and the preview.
 DERIVATIVE_MIME: Final = "image/webp"
 
@@ -134,9 +137,16 @@ def derive(decoded: Image.Image, info: ImageInfo) -> Derivatives:
     """
     thumb_size, preview_size, model_size = _output_sizes(info)
     working = _Working(decoded, info, _largest(preview_size, model_size))
-    preview, model = working.outputs(preview_size, model_size)
-    # The model picture always covers the thumbnail (its scale is never the smaller one) and
-    # is a fraction of the working picture's pixels; it is upright and sRGB already.
+    (preview,) = working.outputs(preview_size)
+    if _covers(preview_size, model_size):
+        # The preview holds every detail the smaller model picture can show, in half the
+        # pixels of a 3-megapixel working picture or less; it is upright and sRGB already.
+        model = lanczos(preview, model_size)
+    else:
+        # A panorama's model picture (up to MODEL_MAX_LONG_SIDE long) is longer than its preview.
+        (model,) = working.outputs(model_size)
+    del working  # its packed copy of the pixels: freed before the encoders run
+    # The model picture always covers the thumbnail (its scale is never the smaller one).
     thumbnail = lanczos(model, thumb_size)
     return Derivatives(
         thumbnail=_encode_webp(thumbnail, THUMBNAIL_QUALITY, THUMBNAIL_WEBP_METHOD),
@@ -226,6 +236,11 @@ def _output_sizes(info: ImageInfo) -> tuple[Size, Size, Size]:
         fit_longest_side(size, PREVIEW_LONG_SIDE),
         fit_for_model(size),
     )
+
+
+def _covers(size: Size, other: Size) -> bool:
+    """Return whether a picture of ``size`` is at least ``other`` in both dimensions."""
+    return size[0] >= other[0] and size[1] >= other[1]
 
 
 def _largest(*sizes: Size) -> Size:

@@ -78,7 +78,12 @@ class Resampler:
 
 
 def lanczos(image: Image.Image, size: Size) -> Image.Image:
-    """Return ``image`` (``L`` or ``RGB``) resized to ``size``; see :class:`Resampler`."""
+    """Return ``image`` (``L`` or ``RGB``) resized to ``size``; see :class:`Resampler`.
+
+    ``image`` itself comes back when it has that size already, without copying its pixels.
+    """
+    if image.size == size and image.mode in _BANDS:
+        return image
     return Resampler(image).resized(size)
 
 

@@ -70,10 +70,18 @@ def test_one_hand_over_serves_several_sizes() -> None:
     ]
 
 
+def test_a_picture_at_the_size_asked_for_is_not_copied() -> None:
+    picture = textured((64, 48))
+
+    assert lanczos(picture, (64, 48)) is picture
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "CMYK", "I;16"])
 def test_other_modes_are_refused(mode: str) -> None:
     with pytest.raises(ValueError):
         Resampler(Image.new(mode, (8, 8)))
+    with pytest.raises(ValueError):
+        lanczos(Image.new(mode, (8, 8)), (8, 8))
 
 
 def test_an_empty_size_is_refused() -> None:
