@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,6 +69,9 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
     "favourites": FavouritesScreen,
     "inbox": InboxScreen,
 }
+
+#: A saved gallery recalled at start-up, and its pictures decoded (by item id).
+_Recalled = tuple[WarmGallery | None, list[tuple[Hashable, Any]]]
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
 _LOGGED_IN_ACTIONS = frozenset({"logout", "go"})
@@ -186,6 +191,10 @@ class PixmartApp(TypeAheadApp[None]):
         self._server_identity = server_identity
         #: Recalls the saved gallery at start-up; a resumed session waits for it.
         self._warm_worker: Worker[None] | None = None
+        #: The saved gallery and its decoded pictures, read while Textual starts.
+        self._recalling: concurrent.futures.Future[_Recalled] | None = None
+        if self.server_url is not None and self.server_known:
+            self._recalling = self._recall_in_background(self.server_url)
         #: Failed first connections in a row while a saved gallery is on show (for the backoff).
         self._offline_attempts = 0
         self.listing_batch = listing_batch
@@ -216,7 +225,7 @@ class PixmartApp(TypeAheadApp[None]):
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
-            self._warm_worker = self._warm_start(self.server_url)
+            self._warm_worker = self._warm_start()
             self.connect_in_background(self.server_url)
 
     async def on_unmount(self) -> None:
@@ -234,30 +243,42 @@ class PixmartApp(TypeAheadApp[None]):
         session = self.link.session
         return trust_identity(session.trust, url) if session is not None else None
 
+    def _recall_in_background(self, url: str) -> concurrent.futures.Future[_Recalled] | None:
+        """Start reading the gallery this session saved, and decoding its pictures, in a thread
+        of its own: it runs while Textual starts, so the gallery is ready when the app is."""
+        token = self.store.token(url)
+        if token is None or not self.gallery_cache.use_server(url, self.identity_of(url)):
+            return None
+        cache, pictures = self.gallery_cache, self.pictures
+        recalled: concurrent.futures.Future[_Recalled] = concurrent.futures.Future()
+
+        def recall() -> None:
+            try:
+                warm = cache.read_saved(token)
+                cards = warm.cards if warm is not None else []
+                shown: list[tuple[Hashable, bytes]] = [
+                    (card.id, card.thumbnail) for card in cards if card.thumbnail
+                ]
+                recalled.set_result((warm, pictures.decode_many(shown)))
+            except BaseException as exc:  # told to the awaiting worker
+                recalled.set_exception(exc)
+
+        threading.Thread(target=recall, name="recall-gallery", daemon=True).start()
+        return recalled
+
     @work(exclusive=True, group="warm-start")
-    async def _warm_start(self, url: str) -> None:
+    async def _warm_start(self) -> None:
         """Show the gallery saved by this session's last visit at once, if there is one.
 
         Only the session it was saved under gets it (by its token), and only until the server
         answers: if the server ends the session instead, the app goes back to the login screen.
         """
-        token = self.store.token(url)
-        if token is None or not self.gallery_cache.use_server(url, self.identity_of(url)):
+        if self._recalling is None:
             return
-        cache, pictures = self.gallery_cache, self.pictures
-
-        def recall() -> tuple[WarmGallery | None, list[tuple[Hashable, Any]]]:
-            # One thread hop for the snapshot, its pictures and their decoding: on a busy
-            # machine each hop waits its turn, and the saved gallery should not.
-            warm = cache.read_saved(token)
-            if warm is None:
-                return None, []
-            shown = [(card.id, card.thumbnail) for card in warm.cards if card.thumbnail]
-            return warm, pictures.decode_many(shown)
-
-        warm, decoded = await asyncio.to_thread(recall)
+        warm, decoded = await asyncio.wrap_future(self._recalling)
         if warm is None or self.user is not None:
             return
+        cache, pictures = self.gallery_cache, self.pictures
         for item_id, picture in decoded:
             pictures.put(item_id, picture)
         cache.offer(warm)

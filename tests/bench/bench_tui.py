@@ -14,7 +14,8 @@ has its picture drawn ("a full gallery"): with an empty cache (a cold open: the 
 comes from the server), and again with the cache that run left (a warm reopen: the saved gallery
 and its pictures come from disk, before the server has answered), then until the warm gallery
 was reconciled with the server's first batch. Each run has a cache dir of its own; medians of
-five runs after one untimed pair.
+five runs after one untimed pair. As a floor, the same app with no server to go to, timed to its
+login screen: what Textual itself takes to start in this process on this machine that moment.
 
 Run alone with ``.venv/bin/python -m tests.bench.bench_tui``; ``make bench`` collects ``run()``.
 """
@@ -41,6 +42,7 @@ from tests.ui.startup_probe import measure_startup
 from tui.app import PixmartApp
 from tui.launch import build_app
 from tui.screens.gallery import GalleryScreen
+from tui.screens.login import LoginScreen
 from tui.store import ClientStore
 from tui.widgets.card_grid import CardGrid, ItemTile
 from tui.widgets.picture import Picture
@@ -119,6 +121,15 @@ async def _open(
     return (full - started) * 1000, (reconciled - started) * 1000
 
 
+async def _floor(store: ClientStore, cache: Path) -> float:
+    """Milliseconds from starting the app (no server known) to its login screen."""
+    app = build_app(store=store, trust=TrustPolicy(), server_url=None, cache_root=cache)
+    started = time.perf_counter()
+    async with app.run_test(size=(120, 40)):
+        shown = await _until(app, lambda: isinstance(app.screen, LoginScreen))
+    return (shown - started) * 1000
+
+
 async def _measure_reopen(root: Path) -> dict[str, list[float]]:
     server = PixmartServer(ServerConfig(data_dir=root / "server", port=0, enable_vision=False))
     await server.start()
@@ -142,15 +153,17 @@ async def _measure_reopen(root: Path) -> dict[str, list[float]]:
         store = ClientStore(root / "client")
         store.save_token(url, session.token)
         await session.close()
-        figures: dict[str, list[float]] = {"cold": [], "warm": [], "reconciled": []}
+        figures: dict[str, list[float]] = {"cold": [], "warm": [], "reconciled": [], "floor": []}
         for run in range(RUNS + 1):
             cache = root / f"cache-{run}"
             cold, _ = await _open(url, trust, store, cache)
             warm, reconciled = await _open(url, trust, store, cache)
+            floor = await _floor(ClientStore(root / f"floor-{run}"), root / f"floor-cache-{run}")
             if run:  # the first pair warms imports, the server's caches and the OS file cache
                 figures["cold"].append(cold)
                 figures["warm"].append(warm)
                 figures["reconciled"].append(reconciled)
+                figures["floor"].append(floor)
         return figures
     finally:
         await server.stop()
@@ -185,6 +198,12 @@ def _reopen_rows() -> list[dict[str, Any]]:
             figures["cold"],
             comparison="warm reopen vs cold",
             ratio=round(warm / cold, 2),
+        ),
+        row(
+            "  floor: the app to its login screen, no server",
+            figures["floor"],
+            comparison="floor vs warm reopen",
+            ratio=round(statistics.median(figures["floor"]) / warm, 2),
         ),
     ]
 
