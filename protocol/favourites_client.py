@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from protocol.client import Session
+from protocol.messages.catalogue import PictureMode
 from protocol.messages.favourites import (
     AddFavourite,
     Favourite,
@@ -50,14 +51,18 @@ async def favourites_batch(
     limit: int | None = None,
     cursor: str | None = None,
     with_pictures: bool = True,
+    pictures: PictureMode = PictureMode.INLINE,
 ) -> FavouriteBatch:
     """One batch of the caller's favourites, newest first.
 
     Args:
+        pictures: How the server sends thumbnails (:attr:`PictureMode.UNSENT` for a client that
+            keeps the pictures it was sent).
         with_pictures: give every card its thumbnail's bytes (from the session's picture store,
             or fetched for the whole batch at once); a script that wants the facts alone skips it.
     """
-    batch = await session.request(ListFavourites(limit=limit, cursor=cursor), FavouriteBatch)
+    request = ListFavourites(limit=limit, cursor=cursor, pictures=pictures)
+    batch = await session.request(request, FavouriteBatch)
     if with_pictures:
         cards = [favourite.card for favourite in batch.favourites if favourite.card is not None]
         await resolve_thumbnails(session, cards)
@@ -71,7 +76,12 @@ async def iter_favourites(
 
     async def fetch(size: int | None, cursor: str | None) -> tuple[list[Favourite], str | None]:
         batch = await favourites_batch(
-            session, limit=size, cursor=cursor, with_pictures=with_pictures
+            session,
+            limit=size,
+            cursor=cursor,
+            with_pictures=with_pictures,
+            # Without pictures the server sends their hashes only: no bytes to throw away.
+            pictures=PictureMode.INLINE if with_pictures else PictureMode.HASHES,
         )
         return batch.favourites, batch.cursor
 

@@ -36,7 +36,11 @@ def register(dispatcher: Dispatcher, favourites: FavouritesService) -> None:
     @dispatcher.route(ListFavourites, replayable=False)
     async def list_favourites(connection: Connection, request: ListFavourites) -> Reply:
         rows, cursor, total = await favourites.favourites(
-            connection.require_user().user_id, limit=request.limit, cursor=request.cursor
+            connection.require_user().user_id,
+            limit=request.limit,
+            cursor=request.cursor,
+            pictures=request.pictures,
+            sent=connection.pictures_sent,
         )
         return FavouriteBatch(id=request.id, favourites=rows, cursor=cursor, total=total)
 

@@ -15,8 +15,9 @@ from typing import Final
 from backend.catalogue.service import CatalogueService
 from backend.favourites.repository import FavouritesRepository, StoredFavourite
 from backend.id_pages import IdPages, SecretSource
+from backend.sent_pictures import SentPictures
 from protocol.errors import BadRequest, NotFound
-from protocol.messages.catalogue import ItemCard
+from protocol.messages.catalogue import ItemCard, PictureMode
 from protocol.messages.favourites import MAX_FAVOURITES, Favourite, FavouriteStatus
 
 #: The cursor scope of favourites listings.
@@ -87,10 +88,20 @@ class FavouritesService:
         return await self._repository.item_ids(user_id)
 
     async def favourites(
-        self, user_id: int, *, limit: int | None = None, cursor: str | None = None
+        self,
+        user_id: int,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        pictures: PictureMode = PictureMode.INLINE,
+        sent: SentPictures | None = None,
     ) -> tuple[list[Favourite], str | None, int | None]:
         """A batch of the user's favourites, newest first, the next batch's cursor and, with
         the first batch, how many the user keeps.
+
+        Args:
+            pictures: Which thumbnails go inline (see the catalogue's ``CardPictures``).
+            sent: The connection's record of pictures sent, for ``PictureMode.UNSENT``.
 
         Raises:
             BadRequest: ``limit`` is above the maximum, or the cursor is not one of this
@@ -103,7 +114,8 @@ class FavouritesService:
         first = cursor is None
         rows, cursor = await self._pages.batch(user_id, fetch, limit=limit, cursor=cursor)
         live = [row.item_id for row in rows if row.item_exists]
-        cards = {card.id: card for card in await self._catalogue.render_cards(user_id, live)}
+        shown = await self._catalogue.render_cards(user_id, live, pictures=pictures, sent=sent)
+        cards = {card.id: card for card in shown}
         total = len(await self._repository.item_ids(user_id)) if first else None
         return [_favourite(row, cards.get(row.item_id)) for row in rows], cursor, total
 

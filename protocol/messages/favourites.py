@@ -14,7 +14,7 @@ import enum
 import msgspec
 
 from protocol.messages.base import Message, Reply, Request
-from protocol.messages.catalogue import BatchLimit, Cursor, ItemCard, ItemId
+from protocol.messages.catalogue import BatchLimit, Cursor, ItemCard, ItemId, PictureMode
 
 #: Favourites one user may keep.
 MAX_FAVOURITES = 1000
@@ -74,10 +74,14 @@ class FavouriteState(Reply):
 
 
 class ListFavourites(Request):
-    """The caller's favourites, newest first; send again with ``cursor`` for the next batch."""
+    """The caller's favourites, newest first; send again with ``cursor`` for the next batch.
+
+    ``pictures`` says how the cards' thumbnails come (see :class:`PictureMode`).
+    """
 
     limit: BatchLimit | None = None
     cursor: Cursor | None = None
+    pictures: PictureMode = PictureMode.INLINE
 
 
 class FavouriteBatch(Reply):

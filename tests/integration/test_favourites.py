@@ -13,6 +13,7 @@ from protocol import favourites_client as fav
 from protocol import inbox_client as inbox
 from protocol.catalogue_client import delete_items, edit_item
 from protocol.errors import BadRequest, NotFound
+from protocol.messages.catalogue import PictureMode
 from protocol.messages.favourites import FavouriteStatus
 from protocol.messages.inbox import InboxChanged, NoticeKind
 from tests.conftest import SessionFactory, logged_in
@@ -40,6 +41,14 @@ async def test_keeping_and_dropping_favourites(
         (first, "Harbour", FavouriteStatus.AVAILABLE),
     ]
     assert listed[0].card is not None and listed[0].card.thumbnail  # resolved by hash
+    # The server inlines thumbnails as asked, like every listing.
+    inline = await fav.favourites_batch(bob, with_pictures=False)
+    hashes = await fav.favourites_batch(bob, with_pictures=False, pictures=PictureMode.HASHES)
+    assert all(f.card is not None and f.card.thumbnail for f in inline.favourites)
+    assert all(
+        f.card is not None and f.card.thumbnail is None and f.card.thumbnail_sha256
+        for f in hashes.favourites
+    )
     removed = await fav.remove_favourite(bob, second)
     assert (removed.favourite, removed.count) == (False, 1)
     assert (await fav.remove_favourite(bob, second)).count == 1  # not there: nothing changes

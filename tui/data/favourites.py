@@ -151,7 +151,7 @@ class FavouritesListing(Listing):
 
     async def fetch_batch(self, session: Session) -> ItemBatch | SimilarBatch:
         batch = await favourites_client.favourites_batch(
-            session, limit=self.batch_size, cursor=self.cursor
+            session, limit=self.batch_size, cursor=self.cursor, pictures=self.picture_mode
         )
         for favourite in batch.favourites:
             if favourite.status is not FavouriteStatus.AVAILABLE:
