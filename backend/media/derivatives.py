@@ -48,7 +48,7 @@ from backend.media.imaging import (
     to_srgb,
     to_working_mode,
 )
-from backend.media.resample import Resampler, lanczos
+from backend.media.resample import Resampler
 from backend.media.validate import ImageInfo
 
 THUMBNAIL_LONG_SIDE: Final = 256
@@ -137,23 +137,23 @@ def derive(decoded: Image.Image, info: ImageInfo) -> Derivatives:
     """
     thumb_size, preview_size, model_size = _output_sizes(info)
     working = _Working(decoded, info, _largest(preview_size, model_size))
-    (preview,) = working.outputs(preview_size)
+    preview = working.output(preview_size)
     if _covers(preview_size, model_size):
         # The preview holds every detail the smaller model picture can show, in half the
         # pixels of a 3-megapixel working picture or less; it is upright and sRGB already.
-        model = lanczos(preview, model_size)
+        model = preview.resampled(model_size)
     else:
         # A panorama's model picture (up to MODEL_MAX_LONG_SIDE long) is longer than its preview.
-        (model,) = working.outputs(model_size)
+        model = working.output(model_size)
     del working  # its packed copy of the pixels: freed before the encoders run
     # The model picture always covers the thumbnail (its scale is never the smaller one).
-    thumbnail = lanczos(model, thumb_size)
+    thumbnail = model.resampled(thumb_size)
     return Derivatives(
-        thumbnail=_encode_webp(thumbnail, THUMBNAIL_QUALITY, THUMBNAIL_WEBP_METHOD),
+        thumbnail=_encode_webp(thumbnail.image, THUMBNAIL_QUALITY, THUMBNAIL_WEBP_METHOD),
         thumb_size=thumb_size,
-        preview=_encode_webp(preview, PREVIEW_QUALITY, PREVIEW_WEBP_METHOD),
+        preview=_encode_webp(preview.image, PREVIEW_QUALITY, PREVIEW_WEBP_METHOD),
         preview_size=preview_size,
-        model_image=model,
+        model_image=model.image,
     )
 
 
@@ -308,13 +308,19 @@ class _Working:
         made: dict[Size, Image.Image] = {}
         for size in sizes:
             if size not in made:
-                made[size] = self._output(size)
+                made[size] = self.output(size).image
         return [made[size] for size in sizes]
 
-    def _output(self, size: Size) -> Image.Image:
+    def output(self, size: Size) -> Resampler:
+        """Return the picture at ``size`` as :meth:`outputs` does, ready to be resized again.
+
+        When orientation and colour left libvips's pixels as they were (an upright sRGB photo),
+        they are resized again without being packed a second time.
+        """
         stored = (size[1], size[0]) if self._transposed else size
-        picture = self._resampler.resized(stored)
-        if picture is self._resampler.image:
+        resampled = self._resampler.resampled(stored)
+        picture = resampled.image
+        if resampled is self._resampler:
             picture = picture.copy()  # the outputs are changed below and handed out
         picture = apply_orientation(picture, self._orientation)
         if self._icc is not None:
@@ -322,7 +328,7 @@ class _Working:
             picture = to_srgb(picture)
         picture = flatten_onto_white(picture)
         picture.info = {}
-        return picture
+        return resampled if picture is resampled.image else Resampler(picture)
 
 
 def _working_reduced(image: Image.Image, factor: int) -> Image.Image:

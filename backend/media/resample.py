@@ -40,23 +40,26 @@ def _configure_libvips() -> None:
 class Resampler:
     """One decoded picture handed to libvips once, resized to as many sizes as asked.
 
+    Its pixels are packed for libvips on the first resize, not before: a picture that is never
+    resized costs nothing here. A picture libvips made (:meth:`resampled`) comes with its packed
+    pixels, so resizing it again packs nothing.
+
     Args:
         image: An ``L`` or ``RGB`` picture.
+        pixels: ``image``'s pixels packed as ``image.tobytes()`` gives them, if at hand.
 
     Raises:
         ValueError: ``image`` is in another mode.
     """
 
-    def __init__(self, image: Image.Image) -> None:
+    def __init__(self, image: Image.Image, pixels: bytes | None = None) -> None:
         bands = _BANDS.get(image.mode)
         if bands is None:
             raise ValueError(f"libvips resizes L and RGB pictures here, not {image.mode}")
         self.image = image
-        # One packed copy of the pixels: Pillow keeps them in row blocks libvips cannot read.
-        self._pixels = image.tobytes()
-        self._source = pyvips.Image.new_from_memory(
-            self._pixels, image.width, image.height, bands, "uchar"
-        )
+        self._bands = bands
+        self._pixels = pixels
+        self._source: pyvips.Image | None = None
 
     def resized(self, size: Size) -> Image.Image:
         """Return the picture resized to exactly ``size`` with Lanczos-3; itself at its size.
@@ -64,17 +67,38 @@ class Resampler:
         Raises:
             ValueError: ``size`` is not positive.
         """
+        return self.resampled(size).image
+
+    def resampled(self, size: Size) -> Resampler:
+        """Return :meth:`resized`'s picture, ready to be resized again; ``self`` at its size.
+
+        Raises:
+            ValueError: ``size`` is not positive.
+        """
         width, height = self.image.size
         if size == (width, height):
-            return self.image
+            return self
         if min(size) < 1:
             raise ValueError(f"cannot resize to {size}")
-        resized = self._source.resize(size[0] / width, vscale=size[1] / height, kernel="lanczos3")
+        resized = self._vips().resize(size[0] / width, vscale=size[1] / height, kernel="lanczos3")
         # libvips rounds the scaled size, which gives back exactly the size asked for; the
         # check keeps a future change of that from going unnoticed into stored sizes.
         if (resized.width, resized.height) != size:
             raise RuntimeError(f"libvips made {resized.width}x{resized.height}, not {size}")
-        return Image.frombytes(self.image.mode, size, resized.write_to_memory())
+        pixels = resized.write_to_memory()
+        return Resampler(Image.frombytes(self.image.mode, size, pixels), pixels)
+
+    def _vips(self) -> pyvips.Image:
+        """The picture as libvips reads it, packed on first use."""
+        if self._source is None:
+            if self._pixels is None:
+                # One packed copy: Pillow keeps the pixels in row blocks libvips cannot read.
+                self._pixels = self.image.tobytes()
+            width, height = self.image.size
+            self._source = pyvips.Image.new_from_memory(
+                self._pixels, width, height, self._bands, "uchar"
+            )
+        return self._source
 
 
 def lanczos(image: Image.Image, size: Size) -> Image.Image:

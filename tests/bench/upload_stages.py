@@ -9,8 +9,8 @@ pictures encrypted at rest as the server runs by default:
 * the client's SHA-256 of the file (``pixmart upload`` sends it with the first request);
 * the chunk sealed as an upload record on arrival, opened again and hashed at the finish;
 * validation with the decode the derivatives are made from, and the derivatives, split into the
-  hand-over of pixels to libvips, the resizes and the two WebP encodes (from a profile of the
-  call); the sanitised original;
+  resizes (with the hand-over of pixels to libvips) and the two WebP encodes (from a profile of
+  the call); the sanitised original;
 * the original and its clean copy hashed and sealed into the store, the thumbnail and the
   preview hashed and sealed for their rows.
 
@@ -57,8 +57,8 @@ from tests.bench.bench_uploads import write_large_photos
 CHUNK_BYTES: Final = 1024 * 1024
 #: Functions inside ``derive`` whose cumulative CPU is reported, by (module file, name).
 DERIVE_PARTS: Final = {
-    "  pixels handed to libvips": ("resample.py", "__init__"),
-    "  resizes (libvips Lanczos-3)": ("resample.py", "resized"),
+    "  resizes (libvips Lanczos-3, hand-over included)": ("resample.py", "resampled"),
+    "    of which pixels packed for libvips": ("resample.py", "_vips"),
     "  WebP encodes (preview + thumbnail)": ("derivatives.py", "_encode_webp"),
 }
 

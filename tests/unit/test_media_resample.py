@@ -70,6 +70,16 @@ def test_one_hand_over_serves_several_sizes() -> None:
     ]
 
 
+def test_a_resized_picture_resizes_again_as_a_fresh_hand_over_would() -> None:
+    picture = textured((640, 480))
+    first = Resampler(picture).resampled((320, 240))
+
+    again = first.resized((100, 75))
+
+    assert first.resampled((320, 240)) is first
+    assert again.tobytes() == Resampler(first.image.copy()).resized((100, 75)).tobytes()
+
+
 def test_a_picture_at_the_size_asked_for_is_not_copied() -> None:
     picture = textured((64, 48))
 
