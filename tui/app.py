@@ -289,7 +289,7 @@ class PixmartApp(TypeAheadApp[None]):
         """Wait (a little) for the saved gallery to show, if one is being recalled: the
         server's answer then updates it in place instead of racing it."""
         warm = self._warm_worker
-        if warm is not None and warm.is_running:
+        if self._recalling is not None and warm is not None and warm.is_running:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await warm.wait()

@@ -7,15 +7,16 @@ beat, the same interpreter running ``pass`` and ``import textual.app`` to comple
 subprocess. Medians of five runs each, after one untimed warm-up run that fills the OS file
 cache.
 
-Reopening the app (issue #21): a server in this process holds 1,000 items with real WebP
-thumbnails; the app is built as ``pixmart`` builds it, with a saved session, and runs headless
-at 120x40. The clock starts just before the app does and stops when every card the grid shows
-has its picture drawn ("a full gallery"): with an empty cache (a cold open: the first batch
-comes from the server), and again with the cache that run left (a warm reopen: the saved gallery
-and its pictures come from disk, before the server has answered), then until the warm gallery
-was reconciled with the server's first batch. Each run has a cache dir of its own; medians of
-five runs after one untimed pair. As a floor, the same app with no server to go to, timed to its
-login screen: what Textual itself takes to start in this process on this machine that moment.
+Reopening the app (issue #21): a ``pixmart-server`` process holds 1,000 items with real WebP
+thumbnails (seeded through the storage layer beforehand); the app is built as ``pixmart``
+builds it, with a saved session, and runs headless at 120x40. The clock starts just before the
+app does and stops when every card the grid shows has its picture drawn ("a full gallery"):
+with an empty cache (a cold open: the first batch comes from the server), and again with the
+cache that run left (a warm reopen: the saved gallery and its pictures come from disk, before
+the server has answered), then until the warm gallery was reconciled with the server's first
+batch. Each run has a cache dir of its own; medians of five runs after one untimed pair. As a
+floor, the same app with no server to go to, timed to its login screen: what Textual itself
+takes to start in this process on this machine at that moment.
 
 Run alone with ``.venv/bin/python -m tests.bench.bench_tui``; ``make bench`` collects ``run()``.
 """
@@ -36,6 +37,7 @@ from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol.client import Session
 from protocol.trust import TrustPolicy
+from tests.bench.bench_startup import _LISTENING, LISTEN_TIMEOUT, SERVER, _env, _read_until, _stop
 from tests.support.catalogue import catalogue as catalogue_of
 from tests.support.load import seed_items, small_thumbnail
 from tests.ui.startup_probe import measure_startup
@@ -130,13 +132,21 @@ async def _floor(store: ClientStore, cache: Path) -> float:
     return (shown - started) * 1000
 
 
-async def _measure_reopen(root: Path) -> dict[str, list[float]]:
-    server = PixmartServer(ServerConfig(data_dir=root / "server", port=0, enable_vision=False))
+async def _seed_shop(root: Path) -> tuple[str, str]:
+    """List the shop's items on a server in this process, then stop it.
+
+    Returns:
+        The seller's session token and the server's certificate fingerprint.
+    """
+    subprocess.run([str(SERVER), "keys", "init", str(root / "key")], check=True, env=_env())
+    config = ServerConfig(
+        data_dir=root / "server", port=0, enable_vision=False, master_key_file=root / "key"
+    )
+    server = PixmartServer(config)
     await server.start()
     try:
-        url = f"wss://127.0.0.1:{server.port}"
         trust = TrustPolicy(fingerprint=server.fingerprint)
-        session = Session(url, trust)
+        session = Session(f"wss://127.0.0.1:{server.port}", trust)
         await session.connect()
         await session.create_account("seller", "password123")
         await session.login("seller", "password123")
@@ -150,9 +160,31 @@ async def _measure_reopen(root: Path) -> dict[str, list[float]]:
             preview=thumbnails[0],
             derivatives=catalogue_of(server).derivatives,
         )
-        store = ClientStore(root / "client")
-        store.save_token(url, session.token)
+        token = session.token
         await session.close()
+        return token, server.fingerprint
+    finally:
+        await server.stop()
+
+
+async def _measure_reopen(root: Path) -> dict[str, list[float]]:
+    token, fingerprint = await _seed_shop(root)
+    # The server the app talks to runs in a process of its own, as a real one would: in this
+    # process it would share the app's event loop and interpreter lock.
+    command = [str(SERVER), "--data-dir", str(root / "server"), "--key-file", str(root / "key")]
+    process = subprocess.Popen(
+        [*command, "serve", "--port", "0", "--no-vision"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+    )
+    try:
+        port = _read_until(process, _LISTENING, LISTEN_TIMEOUT)
+        url = f"wss://127.0.0.1:{port}"
+        trust = TrustPolicy(fingerprint=fingerprint)
+        store = ClientStore(root / "client")
+        store.save_token(url, token)
         figures: dict[str, list[float]] = {"cold": [], "warm": [], "reconciled": [], "floor": []}
         for run in range(RUNS + 1):
             cache = root / f"cache-{run}"
@@ -166,7 +198,7 @@ async def _measure_reopen(root: Path) -> dict[str, list[float]]:
                 figures["floor"].append(floor)
         return figures
     finally:
-        await server.stop()
+        _stop(process)
 
 
 def _reopen_rows() -> list[dict[str, Any]]:
