@@ -103,6 +103,15 @@ class CardPictures:
                     continue
             card.thumbnail = data
 
+    @staticmethod
+    def shown(cards: list[ItemCard], mode: PictureMode) -> list[ItemCard]:
+        """``cards`` less those whose item went between the listing and its picture's read,
+        when every card must carry its picture (clients before content addressing cannot
+        decode a card without one)."""
+        if mode is not PictureMode.INLINE:
+            return cards
+        return [card for card in cards if card.thumbnail is not None]
+
     async def fill_detail(
         self,
         detail: ItemDetail,

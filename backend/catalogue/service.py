@@ -438,6 +438,7 @@ class CatalogueService:
         """
         batch = await self.listings.browse(viewer_id, filters, sort, limit=limit, cursor=cursor)
         await self.card_pictures.fill_cards(batch.items, pictures, sent)
+        batch.items = self.card_pictures.shown(batch.items, pictures)
         self._metrics.observe_batch("browse", len(batch.items))
         return batch
 
@@ -468,6 +469,7 @@ class CatalogueService:
         """
         cards = await self._items.cards(item_ids, viewer_id=viewer_id)
         await self.card_pictures.fill_cards(cards, pictures, sent)
+        cards = self.card_pictures.shown(cards, pictures)
         if scores is not None:
             for card in cards:
                 card.score = scores.get(card.id)
