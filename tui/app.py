@@ -131,8 +131,6 @@ class PixmartApp(TypeAheadApp[None]):
             "go('favourites')",
             "Favourites",
             id="app.favourites",
-            # Out of the crowded footer; f's toast, the help and the palette name it.
-            show=False,
             tooltip="The items you keep (f on any card or item keeps one)",
         ),
         Binding(

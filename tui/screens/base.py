@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from tui.context import ShopNode
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.status_header import StatusHeader
 
 
@@ -19,7 +19,7 @@ class PixmartScreen(ShopNode, Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader()
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         """The widgets between the header and the footer."""

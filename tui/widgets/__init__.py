@@ -1,6 +1,6 @@
 """Provides the pixmart widgets: header, connection indicator, pictures, the card grid, the
 cart table, the batched table of orders and sales, picture files, the upload queue, look-alikes,
-tag proposals and the dashboard's sales charts."""
+tag proposals, the dashboard's sales charts and the key footer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tui.widgets.card_grid import CardGrid, ItemTile, stock_label
 from tui.widgets.cart_table import CartTable
 from tui.widgets.catalogue_view import CatalogueView
 from tui.widgets.connection_indicator import ConnectionIndicator, describe_status, short_fingerprint
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.picture import Picture, image_widget_class
 from tui.widgets.picture_tree import PathInput, PictureTree, is_picture, path_completions
 from tui.widgets.sales_chart import SalesChart
@@ -24,6 +25,7 @@ __all__ = [
     "CatalogueView",
     "ConnectionIndicator",
     "ItemTile",
+    "KeyFooter",
     "PathInput",
     "Picture",
     "PictureTree",
