@@ -68,6 +68,8 @@ class LoginScreen(PixmartScreen):
 
     creating: reactive[bool] = reactive(False)
     busy: reactive[bool] = reactive(False)
+    #: The last line said under the form, and whether it is a problem.
+    _said: tuple[str, bool] = ("", False)
 
     def compose_body(self) -> ComposeResult:
         with Center():
@@ -98,6 +100,8 @@ class LoginScreen(PixmartScreen):
         self.query_one("#username", Input).value = app.store.last_username or ""
         self.query_one("#login-card").border_title = "pixmart"
         self._show_mode()
+        said, error = self._said
+        self.say(said, error=error)
         if app.server_known:
             self.query_one("#username", Input).focus()
         else:
@@ -140,9 +144,11 @@ class LoginScreen(PixmartScreen):
 
     def say(self, text: str, *, error: bool = False) -> None:
         """Show a progress or problem line under the form."""
-        status = self.query_one("#login-status", Static)
-        status.set_class(error, "-error")
-        status.update(text)
+        self._said = (text, error)
+        # The app's connection worker may speak before the form is composed: on_mount shows it.
+        for status in self.query("#login-status").results(Static):
+            status.set_class(error, "-error")
+            status.update(text)
 
     # -- input ---------------------------------------------------------------------------------
 
