@@ -89,7 +89,8 @@ class UploadScreen(PixmartScreen):
     UploadScreen {
         #upload-body { height: 1fr; }
         #upload-files { width: 2fr; border-right: vkey $panel-lighten-1; padding: 0 1; }
-        #upload-side { width: 3fr; padding: 0 1; }
+        /* Scrolls when the terminal is too low for the queue, form and buttons (80x24). */
+        #upload-side { width: 3fr; padding: 0 1; overflow-y: auto; }
         #upload-body .section { margin-top: 1; }
         PictureTree { height: 1fr; }
         #upload-queue { height: 1fr; min-height: 4; border: round $panel-lighten-1; }
