@@ -43,6 +43,7 @@ class EventHub:
         self._connections: set[Connection] = set()
         self._check: SessionCheck | None = None
         self._share: Callable[[Fact], None] | None = None
+        self._watchers: defaultdict[str, list[Callable[[], None]]] = defaultdict(list)
 
     def share_with(self, share: Callable[[Fact], None]) -> None:
         """Hand the facts given to :meth:`share` to ``share`` (the event bus's publish)."""
@@ -60,6 +61,14 @@ class EventHub:
     def check_sessions(self, check: SessionCheck) -> None:
         """Check every receiver's session with ``check`` before an event is queued or sent."""
         self._check = check
+
+    def watch(self, topic: str, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` on every event published on ``topic``, whoever hears it.
+
+        For this process's own state that follows a topic (e.g. a cache of listings emptied
+        whenever the catalogue changes); events from other instances arrive here too.
+        """
+        self._watchers[topic].append(watcher)
 
     def subscribe(self, connection: Connection, topic: str) -> None:
         """Deliver events of ``topic`` to ``connection`` until it unsubscribes or closes."""
@@ -129,6 +138,8 @@ class EventHub:
         Returns:
             How many connections it was queued for.
         """
+        for watcher in self._watchers.get(topic, ()):
+            watcher()
         delivered = 0
         for connection in list(self._subscribers.get(topic, ())):
             if self.admits(connection) and (audience is None or audience(connection)):

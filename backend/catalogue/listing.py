@@ -17,6 +17,7 @@ from typing import Final
 
 from backend.catalogue.cursors import CursorSigner, Position, cursor_binding
 from backend.catalogue.filters import KEYSETS, Criteria, TextMatch
+from backend.catalogue.page_cache import ListingPageCache, page_key
 from backend.catalogue.repository import CatalogueRepository
 from backend.catalogue.seen import SeenVocabulary
 from protocol.errors import BadRequest
@@ -36,8 +37,11 @@ class Listings:
         *,
         batch_default: int,
         batch_max: int,
+        cache: ListingPageCache | None = None,
     ) -> None:
         self._items = items
+        #: Recently answered batches; ``None``: every batch is read from the repository.
+        self.cache = cache
         self._signer = signer
         self.batch_default = batch_default
         self.batch_max = batch_max
@@ -84,6 +88,27 @@ class Listings:
         """
         size = self.batch_size(limit)
         criteria = self.criteria(filters, viewer_id)
+        if self.cache is None:
+            return await self._read(viewer_id, criteria, sort, size, cursor)
+        # A hit skips the cursor's MAC too: an entry exists only for a cursor that opened.
+        key = page_key(viewer_id, sort, criteria, cursor, size)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        batch = await self._read(viewer_id, criteria, sort, size, cursor)
+        self.cache.put(key, generation, batch.items, batch.cursor, batch.total)
+        return batch
+
+    async def _read(
+        self,
+        viewer_id: int,
+        criteria: Criteria,
+        sort: SortOrder,
+        size: int,
+        cursor: str | None,
+    ) -> ItemBatch:
+        """The batch read from the repository (see :meth:`browse`)."""
         keyset = KEYSETS[sort]
         text = bool(criteria.words)
         binding = cursor_binding(BROWSE_SCOPE, viewer_id, sort.value, criteria.canonical())

@@ -44,6 +44,8 @@ from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.intake import CreatedHook, Intake
 from backend.catalogue.items import Clock, can_see, item_for
 from backend.catalogue.listing import Listings
+from backend.catalogue.live import CATALOGUE_TOPIC
+from backend.catalogue.page_cache import ListingPageCache
 from backend.catalogue.pictures import PictureStore
 from backend.catalogue.processing import PictureProcessor
 from backend.catalogue.repositories import cursor_secret
@@ -148,8 +150,15 @@ class CatalogueService:
             max_open_bytes=limits.max_open_upload_bytes,
             clock=clock,
         )
+        pages = ListingPageCache()
+        # Every item event, this instance's or another's, empties it (see page_cache).
+        self.events.watch(CATALOGUE_TOPIC, pages.invalidate)
         self.listings = Listings(
-            items, self.cursors, batch_default=limits.batch_default, batch_max=limits.batch_max
+            items,
+            self.cursors,
+            batch_default=limits.batch_default,
+            batch_max=limits.batch_max,
+            cache=pages,
         )
         #: The picture bytes replies carry; answers GetPictures.
         self.card_pictures = CardPictures(
