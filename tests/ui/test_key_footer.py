@@ -61,6 +61,10 @@ class KeysApp(App[None]):
     ]
     hide_last = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.acted: list[str] = []
+
     def compose(self) -> ComposeResult:
         yield Static("content", id="content")
         yield KeyFooter()
@@ -69,7 +73,7 @@ class KeysApp(App[None]):
         return not (self.hide_last and parameters == ("h",))
 
     def action_act(self, key: str) -> None:
-        del key
+        self.acted.append(key)
 
 
 def rows(app: KeysApp) -> dict[int, list[str]]:
@@ -82,13 +86,18 @@ def rows(app: KeysApp) -> dict[int, list[str]]:
 
 async def test_the_footer_grows_a_row_rather_than_clip_keys() -> None:
     """Eight "x Action x" keys (11 cells each with the gap, and ^p palette) fit two rows at 80
-    columns and take more at 40; hiding a key re-flows them; the content gives up the rows."""
+    columns (a click on one of the second row presses it) and take more at 40; hiding a key
+    re-flows them; the content gives up the rows."""
     app = KeysApp()
     async with app.run_test(size=(80, 10)) as pilot:
         footer = app.query_one(KeyFooter)
         await until(pilot, lambda: len(app.query(FooterKey)) == 9, what="the keys")
         await until(pilot, lambda: footer.region.height == 2, what="two rows")
         assert list(rows(app).values())[0] == list("abcdefg")
+        # A key on the second row is where it is drawn: a click on it presses it.
+        [h] = [key for key in app.query(FooterKey) if key.key == "h"]
+        await pilot.click(h)
+        await until(pilot, lambda: app.acted == ["h"], what="h pressed by a click")
         await pilot.resize_terminal(40, 10)
         await until(pilot, lambda: footer.region.height == 3, what="three rows")
         assert [len(keys) for keys in rows(app).values()] == [3, 3, 3]
