@@ -33,8 +33,8 @@ from numpy.typing import NDArray
 
 from backend.vision.exact_index import StoredRows
 
-#: Links per node (twice that on the base layer). 32 keeps recall at 1M rows above 0.98 with
-#: the search breadth below; 16 needed twice the breadth for the same recall.
+#: Links per node (twice that on the base layer). With ``DEFAULT_EF_CONSTRUCTION`` it gives
+#: recall@24 0.997 at 100,000 rows but 0.82 at a million (``tests/bench/bench_vision.py``).
 DEFAULT_M: Final = 32
 #: Breadth of the search that inserts a row: more builds a better graph, proportionally slower.
 DEFAULT_EF_CONSTRUCTION: Final = 48
