@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -349,8 +349,12 @@ class PixmartApp(TypeAheadApp[None]):
 
     def _tell_login(self, text: str, *, error: bool = False) -> None:
         """Show progress on the login form, if it is on screen."""
-        if isinstance(self.screen, LoginScreen):
-            self.screen.say(text, error=error)
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return  # the app is starting or closing: no screen to tell
+        if isinstance(screen, LoginScreen):
+            screen.say(text, error=error)
 
     async def confirm_first_use(self, server: str, fingerprint: str) -> bool:
         """Ask the person whether to trust a server seen for the first time.
