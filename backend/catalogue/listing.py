@@ -88,7 +88,9 @@ class Listings:
         """
         size = self.batch_size(limit)
         criteria = self.criteria(filters, viewer_id)
-        if self.cache is None:
+        if self.cache is None or criteria.seen is not None:
+            # What the image model sees in a picture is recorded after the item is announced
+            # (and again after a model change), so such matches are always read afresh.
             return await self._read(viewer_id, criteria, sort, size, cursor)
         # A hit skips the cursor's MAC too: an entry exists only for a cursor that opened.
         key = page_key(viewer_id, sort, criteria, cursor, size)

@@ -16,6 +16,9 @@ Why it is never stale and never shows anything to the wrong person:
   items plus the viewer's own private ones, so two viewers never share an entry. The cursor in
   the key is the one the client sent; an entry exists only once that very cursor opened for
   that very binding (viewer, sort, filters), so a hit needs no second check of its MAC.
+* Listings that match by what the image model sees are never cached (see
+  :meth:`~backend.catalogue.listing.Listings.browse`): those facts are written after the
+  item's announcement.
 * Entries older than :data:`MAX_AGE` seconds are not used, a backstop for a write that
   announces nothing (an operator's manual SQL).
 

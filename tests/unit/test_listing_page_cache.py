@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from backend.catalogue.cursors import CursorSigner
 from backend.catalogue.filters import Criteria
+from backend.catalogue.listing import Listings
 from backend.catalogue.live import ItemChangedFact, listen, publish_added, publish_removed
 from backend.catalogue.page_cache import ListingPageCache, page_key
+from backend.catalogue.seen import SeenMatch
 from backend.eventbus import EventBus
 from backend.events import EventHub
-from protocol.messages.catalogue import ItemCard, SortOrder
+from protocol.messages.catalogue import ItemCard, ListingFilters, SortOrder
 
 
 def _card(item_id: int, *, thumbnail: bytes | None = None) -> ItemCard:
@@ -105,3 +108,45 @@ def test_item_events_here_and_from_other_instances_empty_it() -> None:
         )
     )  # made private on another instance
     assert len(cache) == 0
+
+
+class _Repository:
+    """Just what :class:`Listings` reads, counting the reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def page(
+        self, viewer_id: int, criteria: Criteria, sort: SortOrder, **_: object
+    ) -> list[ItemCard]:
+        self.reads += 1
+        return [_card(1)]
+
+    async def count(self, viewer_id: int, criteria: Criteria) -> int:
+        return 1
+
+
+class _Vocabulary:
+    """Names one class for the word "dog", none for anything else."""
+
+    def match(self, words: tuple[str, ...]) -> SeenMatch | None:
+        return SeenMatch({1: "golden retriever"}, 0.5) if words == ("dog",) else None
+
+
+async def test_listings_use_it_except_for_matches_by_what_the_model_sees() -> None:
+    items = _Repository()
+    listings = Listings(
+        items,  # type: ignore[arg-type]
+        CursorSigner(b"s" * 32),
+        batch_default=24,
+        batch_max=100,
+        cache=ListingPageCache(),
+    )
+    listings.vocabulary = _Vocabulary()  # type: ignore[assignment]
+    for text in ("", "", "cat", "cat"):
+        await listings.browse(1, ListingFilters(text=text), SortOrder.NEWEST)
+    assert items.reads == 2  # once per listing, then from the cache
+    await listings.browse(1, ListingFilters(text="dog"), SortOrder.NEWEST)
+    reads = items.reads
+    await listings.browse(1, ListingFilters(text="dog"), SortOrder.NEWEST)
+    assert items.reads > reads  # picture classes are recorded after the announcement
