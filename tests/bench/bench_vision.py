@@ -8,6 +8,9 @@
    is measured against), numpy (float32 matrix-vector product plus ``argpartition``,
    visibility as a mask) and faiss-cpu ``IndexFlatIP`` (float32, visibility as a bitmap
    selector). Medians over several queries, plus the index's load + graph build time and size.
+   Beside them, other search breadths of the same graph, and a faiss IVF-SQ8 index (not the
+   product: lists probed instead of a graph walked, candidates re-ranked exactly the same way)
+   with its train + add time.
 2. Embedding throughput in images per second on decoded uint8 224x224 batches of 32: the int8
    TFLite model with GeM pooling (the product's runtime), the int8 model of the previous
    pipeline (average pooling in the graph; the product must keep at least 0.8 of its rate), a
@@ -48,6 +51,10 @@ SIZES = (100_000,)
 QUERIES = 15
 #: Other graph search breadths measured beside the product's: (candidates re-ranked, efSearch).
 BREADTHS = ((48, 64), (100, 100), (200, 200), (400, 400))
+#: An alternative to the graph measured beside it: faiss IVF-SQ8 lists probed, and candidates
+#: re-ranked exactly.
+PROBES = (4, 16)
+IVF_CANDIDATES = 100
 VIEWER = 7
 PARTS = ("embedding", "search")
 #: Items per group of near-alike pictures, and per category, in the synthetic catalogue.
@@ -169,6 +176,39 @@ def _faiss_flat_search(flat: Any, visible: np.ndarray,  # noqa: ANN401 - faiss h
     return (bitmap, params), search
 
 
+def _ivf(count: int, visible: np.ndarray,
+         ) -> tuple[float, Callable[[np.ndarray, int], np.ndarray]]:
+    """faiss ``IndexIVFScalarQuantizer`` (8-bit) over the catalogue's rows, for comparison with
+    the product's HNSW graph: about ``2 * sqrt(count)`` lists (a power of two), trained on the
+    first chunk of rows. Returns its train + add time and a search giving candidate row ids
+    among the visible rows (the ids are the rows' item ids here)."""
+    import faiss
+
+    lists = 1 << max(4, round(np.log2(2 * np.sqrt(count))))
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, lists,
+                                        faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    seconds = 0.0
+    for vectors, _, _ in _catalogue(count, seed=count):
+        started = time.perf_counter()
+        if not ivf.is_trained:
+            ivf.train(vectors)
+        ivf.add(vectors)
+        seconds += time.perf_counter() - started
+    bitmap = np.packbits(visible, bitorder="little")
+    # The selector reads the bitmap through a raw pointer: the search keeps both alive.
+    filters = (bitmap, faiss.IDSelectorBitmap(len(visible), faiss.swig_ptr(bitmap)))
+
+    def search(query: np.ndarray, probes: int) -> np.ndarray:
+        params = faiss.SearchParametersIVF()
+        params.nprobe, params.sel = probes, filters[1]
+        unit = (query / np.linalg.norm(query)).astype(np.float32)[None]
+        _, found = ivf.search(unit, IVF_CANDIDATES, params=params)
+        keep: np.ndarray = found[0][found[0] >= 0]
+        return keep
+
+    return seconds, search
+
+
 def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
     """Mean share of the exact top-24 that a method found (recall@24)."""
     pairs = zip(found, truth, strict=True)
@@ -236,6 +276,17 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
             results[name] = (samples, found, f"{label}, HNSW: {name}, exact re-rank")
             names.append(name)
 
+    build_ivf_s, ivf_search = _ivf(count, visible)
+    for probes in PROBES:
+        def by_lists(query: np.ndarray, probes: int = probes) -> list[int]:
+            found = ivf_search(query, probes)
+            return [hit.item_id for hit in exact.rank(query, found, K, VIEWER)]
+
+        name = f"IVF-SQ8 {IVF_CANDIDATES} candidates, nprobe {probes}"
+        samples, found = _timed(by_lists, queries)
+        results[name] = (samples, found, f"{label}, not the product: {name}, exact re-rank")
+        names.append(name)
+
     exact_ms = statistics.median(results["exact"][0])
     rows = []
     for name in names:
@@ -251,6 +302,8 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
                  "median_s": round(load_s, 1), "spread": "single run"})
     rows.append({"what": "graph build", "setting": f"{label}, background, after the load",
                  "median_s": round(build_s, 1), "spread": "single run"})
+    rows.append({"what": "IVF-SQ8 train + add", "setting": f"{label}, not the product",
+                 "median_s": round(build_ivf_s, 1), "spread": "single run"})
     rows.append({"what": "index memory", "setting": f"{label}, exact rows + graph",
                  "value": round(index.nbytes / 1e6), "unit": "MB", "spread": "allocated"})
     rows.append({"what": "benchmark peak RSS", "setting": f"up to {label}",
