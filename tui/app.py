@@ -10,13 +10,12 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.worker import Worker
 
 from protocol.client import ConnectionStatus, Offline, Session
 from protocol.messages.accounts import UserInfo
@@ -71,7 +70,7 @@ SHOP_MODES: dict[str, Callable[[], Screen[Any]]] = {
 }
 
 #: A saved gallery recalled at start-up, and its pictures decoded (by item id).
-_Recalled = tuple[WarmGallery | None, list[tuple[Hashable, Any]]]
+_Recalled = tuple[WarmGallery, list[tuple[Hashable, Any]]]
 
 #: Actions that only make sense when logged in (hidden from the footer otherwise).
 _LOGGED_IN_ACTIONS = frozenset({"logout", "go"})
@@ -187,12 +186,13 @@ class PixmartApp(TypeAheadApp[None]):
             self, cache_root or cache_dir(), limit_bytes=cache_limit_bytes()
         )
         self._server_identity = server_identity
-        #: Recalls the saved gallery at start-up; a resumed session waits for it.
-        self._warm_worker: Worker[None] | None = None
-        #: The saved gallery and its decoded pictures, read while Textual starts.
+        #: The saved gallery and its decoded pictures, read while Textual starts; the app
+        #: then opens on the gallery, and offers them to it before it is composed.
         self._recalling: concurrent.futures.Future[_Recalled] | None = None
         if self.server_url is not None and self.server_known:
             self._recalling = self._recall_in_background(self.server_url)
+        if self._recalling is not None:
+            self._open_on("gallery")
         #: Failed first connections in a row while a saved gallery is on show (for the backoff).
         self._offline_attempts = 0
         self.listing_batch = listing_batch
@@ -217,13 +217,29 @@ class PixmartApp(TypeAheadApp[None]):
 
     # -- start and stop ------------------------------------------------------------------------
 
+    def _open_on(self, mode: str) -> None:
+        """Start in ``mode`` instead of :attr:`DEFAULT_MODE` (call it from ``__init__``).
+
+        A warm reopen opens on the saved gallery: no login screen composed and drawn first,
+        and no switch to a new mode, whose first screen costs a full reparse and restyle of
+        the stylesheet. Textual (8.x) chooses the first mode from the class only, so the two
+        attributes its ``__init__`` set from it are set again here.
+        """
+        self._screen_stacks = {mode: []}
+        self._current_mode = mode
+
+    async def on_event(self, event: events.Event) -> None:
+        # The first screen is composed on Compose: a saved gallery must be offered before then.
+        if isinstance(event, events.Compose) and self._recalling is not None:
+            await self._offer_recalled(self._recalling)
+        await super().on_event(event)
+
     def on_mount(self) -> None:
         self.cart.updates.subscribe(self, self._cart_changed, immediate=True)
         self.inbox.updates.subscribe(self, self._unread_changed, immediate=True)
         if self.link.session is not None:
             self.connection = self.link.session.status
         if self.server_url is not None and self.server_known:
-            self._warm_worker = self._warm_start()
             self.connect_in_background(self.server_url)
 
     async def on_unmount(self) -> None:
@@ -242,55 +258,50 @@ class PixmartApp(TypeAheadApp[None]):
         return trust_identity(session.trust, url) if session is not None else None
 
     def _recall_in_background(self, url: str) -> concurrent.futures.Future[_Recalled] | None:
-        """Start reading the gallery this session saved, and decoding its pictures, in a thread
-        of its own: it runs while Textual starts, so the gallery is ready when the app is."""
+        """Read the gallery this session saved, if there is one, and start reading and decoding
+        its pictures in a thread of its own: it runs while Textual starts, so the pictures are
+        ready when the first screen is composed.
+
+        Returns:
+            The pictures on their way, or ``None`` when there is no saved gallery to show.
+        """
         token = self.store.token(url)
         if token is None or not self.gallery_cache.use_server(url, self.identity_of(url)):
+            return None
+        # One small file read here, so the app knows which screen it opens on.
+        saved = self.gallery_cache.load_saved(token)
+        if saved is None:
             return None
         cache, pictures = self.gallery_cache, self.pictures
         recalled: concurrent.futures.Future[_Recalled] = concurrent.futures.Future()
 
         def recall() -> None:
             try:
-                warm = cache.read_saved(token)
-                cards = warm.cards if warm is not None else []
+                warm = cache.with_pictures(saved)
                 shown: list[tuple[Hashable, bytes]] = [
-                    (card.id, card.thumbnail) for card in cards if card.thumbnail
+                    (card.id, card.thumbnail) for card in warm.cards if card.thumbnail
                 ]
                 recalled.set_result((warm, pictures.decode_many(shown)))
-            except BaseException as exc:  # told to the awaiting worker
+            except Exception:
+                # Pictures that cannot be read are fetched again: the cards still show at once.
+                recalled.set_result((WarmGallery(saved, list(saved.cards)), []))
+            except BaseException as exc:  # told to the awaiting app
                 recalled.set_exception(exc)
 
         threading.Thread(target=recall, name="recall-gallery", daemon=True).start()
         return recalled
 
-    @work(exclusive=True, group="warm-start")
-    async def _warm_start(self) -> None:
-        """Show the gallery saved by this session's last visit at once, if there is one.
+    async def _offer_recalled(self, recalling: concurrent.futures.Future[_Recalled]) -> None:
+        """Offer the saved gallery and its decoded pictures to the gallery the app opens on.
 
         Only the session it was saved under gets it (by its token), and only until the server
         answers: if the server ends the session instead, the app goes back to the login screen.
         """
-        if self._recalling is None:
-            return
-        warm, decoded = await asyncio.wrap_future(self._recalling)
-        if warm is None or self.user is not None:
-            return
-        cache, pictures = self.gallery_cache, self.pictures
+        warm, decoded = await asyncio.wrap_future(recalling)
         for item_id, picture in decoded:
-            pictures.put(item_id, picture)
-        cache.offer(warm)
+            self.pictures.put(item_id, picture)
+        self.gallery_cache.offer(warm)
         self.user = warm.saved.user
-        await self.switch_mode("gallery")
-
-    async def _saved_gallery_shown(self) -> None:
-        """Wait (a little) for the saved gallery to show, if one is being recalled: the
-        server's answer then updates it in place instead of racing it."""
-        warm = self._warm_worker
-        if self._recalling is not None and warm is not None and warm.is_running:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await warm.wait()
 
     def _use_cache_for(self, session: Session, url: str) -> None:
         """Keep ``session``'s pictures in the server's disk cache (once someone vouched for it)."""
@@ -323,7 +334,6 @@ class PixmartApp(TypeAheadApp[None]):
         try:
             session = await self.link.open(url)
         except Exception as exc:
-            await self._saved_gallery_shown()
             if self.gallery_cache.provisional is not None:
                 # The saved gallery stays on show, marked offline, and the app tries again.
                 if not isinstance(exc, TrustError):
@@ -333,7 +343,6 @@ class PixmartApp(TypeAheadApp[None]):
                 return
             self._tell_login(self.report_failure(exc), error=True)
             return
-        await self._saved_gallery_shown()
         self._offline_attempts = 0
         self.server_url = url
         self.store.remember(server=url)

@@ -10,13 +10,15 @@ cache.
 Reopening the app (issue #21): a ``pixmart-server`` process holds 1,000 items with real WebP
 thumbnails (seeded through the storage layer beforehand); the app is built as ``pixmart``
 builds it, with a saved session, and runs headless at 120x40. The clock starts just before the
-app does and stops when every card the grid shows has its picture drawn ("a full gallery"):
+app does and stops at the first frame drawn with a picture on every card the grid shows ("a full
+gallery"; frames are watched from the start, as ``run_test`` hands over only when the screen is
+idle, which can be after the connection and the reconcile):
 with an empty cache (a cold open: the first batch comes from the server), and again with the
 cache that run left (a warm reopen: the saved gallery and its pictures come from disk, before
 the server has answered), then until the warm gallery was reconciled with the server's first
 batch. Each run has a cache dir of its own; medians of five runs after one untimed pair. As a
 floor, the same app with no server to go to, timed to its login screen: what Textual itself
-takes to start in this process on this machine at that moment.
+takes to draw its first screen in this process on this machine at that moment.
 
 Run alone with ``.venv/bin/python -m tests.bench.bench_tui``; ``make bench`` collects ``run()``.
 """
@@ -32,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
+
+from textual.app import ScreenStackError
 
 from backend.config import ServerConfig
 from backend.server import PixmartServer
@@ -81,7 +85,7 @@ def _row(what: str, setting: str, measure: Callable[[], float]) -> dict[str, Any
 
 def _full_gallery(app: PixmartApp) -> bool:
     """Whether the gallery shows cards and every one of them has its picture drawn."""
-    if not isinstance(app.screen, GalleryScreen):
+    if not isinstance(_screen(app), GalleryScreen):
         return False
     grids = app.screen.query(CardGrid)
     if not grids or not grids.first().items:
@@ -90,11 +94,38 @@ def _full_gallery(app: PixmartApp) -> bool:
     return bool(shown) and all(tile.query_one(Picture).picture is not None for tile in shown)
 
 
+def _screen(app: PixmartApp) -> object:
+    """The app's screen, or ``None`` before it installed one."""
+    try:
+        return app.screen
+    except ScreenStackError:
+        return None
+
+
 def _reconciled(app: PixmartApp) -> bool:
     grid = app.screen.query(CardGrid)
     view = grid.first().parent if grid else None
     listing = getattr(view, "listing", None)
     return listing is not None and listing.started and not listing.provisional
+
+
+def _first_frame(app: PixmartApp, condition: Callable[[], bool]) -> asyncio.Future[float]:
+    """The ``perf_counter`` of the first frame the app draws while ``condition`` holds.
+
+    Watched from the app's start, frame by frame (headless, a frame is composed but not
+    written): ``run_test`` hands over only once the screen's widgets are idle, which on a warm
+    reopen can be after the connection and the reconcile.
+    """
+    drawn: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    display = app._display
+
+    def watched(screen: Any, renderable: Any) -> None:
+        display(screen, renderable)
+        if renderable is not None and not drawn.done() and condition():
+            drawn.set_result(time.perf_counter())
+
+    app._display = watched  # type: ignore[method-assign]
+    return drawn
 
 
 async def _until(app: PixmartApp, condition: Callable[[], bool], timeout: float = 60.0) -> float:
@@ -115,8 +146,9 @@ async def _open(
         store=store, trust=trust, server_url=url, listing_batch=REOPEN_BATCH, cache_root=cache
     )
     started = time.perf_counter()
+    full_gallery = _first_frame(app, lambda: _full_gallery(app))
     async with app.run_test(size=(120, 40)):
-        full = await _until(app, lambda: _full_gallery(app))
+        full = await asyncio.wait_for(full_gallery, 60)
         reconciled = await _until(app, lambda: _reconciled(app) and _full_gallery(app))
         # Let the gallery's save for the next start land before the app closes.
         await asyncio.sleep(0.2)
@@ -124,11 +156,12 @@ async def _open(
 
 
 async def _floor(store: ClientStore, cache: Path) -> float:
-    """Milliseconds from starting the app (no server known) to its login screen."""
+    """Milliseconds from starting the app (no server known) to its first frame (the login)."""
     app = build_app(store=store, trust=TrustPolicy(), server_url=None, cache_root=cache)
     started = time.perf_counter()
+    login = _first_frame(app, lambda: isinstance(_screen(app), LoginScreen))
     async with app.run_test(size=(120, 40)):
-        shown = await _until(app, lambda: isinstance(app.screen, LoginScreen))
+        shown = await asyncio.wait_for(login, 60)
     return (shown - started) * 1000
 
 

@@ -128,15 +128,28 @@ class GalleryCache:
         Blocking (a snapshot file and a screenful of pictures): call it in a thread, then hand
         the result to :meth:`offer` on the event loop. Call :meth:`use_server` first.
         """
-        snapshots, pictures = self._snapshots, self.pictures
-        if snapshots is None or pictures is None:
+        saved = self.load_saved(token)
+        return self.with_pictures(saved) if saved is not None else None
+
+    def load_saved(self, token: str) -> SavedGallery | None:
+        """The snapshot saved under ``token``'s session if it has cards (no pictures read).
+
+        One small file: cheap enough to decide, before the app starts, which screen it opens on.
+        """
+        snapshots = self._snapshots
+        if snapshots is None:
             return None
         saved = snapshots.load(token)
-        if saved is None or not saved.cards:
-            return None
-        found = pictures.disk.read_many(digest for digest in saved.pictures if digest)
-        for digest, data in found.items():
-            pictures.memory.put(digest, data)  # the reconciling batch names them by hash only
+        return saved if saved is not None and saved.cards else None
+
+    def with_pictures(self, saved: SavedGallery) -> WarmGallery:
+        """``saved``'s cards with the pictures the disk holds (blocking: call it in a thread)."""
+        pictures = self.pictures
+        found: dict[str, bytes] = {}
+        if pictures is not None:
+            found = pictures.disk.read_many(digest for digest in saved.pictures if digest)
+            for digest, data in found.items():
+                pictures.memory.put(digest, data)  # the reconciling batch names them by hash only
         cards = [
             msgspec.structs.replace(card, thumbnail=found.get(digest), thumbnail_sha256=digest)
             for card, digest in zip(saved.cards, saved.pictures, strict=True)
