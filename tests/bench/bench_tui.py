@@ -10,7 +10,7 @@ cache.
 Reopening the app (issue #21): a ``pixmart-server`` process holds 1,000 items with real WebP
 thumbnails (seeded through the storage layer beforehand); the app is built as ``pixmart``
 builds it, with a saved session, and runs headless at 120x40. The clock starts just before the
-app does and stops at the first frame drawn with a picture on every card the grid shows ("a full
+app is built and stops at the first frame drawn with a picture on every card the grid shows ("a full
 gallery"; frames are watched from the start, as ``run_test`` hands over only when the screen is
 idle, which can be after the connection and the reconcile):
 with an empty cache (a cold open: the first batch comes from the server), and again with the
@@ -142,10 +142,11 @@ async def _open(
     url: str, trust: TrustPolicy, store: ClientStore, cache: Path
 ) -> tuple[float, float]:
     """Open the app; milliseconds to a full gallery, and to one reconciled with the server."""
+    # From the app being built: it reads the saved gallery and starts its pictures then.
+    started = time.perf_counter()
     app = build_app(
         store=store, trust=trust, server_url=url, listing_batch=REOPEN_BATCH, cache_root=cache
     )
-    started = time.perf_counter()
     full_gallery = _first_frame(app, lambda: _full_gallery(app))
     async with app.run_test(size=(120, 40)):
         full = await asyncio.wait_for(full_gallery, 60)
@@ -157,8 +158,8 @@ async def _open(
 
 async def _floor(store: ClientStore, cache: Path) -> float:
     """Milliseconds from starting the app (no server known) to its first frame (the login)."""
-    app = build_app(store=store, trust=TrustPolicy(), server_url=None, cache_root=cache)
     started = time.perf_counter()
+    app = build_app(store=store, trust=TrustPolicy(), server_url=None, cache_root=cache)
     login = _first_frame(app, lambda: isinstance(_screen(app), LoginScreen))
     async with app.run_test(size=(120, 40)):
         shown = await asyncio.wait_for(login, 60)
