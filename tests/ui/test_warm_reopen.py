@@ -26,7 +26,7 @@ from tests.ui.conftest import SIZE, Shop, until
 from tui.app import PixmartApp
 from tui.data.gallery_cache import Freshness
 from tui.launch import build_app
-from tui.screens import GalleryScreen, ItemScreen
+from tui.screens import GalleryScreen, ItemScreen, LoginScreen
 from tui.store import ClientStore
 from tui.widgets import CatalogueView, ItemTile
 from tui.widgets.card_grid import CardGrid
@@ -238,3 +238,33 @@ async def test_another_login_never_sees_the_saved_gallery(
             await pilot.press("ctrl+r")  # connect now rather than at the next try
             await until(pilot, lambda: isinstance(app.screen, GalleryScreen), what="the gallery")
             assert app.user is not None and app.user.username == "someone-else"
+
+
+async def test_reopen_opens_on_the_saved_gallery_and_an_ended_session_falls_back_to_login(
+    make_shop: ShopFactory,
+    server: PixmartServer,
+    ui_store: ClientStore,
+) -> None:
+    """The app's first screen is the saved gallery (no login screen before it); when the server
+    no longer knows the session, the app goes to the login screen and the saved cards go."""
+    shop = await make_shop(6)
+    async with TcpProxy(server.port) as proxy:
+        url = f"wss://127.0.0.1:{proxy.port}"
+        ui_store.save_token(url, shop.seller.token)
+        first = app_through(proxy.port, server, ui_store)
+        async with first.run_test(size=SIZE) as pilot:
+            await first_visit(pilot, first, 6)
+            saved = shown_ids(first)
+        await shop.seller.logout()  # the session ends on the server; the app still holds it
+
+        proxy.drop(Direction.DOWNSTREAM)  # the server says nothing yet
+        app = app_through(proxy.port, server, ui_store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.current_mode == "gallery"
+            assert [type(screen) for screen in app.screen_stack] == [GalleryScreen]
+            await until(pilot, lambda: shown_ids(app) == saved, what="the saved gallery")
+            proxy.cut()
+            await pilot.press("ctrl+r")  # connect now rather than at the next try
+            await until(pilot, lambda: isinstance(app.screen, LoginScreen), what="the login")
+            assert app.user is None
+            assert app.gallery_cache.provisional is None
