@@ -209,7 +209,7 @@ def test_inbox(keeper_snap: SnapCompare, keepers: Keepers, tmp_path: Path) -> No
     """eve's inbox, newest first, both unread (● and bold): 2026-11-25 17:40 "back in stock"
     #2 "'Red kite' is back in stock (3 left)", then 2026-11-24 08:15 "price drop"
     #1 "'Harbour at dawn' now costs €18.00 (was €22.00)"; status "2 notices · 2
-    unread"; the footer offers n More, r Refresh, space Mark read, A All read, C Clear inbox."""
+    unread"; the footer offers n More, r Refresh, space Read, A All read, C Clear."""
     app = make_app(keepers.eve, tmp_path)
 
     async def run_before(pilot: Pilot[None]) -> None:
@@ -221,7 +221,7 @@ def test_inbox(keeper_snap: SnapCompare, keepers: Keepers, tmp_path: Path) -> No
 
 def test_inbox_at_80x24(keeper_snap: SnapCompare, keepers: Keepers, tmp_path: Path) -> None:
     """The same inbox in 80x24: the notice column cut at the right edge, the header's
-    "inbox 2" still shown."""
+    "inbox 2" still shown, every key in two footer rows (F Favourites and ^p palette last)."""
     app = make_app(keepers.eve, tmp_path)
 
     async def run_before(pilot: Pilot[None]) -> None:

@@ -68,9 +68,12 @@ class InboxScreen(PixmartScreen):
     AUTO_FOCUS = "#inbox-list RowTable"
 
     BINDINGS = [
-        Binding("space", "mark_read", "Mark read", id="inbox.read"),
+        # Short labels, so the keys and the app's fit two footer rows at 80 columns.
+        Binding("space", "mark_read", "Read", id="inbox.read", tooltip="Mark the notice read"),
         Binding("A", "mark_all_read", "All read", id="inbox.read-all"),
-        Binding("C", "clear", "Clear inbox", id="inbox.clear", tooltip="After a confirmation"),
+        Binding(
+            "C", "clear", "Clear", id="inbox.clear", tooltip="Empty the inbox, after a confirmation"
+        ),
     ]
 
     def __init__(self) -> None:
