@@ -7,13 +7,13 @@ of the last row sent: keyset batches that nothing placed meanwhile can shift.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from backend.accounts.service import Principal
-from backend.catalogue.cursors import CursorSigner, Position, cursor_binding
+from backend.catalogue.cursors import CursorSigner, cursor_binding
 from backend.commerce.repository import Keyed, OrderRepository
-from protocol.errors import BadRequest, NotFound
+from backend.id_pages import FetchBelow, batch_size, keyset_batch
+from protocol.errors import NotFound
 from protocol.messages.commerce import Order, OrderSummary, Sale
 
 #: Cursor scopes (see :func:`~backend.catalogue.cursors.cursor_binding`).
@@ -21,9 +21,6 @@ ORDERS_SCOPE: Final = "commerce.orders"
 SALES_SCOPE: Final = "commerce.sales"
 
 T = TypeVar("T")
-
-#: Reads up to ``limit`` rows of a listing below a position (``None``: from the newest).
-Fetch = Callable[[int | None, int], Awaitable[list[Keyed[T]]]]
 
 
 class OrderBook:
@@ -93,31 +90,17 @@ class OrderBook:
 
     async def _batch(
         self,
-        fetch: Fetch[T],
+        fetch: FetchBelow[Keyed[T]],
         binding: bytes,
         limit: int | None,
         cursor: str | None,
     ) -> tuple[list[T], str | None]:
-        size = self._batch_size(limit)
-        below = None if cursor is None else _last_position(self._signer.open(cursor, binding))
-        # One row more than asked says whether another batch exists, so the last batch carries
-        # no cursor and the client never asks for an empty one.
-        rows = await fetch(below, size + 1)
-        if len(rows) <= size:
-            return [keyed.row for keyed in rows], None
-        rows = rows[:size]
-        return [keyed.row for keyed in rows], self._signer.seal(binding, [rows[-1].position])
-
-    def _batch_size(self, limit: int | None) -> int:
-        if limit is None:
-            return self._batch_default
-        if limit > self._batch_max:
-            raise BadRequest(f"A batch has at most {self._batch_max} rows")
-        return limit
+        size = batch_size(limit, default=self._batch_default, maximum=self._batch_max)
+        rows, next_cursor = await keyset_batch(
+            self._signer, binding, fetch, _position, size=size, cursor=cursor
+        )
+        return [keyed.row for keyed in rows], next_cursor
 
 
-def _last_position(position: Position) -> int:
-    # The MAC vouches for the bytes, not for the shape: check it anyway, cheaply.
-    if len(position) != 1 or not isinstance(position[0], int) or isinstance(position[0], bool):
-        raise BadRequest("The cursor is not valid for this listing; start it again")
-    return position[0]
+def _position(keyed: Keyed[T]) -> int:
+    return keyed.position
