@@ -5,26 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from backend.server import PixmartServer
 from protocol import inbox_client as inbox
 from protocol.alerts_client import save_search
 from protocol.messages.catalogue import ListingFilters
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_cli import Cli
+from tests.support.cli import Cli
 from tests.support.commerce import PASSWORD, list_item, sign_up
-
-
-@pytest.fixture
-async def cli(
-    server: PixmartServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Cli:
-    monkeypatch.setenv("PIXMART_PASSWORD", PASSWORD)
-    run = Cli(server, capsys)
-    assert (await run("account", "create", "bob"))[0] == 0
-    assert (await run("login", "bob"))[0] == 0
-    return run
 
 
 async def test_saving_listing_and_removing_searches(

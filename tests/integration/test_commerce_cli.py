@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 
-import pytest
-
-from backend.server import PixmartServer
 from protocol import commerce_client as shop
 from protocol.checkout import PendingCheckout
 from tests.conftest import SessionFactory, logged_in
+from tests.support.cli import Cli
 from tests.support.commerce import PASSWORD, list_item
-from tui.cli import main
 from tui.store import ClientStore
-
-
-class Cli:
-    """Runs ``pixmart`` in a thread (it runs its own event loop) against the test server."""
-
-    def __init__(self, server: PixmartServer, capsys: pytest.CaptureFixture[str]) -> None:
-        self.server = server
-        self.capsys = capsys
-        self.url = f"wss://127.0.0.1:{server.port}"
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        argv = ["--server", self.url, "--trust", self.server.fingerprint, *args]
-        code = await asyncio.to_thread(main, argv)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-
-@pytest.fixture
-async def cli(
-    server: PixmartServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Cli:
-    monkeypatch.setenv("PIXMART_PASSWORD", PASSWORD)
-    run = Cli(server, capsys)
-    assert (await run("account", "create", "bob"))[0] == 0
-    assert (await run("login", "bob"))[0] == 0
-    return run
 
 
 async def test_shopping_from_the_command_line(

@@ -5,24 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from backend.server import PixmartServer
 from protocol.catalogue_client import delete_items, edit_item
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_cli import Cli
-from tests.support.commerce import PASSWORD, list_item
-
-
-@pytest.fixture
-async def cli(
-    server: PixmartServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Cli:
-    monkeypatch.setenv("PIXMART_PASSWORD", PASSWORD)
-    run = Cli(server, capsys)
-    assert (await run("account", "create", "bob"))[0] == 0
-    assert (await run("login", "bob"))[0] == 0
-    return run
+from tests.support.cli import Cli
+from tests.support.commerce import list_item
 
 
 async def test_favourites_from_the_command_line(

@@ -16,7 +16,7 @@ from protocol.client import Session
 from protocol.errors import BadRequest, Unauthenticated
 from protocol.messages.sales import SalesSummary
 from tests.conftest import SessionFactory, logged_in
-from tests.integration.test_commerce_cli import Cli
+from tests.support.cli import Cli, cli_as
 from tests.support.commerce import PASSWORD, list_item
 from tui.commands.sales_summary import CSV_COLUMNS
 
@@ -109,10 +109,7 @@ async def sold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Cli, int]:
     """A CLI logged in as ``alice``, whose item ``Sunset`` bob bought twice; its id."""
-    monkeypatch.setenv("PIXMART_PASSWORD", PASSWORD)
-    cli = Cli(server, capsys)
-    assert (await cli("account", "create", "alice"))[0] == 0
-    assert (await cli("login", "alice"))[0] == 0
+    cli = await cli_as("alice", server, capsys, monkeypatch)
     alice = await make_session()
     await alice.login("alice", PASSWORD)
     item = await list_item(alice, tmp_path, title="Sunset, red", price_cents=1250, stock=4)
