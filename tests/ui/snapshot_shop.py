@@ -5,8 +5,11 @@ server's random port as ``PORT``.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +85,26 @@ def comparer(
     # The plugin normalises every SVG it stores or compares through this function.
     monkeypatch.setattr(pytest_textual_snapshot, "normalize_svg", without_port)
 
-    def compare(
-        app: PixmartApp, run_before: RunBefore, size: tuple[int, int] = SIZE
-    ) -> bool:
+    def compare(app: PixmartApp, run_before: RunBefore, size: tuple[int, int] = SIZE) -> bool:
         return snap_compare(app, run_before=run_before, terminal_size=size)
 
     return compare
+
+
+@contextmanager
+def dates_in_utc() -> Iterator[None]:
+    """Show local times in UTC while inside (snapshots then read the same in every zone)."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if zone is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
 
 
 __all__ = [
@@ -96,6 +113,7 @@ __all__ = [
     "SnapCompare",
     "SnapshotShop",
     "comparer",
+    "dates_in_utc",
     "open_shop",
     "snapshot_config",
 ]

@@ -11,8 +11,6 @@ the other screens show) whose orders are dated at fixed times, shown in UTC.
 from __future__ import annotations
 
 import calendar
-import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,14 @@ from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF
 from tests.ui.conftest import until
 from tests.ui.seed import SeedItem, demo_items, draw_picture, seed
-from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, open_shop, snapshot_config
+from tests.ui.snapshot_shop import (
+    SnapCompare,
+    SnapshotShop,
+    comparer,
+    dates_in_utc,
+    open_shop,
+    snapshot_config,
+)
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
 from tui.dialogs import EditItemDialog, FingerprintChangedDialog, OrderDialog, TrustDialog
@@ -490,17 +495,8 @@ def market_snap(
     snap_compare: SnapCompare, market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SnapCompare]:
     """``snap_compare`` for the market, with dates shown in UTC."""
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
+    with dates_in_utc():
         yield comparer(snap_compare, market.server, monkeypatch)
-    finally:
-        if zone is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = zone
-        time.tzset()
 
 
 async def in_shop_screen(pilot: Pilot[None], key: str, screen: type[Screen[Any]]) -> None:

@@ -11,8 +11,6 @@ half-blocks, no blinking cursors, notifications cleared.
 from __future__ import annotations
 
 import calendar
-import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from protocol.client import Session
 from protocol.trust import TrustPolicy
 from tests.ui.conftest import until
 from tests.ui.seed import SeedItem, seed
-from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer
+from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, dates_in_utc
 from tests.ui.test_snapshots import _start_server, in_gallery, make_app, settle
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
@@ -110,17 +108,8 @@ def keeper_snap(
     snap_compare: SnapCompare, keepers: Keepers, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SnapCompare]:
     """``snap_compare`` for this shop, with dates shown in UTC."""
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
+    with dates_in_utc():
         yield comparer(snap_compare, keepers.server, monkeypatch)
-    finally:
-        if zone is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = zone
-        time.tzset()
 
 
 async def in_favourites(pilot: Pilot[None]) -> CatalogueView:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,14 @@ from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
 from tests.ui.conftest import until
 from tests.ui.seed import demo_items, seed
-from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, open_shop, snapshot_config
+from tests.ui.snapshot_shop import (
+    SnapCompare,
+    SnapshotShop,
+    comparer,
+    dates_in_utc,
+    open_shop,
+    snapshot_config,
+)
 from tests.ui.test_snapshots import pictures_shown, settle
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
@@ -57,11 +63,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotShop]:
 @pytest.fixture
 def snap(
     snap_compare: SnapCompare, shop: SnapshotShop, monkeypatch: pytest.MonkeyPatch
-) -> SnapCompare:
+) -> Iterator[SnapCompare]:
     """``snap_compare`` with half-block pictures, the port written ``PORT``, times in UTC."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    return comparer(snap_compare, shop.server, monkeypatch)
+    with dates_in_utc():
+        yield comparer(snap_compare, shop.server, monkeypatch)
 
 
 def save_gallery(shop: SnapshotShop, cache: Path) -> None:
