@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.geometry import Size
 from textual.widgets import Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
@@ -26,7 +27,7 @@ from tui.data.gallery_cache import Freshness
 from tui.data.gallery_snapshot import MAX_CARDS
 from tui.data.listing import Listing, ListingQuery
 from tui.screens.base import PixmartScreen
-from tui.widgets.card_grid import GUTTER, TILE_MIN_WIDTH
+from tui.widgets.card_grid import GUTTER, TILE_MIN_WIDTH, tiles_that_fit
 from tui.widgets.catalogue_view import CatalogueView
 from tui.widgets.status_header import StatusHeader
 
@@ -35,6 +36,30 @@ SIDEBAR_WIDTH = 30
 #: grid's padding); in a narrower terminal (80 columns, say) the pictures come first: the sidebar
 #: is folded away and ``t`` unfolds it over the cards.
 SIDE_BY_SIDE_WIDTH = SIDEBAR_WIDTH + 2 * TILE_MIN_WIDTH + GUTTER + 2
+
+
+#: Rows around the cards at the top and bottom of the gallery: the header, the listing's status
+#: line and the key footer, whose keys flow onto a second row.
+CHROME_ROWS = 4
+
+
+def expected_grid_size(terminal: Size) -> Size:
+    """The gallery's card grid content size in a ``terminal`` of this size, as laid out.
+
+    A guess made before the first layout so the grid's tiles exist in the first frame; a wrong
+    one costs only a correction when the grid learns its size.
+    """
+    sidebar = SIDEBAR_WIDTH if terminal.width >= SIDE_BY_SIDE_WIDTH else 0
+    grid_padding = 2
+    return Size(
+        max(1, terminal.width - sidebar - grid_padding), max(1, terminal.height - CHROME_ROWS)
+    )
+
+
+def screenful(terminal: Size) -> int:
+    """How many cards the gallery shows at once in a ``terminal`` of this size."""
+    columns, rows = tiles_that_fit(expected_grid_size(terminal))
+    return columns * rows
 
 
 def tag_prompt(tag: TagCount, width: int = 20) -> Text:
@@ -138,6 +163,7 @@ class GalleryScreen(PixmartScreen):
             yield CatalogueView(
                 id="gallery-view",
                 live_additions=True,
+                expected_grid_size=expected_grid_size,
                 empty_text="Nothing matches.\n\nPress u to sell your own pictures.",
             )
 

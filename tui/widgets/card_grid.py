@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -36,6 +37,14 @@ TILE_HEIGHT = 12
 COMPACT_TILE_MIN_WIDTH = 18
 COMPACT_TILE_HEIGHT = 8
 GUTTER = 1
+
+
+def tiles_that_fit(size: Size, *, compact: bool = False) -> tuple[int, int]:
+    """Columns and rows of tiles that fit in a grid's content area of ``size``."""
+    min_width = COMPACT_TILE_MIN_WIDTH if compact else TILE_MIN_WIDTH
+    height = COMPACT_TILE_HEIGHT if compact else TILE_HEIGHT
+    columns = max(1, (max(1, size.width) + GUTTER) // (min_width + GUTTER))
+    return columns, max(1, max(1, size.height) // height)
 
 
 def stock_label(stock: int) -> str:
@@ -240,17 +249,21 @@ class CardGrid(Widget, can_focus=True):
         cache: PictureCache | None = None,
         currency: str = "EUR",
         compact: bool = False,
+        expected_size: Callable[[Size], Size] | None = None,
         id: str | None = None,  # noqa: A002
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        #: The grid's content size in a terminal of a given size, as its screen lays it out:
+        #: with it the tiles are composed with the grid, so the first frame has its cards.
+        self.expected_size = expected_size
         self.set_class(compact, "-compact")
-        self.tile_min_width = COMPACT_TILE_MIN_WIDTH if compact else TILE_MIN_WIDTH
-        self.tile_height = COMPACT_TILE_HEIGHT if compact else TILE_HEIGHT
+        self.compact = compact
         self.items: list[ItemCard] = []
         #: Whether an item is one of the person's favourites (its card is marked so).
         self.favourite: Callable[[int], bool] = _never
-        self.cache = cache or PictureCache()
+        # Not `cache or ...`: an empty shared cache is falsy, and must still be shared.
+        self.cache = cache if cache is not None else PictureCache()
         self.currency = currency
         self.top_row = 0
         self._rows = 1
@@ -269,14 +282,27 @@ class CardGrid(Widget, can_focus=True):
         start = self.top_row * self.columns
         return range(start, min(len(self.items), start + self.columns * self._rows))
 
-    def _fit(self) -> tuple[int, int]:
-        width = max(1, self.content_size.width)
-        height = max(1, self.content_size.height)
-        columns = max(1, (width + GUTTER) // (self.tile_min_width + GUTTER))
-        return columns, max(1, height // self.tile_height)
+    def _fit(self, size: Size) -> tuple[int, int]:
+        return tiles_that_fit(size, compact=self.compact)
+
+    def compose(self) -> ComposeResult:
+        """The tiles the grid expects to hold, when it was told how to expect (else none yet).
+
+        Tiles composed here are laid out in the screen's first layout, so its first frame has
+        the cards (e.g. a saved gallery on a warm reopen); the first resize corrects a wrong
+        guess. Without a guess the tiles come with the first resize, one layout later.
+        """
+        if self.expected_size is None:
+            return
+        columns, rows = self._fit(self.expected_size(self.app.size))
+        self._rows = rows
+        self.set_reactive(CardGrid.columns, columns)
+        self.styles.grid_size_columns = columns
+        self._tiles = [ItemTile(slot) for slot in range(columns * rows)]
+        yield from self._tiles
 
     async def on_resize(self) -> None:
-        columns, rows = self._fit()
+        columns, rows = self._fit(self.content_size)
         if columns != self.columns or rows != self._rows or not self._tiles:
             self._rows = rows
             self.columns = columns
@@ -285,10 +311,14 @@ class CardGrid(Widget, can_focus=True):
     async def _rebuild(self) -> None:
         self.styles.grid_size_columns = self.columns
         wanted = self.columns * self._rows
-        if len(self._tiles) != wanted:
-            await self.remove_children()
-            self._tiles = [ItemTile(slot) for slot in range(wanted)]
-            await self.mount_all(self._tiles)
+        # Only the difference is mounted or removed: tiles kept are re-filled below.
+        if len(self._tiles) > wanted:
+            extra, self._tiles = self._tiles[wanted:], self._tiles[:wanted]
+            await self.remove_children(extra)
+        elif len(self._tiles) < wanted:
+            added = [ItemTile(slot) for slot in range(len(self._tiles), wanted)]
+            self._tiles.extend(added)
+            await self.mount_all(added)
         self._scroll_to_highlight()
         await self.refresh_tiles()
 
@@ -461,4 +491,5 @@ __all__ = [
     "CardGrid",
     "ItemTile",
     "stock_label",
+    "tiles_that_fit",
 ]

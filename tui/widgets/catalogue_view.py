@@ -8,6 +8,7 @@ in place once the server answers (:meth:`CatalogueView.refresh_in_place`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from textual import on, work
@@ -16,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Static
 
@@ -95,10 +97,14 @@ class CatalogueView(ShopNode, Vertical):
         *,
         empty_text: str = "No items match.",
         live_additions: bool = False,
+        expected_grid_size: Callable[[Size], Size] | None = None,
         id: str | None = None,  # noqa: A002
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        #: The card grid's content size in a terminal of a given size (see
+        #: :attr:`CardGrid.expected_size`): its tiles then exist before the first layout.
+        self.expected_grid_size = expected_grid_size
         self.empty_text = empty_text
         self.live_additions = live_additions
         self.listing: Listing | None = None
@@ -112,7 +118,12 @@ class CatalogueView(ShopNode, Vertical):
 
     def compose(self) -> ComposeResult:
         app = self.pixmart
-        yield CardGrid(cache=app.pictures, currency=app.currency, id="cards")
+        yield CardGrid(
+            cache=app.pictures,
+            currency=app.currency,
+            expected_size=self.expected_grid_size,
+            id="cards",
+        )
         yield Static(Content(self.empty_text), id="listing-empty")
         with Horizontal(id="listing-status-line"):
             yield Static("", id="listing-status")
