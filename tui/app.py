@@ -43,6 +43,7 @@ from tui.screens.cart import CartScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.favourites import FavouritesScreen
 from tui.screens.gallery import GalleryScreen
+from tui.screens.gallery import screenful as gallery_screenful
 from tui.screens.help import HelpScreen
 from tui.screens.inbox import InboxScreen
 from tui.screens.item import ItemScreen
@@ -273,13 +274,16 @@ class PixmartApp(TypeAheadApp[None]):
         if saved is None:
             return None
         cache, pictures = self.gallery_cache, self.pictures
+        # Only the first screenful is decoded before the gallery is composed (the terminal's
+        # size is known by now); the grid decodes the others as they scroll into view.
+        first = gallery_screenful(self.size)
         recalled: concurrent.futures.Future[_Recalled] = concurrent.futures.Future()
 
         def recall() -> None:
             try:
                 warm = cache.with_pictures(saved)
                 shown: list[tuple[Hashable, bytes]] = [
-                    (card.id, card.thumbnail) for card in warm.cards if card.thumbnail
+                    (card.id, card.thumbnail) for card in warm.cards[:first] if card.thumbnail
                 ]
                 recalled.set_result((warm, pictures.decode_many(shown)))
             except Exception:

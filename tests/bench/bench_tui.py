@@ -26,6 +26,7 @@ Run alone with ``.venv/bin/python -m tests.bench.bench_tui``; ``make bench`` col
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
+from unittest import mock
 
 from textual.app import ScreenStackError
 
@@ -144,9 +146,12 @@ async def _open(
     """Open the app; milliseconds to a full gallery, and to one reconciled with the server."""
     # From the app being built: it reads the saved gallery and starts its pictures then.
     started = time.perf_counter()
-    app = build_app(
-        store=store, trust=trust, server_url=url, listing_batch=REOPEN_BATCH, cache_root=cache
-    )
+    # Built as in a 120x40 terminal: a real one tells the app its size before Textual starts
+    # (headless, only run_test's size would), and the app decodes that screenful first.
+    with mock.patch.dict(os.environ, {"COLUMNS": "120", "LINES": "40"}):
+        app = build_app(
+            store=store, trust=trust, server_url=url, listing_batch=REOPEN_BATCH, cache_root=cache
+        )
     full_gallery = _first_frame(app, lambda: _full_gallery(app))
     async with app.run_test(size=(120, 40)):
         full = await asyncio.wait_for(full_gallery, 60)
