@@ -25,45 +25,46 @@ from protocol.messages.commerce import (
     describe_failure,
 )
 from protocol.money import format_price
-from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.context import (
+    CommandContext,
+    CommandFailed,
+    json_option,
+    print_json,
+    wants_json,
+)
 from tui.commands.sales_summary import add_summary_options, show_summary
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the commerce subcommands."""
-    # SUPPRESS: "--json" may come before or after the cart action without one default
-    # overwriting the other.
-    json_option = argparse.ArgumentParser(add_help=False)
-    json_option.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
-    )
+    with_json = json_option()
 
-    cart = commands.add_parser("cart", parents=[json_option], help="show or change your cart")
+    cart = commands.add_parser("cart", parents=[with_json], help="show or change your cart")
     cart.set_defaults(func=show_cart)
     actions = cart.add_subparsers(dest="cart_command", metavar="ACTION")
-    add = actions.add_parser("add", parents=[json_option], help="put units of an item in the cart")
+    add = actions.add_parser("add", parents=[with_json], help="put units of an item in the cart")
     add.add_argument("item_id", type=int, metavar="ID")
     add.add_argument("quantity", type=int, nargs="?", default=1, metavar="QTY")
     add.set_defaults(func=add_to_cart)
-    change = actions.add_parser("set", parents=[json_option], help="change the units of an item")
+    change = actions.add_parser("set", parents=[with_json], help="change the units of an item")
     change.add_argument("item_id", type=int, metavar="ID")
     change.add_argument("quantity", type=int, metavar="QTY")
     change.set_defaults(func=set_quantity)
-    remove = actions.add_parser("remove", parents=[json_option], help="take an item out")
+    remove = actions.add_parser("remove", parents=[with_json], help="take an item out")
     remove.add_argument("item_id", type=int, metavar="ID")
     remove.set_defaults(func=remove_from_cart)
-    actions.add_parser("clear", parents=[json_option], help="empty the cart").set_defaults(
+    actions.add_parser("clear", parents=[with_json], help="empty the cart").set_defaults(
         func=clear_cart
     )
 
-    buy = commands.add_parser("checkout", parents=[json_option], help="buy everything in the cart")
+    buy = commands.add_parser("checkout", parents=[with_json], help="buy everything in the cart")
     buy.set_defaults(func=checkout)
 
-    orders = commands.add_parser("orders", parents=[json_option], help="list your orders")
+    orders = commands.add_parser("orders", parents=[with_json], help="list your orders")
     orders.add_argument("order_id", type=int, nargs="?", metavar="ORDER", help="show this order")
     orders.set_defaults(func=show_orders)
 
-    sales = commands.add_parser("sales", parents=[json_option], help="list sales of your items")
+    sales = commands.add_parser("sales", parents=[with_json], help="list sales of your items")
     add_summary_options(sales)
     sales.set_defaults(func=show_sales)
 
@@ -120,7 +121,7 @@ def _check_quantity(quantity: int) -> None:
 
 
 def _print_cart(cart: Cart, currency: str, args: argparse.Namespace) -> None:
-    if getattr(args, "json", False):
+    if wants_json(args):
         print_json(cart)
         return
     if not cart.lines:
@@ -164,7 +165,7 @@ async def checkout(ctx: CommandContext, args: argparse.Namespace) -> int:
         await purchase.key()  # on disk before anything is sent
         cart = await shop.get_cart(session)
         currency = session.currency
-        as_json = getattr(args, "json", False)
+        as_json = wants_json(args)
         if cart.lines and not as_json:
             print(f"Buying {_units(cart.units)} for {format_price(cart.total_cents, currency)}")
         try:
@@ -204,7 +205,7 @@ def _failure_words(exc: OutOfStock | Conflict, currency: str) -> str:
 
 async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the orders, newest first, or show one order with its lines."""
-    as_json = getattr(args, "json", False)
+    as_json = wants_json(args)
     async with ctx.logged_in() as session:
         if args.order_id is not None:
             order = await shop.get_order(session, args.order_id)
@@ -231,7 +232,7 @@ async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
         return await show_summary(ctx, args)
     if args.csv:
         raise CommandFailed("--csv goes with --summary")
-    as_json = getattr(args, "json", False)
+    as_json = wants_json(args)
     async with ctx.logged_in() as session:
         count = 0
         async for sale in shop.iter_sales(session):

@@ -96,6 +96,23 @@ def read_password(prompt: str = "Password: ", *, confirm: bool = False) -> str:
     return password
 
 
+def json_option() -> argparse.ArgumentParser:
+    """A parent parser that gives ``--json`` to a command and to each of its actions.
+
+    Read the flag with :func:`wants_json`.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: "--json" may come before or after the action: the parser not given it then
+    # sets no default that would overwrite the other's answer.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    return parser
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """Whether ``--json`` was given, before or after the action (see :func:`json_option`)."""
+    return bool(getattr(args, "json", False))
+
+
 def print_json(value: Any) -> None:
     """Print one JSON object on one line (msgspec Structs included)."""
     sys.stdout.write(json.dumps(msgspec.to_builtins(value), ensure_ascii=False, sort_keys=True))

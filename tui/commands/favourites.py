@@ -9,29 +9,24 @@ import msgspec
 from protocol import favourites_client as fav
 from protocol.messages.favourites import Favourite, FavouriteStatus
 from protocol.money import format_price
-from tui.commands.context import CommandContext, print_json
+from tui.commands.context import CommandContext, json_option, print_json, wants_json
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``fav`` subcommand and its actions."""
-    # SUPPRESS: "--json" may come before or after the action without one default overwriting
-    # the other.
-    json_option = argparse.ArgumentParser(add_help=False)
-    json_option.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
-    )
+    with_json = json_option()
     favourites = commands.add_parser(
-        "fav", parents=[json_option], help="keep items as favourites, or list them"
+        "fav", parents=[with_json], help="keep items as favourites, or list them"
     )
     favourites.set_defaults(func=list_favourites)
     actions = favourites.add_subparsers(dest="fav_command", metavar="ACTION")
-    add = actions.add_parser("add", parents=[json_option], help="keep an item as a favourite")
+    add = actions.add_parser("add", parents=[with_json], help="keep an item as a favourite")
     add.add_argument("item_id", type=int, metavar="ITEM")
     add.set_defaults(func=add_favourite)
-    remove = actions.add_parser("remove", parents=[json_option], help="drop a favourite")
+    remove = actions.add_parser("remove", parents=[with_json], help="drop a favourite")
     remove.add_argument("item_id", type=int, metavar="ITEM")
     remove.set_defaults(func=remove_favourite)
-    listing = actions.add_parser("list", parents=[json_option], help="list your favourites")
+    listing = actions.add_parser("list", parents=[with_json], help="list your favourites")
     listing.set_defaults(func=list_favourites)
 
 
@@ -39,7 +34,7 @@ async def add_favourite(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Keep an item as a favourite."""
     async with ctx.logged_in() as session:
         state = await fav.add_favourite(session, args.item_id)
-    if getattr(args, "json", False):
+    if wants_json(args):
         print_json(state)
     else:
         print(f"Item {state.item_id} is a favourite ({_count(state.count)})")
@@ -50,7 +45,7 @@ async def remove_favourite(ctx: CommandContext, args: argparse.Namespace) -> int
     """Drop a favourite (dropping one that is not there changes nothing)."""
     async with ctx.logged_in() as session:
         state = await fav.remove_favourite(session, args.item_id)
-    if getattr(args, "json", False):
+    if wants_json(args):
         print_json(state)
     else:
         print(f"Item {state.item_id} is not a favourite ({_count(state.count)})")
@@ -59,7 +54,7 @@ async def remove_favourite(ctx: CommandContext, args: argparse.Namespace) -> int
 
 async def list_favourites(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the favourites, newest first, one per line (JSON objects with ``--json``)."""
-    as_json = getattr(args, "json", False)
+    as_json = wants_json(args)
     count = 0
     async with ctx.logged_in() as session:
         currency = session.currency

@@ -7,32 +7,35 @@ import time
 
 from protocol import inbox_client as inbox
 from protocol.messages.inbox import Notice
-from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.context import (
+    CommandContext,
+    CommandFailed,
+    json_option,
+    print_json,
+    wants_json,
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``inbox`` subcommand and its actions."""
-    json_option = argparse.ArgumentParser(add_help=False)
-    json_option.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
-    )
+    with_json = json_option()
     notices = commands.add_parser(
-        "inbox", parents=[json_option], help="list your notices (price drops, alerts, ...)"
+        "inbox", parents=[with_json], help="list your notices (price drops, alerts, ...)"
     )
     notices.set_defaults(func=list_inbox)
     actions = notices.add_subparsers(dest="inbox_command", metavar="ACTION")
-    read = actions.add_parser("read", parents=[json_option], help="mark notices read")
+    read = actions.add_parser("read", parents=[with_json], help="mark notices read")
     read.add_argument("notice_ids", type=int, nargs="*", metavar="ID")
     read.add_argument("--all", action="store_true", help="mark every notice read")
     read.set_defaults(func=mark_read)
-    actions.add_parser("clear", parents=[json_option], help="delete every notice").set_defaults(
+    actions.add_parser("clear", parents=[with_json], help="delete every notice").set_defaults(
         func=clear_inbox
     )
 
 
 async def list_inbox(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the notices, newest first, one per line (JSON objects with ``--json``)."""
-    as_json = getattr(args, "json", False)
+    as_json = wants_json(args)
     count = 0
     async with ctx.logged_in() as session:
         async for notice in inbox.iter_inbox(session):
@@ -70,7 +73,7 @@ async def clear_inbox(ctx: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _print_unread(unread: int, args: argparse.Namespace) -> None:
-    if getattr(args, "json", False):
+    if wants_json(args):
         print_json({"unread": unread})
     else:
         print(f"{unread} unread notice{'' if unread == 1 else 's'}")

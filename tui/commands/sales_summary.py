@@ -27,7 +27,7 @@ from protocol.messages.sales import (
     TopItem,
 )
 from protocol.money import format_amount, format_price
-from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.context import CommandContext, CommandFailed, print_json, wants_json
 
 #: The columns of ``--csv``, in order. Money is given twice: exact minor units
 #: (``revenue_minor``) and the plain amount in the currency (``revenue``, e.g. ``12.50``).
@@ -77,7 +77,7 @@ def add_summary_options(parser: argparse.ArgumentParser) -> None:
 
 async def show_summary(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Print the caller's sales summary as text, JSON or CSV."""
-    as_json, as_csv = getattr(args, "json", False), args.csv
+    as_json, as_csv = wants_json(args), args.csv
     if as_json and as_csv:
         raise CommandFailed("Choose one of --json and --csv")
     _check_range("--days", args.days, 1, MAX_DAYS)
