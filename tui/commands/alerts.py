@@ -17,7 +17,7 @@ from protocol.messages.alerts import SavedSearch
 from protocol.messages.catalogue import ListingFilters
 from protocol.money import parse_price
 from protocol.saved_searches import describe_saved
-from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.context import CommandContext, CommandFailed, print_json, read_file
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,12 +57,7 @@ async def add_command(ctx: CommandContext, args: argparse.Namespace) -> int:
             raise CommandFailed("--min-similarity goes with --like PICTURE")
         if not 1 <= args.min_similarity <= 100:
             raise CommandFailed("--min-similarity is a percentage from 1 to 100")
-    image = None
-    if args.like is not None:
-        try:
-            image = args.like.read_bytes()
-        except OSError as exc:
-            raise CommandFailed(f"Cannot read {args.like}: {exc.strerror}") from None
+    image = read_file(args.like)
     async with ctx.logged_in() as session:
         currency = session.currency
         filters = ListingFilters(

@@ -96,6 +96,20 @@ def read_password(prompt: str = "Password: ", *, confirm: bool = False) -> str:
     return password
 
 
+def read_file(path: Path | None) -> bytes | None:
+    """The bytes of a file the person named (``None`` if none was).
+
+    Raises:
+        CommandFailed: the file cannot be read; says why, without a traceback.
+    """
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CommandFailed(f"Cannot read {path}: {exc.strerror}") from None
+
+
 def json_option() -> argparse.ArgumentParser:
     """A parent parser that gives ``--json`` to a command and to each of its actions.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from protocol.vision_client import iter_similar
 from tui.commands.catalogue import card_line, plain
-from tui.commands.context import CommandContext, CommandFailed, print_json
+from tui.commands.context import CommandContext, CommandFailed, print_json, read_file
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,12 +26,7 @@ async def similar_command(ctx: CommandContext, args: argparse.Namespace) -> int:
     """Print similar items, best first, with their similarity."""
     if (args.path is None) == (args.item is None):
         raise CommandFailed("Give a picture file or --item ID (one of the two)")
-    image = None
-    if args.path is not None:
-        try:
-            image = args.path.read_bytes()
-        except OSError as exc:
-            raise CommandFailed(f"Cannot read {args.path}: {exc.strerror}") from None
+    image = read_file(args.path)
     async with ctx.logged_in() as session:
         currency = session.currency
         async for card in iter_similar(
