@@ -24,7 +24,9 @@ from tests.ui.seed import demo_items, seed
 from tests.unit.vision_fixtures import shared_cache_dir
 from tui.app import PixmartApp
 from tui.launch import build_app
+from tui.screens import GalleryScreen
 from tui.store import ClientStore
+from tui.widgets import CatalogueView
 
 #: Pilot tests use the size the snapshots use.
 SIZE = (120, 40)
@@ -87,6 +89,18 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await pilot.pause(0.01)
+
+
+async def open_gallery(pilot: Pilot[None], app: PixmartApp) -> CatalogueView:
+    """Wait for the gallery and its first batch; its view."""
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, GalleryScreen) and bool(app.screen.query(CatalogueView)),
+        what="the gallery",
+    )
+    view = app.screen.query_one(CatalogueView)
+    await until(pilot, lambda: view.listing is not None and view.listing.batches >= 1)
+    return view
 
 
 async def type_text(pilot: Pilot[None], text: str) -> None:

@@ -10,8 +10,7 @@ from textual.widgets import Input
 
 from protocol.alerts_client import saved_searches
 from protocol.messages.catalogue import ListingFilters
-from tests.ui.conftest import SIZE, AppFactory, Shop, type_text, until
-from tests.ui.test_catalogue import open_gallery
+from tests.ui.conftest import SIZE, AppFactory, Shop, open_gallery, type_text, until
 from tui.screens import SearchScreen
 
 ShopFactory = Callable[..., Awaitable[Shop]]

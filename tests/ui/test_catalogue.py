@@ -6,14 +6,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Input, SelectionList, Static
 
 from protocol.catalogue_client import edit_item, get_item, iter_items
 from protocol.errors import NotFound
 from protocol.messages.catalogue import ListingFilters
 from tests.conftest import SessionFactory, logged_in
-from tests.ui.conftest import SIZE, AppFactory, Shop, type_text, until
+from tests.ui.conftest import SIZE, AppFactory, Shop, open_gallery, type_text, until
 from tests.ui.seed import draw_picture
 from tui.app import PixmartApp
 from tui.dialogs import ConfirmDialog, EditItemDialog
@@ -45,17 +44,6 @@ def tile_texts(app: PixmartApp) -> list[str]:
             price = str(tile.query_one("#price", Static).render())
             texts.append(f"{title} {price}")
     return texts
-
-
-async def open_gallery(pilot: Pilot[None], app: PixmartApp) -> CatalogueView:
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, GalleryScreen) and bool(app.screen.query(CatalogueView)),
-        what="the gallery",
-    )
-    view = gallery_view(app)
-    await until(pilot, lambda: view.listing is not None and view.listing.batches >= 1)
-    return view
 
 
 async def test_browse_fetches_the_next_batch_only_at_the_end(

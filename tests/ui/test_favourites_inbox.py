@@ -11,14 +11,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.coordinate import Coordinate
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from protocol import favourites_client, inbox_client
 from protocol.catalogue_client import delete_items, edit_item
 from protocol.client import Session
 from tests.conftest import SessionFactory, logged_in
-from tests.ui.conftest import SIZE, AppFactory, Shop, until
+from tests.ui.conftest import SIZE, AppFactory, Shop, open_gallery, until
 from tests.ui.test_commerce import as_buyer, text_of
 from tui.app import PixmartApp
 from tui.dialogs import ConfirmDialog
@@ -42,18 +41,6 @@ def header_inbox(app: PixmartApp) -> str:
     return str(app.screen.query_one("#inbox", Static).render())
 
 
-async def in_gallery(pilot: Pilot[None], app: PixmartApp) -> CatalogueView:
-    """Wait for the gallery's first batch; its view."""
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, GalleryScreen) and bool(app.screen.query(CatalogueView)),
-        what="the gallery",
-    )
-    view = app.screen.query_one(CatalogueView)
-    await until(pilot, lambda: view.listing is not None and view.listing.batches >= 1)
-    return view
-
-
 async def test_keep_a_card_and_an_item_and_see_them_on_the_favourites_screen(
     make_shop: ShopFactory,
     make_session: SessionFactory,
@@ -65,7 +52,7 @@ async def test_keep_a_card_and_an_item_and_see_them_on_the_favourites_screen(
     newest, middle = shop.cards[-1], shop.cards[-2]
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         await pilot.press("f")  # the highlighted card: the newest
         await until(pilot, lambda: app.favourites.holds(newest.id), what="the first favourite")
         await until(pilot, lambda: "is a favourite (1 kept)" in notified(app), what="the toast")
@@ -123,7 +110,7 @@ async def test_a_price_drop_reaches_the_header_and_the_inbox_live(
     await favourites_client.add_favourite(buyer, item.id)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         await until(pilot, lambda: app.inbox.following, what="the inbox count")
         assert header_inbox(app) == "inbox 0"
 
@@ -177,7 +164,7 @@ async def test_reads_on_another_device_reach_the_header(
     await edit_item(shop.seller, item.id, price_cents=item.price_cents - 100)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         await until(pilot, lambda: header_inbox(app) == "inbox 1", what="the unread count")
         phone: Session = await make_session(token=buyer.token)
         await inbox_client.mark_all_read(phone)
@@ -195,7 +182,7 @@ async def test_a_private_item_cannot_be_kept(
     other = await logged_in(make_session, "other")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         card = shop.cards[-1]
         await edit_item(shop.seller, card.id, public=False)
         app.favourites.toggle(card.id, card.title)

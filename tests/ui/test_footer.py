@@ -16,9 +16,9 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets._footer import FooterKey
 
-from tests.ui.conftest import AppFactory, Shop, until
-from tui.app import SHOP_MODES, PixmartApp
-from tui.screens import GalleryScreen, ItemScreen, LoginScreen
+from tests.ui.conftest import AppFactory, Shop, open_gallery, until
+from tui.app import SHOP_MODES
+from tui.screens import ItemScreen, LoginScreen
 from tui.store import ClientStore
 from tui.widgets import CatalogueView, KeyFooter
 
@@ -83,17 +83,6 @@ async def assert_every_key_visible(pilot: Pilot[None], screen: Screen[object]) -
         raise AssertionError("; ".join(footer_problems(screen))) from None
 
 
-async def in_gallery(pilot: Pilot[None], app: PixmartApp) -> None:
-    """Wait for the gallery's first batch."""
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, GalleryScreen) and bool(app.screen.query(CatalogueView)),
-        what="the gallery",
-    )
-    view = app.screen.query_one(CatalogueView)
-    await until(pilot, lambda: view.listing is not None and view.listing.batches >= 1)
-
-
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: "{}x{}".format(*size))
 async def test_every_shop_screen_shows_every_key(
     make_shop: ShopFactory, make_app: AppFactory, size: tuple[int, int]
@@ -103,7 +92,7 @@ async def test_every_shop_screen_shows_every_key(
     await make_shop(3)
     app = make_app()
     async with app.run_test(size=size) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         await assert_every_key_visible(pilot, app.screen)
         gallery_actions = footer_actions(app.screen)
         for mode in SHOP_MODES:
@@ -134,7 +123,7 @@ async def test_footer_reflows_when_the_terminal_narrows(
     await make_shop(3)
     app = make_app()
     async with app.run_test(size=(160, 40)) as pilot:
-        await in_gallery(pilot, app)
+        await open_gallery(pilot, app)
         await assert_every_key_visible(pilot, app.screen)
         footer = app.screen.query_one(KeyFooter)
         wide_rows = footer.region.height
