@@ -7,10 +7,9 @@ from pathlib import Path
 
 from protocol.catalogue_client import browse, delete_items, edit_item
 from protocol.messages.live import ItemChanged, ItemRemoved
-from tests.integration.test_cluster_events import Cluster, cluster, watching
+from tests.integration.test_cluster_events import watching
 from tests.support.commerce import list_item
-
-__all__ = ["cluster"]  # the fixture, shared with the other cluster tests
+from tests.support.two_instances import Cluster
 
 
 async def test_batches_cached_on_one_instance_follow_changes_made_on_the_other(

@@ -16,18 +16,14 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import pytest
 
-from backend.config import Limits, ServerConfig, SessionPolicy
 from backend.pg_eventbus import PostgresEventBus
-from backend.server import PixmartServer
 from protocol import commerce_client as shop
 from protocol.catalogue_client import CatalogueWatch, delete_items, edit_item
 from protocol.client import Session
@@ -36,8 +32,8 @@ from protocol.messages.accounts import Resume, Resumed, SessionEnded, SessionEnd
 from protocol.messages.base import Event
 from protocol.messages.commerce import CartChanged
 from protocol.messages.live import ItemAdded, ItemChanged, ItemRemoved
-from tests.support import pinned_session, running_server
 from tests.support.commerce import PASSWORD, list_item
+from tests.support.two_instances import Cluster
 
 E = TypeVar("E", bound=Event)
 
@@ -45,52 +41,6 @@ E = TypeVar("E", bound=Event)
 DELIVERY_BOUND = 2.0
 #: Price edits timed for the latency figure.
 TIMED_EDITS = 30
-
-
-def _config(pg_url: str, data_dir: Path) -> ServerConfig:
-    return ServerConfig(
-        database=pg_url,
-        data_dir=data_dir,
-        port=0,
-        enable_vision=False,
-        limits=Limits(max_unauthenticated_per_address=1_000),
-        sessions=SessionPolicy(
-            max_accounts_per_address=10_000,
-            max_accounts_total=10_000,
-            # No sweep finds a session's row gone during a test: only the bus can end it.
-            sweep_interval=3600.0,
-        ),
-    )
-
-
-@dataclass
-class Cluster:
-    """Two running instances on one database, and sessions connected to either."""
-
-    a: PixmartServer
-    b: PixmartServer
-    stack: AsyncExitStack
-
-    async def session(self, server: PixmartServer, **kwargs: Any) -> Session:
-        """A connected session to ``server``, closed with the cluster."""
-        return await self.stack.enter_async_context(pinned_session(server, **kwargs))
-
-    async def user(self, server: PixmartServer, username: str, *, new: bool = True) -> Session:
-        """A session to ``server`` logged in as ``username`` (signed up first if ``new``)."""
-        session = await self.session(server)
-        if new:
-            await session.create_account(username, PASSWORD)
-        await session.login(username, PASSWORD)
-        return session
-
-
-@pytest.fixture
-async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Instances A and B on one fresh PostgreSQL database, each with a data dir of its own."""
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(running_server(_config(pg_url, tmp_path / "a")))
-        b = await stack.enter_async_context(running_server(_config(pg_url, tmp_path / "b")))
-        yield Cluster(a, b, stack)
 
 
 class Heard:
