@@ -30,6 +30,7 @@ from tui.commands.context import (
     CommandFailed,
     json_option,
     print_json,
+    print_rows,
     wants_json,
 )
 from tui.commands.sales_summary import add_summary_options, show_summary
@@ -214,15 +215,12 @@ async def show_orders(ctx: CommandContext, args: argparse.Namespace) -> int:
             else:
                 _print_order(order)
             return 0
-        count = 0
-        async for summary in shop.iter_orders(session):
-            if as_json:
-                print_json(summary)
-            else:
-                print(_order_summary(summary))
-            count += 1
-    if not count and not as_json:
-        print("You have no orders yet")
+        await print_rows(
+            shop.iter_orders(session),
+            as_json=as_json,
+            line=_order_summary,
+            empty="You have no orders yet",
+        )
     return 0
 
 
@@ -232,17 +230,13 @@ async def show_sales(ctx: CommandContext, args: argparse.Namespace) -> int:
         return await show_summary(ctx, args)
     if args.csv:
         raise CommandFailed("--csv goes with --summary")
-    as_json = wants_json(args)
     async with ctx.logged_in() as session:
-        count = 0
-        async for sale in shop.iter_sales(session):
-            if as_json:
-                print_json(sale)
-            else:
-                print(_sale_line(sale))
-            count += 1
-    if not count and not as_json:
-        print("Nothing of yours has been sold yet")
+        await print_rows(
+            shop.iter_sales(session),
+            as_json=wants_json(args),
+            line=_sale_line,
+            empty="Nothing of yours has been sold yet",
+        )
     return 0
 
 

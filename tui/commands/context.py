@@ -7,11 +7,11 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -20,6 +20,8 @@ from protocol.trust import TrustPolicy
 from tui.store import ClientStore
 
 DEFAULT_SERVER = "wss://127.0.0.1:8765"
+
+T = TypeVar("T")
 
 #: A subcommand: gets the context and its parsed arguments, returns the exit status.
 Command = Callable[["CommandContext", argparse.Namespace], Awaitable[int]]
@@ -131,3 +133,26 @@ def print_json(value: Any) -> None:
     """Print one JSON object on one line (msgspec Structs included)."""
     sys.stdout.write(json.dumps(msgspec.to_builtins(value), ensure_ascii=False, sort_keys=True))
     sys.stdout.write("\n")
+
+
+async def print_rows(
+    rows: AsyncIterable[T],
+    *,
+    as_json: bool,
+    line: Callable[[T], str],
+    empty: str,
+    as_value: Callable[[T], object] = lambda row: row,
+) -> None:
+    """Print a listing as its rows arrive, one per line: ``line(row)``, or with ``as_json`` the
+    JSON object of ``as_value(row)``. ``empty`` is printed when there is no row, as text only
+    (a script reading JSON gets no line at all).
+    """
+    count = 0
+    async for row in rows:
+        if as_json:
+            print_json(as_value(row))
+        else:
+            print(line(row))
+        count += 1
+    if not count and not as_json:
+        print(empty)

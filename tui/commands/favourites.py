@@ -9,7 +9,7 @@ import msgspec
 from protocol import favourites_client as fav
 from protocol.messages.favourites import Favourite, FavouriteStatus
 from protocol.money import format_price
-from tui.commands.context import CommandContext, json_option, print_json, wants_json
+from tui.commands.context import CommandContext, json_option, print_json, print_rows, wants_json
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,18 +54,15 @@ async def remove_favourite(ctx: CommandContext, args: argparse.Namespace) -> int
 
 async def list_favourites(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the favourites, newest first, one per line (JSON objects with ``--json``)."""
-    as_json = wants_json(args)
-    count = 0
     async with ctx.logged_in() as session:
         currency = session.currency
-        async for favourite in fav.iter_favourites(session, with_pictures=False):
-            if as_json:
-                print_json(_without_picture(favourite))
-            else:
-                print(_line(favourite, currency))
-            count += 1
-    if not count and not as_json:
-        print("You keep no favourites yet: pixmart fav add ITEM")
+        await print_rows(
+            fav.iter_favourites(session, with_pictures=False),
+            as_json=wants_json(args),
+            line=lambda favourite: _line(favourite, currency),
+            as_value=_without_picture,
+            empty="You keep no favourites yet: pixmart fav add ITEM",
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ from tui.commands.context import (
     CommandFailed,
     json_option,
     print_json,
+    print_rows,
     wants_json,
 )
 
@@ -35,17 +36,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def list_inbox(ctx: CommandContext, args: argparse.Namespace) -> int:
     """List the notices, newest first, one per line (JSON objects with ``--json``)."""
-    as_json = wants_json(args)
-    count = 0
     async with ctx.logged_in() as session:
-        async for notice in inbox.iter_inbox(session):
-            if as_json:
-                print_json(notice)
-            else:
-                print(_line(notice))
-            count += 1
-    if not count and not as_json:
-        print("Your inbox is empty")
+        await print_rows(
+            inbox.iter_inbox(session),
+            as_json=wants_json(args),
+            line=_line,
+            empty="Your inbox is empty",
+        )
     return 0
 
 
