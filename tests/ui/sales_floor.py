@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from protocol import commerce_client
-from protocol.client import Session
-from protocol.trust import TrustPolicy
 from tests.ui.seed import SeedItem, seed
-from tests.ui.snapshot_shop import SnapshotShop, snapshot_config
+from tests.ui.snapshot_shop import SnapshotShop, new_account, snapshot_config
 from tests.ui.threaded_server import ThreadedServer
 
 #: The dashboard's "now": Wednesday 2 December 2026, 15:00 UTC.
@@ -60,15 +58,8 @@ def open_sales_floor(root: Path) -> SalesFloor:
     """Start the server under ``root`` and fill it as the module docstring says."""
     server = ThreadedServer(snapshot_config(root)).start()
 
-    async def session_of(name: str) -> Session:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
-        await session.create_account(name, "password123")
-        await session.login(name, "password123")
-        return session
-
     async def fill() -> tuple[str, list[int]]:
-        dee, eli = await session_of("dee"), await session_of("eli")
+        dee, eli = await new_account(server, "dee"), await new_account(server, "eli")
         try:
             items = [
                 SeedItem(index=60 + n, title=title, price_cents=price, stock=stock)

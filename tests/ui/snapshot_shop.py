@@ -26,6 +26,8 @@ from tui.app import PixmartApp
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SnapCompare = Callable[..., bool]
+#: The password of every account the snapshot shops make.
+PASSWORD = "password123"
 RunBefore = Callable[[Pilot[None]], Awaitable[None]]
 
 
@@ -50,17 +52,23 @@ def snapshot_config(root: Path) -> ServerConfig:
     )
 
 
+async def new_account(server: ThreadedServer, name: str) -> Session:
+    """A session to ``server`` (on the caller's loop) logged in as a new account ``name``."""
+    session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
+    await session.connect()
+    await session.create_account(name, PASSWORD)
+    await session.login(name, PASSWORD)
+    return session
+
+
 def open_shop(
     server: ThreadedServer, stock: Callable[[Session], Awaitable[object]]
 ) -> SnapshotShop:
     """Make the seller ``ada`` on ``server``, let ``stock`` list her items, keep her session."""
 
     async def opened() -> str:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
+        session = await new_account(server, "ada")
         try:
-            await session.create_account("ada", "password123")
-            await session.login("ada", "password123")
             await stock(session)
             assert session.token is not None
             return session.token
@@ -109,11 +117,13 @@ def dates_in_utc() -> Iterator[None]:
 
 __all__ = [
     "FIXTURES",
+    "PASSWORD",
     "RunBefore",
     "SnapCompare",
     "SnapshotShop",
     "comparer",
     "dates_in_utc",
+    "new_account",
     "open_shop",
     "snapshot_config",
 ]

@@ -23,7 +23,6 @@ from textual.widgets import DataTable, Input, SelectionList, TextArea
 
 from protocol import commerce_client
 from protocol.catalogue_client import delete_items, edit_item
-from protocol.client import Session
 from protocol.trust import TrustPolicy
 from tests.conftest import TEST_BACKOFF
 from tests.ui.conftest import until
@@ -33,6 +32,7 @@ from tests.ui.snapshot_shop import (
     SnapshotShop,
     comparer,
     dates_in_utc,
+    new_account,
     open_shop,
     snapshot_config,
 )
@@ -433,15 +433,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     root = tmp_path_factory.mktemp("snapshot-market")
     server = _start_server(root)
 
-    async def session_of(name: str) -> Session:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
-        await session.create_account(name, "password123")
-        await session.login(name, "password123")
-        return session
-
     async def open_market() -> tuple[str, str]:
-        bea, cal = await session_of("bea"), await session_of("cal")
+        bea, cal = await new_account(server, "bea"), await new_account(server, "cal")
         try:
             items = [
                 SeedItem(index=40 + n, title=title, price_cents=price, stock=stock, tags=["print"])

@@ -20,11 +20,9 @@ from textual.pilot import Pilot
 
 from protocol import favourites_client
 from protocol.catalogue_client import delete_items, edit_item
-from protocol.client import Session
-from protocol.trust import TrustPolicy
 from tests.ui.conftest import until
 from tests.ui.seed import SeedItem, seed
-from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, dates_in_utc
+from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, dates_in_utc, new_account
 from tests.ui.test_snapshots import _start_server, in_gallery, make_app, settle
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
@@ -63,15 +61,8 @@ def keepers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keepers]:
     root = tmp_path_factory.mktemp("snapshot-keepers")
     server = _start_server(root)
 
-    async def session_of(name: str) -> Session:
-        session = Session(server.url, TrustPolicy(fingerprint=server.fingerprint))
-        await session.connect()
-        await session.create_account(name, "password123")
-        await session.login(name, "password123")
-        return session
-
     async def open_shop() -> str:
-        dee, eve = await session_of("dee"), await session_of("eve")
+        dee, eve = await new_account(server, "dee"), await new_account(server, "eve")
         try:
             items = [
                 SeedItem(index=60 + n, title=title, price_cents=price, stock=stock, tags=["print"])
