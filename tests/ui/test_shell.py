@@ -228,6 +228,18 @@ async def test_a_drop_shows_reconnecting_then_connected_and_nothing_else(
     states: list[ConnectionState] = []
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+        gallery = app.screen
+        assert isinstance(gallery, GalleryScreen)
+        # Dropped while browsing: once the first batch is in (the gallery now shows before it).
+        await until(
+            pilot,
+            lambda: (
+                gallery.view.listing is not None
+                and gallery.view.listing.started
+                and not gallery.view.fetching
+            ),
+            what="the first batch",
+        )
 
         def record(status: ConnectionStatus | None) -> None:
             if status is not None:
