@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.widgets import Button, Input, Label, Static
 
 from protocol.catalogue_client import delete_items, edit_item, get_item
@@ -197,6 +198,13 @@ class ItemScreen(PixmartScreen):
 
     @work(exclusive=True, group="item")
     async def _load(self) -> None:
+        try:
+            await self._fetch_and_show()
+        except NoMatches:
+            return  # the screen was taken down while the item was on its way (e.g. logged out)
+
+    async def _fetch_and_show(self) -> None:
+        """Fetch the full item and its preview, show them, then start the look-alikes."""
         app = self.pixmart
         try:
             session = app.require_session()
@@ -221,6 +229,12 @@ class ItemScreen(PixmartScreen):
     @work(exclusive=True, group="item-similar")
     async def _load_similar(self) -> None:
         """Fill the strip of look-alikes (quietly: the strip is a nicety, the item is shown)."""
+        try:
+            await self._fetch_similar()
+        except NoMatches:
+            return  # the screen was taken down while the look-alikes were on their way
+
+    async def _fetch_similar(self) -> None:
         if not self.pixmart.has_vision:
             return
         try:
