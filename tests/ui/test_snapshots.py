@@ -11,7 +11,7 @@ the other screens show) whose orders are dated at fixed times, shown in UTC.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,10 +124,17 @@ async def pictures_as_placeholders(pilot: Pilot[None]) -> None:
     they arrived, and the half-cell colours of narrow cells varied slightly between runs: the
     narrow snapshots check the layout, the 120x40 ones and the real-terminal tests the pictures.
     """
+    await placeholders_once_shown(pilot, pictures_shown)
+
+
+async def placeholders_once_shown(
+    pilot: Pilot[None], shown: Callable[[PixmartApp], bool]
+) -> None:
+    """Wait until ``shown(app)`` holds, then replace every picture with its placeholder box."""
     app = pilot.app
     assert isinstance(app, PixmartApp)
     # First every picture (a late one would replace its placeholder after the change).
-    await until(pilot, lambda: pictures_shown(app), what="the pictures")
+    await until(pilot, lambda: shown(app), what="the pictures")
     # Cards redrawn after the narrow layout settles show their pictures again: repeat until
     # a pause passes with every placeholder still in place.
     for _ in range(40):

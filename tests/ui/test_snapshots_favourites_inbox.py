@@ -23,7 +23,13 @@ from protocol.catalogue_client import delete_items, edit_item
 from tests.ui.conftest import until
 from tests.ui.seed import SeedItem, seed
 from tests.ui.snapshot_shop import SnapCompare, SnapshotShop, comparer, dates_in_utc, new_account
-from tests.ui.test_snapshots import _start_server, in_gallery, make_app, settle
+from tests.ui.test_snapshots import (
+    _start_server,
+    in_gallery,
+    make_app,
+    placeholders_once_shown,
+    settle,
+)
 from tests.ui.threaded_server import ThreadedServer
 from tui.app import PixmartApp
 from tui.screens import FavouritesScreen, InboxScreen
@@ -127,16 +133,7 @@ def kept_pictures_shown(app: PixmartApp) -> bool:
 async def kept_pictures_as_placeholders(pilot: Pilot[None]) -> None:
     """Every card's picture as its placeholder box, for the layout snapshot (as
     ``test_snapshots.pictures_as_placeholders`` does, for a grid with a pictureless card)."""
-    app = pilot.app
-    assert isinstance(app, PixmartApp)
-    await until(pilot, lambda: kept_pictures_shown(app), what="the pictures")
-    for _ in range(40):
-        for picture in app.screen.query(Picture):
-            await picture.show(None, placeholder="picture")
-        await pilot.pause(0.1)
-        if all(picture.picture is None for picture in app.screen.query(Picture)):
-            return
-    raise AssertionError("the cards kept showing their pictures again")
+    await placeholders_once_shown(pilot, kept_pictures_shown)
 
 
 async def in_inbox(pilot: Pilot[None]) -> None:
