@@ -18,8 +18,15 @@ class ConnectionChanged(Message):
     status: ConnectionStatus
 
     def can_replace(self, message: Message) -> bool:
-        # Only the newest state matters; a queued older one can be dropped.
-        return isinstance(message, ConnectionChanged) and message.session is self.session
+        # A queued older status may give way to a newer one in the same state (the next
+        # reconnect attempt's countdown), never to another state: a drop and the reconnect
+        # that follows can both be queued while the app is busy (at start-up, say), and the
+        # drop must still be shown and heard (the cart and inbox refresh on the way back up).
+        return (
+            isinstance(message, ConnectionChanged)
+            and message.session is self.session
+            and message.status.state is self.status.state
+        )
 
 
 @dataclass
