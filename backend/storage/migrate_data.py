@@ -247,6 +247,13 @@ TABLES: Final = (
         convert={"prefix": _boolean},
     ),
     Table("alert_matches", ("search_id", "item_id", "matched_at"), key="search_id, item_id"),
+    # Items still to be matched go across as they are (alert_backlog_state is not copied: the
+    # migration seeds it, and its count of dropped items is the source's to log).
+    Table(
+        "alert_backlog",
+        ("item_id", "version", "queued_at", "not_before", "attempts"),
+        key="item_id",
+    ),
 )
 
 
@@ -357,6 +364,9 @@ async def _load(source: aiosqlite.Connection, target: asyncpg.Connection[Any]) -
     one build is much faster than growing an index row by row (three times, for the HNSW index
     of 10,000 embeddings). The ones behind keys stay, as foreign keys are checked on the way.
     """
+    # The copied items are not queued for alert matching again (the alert_backlog triggers
+    # skip while this is on): the source's backlog is copied as it stands.
+    await target.execute("SET LOCAL pixmart.copying = 'on'")
     names = [table.name for table in TABLES]
     indexes = await target.fetch(
         "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition"
