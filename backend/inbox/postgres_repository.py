@@ -8,6 +8,9 @@ newest ``keep``, so together they leave the same inbox as one would.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
 
 from backend.inbox.notices import NOTICE_SELECT, Delivered, NewNotice, StoredNotice, notice_from_row
 from backend.storage.postgres import PostgresDatabase
@@ -15,14 +18,17 @@ from backend.storage.postgres import PostgresDatabase
 #: Above every id PostgreSQL hands out (identity columns are BIGINT).
 _ABOVE_EVERY_ID = 2**63 - 1
 
-# Every listed user that exists and may see the item (any user, for a notice about none).
+# Each (user, notice) row whose user exists and may see the notice's item (any user, for a notice
+# about none), in the order given.
 _INSERT_SQL = """
 INSERT INTO notices (user_id, kind, item_id, text, created_at, is_read)
-SELECT u.id, $2, $3::bigint, $4, $5, FALSE
-FROM users AS u
-LEFT JOIN items AS i ON i.id = $3::bigint
-WHERE u.id = ANY($1::bigint[])
-  AND ($3::bigint IS NULL OR i.public OR i.owner_id = u.id OR u.is_admin)
+SELECT u.id, d.kind, d.item_id, d.text, $5, FALSE
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY
+     AS d(user_id, kind, item_id, text, n)
+JOIN users AS u ON u.id = d.user_id
+LEFT JOIN items AS i ON i.id = d.item_id
+WHERE d.item_id IS NULL OR i.public OR i.owner_id = u.id OR u.is_admin
+ORDER BY d.n
 RETURNING id
 """
 
@@ -68,22 +74,10 @@ class PostgresInboxRepository:
     async def add(
         self, user_ids: Sequence[int], notice: NewNotice, *, now: float, keep: int
     ) -> list[Delivered]:
-        users = sorted(set(user_ids))
         async with self._db.transaction() as conn:
-            rows = await conn.fetch(
-                _INSERT_SQL, users, notice.kind.value, notice.item_id, notice.clipped_text(), now
+            return await add_notices(
+                conn, [(user, notice) for user in sorted(set(user_ids))], now=now, keep=keep
             )
-            inserted = [int(row["id"]) for row in rows]
-            if not inserted:
-                return []
-            await conn.execute(_TRIM_SQL, users, keep)
-            unread = {
-                int(row["user_id"]): int(row["unread"])
-                for row in await conn.fetch(_UNREAD_BY_USER_SQL, users)
-            }
-            # A notice trimmed at once (keep = 0) is not delivered: it is not in the inbox.
-            stored = [notice_from_row(row) for row in await conn.fetch(_BY_IDS_SQL, inserted)]
-        return [Delivered(notice=row, unread=unread.get(row.user_id, 0)) for row in stored]
 
     async def notices(self, user_id: int, *, below: int | None, limit: int) -> list[StoredNotice]:
         start = _ABOVE_EVERY_ID if below is None else below
@@ -107,3 +101,37 @@ class PostgresInboxRepository:
 
     async def clear(self, user_id: int) -> None:
         await self._db.execute(_CLEAR_SQL, user_id)
+
+
+async def add_notices(
+    conn: asyncpg.Connection[Any],
+    deliveries: Sequence[tuple[int, NewNotice]],
+    *,
+    now: float,
+    keep: int,
+) -> list[Delivered]:
+    """Store each (user, notice) in the transaction ``conn`` is in; see the SQLite
+    :func:`backend.inbox.sqlite_repository.add_notices`."""
+    if not deliveries:
+        return []
+    rows = await conn.fetch(
+        _INSERT_SQL,
+        [user for user, _ in deliveries],
+        [notice.kind.value for _, notice in deliveries],
+        [notice.item_id for _, notice in deliveries],
+        [notice.clipped_text() for _, notice in deliveries],
+        now,
+    )
+    inserted = [int(row["id"]) for row in rows]
+    if not inserted:
+        return []
+    users = sorted({user for user, _ in deliveries})
+    await conn.execute(_TRIM_SQL, users, keep)
+    unread = {
+        int(row["user_id"]): int(row["unread"])
+        for row in await conn.fetch(_UNREAD_BY_USER_SQL, users)
+    }
+    # A notice trimmed at once (keep = 0) is not delivered: it is not in the inbox.
+    found = await conn.fetch(_BY_IDS_SQL, inserted)
+    stored = sorted((notice_from_row(row) for row in found), key=lambda row: row.id)
+    return [Delivered(notice=row, unread=unread.get(row.user_id, 0)) for row in stored]

@@ -91,6 +91,17 @@ class InboxService:
             self._announce(entry)
         return [entry.notice.user_id for entry in delivered]
 
+    @property
+    def keep(self) -> int:
+        """Notices one inbox keeps (for deliverers that store notices themselves)."""
+        return self._max_notices
+
+    def announce(self, delivered: Iterable[Delivered]) -> None:
+        """Tell the users' sessions of notices a deliverer stored in a transaction of its own
+        (``add_notices`` of the engine's inbox repository); call it after that commit."""
+        for entry in delivered:
+            self._announce(entry)
+
     def _announce(self, entry: Delivered) -> None:
         # After the commit: nobody hears of a notice that a rollback could take back.
         announce_inbox(self._events, entry.notice.user_id, entry.unread, entry.notice)

@@ -19,14 +19,18 @@ from backend.storage.database import Database
 #: Above every id SQLite hands out.
 _ABOVE_EVERY_ID = 2**63 - 1
 
-# Every listed user that exists and may see the item (any user, for a notice about none).
+# Each (user, notice) row whose user exists and may see the notice's item (any user, for a notice
+# about none), in the order given. A row is [user id, kind, item id or null, text].
 _INSERT_SQL = """
 INSERT INTO notices (user_id, kind, item_id, text, created_at, is_read)
-SELECT u.id, :kind, :item, :text, :now, 0
-FROM users AS u
-LEFT JOIN items AS i ON i.id = :item
-WHERE u.id IN (SELECT value FROM json_each(:users))
-  AND (:item IS NULL OR i.public = 1 OR i.owner_id = u.id OR u.is_admin = 1)
+SELECT u.id, json_extract(d.value, '$[1]'), json_extract(d.value, '$[2]'),
+       json_extract(d.value, '$[3]'), :now, 0
+FROM json_each(:rows) AS d
+JOIN users AS u ON u.id = json_extract(d.value, '$[0]')
+LEFT JOIN items AS i ON i.id = json_extract(d.value, '$[2]')
+WHERE json_extract(d.value, '$[2]') IS NULL OR i.public = 1 OR i.owner_id = u.id
+   OR u.is_admin = 1
+ORDER BY d.key
 RETURNING id
 """
 
@@ -73,27 +77,10 @@ class SqliteInboxRepository:
     async def add(
         self, user_ids: Sequence[int], notice: NewNotice, *, now: float, keep: int
     ) -> list[Delivered]:
-        users = json.dumps(sorted(set(user_ids)))
         async with self._db.transaction() as conn:
-            params = {
-                "kind": notice.kind.value,
-                "item": notice.item_id,
-                "text": notice.clipped_text(),
-                "now": now,
-                "users": users,
-            }
-            inserted = [int(row[0]) for row in await conn.execute_fetchall(_INSERT_SQL, params)]
-            if not inserted:
-                return []
-            await conn.execute(_TRIM_SQL, {"users": users, "keep": keep})
-            unread = {
-                int(row["user_id"]): int(row["unread"])
-                for row in await conn.execute_fetchall(_UNREAD_BY_USER_SQL, (users,))
-            }
-            # A notice trimmed at once (keep = 0) is not delivered: it is not in the inbox.
-            rows = await conn.execute_fetchall(_BY_IDS_SQL, (json.dumps(inserted),))
-        stored = [notice_from_row(row) for row in rows]
-        return [Delivered(notice=row, unread=unread.get(row.user_id, 0)) for row in stored]
+            return await add_notices(
+                conn, [(user, notice) for user in sorted(set(user_ids))], now=now, keep=keep
+            )
 
     async def notices(self, user_id: int, *, below: int | None, limit: int) -> list[StoredNotice]:
         start = _ABOVE_EVERY_ID if below is None else below
@@ -118,6 +105,46 @@ class SqliteInboxRepository:
 
     async def clear(self, user_id: int) -> None:
         await self._db.execute(_CLEAR_SQL, (user_id,))
+
+
+async def add_notices(
+    conn: aiosqlite.Connection,
+    deliveries: Sequence[tuple[int, NewNotice]],
+    *,
+    now: float,
+    keep: int,
+) -> list[Delivered]:
+    """Store each (user, notice) in the write transaction ``conn`` is in, as
+    :meth:`~backend.inbox.repository.InboxRepository.add` does for one notice: only for a user
+    who exists and may see the notice's item, each inbox then kept to its newest ``keep``.
+
+    For a deliverer that stores its notices with writes of its own (one transaction for an
+    item's alerts and their record); it announces the result with
+    :meth:`~backend.inbox.service.InboxService.announce` once the transaction has committed.
+    """
+    if not deliveries:
+        return []
+    rows = json.dumps(
+        [
+            [user, notice.kind.value, notice.item_id, notice.clipped_text()]
+            for user, notice in deliveries
+        ]
+    )
+    inserted = [
+        int(row[0]) for row in await conn.execute_fetchall(_INSERT_SQL, {"rows": rows, "now": now})
+    ]
+    if not inserted:
+        return []
+    users = json.dumps(sorted({user for user, _ in deliveries}))
+    await conn.execute(_TRIM_SQL, {"users": users, "keep": keep})
+    unread = {
+        int(row["user_id"]): int(row["unread"])
+        for row in await conn.execute_fetchall(_UNREAD_BY_USER_SQL, (users,))
+    }
+    # A notice trimmed at once (keep = 0) is not delivered: it is not in the inbox.
+    found = await conn.execute_fetchall(_BY_IDS_SQL, (json.dumps(inserted),))
+    stored = sorted((notice_from_row(row) for row in found), key=lambda row: row.id)
+    return [Delivered(notice=row, unread=unread.get(row.user_id, 0)) for row in stored]
 
 
 async def _unread(conn: aiosqlite.Connection, user_id: int) -> int:
