@@ -20,7 +20,7 @@ Thread safety: one :class:`threading.Lock` serialises mutations and searches. Se
 meant to run in a worker thread and mutations on the event loop; a mutation holds the lock for
 microseconds but may wait for a running search (up to one search's duration).
 
-This index is the reference the approximate one (:mod:`backend.vision.hnsw`) is measured
+This index is the reference the approximate one (:mod:`backend.vision.ivf`) is measured
 against, and what :class:`backend.vision.index.VectorIndex` ranks with below the size where the
 approximate search pays off: the coarse pass reads every code per query, so its cost grows with
 the catalogue.

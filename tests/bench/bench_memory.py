@@ -6,8 +6,8 @@ picture of the current :data:`~backend.vision.embedder.MODEL_VERSION` (random un
 1280 float16 values), so the server has nothing to re-embed. Then a real ``pixmart-server``
 process serves it *with* the image model: it listens at once and, in the background, loads the
 int8 TFLite embedder (LiteRT) and all 100,000 vectors into its
-:class:`~backend.vision.index.VectorIndex`, which then builds its HNSW graph in a background
-thread (faiss; TensorFlow is never imported by a serving process). The benchmark waits
+:class:`~backend.vision.index.VectorIndex`, which then builds its IVF lists ("graph" below) in a
+background thread (faiss; TensorFlow is never imported by a serving process). The benchmark waits
 (bounded) until ``GET /healthz`` says ``"vision": "ready"``, so the model and the index are in
 memory before anything is measured, as they were when a start only ended there, and then gives
 the graph up to :data:`GRAPH_WAIT` seconds to be built. A client then runs 3 similar-to-item
@@ -68,7 +68,7 @@ START_TIMEOUT: Final = 600.0
 #: the background, searches meanwhile ranking exactly).
 GRAPH_WAIT: Final = 900.0
 #: What the server logs when its similar-image graph has taken over, or could not be built.
-_GRAPH_DONE: Final = (b"similar-image graph ready", b"could not build the similar-image graph")
+_GRAPH_DONE: Final = (b"similar-image lists ready", b"could not build the similar-image lists")
 
 
 @dataclass

@@ -1,16 +1,18 @@
 """Benchmarks of the vision stack: index search latency and embedding throughput.
 
 1. Top-24 search over 100k (and, with ``--sizes 100000,1000000``, 1M) synthetic unit vectors
-   (1280-d, grouped like a shop's pictures, see ``_catalogue``; 90% public rows, a viewer with
-   some private rows), side by side in one run on the same rows and queries: the product's
-   :class:`~backend.vision.index.VectorIndex` (HNSW candidates re-ranked exactly at these
-   sizes), the :class:`~backend.vision.exact_index.ExactIndex` (the reference every recall@24
-   is measured against), numpy (float32 matrix-vector product plus ``argpartition``,
-   visibility as a mask) and faiss-cpu ``IndexFlatIP`` (float32, visibility as a bitmap
-   selector). Medians over several queries, plus the index's load + graph build time and size.
-   Beside them, other search breadths of the same graph, and a faiss IVF-SQ8 index (not the
-   product: lists probed instead of a graph walked, candidates re-ranked exactly the same way)
-   with its train + add time.
+   (1280-d; 90% public rows, a viewer with some private rows), side by side in one run on the
+   same rows and queries: the product's :class:`~backend.vision.index.VectorIndex` (IVF-SQ8
+   candidates re-ranked exactly at these sizes, lists probed as calibrated on the catalogue),
+   the :class:`~backend.vision.exact_index.ExactIndex` (the reference every recall@24 is
+   measured against), numpy (float32 matrix-vector product plus ``argpartition``, visibility
+   as a mask) and faiss-cpu ``IndexFlatIP`` (float32, visibility as a bitmap selector).
+   Medians over several queries, plus the index's load + list build time and size. Beside
+   them, the same lists probed more or less widely. ``--data`` chooses the vectors (see
+   ``_catalogue``): ``clustered`` (grouped like a shop's pictures), ``spectrum`` (a Gaussian
+   with the mean and covariance of the development set's real embeddings: no groups at all,
+   the hard case for inverted lists) or ``mixed`` (random mixtures of real embeddings plus
+   noise).
 2. Embedding throughput in images per second on decoded uint8 224x224 batches of 32: the int8
    TFLite model with GeM pooling (the product's runtime), the int8 model of the previous
    pipeline (average pooling in the graph; the product must keep at least 0.8 of its rate), a
@@ -18,8 +20,8 @@
    by 64 concurrent single-picture requests.
 
 Run with ``.venv/bin/python -m tests.bench.bench_vision [--sizes 100000,1000000]
-[--only search]``; ``make bench`` collects ``run()`` (100k only). The machine is shared, so
-figures vary run to run.
+[--only search] [--data clustered|spectrum|mixed]``; ``make bench`` collects ``run()`` (100k
+only, clustered). The machine is shared, so figures vary run to run.
 """
 
 from __future__ import annotations
@@ -46,15 +48,14 @@ from backend.vision.worker import EmbeddingWorker
 DIM = 1280
 K = 24
 #: Index sizes of ``make bench``; ``--sizes 100000,1000000`` adds the million (about 15 minutes
-#: and 6 GB at the peak, most of the time building the graph).
+#: and 6 GB at the peak, most of it generating rows and the float32 comparisons).
 SIZES = (100_000,)
 QUERIES = 15
-#: Other graph search breadths measured beside the product's: (candidates re-ranked, efSearch).
-BREADTHS = ((48, 64), (100, 100), (200, 200), (400, 400))
-#: An alternative to the graph measured beside it: faiss IVF-SQ8 lists probed, and candidates
-#: re-ranked exactly.
-PROBES = (4, 16)
+#: Lists probed beside the product's calibrated choice, 100 candidates re-ranked exactly.
+PROBES = (4, 16, 64, 256)
 IVF_CANDIDATES = 100
+#: Vectors to search: see ``_catalogue``.
+KINDS = ("clustered", "spectrum", "mixed")
 VIEWER = 7
 PARTS = ("embedding", "search")
 #: Items per group of near-alike pictures, and per category, in the synthetic catalogue.
@@ -80,30 +81,89 @@ def _time_ms(action: Callable[[], object], repeats: int) -> list[float]:
     return samples
 
 
-def _catalogue(count: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``count`` unit vectors shaped like a shop's pictures, with owners and public flags.
+def _catalogue(count: int, seed: int, kind: str = "clustered",
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` unit vectors of ``kind`` with owners and public flags.
 
-    Pictures come in groups of about :data:`GROUP` near-alike ones (a product photographed
-    several ways, a series of drawings), groups in categories of about :data:`CATEGORY` items
-    (dogs, lemons): within-group cosine about 0.75, within-category 0.35, otherwise about 0.
-    Uniformly random vectors would make every ranking below the first hit arbitrary noise,
-    which no index, exact or not, is asked to reproduce in a shop; this is closer to what the
-    embedder gives.
+    ``clustered``: pictures come in groups of about :data:`GROUP` near-alike ones (a product
+    photographed several ways, a series of drawings), groups in categories of about
+    :data:`CATEGORY` items (dogs, lemons): within-group cosine about 0.75, within-category
+    0.35, otherwise about 0. Uniformly random vectors would make every ranking below the first
+    hit arbitrary noise, which no index, exact or not, is asked to reproduce in a shop.
+    Inverted lists find such groups easily (a group falls in one list), so two harder kinds
+    are built from the development set's real embeddings (``_devset_embeddings``):
+    ``spectrum``, a Gaussian with their mean and covariance (their spectrum, no groups at all:
+    the 24th neighbour of a query is barely nearer than the 1000th), and ``mixed``, random
+    mixtures of one to three real pictures plus noise.
 
     Yielded in chunks of :data:`_CHUNK` rows (vectors, owners, public flags): a million float32
     rows are 5 GB, and the benchmark keeps to a few GB by never holding them twice. The same
     ``seed`` gives the same rows.
     """
     rng = np.random.default_rng(seed)
+    make = _clustered(count, rng) if kind == "clustered" else _from_real(kind, rng)
+    for start in range(0, count, _CHUNK):
+        rows = min(_CHUNK, count - start)
+        block = make(rows)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        yield block, rng.integers(0, 1000, rows), rng.random(rows) < 0.9
+
+
+def _clustered(count: int, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
     categories = rng.standard_normal((max(1, count // CATEGORY), DIM), dtype=np.float32)
     groups = rng.standard_normal((max(1, count // GROUP), DIM), dtype=np.float32) * 0.85
     groups += categories[rng.integers(0, len(categories), len(groups))]
-    for start in range(0, count, _CHUNK):
-        rows = min(_CHUNK, count - start)
+
+    def make(rows: int) -> np.ndarray:
         block = rng.standard_normal((rows, DIM), dtype=np.float32) * 0.75
         block += groups[rng.integers(0, len(groups), rows)]
+        return block
+
+    return make
+
+
+def _from_real(kind: str, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
+    real = _devset_embeddings()
+    mean = real.mean(axis=0)
+    _, singular, directions = np.linalg.svd(real - mean, full_matrices=False)
+    basis = (singular[:, None] / np.sqrt(len(real) - 1) * directions).astype(np.float32)
+    # Beyond the development set's 398 directions: isotropic noise as small as the last one.
+    floor = np.float32(singular[-2] / np.sqrt(len(real) - 1) / np.sqrt(DIM))
+
+    def spectrum(rows: int) -> np.ndarray:
+        block: np.ndarray = rng.standard_normal((rows, len(basis)), dtype=np.float32) @ basis
+        block += mean + rng.standard_normal((rows, DIM), dtype=np.float32) * floor
+        return block
+
+    def mixed(rows: int) -> np.ndarray:
+        weights = rng.dirichlet(np.full(3, 0.5), rows).astype(np.float32)
+        block: np.ndarray = np.einsum("rk,rkd->rd", weights,
+                                      real[rng.integers(0, len(real), (rows, 3))])
         block /= np.linalg.norm(block, axis=1, keepdims=True)
-        yield block, rng.integers(0, 1000, rows), rng.random(rows) < 0.9
+        noise = rng.uniform(0.3, 0.8, (rows, 1)).astype(np.float32) / np.float32(np.sqrt(DIM))
+        block += rng.standard_normal((rows, DIM), dtype=np.float32) * noise
+        return block
+
+    return spectrum if kind == "spectrum" else mixed
+
+
+@functools.cache
+def _devset_embeddings() -> np.ndarray:
+    """The development set's pictures embedded by the product's pipeline (cached under /tmp)."""
+    from backend.vision.embedder import MODEL_VERSION
+    from backend.vision.evaluate import default_model_cache, find_pictures, load_picture
+
+    cache = Path(tempfile.gettempdir()) / f"pixmart-devset-{MODEL_VERSION.replace('/', '_')}.npy"
+    if cache.exists():
+        cached: np.ndarray = np.load(cache)
+        return cached
+    embedder = Embedder(default_model_cache())
+    pictures = [load_picture(path) for path, _ in
+                find_pictures(Path(__file__).parents[1] / "data" / "vision-devset")]
+    vectors = np.concatenate([embedder.embed(np.stack(pictures[start : start + 32])).embeddings
+                              for start in range(0, len(pictures), 32)]).astype(np.float32)
+    np.save(cache, vectors)
+    return vectors
 
 
 def _queries(catalogue: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], count: int,
@@ -146,7 +206,7 @@ def _numpy_search(vectors: np.ndarray, visible: np.ndarray) -> Callable[[np.ndar
     return search
 
 
-def _faiss_flat(count: int) -> tuple[Any, np.ndarray]:
+def _faiss_flat(count: int, kind: str) -> tuple[Any, np.ndarray]:
     """faiss ``IndexFlatIP`` (float32) over the catalogue's rows, and a numpy view of them.
 
     numpy searches faiss's own copy of the rows, so the two share one matrix (5 GB at 1M).
@@ -154,7 +214,7 @@ def _faiss_flat(count: int) -> tuple[Any, np.ndarray]:
     import faiss
 
     flat = faiss.IndexFlatIP(DIM)
-    for vectors, _, _ in _catalogue(count, seed=count):
+    for vectors, _, _ in _catalogue(count, count, kind):
         flat.add(vectors)
     rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), count * DIM).reshape(count, DIM)
     return flat, rows
@@ -176,58 +236,25 @@ def _faiss_flat_search(flat: Any, visible: np.ndarray,  # noqa: ANN401 - faiss h
     return (bitmap, params), search
 
 
-def _ivf(count: int, visible: np.ndarray,
-         ) -> tuple[float, Callable[[np.ndarray, int], np.ndarray]]:
-    """faiss ``IndexIVFScalarQuantizer`` (8-bit) over the catalogue's rows, for comparison with
-    the product's HNSW graph: about ``2 * sqrt(count)`` lists (a power of two), trained on the
-    first chunk of rows. Returns its train + add time and a search giving candidate row ids
-    among the visible rows (the ids are the rows' item ids here)."""
-    import faiss
-
-    lists = 1 << max(4, round(np.log2(2 * np.sqrt(count))))
-    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, lists,
-                                        faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    seconds = 0.0
-    for vectors, _, _ in _catalogue(count, seed=count):
-        started = time.perf_counter()
-        if not ivf.is_trained:
-            ivf.train(vectors)
-        ivf.add(vectors)
-        seconds += time.perf_counter() - started
-    bitmap = np.packbits(visible, bitorder="little")
-    # The selector reads the bitmap through a raw pointer: the search keeps both alive.
-    filters = (bitmap, faiss.IDSelectorBitmap(len(visible), faiss.swig_ptr(bitmap)))
-
-    def search(query: np.ndarray, probes: int) -> np.ndarray:
-        params = faiss.SearchParametersIVF()
-        params.nprobe, params.sel = probes, filters[1]
-        unit = (query / np.linalg.norm(query)).astype(np.float32)[None]
-        _, found = ivf.search(unit, IVF_CANDIDATES, params=params)
-        keep: np.ndarray = found[0][found[0] >= 0]
-        return keep
-
-    return seconds, search
-
-
 def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
     """Mean share of the exact top-24 that a method found (recall@24)."""
     pairs = zip(found, truth, strict=True)
     return statistics.fmean(len(set(got) & set(want)) / len(want) for got, want in pairs)
 
 
-def _search_rows(count: int) -> list[dict[str, Any]]:
-    """One size: the exact index, HNSW, numpy and faiss flat on the same rows and queries.
+def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
+    """One size: the exact index, IVF, numpy and faiss flat on the same rows and queries.
 
     The rows are generated three times from one seed (queries and flags, the float32 matrix,
     the index) rather than held: at 1M the matrix (5 GB) is freed before the index (3.8 GB of
-    float16 rows and 8-bit codes, plus the graph) is loaded.
+    float16 rows and 8-bit codes, plus 1.3 GB of list codes) is loaded.
     """
-    queries, owners, public = _queries(_catalogue(count, seed=count), count)
+    queries, owners, public = _queries(_catalogue(count, count, kind), count)
     visible = public | (owners == VIEWER)
-    label = f"{count:,} x {DIM}"
+    label = f"{count:,} x {DIM} {kind}"
     results: dict[str, tuple[list[float], list[list[int]], str]] = {}
 
-    flat, matrix = _faiss_flat(count)
+    flat, matrix = _faiss_flat(count, kind)
     samples, found = _timed(_numpy_search(matrix, visible), queries)
     results["numpy"] = (samples, found, f"{label}, numpy f32 matvec + argpartition, masked")
     keep, search = _faiss_flat_search(flat, visible)
@@ -238,16 +265,16 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
 
     index = VectorIndex(DIM)
     started = time.perf_counter()
-    with index.bulk_load():  # as the server loads: one graph build once every row is in
+    with index.bulk_load():  # as the server loads: one list build once every row is in
         first = 0
-        for vectors, owner_ids, flags in _catalogue(count, seed=count):
+        for vectors, owner_ids, flags in _catalogue(count, count, kind):
             index.add_many(np.arange(first, first + len(vectors)), vectors, owner_ids, flags)
             first += len(vectors)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     built = index.wait_until_built()  # first: the build would slow every other search down
     build_s = time.perf_counter() - started
-    exact = index.exact  # the reference: the same rows, never through the graph
+    exact = index.exact  # the reference: the same rows, never through the lists
 
     def by_exact(query: np.ndarray) -> list[int]:
         return [hit.item_id for hit in exact.search(query, K, viewer_id=VIEWER)]
@@ -259,33 +286,22 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
         return [hit.item_id for hit in index.search(query, K, viewer_id=VIEWER)]
 
     samples, found = _timed(by_index, queries)
-    mode = "HNSW M32 SQ8 + exact f16 re-rank" if built else "exact (below the graph's size)"
+    lists = index.lists
+    mode = (f"IVF-SQ8 {lists.lists} lists, {lists.probes} probed (calibrated) + exact f16 re-rank"
+            if built and lists is not None else "exact (below the lists' size)")
     results["index"] = (samples, found, f"{label}, VectorIndex: {mode}")
     names = ["index", "exact", "numpy", "faiss"]
-    graph = index.graph
-    if graph is not None:
-        for candidates, breadth in BREADTHS:
-            def by_breadth(query: np.ndarray, candidates: int = candidates,
-                           breadth: int = breadth) -> list[int]:
+    if built and lists is not None:
+        for probes in PROBES:
+            def by_probes(query: np.ndarray, probes: int = probes) -> list[int]:
                 unit = (query / np.linalg.norm(query)).astype(np.float32)
-                found = graph.search(unit, candidates, viewer_id=VIEWER, ef_search=breadth)
+                found = lists.search(unit, IVF_CANDIDATES, viewer_id=VIEWER, probes=probes)
                 return [hit.item_id for hit in exact.rank(query, found, K, VIEWER)]
 
-            name = f"graph {candidates} candidates, efSearch {breadth}"
-            samples, found = _timed(by_breadth, queries)
-            results[name] = (samples, found, f"{label}, HNSW: {name}, exact re-rank")
+            name = f"same lists, {IVF_CANDIDATES} candidates, nprobe {probes}"
+            samples, found = _timed(by_probes, queries)
+            results[name] = (samples, found, f"{label}, {name}, exact re-rank")
             names.append(name)
-
-    build_ivf_s, ivf_search = _ivf(count, visible)
-    for probes in PROBES:
-        def by_lists(query: np.ndarray, probes: int = probes) -> list[int]:
-            found = ivf_search(query, probes)
-            return [hit.item_id for hit in exact.rank(query, found, K, VIEWER)]
-
-        name = f"IVF-SQ8 {IVF_CANDIDATES} candidates, nprobe {probes}"
-        samples, found = _timed(by_lists, queries)
-        results[name] = (samples, found, f"{label}, not the product: {name}, exact re-rank")
-        names.append(name)
 
     exact_ms = statistics.median(results["exact"][0])
     rows = []
@@ -300,11 +316,9 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
         })
     rows.append({"what": "index bulk load", "setting": f"{label}, add_many in chunks",
                  "median_s": round(load_s, 1), "spread": "single run"})
-    rows.append({"what": "graph build", "setting": f"{label}, background, after the load",
+    rows.append({"what": "list build", "setting": f"{label}, train + add + calibrate, background",
                  "median_s": round(build_s, 1), "spread": "single run"})
-    rows.append({"what": "IVF-SQ8 train + add", "setting": f"{label}, not the product",
-                 "median_s": round(build_ivf_s, 1), "spread": "single run"})
-    rows.append({"what": "index memory", "setting": f"{label}, exact rows + graph",
+    rows.append({"what": "index memory", "setting": f"{label}, exact rows + lists",
                  "value": round(index.nbytes / 1e6), "unit": "MB", "spread": "allocated"})
     rows.append({"what": "benchmark peak RSS", "setting": f"up to {label}",
                  "value": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),
@@ -312,11 +326,11 @@ def _search_rows(count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_search(sizes: Sequence[int] = SIZES) -> list[dict[str, Any]]:
+def bench_search(sizes: Sequence[int] = SIZES, kind: str = "clustered") -> list[dict[str, Any]]:
     """Top-24 search latency and recall@24: VectorIndex, ExactIndex, numpy, faiss flat."""
     rows: list[dict[str, Any]] = []
     for count in sizes:
-        rows += _search_rows(count)
+        rows += _search_rows(count, kind)
         gc.collect()  # the next size needs the memory
     return rows
 
@@ -443,13 +457,14 @@ def bench_machine() -> list[dict[str, Any]]:
     ]
 
 
-def run(sizes: Sequence[int] = SIZES, parts: Sequence[str] = PARTS) -> list[dict[str, Any]]:
+def run(sizes: Sequence[int] = SIZES, parts: Sequence[str] = PARTS, kind: str = "clustered",
+        ) -> list[dict[str, Any]]:
     """Run the vision benchmarks (``parts``: embedding, search); one row per figure."""
     rows = bench_machine()
     if "embedding" in parts:
         rows += bench_embedding()
     if "search" in parts:
-        rows += bench_search(sizes)
+        rows += bench_search(sizes, kind)
     return rows + bench_machine()
 
 
@@ -460,9 +475,11 @@ def main() -> None:
                         help="comma-separated index sizes (add 1000000 for the million)")
     parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only this part (may be given twice)")
+    parser.add_argument("--data", choices=KINDS, default="clustered",
+                        help="vectors the search part runs on (see _catalogue)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    for row in run(sizes, args.only or PARTS):
+    for row in run(sizes, args.only or PARTS, args.data):
         figure = next((f"{row[key]} {unit}" for key, unit in
                        (("median_ms", "ms"), ("median_s", "s"), ("value", row.get("unit", "")))
                        if key in row), "")

@@ -1,23 +1,30 @@
-"""Provides :class:`HnswGraph`: approximate nearest neighbours (faiss HNSW), filtered by visibility.
+"""Provides :class:`IvfLists`: approximate nearest neighbours (faiss IVF), filtered by visibility.
 
-The graph proposes candidates; it never decides a ranking.
-:class:`backend.vision.index.VectorIndex` scores what it proposes exactly, from the float16
+The lists propose candidates; they never decide a ranking.
+:class:`backend.vision.index.VectorIndex` scores what they propose exactly, from the float16
 rows of the :class:`~backend.vision.exact_index.ExactIndex`, so hits carry the same scores (and
 page with the same keyset cursors) as an exact search.
 
-Storage: faiss ``IndexHNSWSQ`` with 8-bit scalar quantisation (per-dimension ranges learned from
-the first rows added), so a row costs ``dim`` bytes of codes plus its links (``2 * m`` 32-bit
-neighbours on the base layer). faiss numbers rows in the order they are added ("slots") and
-cannot take a row out of an HNSW graph, so a deleted or re-embedded item leaves a dead slot
-behind: :attr:`dead_fraction` tells the owner when to build a fresh graph.
+Storage: faiss ``IndexIVFScalarQuantizer``. :meth:`IvfLists.train` clusters a sample of the
+catalogue into :func:`lists_for` lists (k-means centroids) and learns 8-bit per-dimension code
+ranges; every row is then filed in the list of its nearest centroid as ``dim`` bytes of codes
+plus its 64-bit slot number. A search compares the query with every centroid and scans only
+the :attr:`~IvfLists.probes` nearest lists. Unlike a graph, adding a row is one centroid
+comparison, so a million rows build in minutes instead of an hour; but the lists follow the
+rows they were trained on, so the owner retrains when the catalogue has grown well past
+:attr:`~IvfLists.trained_rows`.
+
+faiss numbers rows in the order they are added ("slots"). A deleted or re-embedded item leaves
+a dead slot behind (taking rows out of the lists would scan them all): :attr:`dead_fraction`
+tells the owner when to build fresh lists.
 
 Visibility is applied inside the search: every search hands faiss a bitmap of the slots the
 viewer may see (public and alive, plus the viewer's own private items, intersected with an
-optional id prefilter), so the graph walk keeps looking until it has found visible rows instead
-of returning neighbours that are filtered away afterwards. The public part of that bitmap is
-kept packed and up to date, so building it costs a copy of ``slots / 8`` bytes per search.
+optional id prefilter), so the scan skips other viewers' private rows instead of returning
+neighbours that are filtered away afterwards. The public part of that bitmap is kept packed
+and up to date, so building it costs a copy of ``slots / 8`` bytes per search.
 
-faiss is imported when the first graph is made: a small catalogue never loads it.
+faiss is imported when the first lists are made: a small catalogue never loads it.
 
 Thread safety: one lock serialises searches and changes (faiss does not allow both at once).
 """
@@ -25,6 +32,7 @@ Thread safety: one lock serialises searches and changes (faiss does not allow bo
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import Any, Final
 
@@ -33,38 +41,59 @@ from numpy.typing import NDArray
 
 from backend.vision.exact_index import StoredRows
 
-#: Links per node (twice that on the base layer). With ``DEFAULT_EF_CONSTRUCTION`` it gives
-#: recall@24 0.997 at 100,000 rows but 0.82 at a million (``tests/bench/bench_vision.py``).
-DEFAULT_M: Final = 32
-#: Breadth of the search that inserts a row: more builds a better graph, proportionally slower.
-DEFAULT_EF_CONSTRUCTION: Final = 48
+#: Training rows per list: faiss's k-means wants at least 39 and gains little past 64.
+TRAINING_ROWS_PER_LIST: Final = 40
+#: Lists per square root of the catalogue's rows (rounded to a power of two). Measured by
+#: ``tests/bench/bench_vision.py`` and on Gaussian vectors with the real embeddings' spectrum:
+#: twice as many lists (4 sqrt(n)) find slightly more per millisecond but take four times
+#: longer to train (about 7 minutes at a million rows on the 2-core development machine).
+LISTS_PER_SQRT_ROW: Final = 2
+#: Lists probed unless the owner calibrates (:attr:`IvfLists.probes`).
+DEFAULT_PROBES: Final = 16
 #: Rows added per faiss call when many come at once (faiss spreads one call over all cores).
 _ADD_CHUNK: Final = 16384
 
 
-class HnswGraph:
-    """An HNSW graph over item vectors, searched among the items a viewer may see."""
+def lists_for(rows: int) -> int:
+    """Return how many lists to train for a catalogue of ``rows`` rows (a power of two, >= 1).
 
-    def __init__(
-        self, dim: int, *, m: int = DEFAULT_M, ef_construction: int = DEFAULT_EF_CONSTRUCTION
-    ) -> None:
-        """Create an empty graph (untrained: the first :meth:`add` learns the code ranges)."""
+    About ``2 * sqrt(rows)``, and never more than ``rows / 39`` (k-means needs 39 rows per
+    centroid to place it well), so tiny catalogues get one list.
+    """
+    if rows < 1:
+        raise ValueError("rows must be positive")
+    wanted = LISTS_PER_SQRT_ROW * math.sqrt(rows)
+    lists = 1 << max(0, round(math.log2(wanted)))
+    while lists > 1 and lists * 39 > rows:
+        lists //= 2
+    return lists
+
+
+class IvfLists:
+    """Inverted lists over item vectors, searched among the items a viewer may see."""
+
+    def __init__(self, dim: int, *, lists: int) -> None:
+        """Create empty, untrained lists (:meth:`train` before :meth:`add`)."""
         # faiss's loader reports at INFO every CPU-specific build it looks for and does not
         # find (current wheels dispatch inside one library), which reads like an error.
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         import faiss  # heavy, and only worth it for a large catalogue
 
-        if dim < 1 or m < 2 or ef_construction < 1:
-            raise ValueError("dim must be positive, m at least 2, ef_construction positive")
+        if dim < 1 or lists < 1:
+            raise ValueError("dim and lists must be positive")
         # faiss is a SWIG module: its own type hints are partial, so it is used as Any here.
         self._faiss: Any = faiss
         self._dim = dim
-        self._m = m
-        self._index: Any = self._faiss.IndexHNSWSQ(
-            dim, self._faiss.ScalarQuantizer.QT_8bit, m, self._faiss.METRIC_INNER_PRODUCT
+        self._lists = lists
+        self._quantizer: Any = faiss.IndexFlatIP(dim)  # the IVF index does not own it
+        self._index: Any = faiss.IndexIVFScalarQuantizer(
+            self._quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
         )
-        self._index.hnsw.efConstruction = ef_construction
         self._lock = threading.Lock()
+        self._trained_rows = 0
+        #: Lists a search scans: more finds the true nearest more often, proportionally slower.
+        self.probes = min(DEFAULT_PROBES, lists)
         self._slots = 0
         self._item = np.empty(0, np.int64)
         self._owner = np.empty(0, np.int64)
@@ -79,36 +108,64 @@ class HnswGraph:
     # ----------------------------------------------------------------------------- reading
 
     def __len__(self) -> int:
-        """How many items the graph holds (alive slots)."""
+        """How many items the lists hold (alive slots)."""
         return len(self._slot_of)
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._slot_of
 
     @property
+    def lists(self) -> int:
+        """How many lists (centroids) the rows are filed in."""
+        return self._lists
+
+    @property
+    def trained_rows(self) -> int:
+        """The catalogue's size when the lists were trained (0 before :meth:`train`)."""
+        return self._trained_rows
+
+    @property
     def dead_fraction(self) -> float:
-        """The share of slots whose item was deleted or re-added since (0 for an empty graph)."""
+        """The share of slots whose item was deleted or re-added since (0 when empty)."""
         with self._lock:
             return 1.0 - len(self._slot_of) / self._slots if self._slots else 0.0
 
     @property
     def nbytes(self) -> int:
-        """Approximate bytes held: codes, base-layer links, upper layers and slot metadata."""
-        per_slot = self._dim + 2 * self._m * 4 + 8 + 8 + 1
-        # A node reaches the upper layers with probability 1/m; each holds m links there.
-        upper = self._slots * 4 * self._m // max(1, self._m - 1)
-        return self._slots * per_slot + upper + self._public_bits.nbytes
+        """Approximate bytes held: centroids, codes with their slot numbers, slot metadata."""
+        per_slot = self._dim + 8 + 8 + 8 + 1
+        return self._lists * self._dim * 4 + self._slots * per_slot + self._public_bits.nbytes
 
     # ----------------------------------------------------------------------------- writing
 
-    def add(self, rows: StoredRows) -> None:
-        """Add rows; an item already in the graph is re-added (its old slot dies).
+    def train(self, sample: NDArray[np.floating[Any]], *, catalogue_rows: int) -> None:
+        """Place the centroids and learn the code ranges from ``sample`` (catalogue rows).
 
-        The first call also learns the 8-bit code ranges from its rows, so give it a
-        representative set (the catalogue's rows, not one new picture).
+        Args:
+            sample: Unit vectors drawn across the catalogue, at least one per list; about
+                :data:`TRAINING_ROWS_PER_LIST` per list is plenty.
+            catalogue_rows: How many rows the catalogue holds now (see :attr:`trained_rows`).
+
+        Raises:
+            ValueError: Vectors of the wrong length, fewer than one per list, or trained twice.
+        """
+        vectors = np.ascontiguousarray(sample, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self._dim:
+            raise ValueError(f"expected vectors of length {self._dim}, got {vectors.shape}")
+        if len(vectors) < self._lists:
+            raise ValueError(f"{self._lists} lists need at least as many training rows")
+        with self._lock:
+            if self._index.is_trained:
+                raise ValueError("the lists are trained already")
+            self._index.train(vectors)
+            self._trained_rows = max(catalogue_rows, len(vectors))
+
+    def add(self, rows: StoredRows) -> None:
+        """Add rows; an item already in the lists is re-added (its old slot dies).
 
         Raises:
             ValueError: Vectors of the wrong length, or item ids that repeat within ``rows``.
+            RuntimeError: The lists are not trained yet.
         """
         vectors = np.ascontiguousarray(rows.vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self._dim:
@@ -119,7 +176,7 @@ class HnswGraph:
             return
         with self._lock:
             if not self._index.is_trained:
-                self._index.train(vectors)
+                raise RuntimeError("train the lists before adding rows")
             for item_id in rows.item_ids.tolist():
                 self._kill(item_id)
             first = self._slots
@@ -140,7 +197,7 @@ class HnswGraph:
                 self._set_visibility(slot, owner_id, public)
 
     def set_visibility(self, item_id: int, *, owner_id: int, public: bool) -> None:
-        """Record an item's owner and public flag; ``KeyError`` if the graph lacks it."""
+        """Record an item's owner and public flag; ``KeyError`` if the lists lack it."""
         with self._lock:
             slot = self._slot_of[item_id]
             self._forget_private(slot)
@@ -195,17 +252,16 @@ class HnswGraph:
         *,
         viewer_id: int | None,
         allowed_ids: NDArray[np.int64] | None = None,
-        ef_search: int,
+        probes: int | None = None,
     ) -> NDArray[np.int64]:
         """Return up to ``count`` item ids near the unit ``query``, nearest first (approximately).
 
         Args:
-            query: A unit vector of the graph's length.
+            query: A unit vector of the lists' length.
             count: Most ids to return.
             viewer_id: Whose private items may be returned too; ``None``: public ones only.
             allowed_ids: If given, only these items are returned.
-            ef_search: Breadth of the graph walk (at least ``count``): larger finds the true
-                nearest more often, proportionally slower.
+            probes: Lists to scan; :attr:`probes` if not given.
         """
         if count <= 0:
             return np.empty(0, np.int64)
@@ -215,10 +271,10 @@ class HnswGraph:
             if not self._slot_of:
                 return np.empty(0, np.int64)
             bitmap = self._bitmap(viewer_id, allowed_ids)
-            selector = faiss.IDSelectorBitmap(self._slots, faiss.swig_ptr(bitmap))
-            params = faiss.SearchParametersHNSW()
-            params.sel = selector
-            params.efSearch = max(ef_search, count)
+            params = faiss.SearchParametersIVF()
+            # The selector reads ``bitmap`` through a raw pointer: both live until the end.
+            params.sel = faiss.IDSelectorBitmap(self._slots, faiss.swig_ptr(bitmap))
+            params.nprobe = max(1, min(self._lists, probes or self.probes))
             _, slots = self._index.search(vector, count, params=params)
             found: NDArray[np.int64] = self._item[slots[0][slots[0] >= 0]]
             return found
