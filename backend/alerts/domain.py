@@ -1,7 +1,8 @@
 """Provides :class:`AlertsDomain`: saved searches that alert (see backend.domains).
 
-It hooks into the catalogue (items listed and edited are matched in the background), uses the
-vision service for picture searches and their matching, and delivers through the inbox.
+It hooks into the catalogue (items listed and edited are matched in the background, from a
+backlog the database fills in the item's own transaction), uses the vision service for picture
+searches and their matching, and delivers through the inbox.
 """
 
 from __future__ import annotations
@@ -73,16 +74,19 @@ class AlertsDomain:
         handlers.register(dispatcher, self.service)
 
     async def stop(self) -> None:
-        """Stop matching (a moment's grace for the queue)."""
+        """Stop matching (a moment's grace for the due items; the rest stay queued)."""
         await self.matcher.stop()
 
-    async def _item_created(self, item: NewItem) -> list[str]:
+    # The item is in the backlog already (queued by the transaction that wrote it): the hooks
+    # only say that it need not wait for the next look.
+
+    async def _item_created(self, _item: NewItem) -> list[str]:
         # Runs after the vision hook (registered first), so the picture is embedded by now.
-        self.matcher.enqueue(item.item_id)
+        self.matcher.wake()
         return []
 
-    async def _item_changed(self, _before: ItemRow, card: ItemCard) -> None:
-        self.matcher.enqueue(card.id)
+    async def _item_changed(self, _before: ItemRow, _card: ItemCard) -> None:
+        self.matcher.wake()
 
     def _changed_elsewhere(self, fact: PictureSearchesChanged) -> None:
         self.matcher.changed_elsewhere(fact.search_id)

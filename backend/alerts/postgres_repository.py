@@ -3,25 +3,53 @@
 Several instances share the database, so nothing relies on one process: adding a search takes a
 transaction-level advisory lock (saving searches is rare; one lock keeps every bound exact), and
 the matching statement's ``INSERT ... ON CONFLICT DO NOTHING`` on the (search, item) key lets only
-one of two instances matching the same item at once record (and so alert on) each pair.
+one of two instances matching the same item at once record (and so alert on) each pair. Backlog
+entries are claimed with ``FOR UPDATE SKIP LOCKED`` in the transaction that records the item's
+alerts and deletes the entry: exactly one instance settles each, and an edit of the item made
+meanwhile (its trigger waits for that row) queues it again after the commit.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import asyncpg
 
 from backend.alerts.repository import (
+    BacklogEntry,
     ItemFacts,
     ItemProbe,
-    Match,
+    NoticeFor,
+    Overflow,
     PictureSearch,
+    Recorded,
     SearchDraft,
     SearchLimits,
+    Settle,
     StoredSearch,
     check_limits,
 )
-from backend.alerts.rows import picture_search, stored_search, vector_bytes
+from backend.alerts.rows import backlog_entry, match_of, picture_search, stored_search, vector_bytes
+from backend.inbox.postgres_repository import add_notices
 from backend.storage.postgres import PostgresDatabase, job_lock_key
+
+#: The database's clock in seconds since the epoch, as the backlog's trigger reads it.
+_NOW: Final = "extract(epoch FROM clock_timestamp())"
+
+# Rows another instance is settling are skipped (their locks end with this statement's own).
+_DUE_SQL: Final = f"""
+SELECT item_id, version, {_NOW} - queued_at AS age, attempts FROM alert_backlog
+WHERE not_before <= {_NOW} ORDER BY not_before, item_id LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+
+# The old count, before the reset, comes from the row as locked by the subquery.
+_TAKE_OVERFLOW_SQL: Final = """
+UPDATE alert_backlog_state AS s SET dropped = 0
+FROM (SELECT dropped, last_dropped FROM alert_backlog_state WHERE id = 1 FOR UPDATE) AS old
+WHERE s.id = 1 AND old.dropped > 0
+RETURNING old.dropped, old.last_dropped, s.capacity
+"""
 
 _COLUMNS: Final = "id, user_id, filters, like_label, min_similarity, created_at"
 
@@ -193,28 +221,100 @@ class PostgresAlertRepository:
             stock=row["stock"],
         )
 
-    async def record_matches(self, probe: ItemProbe, now: float) -> list[Match]:
+    async def record_matches(
+        self,
+        probe: ItemProbe,
+        now: float,
+        notice_for: NoticeFor,
+        *,
+        keep: int,
+        settle: Settle | None = None,
+    ) -> Recorded | None:
         """See :meth:`AlertRepository.record_matches`."""
         facts = probe.facts
-        rows = await self._db.fetchall(
-            _MATCH_SQL,
-            list(facts.tags),
-            list(probe.tokens),
-            list(probe.prefixes),
-            list(probe.pictures),
-            facts.id,
-            now,
-            facts.owner_id,
-            facts.price_cents,
-            facts.stock,
-            facts.public,
-        )
-        return [
-            Match(
-                search_id=row["id"],
-                user_id=row["user_id"],
-                filters_json=row["filters"].encode(),
-                like_label=row["like_label"],
+        async with self._db.transaction() as conn:
+            if settle is not None and not await _claim(conn, settle.entry):
+                return None
+            rows = await conn.fetch(
+                _MATCH_SQL,
+                list(facts.tags),
+                list(probe.tokens),
+                list(probe.prefixes),
+                list(probe.pictures),
+                facts.id,
+                now,
+                facts.owner_id,
+                facts.price_cents,
+                facts.stock,
+                facts.public,
             )
-            for row in rows
-        ]
+            matches = [match_of(row) for row in rows]
+            delivered = await add_notices(
+                conn, [(found.user_id, notice_for(found)) for found in matches], now=now, keep=keep
+            )
+            if settle is not None:
+                await _settle(conn, settle)
+        return Recorded(matches, delivered)
+
+    async def due(self, limit: int) -> list[BacklogEntry]:
+        """See :meth:`AlertRepository.due`."""
+        return [backlog_entry(row) for row in await self._db.fetchall(_DUE_SQL, limit)]
+
+    async def retry_later(self, entry: BacklogEntry, seconds: float, *, failed: bool) -> None:
+        """See :meth:`AlertRepository.retry_later`."""
+        await self._db.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} + $1, attempts = attempts + $2"
+            " WHERE item_id = $3 AND version = $4",
+            seconds,
+            int(failed),
+            entry.item_id,
+            entry.version,
+        )
+
+    async def discard(self, entry: BacklogEntry) -> None:
+        """See :meth:`AlertRepository.discard`."""
+        await self._db.execute(
+            "DELETE FROM alert_backlog WHERE item_id = $1 AND version = $2",
+            entry.item_id,
+            entry.version,
+        )
+
+    async def wake_waiting(self) -> None:
+        """See :meth:`AlertRepository.wake_waiting`."""
+        await self._db.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} WHERE not_before > {_NOW}"
+            " AND attempts = 0"
+        )
+
+    async def take_overflow(self) -> Overflow | None:
+        """See :meth:`AlertRepository.take_overflow`."""
+        row = await self._db.fetchone(_TAKE_OVERFLOW_SQL)
+        if row is None:
+            return None
+        return Overflow(row["dropped"], row["last_dropped"], row["capacity"])
+
+    async def backlog_size(self) -> int:
+        """See :meth:`AlertRepository.backlog_size`."""
+        return int(await self._db.fetchval("SELECT count(*) FROM alert_backlog"))
+
+
+async def _claim(conn: asyncpg.Connection[Any], entry: BacklogEntry) -> bool:
+    """Lock ``entry``'s row for this transaction; ``False`` if another instance holds it, it
+    is gone, or its item changed since it was read."""
+    version = await conn.fetchval(
+        "SELECT version FROM alert_backlog WHERE item_id = $1 FOR UPDATE SKIP LOCKED",
+        entry.item_id,
+    )
+    return bool(version == entry.version)
+
+
+async def _settle(conn: asyncpg.Connection[Any], settle: Settle) -> None:
+    """Delete the entry, or make it due again in ``settle.retry_in`` seconds."""
+    if settle.retry_in is None:
+        await conn.execute("DELETE FROM alert_backlog WHERE item_id = $1", settle.entry.item_id)
+    else:
+        await conn.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} + $2 WHERE item_id = $1",
+            settle.entry.item_id,
+            settle.retry_in,
+        )

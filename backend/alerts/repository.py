@@ -8,18 +8,25 @@ pair alerts once however often the item changes. Picture searches are matched in
 :mod:`backend.alerts.pictures`); the statement is handed the ids of those the picture matched and
 checks their other filters like any search's.
 
+Items wait in a durable backlog (``alert_backlog``, filled by triggers in the transaction that
+writes the item; see :mod:`backend.alerts.backlog`): :meth:`AlertRepository.record_matches` settles
+an item's entry in the transaction that records its alerts and stores their notices, so a crash
+either leaves the entry (matched again, no notice sent yet) or removes it with the notices.
+
 The implementations (``sqlite_repository``, ``postgres_repository``) give the same answers; the
 integration tests run on both engines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from backend.inbox.notices import Delivered, NewNotice
 from protocol.errors import Conflict
 
 
@@ -138,6 +145,57 @@ class Match:
     like_label: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class BacklogEntry:
+    """An item waiting in the backlog to be matched.
+
+    Attributes:
+        version: Raised by every change of the item; an entry is settled only at the version
+            it was read at (a change made meanwhile is matched again).
+        age: Seconds since it was first queued, by the database's clock.
+        attempts: Matchings of it that failed.
+    """
+
+    item_id: int
+    version: int
+    age: float
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """What becomes of a backlog entry in the transaction that records its item's alerts.
+
+    Attributes:
+        retry_in: ``None``: the entry is done and deleted; else it stays and is due again in
+            that many seconds (its picture searches wait for the item's embedding).
+    """
+
+    entry: BacklogEntry
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one matching recorded: the new (search, item) pairs and the notices stored."""
+
+    matches: list[Match]
+    delivered: list[Delivered]
+
+
+@dataclass(frozen=True, slots=True)
+class Overflow:
+    """New or changed items the full backlog did not queue (so they alert nobody)."""
+
+    dropped: int
+    last_item_id: int | None
+    capacity: int
+
+
+#: The notice an item's new match sends its search's owner.
+NoticeFor = Callable[[Match], NewNotice]
+
+
 def check_limits(
     limits: SearchLimits, *, mine: int, total: int, pictures: int, picture: bool
 ) -> None:
@@ -190,13 +248,54 @@ class AlertRepository(Protocol):
         """The item as it stands now; ``None`` if it was deleted."""
         ...
 
-    async def record_matches(self, probe: ItemProbe, now: float) -> list[Match]:
-        """Find the searches the item satisfies that have not alerted on it yet, and record
-        them as alerted, in one transaction; return them.
+    async def record_matches(
+        self,
+        probe: ItemProbe,
+        now: float,
+        notice_for: NoticeFor,
+        *,
+        keep: int,
+        settle: Settle | None = None,
+    ) -> Recorded | None:
+        """In one transaction: find the searches the item satisfies that have not alerted on it
+        yet, record them as alerted, store each one's notice (``notice_for``) in its owner's
+        inbox (kept to its newest ``keep``), and settle the backlog entry.
 
         A search matches when the item carries all its tags and tokens, its price and stock
         fit, it is the seller the search names (if any), its picture is among
         ``probe.pictures`` (picture searches only), and the search's owner may see the item
         (it is public, or theirs).
+
+        Returns:
+            ``None`` (nothing written) when ``settle`` names an entry that another instance is
+            settling, that is gone, or whose item changed since it was read.
         """
+        ...
+
+    async def due(self, limit: int) -> list[BacklogEntry]:
+        """Up to ``limit`` backlog entries due now, the longest due first (on PostgreSQL,
+        skipping those another instance is settling)."""
+        ...
+
+    async def retry_later(self, entry: BacklogEntry, seconds: float, *, failed: bool) -> None:
+        """Make ``entry`` due again in ``seconds`` (counting a failure if ``failed``), unless
+        its item changed meanwhile (then it is due at once anyway)."""
+        ...
+
+    async def discard(self, entry: BacklogEntry) -> None:
+        """Delete ``entry`` without matching (item deleted, or given up on), unless its item
+        changed meanwhile."""
+        ...
+
+    async def wake_waiting(self) -> None:
+        """Make every entry that waits for its item's embedding due now."""
+        ...
+
+    async def take_overflow(self) -> Overflow | None:
+        """The items the full backlog did not queue since the last call (count reset), or
+        ``None`` if there were none."""
+        ...
+
+    async def backlog_size(self) -> int:
+        """How many items wait in the backlog."""
         ...

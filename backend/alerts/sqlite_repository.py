@@ -2,8 +2,9 @@
 
 Writes run in the database's serialised write transaction, so a bound checked in it still holds
 when the row is written, and the matching statement's insert of (search, item) pairs races with
-no other matching of the same item. Lists are passed as JSON arrays (``json_each``), so a
-statement's text never depends on how many tags or tokens an item has.
+no other matching of the same item. One server owns a SQLite database, so it alone drains the
+backlog; an entry is settled only at the version it was read at. Lists are passed as JSON arrays
+(``json_each``), so a statement's text never depends on how many tags or tokens an item has.
 """
 
 from __future__ import annotations
@@ -11,18 +12,34 @@ from __future__ import annotations
 import json
 from typing import Final
 
+import aiosqlite
+
 from backend.alerts.repository import (
+    BacklogEntry,
     ItemFacts,
     ItemProbe,
     Match,
+    NoticeFor,
+    Overflow,
     PictureSearch,
+    Recorded,
     SearchDraft,
     SearchLimits,
+    Settle,
     StoredSearch,
     check_limits,
 )
-from backend.alerts.rows import picture_search, stored_search, vector_bytes
+from backend.alerts.rows import backlog_entry, match_of, picture_search, stored_search, vector_bytes
+from backend.inbox.sqlite_repository import add_notices
 from backend.storage.database import Database
+
+#: The database's clock in seconds since the epoch, as the backlog's triggers read it.
+_NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
+
+_DUE_SQL: Final = f"""
+SELECT item_id, version, {_NOW} - queued_at AS age, attempts FROM alert_backlog
+WHERE not_before <= {_NOW} ORDER BY not_before, item_id LIMIT ?
+"""
 
 _COLUMNS: Final = "id, user_id, filters, like_label, min_similarity, created_at"
 
@@ -188,7 +205,15 @@ class SqliteAlertRepository:
             stock=row["stock"],
         )
 
-    async def record_matches(self, probe: ItemProbe, now: float) -> list[Match]:
+    async def record_matches(
+        self,
+        probe: ItemProbe,
+        now: float,
+        notice_for: NoticeFor,
+        *,
+        keep: int,
+        settle: Settle | None = None,
+    ) -> Recorded | None:
         """See :meth:`AlertRepository.record_matches`."""
         facts = probe.facts
         params = {
@@ -204,22 +229,86 @@ class SqliteAlertRepository:
             "public": int(facts.public),
         }
         async with self._db.transaction() as conn:
+            if settle is not None and not await _holds(conn, settle.entry):
+                return None
             async with conn.execute(_MATCH_SQL, params) as cursor:
                 new = [int(row[0]) for row in await cursor.fetchall()]
-            if not new:
-                return []
-            async with conn.execute(
-                "SELECT id, user_id, filters, like_label FROM saved_searches"
-                " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                (json.dumps(new),),
-            ) as cursor:
-                rows = await cursor.fetchall()
-        return [
-            Match(
-                search_id=row["id"],
-                user_id=row["user_id"],
-                filters_json=row["filters"].encode(),
-                like_label=row["like_label"],
+            matches: list[Match] = []
+            if new:
+                async with conn.execute(
+                    "SELECT id, user_id, filters, like_label FROM saved_searches"
+                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (json.dumps(new),),
+                ) as cursor:
+                    matches = [match_of(row) for row in await cursor.fetchall()]
+            delivered = await add_notices(
+                conn, [(found.user_id, notice_for(found)) for found in matches], now=now, keep=keep
             )
-            for row in rows
-        ]
+            if settle is not None:
+                await _settle(conn, settle)
+        return Recorded(matches, delivered)
+
+    async def due(self, limit: int) -> list[BacklogEntry]:
+        """See :meth:`AlertRepository.due`."""
+        return [backlog_entry(row) for row in await self._db.fetchall(_DUE_SQL, (limit,))]
+
+    async def retry_later(self, entry: BacklogEntry, seconds: float, *, failed: bool) -> None:
+        """See :meth:`AlertRepository.retry_later`."""
+        await self._db.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} + ?, attempts = attempts + ?"
+            " WHERE item_id = ? AND version = ?",
+            (seconds, int(failed), entry.item_id, entry.version),
+        )
+
+    async def discard(self, entry: BacklogEntry) -> None:
+        """See :meth:`AlertRepository.discard`."""
+        await self._db.execute(
+            "DELETE FROM alert_backlog WHERE item_id = ? AND version = ?",
+            (entry.item_id, entry.version),
+        )
+
+    async def wake_waiting(self) -> None:
+        """See :meth:`AlertRepository.wake_waiting`."""
+        await self._db.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} WHERE not_before > {_NOW}"
+            " AND attempts = 0"
+        )
+
+    async def take_overflow(self) -> Overflow | None:
+        """See :meth:`AlertRepository.take_overflow`."""
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT dropped, last_dropped, capacity FROM alert_backlog_state"
+                " WHERE id = 1 AND dropped > 0"
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            await conn.execute("UPDATE alert_backlog_state SET dropped = 0 WHERE id = 1")
+        return Overflow(row["dropped"], row["last_dropped"], row["capacity"])
+
+    async def backlog_size(self) -> int:
+        """See :meth:`AlertRepository.backlog_size`."""
+        row = await self._db.fetchone("SELECT count(*) FROM alert_backlog")
+        assert row is not None  # an aggregate always has a row
+        return int(row[0])
+
+
+async def _holds(conn: aiosqlite.Connection, entry: BacklogEntry) -> bool:
+    """Whether the backlog still holds ``entry`` at the version it was read at."""
+    async with conn.execute(
+        "SELECT 1 FROM alert_backlog WHERE item_id = ? AND version = ?",
+        (entry.item_id, entry.version),
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+async def _settle(conn: aiosqlite.Connection, settle: Settle) -> None:
+    """Delete the entry, or make it due again in ``settle.retry_in`` seconds."""
+    if settle.retry_in is None:
+        await conn.execute("DELETE FROM alert_backlog WHERE item_id = ?", (settle.entry.item_id,))
+    else:
+        await conn.execute(
+            f"UPDATE alert_backlog SET not_before = {_NOW} + ? WHERE item_id = ?",
+            (settle.retry_in, settle.entry.item_id),
+        )

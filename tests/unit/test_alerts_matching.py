@@ -13,7 +13,13 @@ from numpy.typing import NDArray
 from backend.alerts.criteria import item_tokens, saved_filters, word_tokens
 from backend.alerts.matching import DIMENSIONS, AlertMatcher
 from backend.alerts.pictures import INITIAL_ROWS, PictureMatcher
-from backend.alerts.repository import AlertRepository, ItemFacts, PictureSearch, WordToken
+from backend.alerts.repository import (
+    AlertRepository,
+    BacklogEntry,
+    ItemFacts,
+    PictureSearch,
+    WordToken,
+)
 from backend.inbox.service import InboxService
 from backend.vision.service import VisionService
 from protocol.errors import BadRequest
@@ -113,6 +119,7 @@ class _Vision:
     """Stands in for the vision service: a ready model of one version."""
 
     model_version = "m1"
+    state = "ready"
 
     async def wait_ready(self) -> str:
         return "ready"
@@ -129,6 +136,17 @@ class _Searches:
 
     async def picture_search(self, search_id: int, model_version: str) -> PictureSearch | None:
         return self.stored.get(search_id) if model_version == "m1" else None
+
+    # An empty backlog, for the matcher's drain.
+
+    async def due(self, limit: int) -> list[BacklogEntry]:
+        return []
+
+    async def take_overflow(self) -> None:
+        return None
+
+    async def wake_waiting(self) -> None:
+        return None
 
 
 async def test_picture_searches_saved_or_removed_elsewhere_are_read_again() -> None:
