@@ -16,6 +16,7 @@ import enum
 import logging
 import random
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.frames import CloseCode
 
 from protocol.errors import Forbidden, PixmartError, RateLimited, Unavailable
 from protocol.messages.accounts import (
@@ -123,6 +131,13 @@ RATE_LIMIT_MAX_WAIT = 2.0
 RATE_LIMIT_BUDGET = 30.0
 
 _RETRYABLE = (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, EOFError)
+
+#: How a connection that had reached the server fails when it is cut on the way (as opposed to
+#: a server that refuses, cannot be found, cannot be trusted or does not answer).
+_CUT = (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)
+
+#: Close codes a server sends when it goes away for a while: come back later.
+_COME_BACK = (CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER)
 
 
 class Session:
@@ -272,25 +287,62 @@ class Session:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def established(self) -> bool:
+        """Whether the first connection was made: from then on the session heals itself."""
+        return self._supervisor is not None
+
     async def connect(self) -> None:
         """Open the first connection (and resume the token, if any), then keep it alive.
+
+        A first connection that reached the server and was cut on the way (during the TLS
+        handshake, the upgrade or the hello and resume) is a drop like any later one: the
+        status says reconnecting and it is tried again, for ``open_timeout`` seconds in all.
+        A server that refuses, cannot be found or cannot be trusted is reported at once.
 
         Raises:
             TrustError: the server cannot be trusted.
             PixmartError: the server refused the hello (e.g. a protocol version mismatch).
             OSError, TimeoutError, InvalidHandshake: the server could not be reached.
+            Offline: the session was closed while it was connecting.
         """
         if self._supervisor is not None:
             raise RuntimeError("already connected")
         self._set_status(ConnectionStatus(ConnectionState.CONNECTING, server=self.server))
         try:
-            ws = await self._open_and_greet()
+            ws = await self._first_connection()
         except BaseException as exc:
-            self._set_status(
-                ConnectionStatus(ConnectionState.OFFLINE, server=self.server, reason=_describe(exc))
-            )
+            if not self._closing:  # close() has said disconnected already
+                self._set_status(
+                    ConnectionStatus(
+                        ConnectionState.OFFLINE, server=self.server, reason=_describe(exc)
+                    )
+                )
             raise
         self._supervisor = asyncio.create_task(self._supervise(ws), name="pixmart-session")
+
+    async def _first_connection(self) -> ClientConnection:
+        """Open and greet the first connection.
+
+        Once an attempt reached the server and was cut, the next ones are reconnects: they are
+        tried, whatever keeps them from getting through (the server restarting, say), for
+        ``open_timeout`` seconds in all.
+        """
+        give_up_at = time.monotonic() + self.open_timeout
+        attempt = 0
+        while True:
+            try:
+                return await self._open_and_greet()
+            except _RETRYABLE as exc:
+                delay = self.backoff.delay(attempt)
+                reached = attempt > 0 or _was_cut(exc)
+                if not reached or time.monotonic() + delay > give_up_at:
+                    raise
+                reason = _describe(exc)
+            await self._wait_to_retry(delay, attempt, reason)
+            if self._closing:
+                raise Offline("The session was closed")
+            attempt += 1
 
     async def close(self) -> None:
         """Close the connection for good; pending requests fail with :class:`Offline`."""
@@ -435,23 +487,28 @@ class Session:
             return "the connection was lost"
         return f"the server closed the connection ({code}{': ' + reason if reason else ''})"
 
+    async def _wait_to_retry(self, delay: float, attempt: int, reason: str) -> None:
+        """Say the link is down and why, then wait ``delay`` seconds (or until woken)."""
+        self._set_status(
+            ConnectionStatus(
+                ConnectionState.RECONNECTING,
+                server=self.server,
+                next_attempt_at=time.time() + delay,
+                attempt=attempt,
+                reason=reason,
+            )
+        )
+        self._wake.clear()
+        if self._closing:  # close() may have set the wake-up just before it was cleared
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+
     async def _reconnect(self, reason: str) -> ClientConnection:
         attempt = 0
         while True:
-            delay = self.backoff.delay(attempt)
-            self._set_status(
-                ConnectionStatus(
-                    ConnectionState.RECONNECTING,
-                    server=self.server,
-                    next_attempt_at=time.time() + delay,
-                    attempt=attempt,
-                    reason=reason,
-                )
-            )
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await self._wait_to_retry(self.backoff.delay(attempt), attempt, reason)
             if self._closing:
                 raise asyncio.CancelledError
             try:
@@ -563,12 +620,26 @@ def _retry_after(header: str | None) -> float:
     return seconds if 0 < seconds < 3600 else 5.0
 
 
+def _was_cut(exc: BaseException) -> bool:
+    """Whether a connection attempt failed because it was cut after reaching the server (or
+    the server closed it to come back shortly)."""
+    if isinstance(exc, ConnectionClosed):
+        return exc.rcvd is None or exc.rcvd.code in _COME_BACK
+    if isinstance(exc, InvalidMessage):  # the upgrade's answer was cut off
+        return isinstance(exc.__cause__, _CUT)
+    return isinstance(exc, _CUT)
+
+
 def _describe(exc: BaseException) -> str:
     """A short, human description of why a connection attempt failed."""
     if isinstance(exc, TrustError | PixmartError):
         return str(exc)
     if isinstance(exc, ConnectionRefusedError):
         return "the server refused the connection (is it running?)"
+    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None and exc.rcvd.code in _COME_BACK:
+        return "the server is restarting"
+    if _was_cut(exc):
+        return "the connection was lost"
     if isinstance(exc, TimeoutError):
         return "the server did not answer in time"
     if isinstance(exc, InvalidURI):

@@ -57,10 +57,7 @@ class ServerLink:
         if session is not None:
             self._watch(session)
             self._session = session
-            self._connected = session.status.state in (
-                ConnectionState.CONNECTED,
-                ConnectionState.RECONNECTING,
-            )
+            self._connected = session.established
 
     @property
     def session(self) -> Session | None:
@@ -125,7 +122,7 @@ class ServerLink:
             # A failed first contact leaves the session OFFLINE (so its reason stays on show);
             # the next open() starts afresh with a new one.
             await session.connect()
-        elif session.status.state is ConnectionState.CONNECTING:
+        elif not session.established:  # someone else is connecting it (maybe after a cut)
             await _until_settled(session)
         self._connected = True
         return session
@@ -167,19 +164,25 @@ class ServerLink:
             await session.close()
 
 
+#: The states a session's first connection ends in: made, given up, or closed.
+_SETTLED = (ConnectionState.CONNECTED, ConnectionState.OFFLINE, ConnectionState.DISCONNECTED)
+
+
 async def _until_settled(session: Session) -> None:
-    """Wait for a session someone else is connecting to become connected (or fail)."""
+    """Wait for a session someone else is connecting to become connected (or fail).
+
+    Its first connection may say reconnecting on the way (it was cut and is tried again):
+    only connected, offline or closed settle it.
+    """
     settled: asyncio.Future[ConnectionStatus] = asyncio.get_running_loop().create_future()
 
     def listener(status: ConnectionStatus) -> None:
-        if status.state is not ConnectionState.CONNECTING and not settled.done():
+        if status.state in _SETTLED and not settled.done():
             settled.set_result(status)
 
     session.on_status(listener)
-    if session.status.state is not ConnectionState.CONNECTING:
-        return
-    status = await settled
-    if status.state is ConnectionState.OFFLINE:
+    status = session.status if session.status.state in _SETTLED else await settled
+    if status.state is not ConnectionState.CONNECTED:
         raise ConnectionError(status.reason or "the server could not be reached")
 
 

@@ -6,7 +6,8 @@ time of the next attempt and a reason); that a link cut after a non-idempotent r
 returning success exactly once, and the server applying it once (the replay cache); that a server
 restart on the same port with the same data dir ends with the session resumed by itself; and that
 a graceful stop finishes in-flight requests, closes connections with 1001 and sends clients to
-RECONNECTING rather than to an error.
+RECONNECTING rather than to an error; and that a first connection cut on the way is a drop like
+any other (RECONNECTING, then resumed), while one refused outright fails at once.
 
 The drops are made deterministic with :class:`~tests.support.proxy.TcpProxy`: it swallows one
 direction of traffic, the test waits until the interesting bytes were swallowed, then cuts.
@@ -24,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from backend.config import ServerConfig
 from backend.server import PixmartServer
-from protocol.client import ConnectionState, Session
+from protocol.client import ConnectionState, Offline, Session
 from protocol.errors import Conflict
 from protocol.messages.accounts import AccountCreated, CreateAccount, Login, UserInfo
 from protocol.messages.base import ErrorReply, Request
@@ -120,6 +121,105 @@ async def test_a_broken_listener_does_not_break_the_session(
     assert (await session.whoami()).username == "victor"
 
 
+# -- the first connection ----------------------------------------------------------------------
+
+
+def session_through(proxy: TcpProxy, server: PixmartServer, **kwargs: object) -> Session:
+    """A session (not yet connected) that reaches ``server`` through ``proxy``."""
+    kwargs.setdefault("backoff", TEST_BACKOFF)
+    return Session(
+        f"wss://127.0.0.1:{proxy.port}",
+        TrustPolicy(fingerprint=server.fingerprint),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_first_connection_cut_on_the_way_is_a_drop_and_resumes(
+    server: PixmartServer, proxy: TcpProxy, make_session: SessionFactory
+) -> None:
+    """Cut while the server's side of the handshakes is on its way: reconnecting, then in."""
+    token = (await logged_in(make_session, "ida")).token
+    session = session_through(proxy, server, token=token)
+    recorder = StatusRecorder(session)
+    proxy.drop(Direction.DOWNSTREAM)
+    connecting = asyncio.create_task(session.connect())
+    await proxy.wait_dropped(Direction.DOWNSTREAM)
+    proxy.cut()
+    try:
+        async with asyncio.timeout(5):
+            await connecting
+        assert recorder.states() == [
+            ConnectionState.DISCONNECTED,
+            ConnectionState.CONNECTING,
+            ConnectionState.RECONNECTING,
+            ConnectionState.CONNECTED,
+        ]
+        assert recorder.history[2].reason == "the connection was lost"
+        assert session.established
+        assert (await session.whoami()).username == "ida"  # the saved login was resumed
+    finally:
+        await session.close()
+
+
+async def test_a_first_connection_refused_fails_at_once(
+    server: PixmartServer, proxy: TcpProxy
+) -> None:
+    """Nothing listens at the address: the person is told at once, nothing is retried."""
+    session = session_through(proxy, server)
+    recorder = StatusRecorder(session)
+    await proxy.close()
+    with pytest.raises(ConnectionRefusedError):
+        await session.connect()
+    assert recorder.states() == [
+        ConnectionState.DISCONNECTED,
+        ConnectionState.CONNECTING,
+        ConnectionState.OFFLINE,
+    ]
+    assert not session.established
+
+
+async def test_a_first_connection_cut_then_refused_gives_up_after_the_open_timeout(
+    server: PixmartServer, proxy: TcpProxy
+) -> None:
+    """After a cut the next attempts are reconnects, whatever stops them, but only for as long
+    as a first connection is given (``open_timeout``): then it is offline, with the reason."""
+    session = session_through(proxy, server, open_timeout=0.5)
+    recorder = StatusRecorder(session)
+    proxy.drop(Direction.DOWNSTREAM)
+    connecting = asyncio.create_task(session.connect())
+    await proxy.wait_dropped(Direction.DOWNSTREAM)
+    await proxy.close()  # cuts the connection; the address refuses from now on
+    with pytest.raises(ConnectionRefusedError):
+        async with asyncio.timeout(5):  # tried for 0.5 s, not for ever
+            await connecting
+    states = recorder.states()
+    assert states[:3] == [
+        ConnectionState.DISCONNECTED,
+        ConnectionState.CONNECTING,
+        ConnectionState.RECONNECTING,
+    ]
+    assert states[-1] is ConnectionState.OFFLINE and ConnectionState.CONNECTED not in states
+    assert recorder.history[-1].reason == "the server refused the connection (is it running?)"
+    assert not session.established
+
+
+async def test_closing_a_session_whose_first_connection_waits_to_retry(
+    server: PixmartServer, proxy: TcpProxy
+) -> None:
+    session = session_through(proxy, server, backoff=replace(TEST_BACKOFF, initial=30.0))
+    recorder = StatusRecorder(session)
+    proxy.drop(Direction.DOWNSTREAM)
+    connecting = asyncio.create_task(session.connect())
+    await proxy.wait_dropped(Direction.DOWNSTREAM)
+    proxy.cut()
+    await recorder.wait_for(ConnectionState.RECONNECTING)
+    await session.close()
+    with pytest.raises(Offline):
+        async with asyncio.timeout(1):  # woken by close(), not after the 30 s wait
+            await connecting
+    assert session.status.state is ConnectionState.DISCONNECTED
+
+
 # -- drops in the middle of a request ----------------------------------------------------------
 
 
@@ -207,9 +307,7 @@ async def test_retry_while_the_first_attempt_runs_joins_it(
     started = asyncio.Event()
     release = asyncio.Event()
     runs: list[str] = []
-    original: Callable[[str, str, str | None], Awaitable[UserInfo]] = (
-        server.accounts.create_account
-    )
+    original: Callable[[str, str, str | None], Awaitable[UserInfo]] = server.accounts.create_account
 
     async def slow_create(username: str, password: str, address: str | None = None) -> UserInfo:
         runs.append(username)
