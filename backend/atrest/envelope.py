@@ -20,6 +20,7 @@ and so the pictures, are not re-encrypted.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import struct
@@ -136,6 +137,25 @@ def plaintext_size(sealed_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> int
     return plain
 
 
+# CPython's own constructor, given no bytes to copy: a bytearray whose memory is not zeroed.
+_new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
+_new_bytearray.restype = ctypes.py_object
+_new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+
+
+def _unfilled_bytearray(size: int) -> bytearray:
+    """A bytearray of ``size`` bytes left as the allocator gave them (any earlier contents).
+
+    For buffers every byte of which is written before anyone reads them (opened segments):
+    ``bytearray(size)`` zeroes the memory first, a pass over every byte downloaded that a plain
+    store's read, into an unzeroed ``bytes``, does not make. Never hand out such a buffer
+    unless it was wholly written.
+    """
+    buffer = _new_bytearray(None, size)
+    assert isinstance(buffer, bytearray)
+    return buffer
+
+
 def _segment_aad(context_digest: bytes, index: int, last: bool) -> bytes:
     return context_digest + index.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
 
@@ -240,7 +260,8 @@ class OpenedHeader:
         """Consecutive segments from ``first`` opened into one buffer.
 
         Each segment is decrypted in place in the buffer (no piece per segment, no join); its
-        lengths are all checked before any is decrypted.
+        lengths are all checked before any is decrypted, so the segments fill the buffer whole
+        (it is not zeroed first), or it is dropped.
 
         Raises:
             SealBroken: a segment fails authentication or is short.
@@ -252,7 +273,7 @@ class OpenedHeader:
             got = min(stride, len(view) - (index - first) * stride)
             if got != expected:
                 raise SealBroken(f"segment {index} is {got} bytes, expected {expected}")
-        plain = bytearray(len(view) - pieces * TAG_BYTES)
+        plain = _unfilled_bytearray(len(view) - pieces * TAG_BYTES)
         out = memoryview(plain)
         size = self.header.segment_bytes
         for position in range(pieces):

@@ -10,7 +10,9 @@ not know the difference: callers name blobs by their content's SHA-256, and this
   so a blob copied or swapped under another name fails to open;
 * opens only the segments a ranged read touches, keeping a few hundred opened headers (data
   keys) in memory so a download in 4 MiB slices does not re-read and re-unwrap its header;
-  the sealed bytes are read into a few reused buffers and decrypted straight into the reply's.
+  the sealed bytes are read into a few reused buffers and decrypted straight into the reply's,
+  in the worker thread that read them. Downloads read ahead above this layer, the same way for
+  every store (:mod:`backend.media.read_ahead`), so decryption is all that differs.
 
 A blob that fails to open is logged once per read and reported as :class:`BlobDamaged`; its
 bytes are never returned. While the store still holds pictures from before it was encrypted
@@ -32,7 +34,6 @@ from typing import Final, cast
 from backend.atrest.envelope import HEADER_BYTES, OpenedHeader, SealBroken, Sealer
 from backend.atrest.keyring import StoreKeys
 from backend.atrest.keys import WrongKey
-from backend.atrest.read_ahead import ReadAhead
 from backend.media.blobs import BlobDamaged, ObjectStore
 from backend.media.fsutil import TEMP_PREFIX, sha256_of
 
@@ -99,7 +100,6 @@ class SealedBlobs:
         self.plaintext_left = store_keys.keyring.plaintext_left
         self._headers: OrderedDict[str, OpenedHeader] = OrderedDict()
         self._scratch = ScratchBuffers(SCRATCH_BUFFERS, SCRATCH_BYTES)
-        self._read_ahead = ReadAhead()
 
     def describe(self) -> str:
         """Where the blobs are and the key they are sealed under (no secrets)."""
@@ -190,48 +190,14 @@ class SealedBlobs:
         """The blob's size and up to ``length`` bytes from ``offset``, opening only the
         segments they lie in (the bytes are a bytearray, to be sent, not kept).
 
-        When they are a whole ``length`` and more follow, the next ``length`` bytes are read
-        ahead (:mod:`backend.atrest.read_ahead`): a download asks for them next.
+        One thread hop, as a plain store's read: the sealed bytes are read into a reused buffer
+        and opened straight into the reply's, in the same worker thread.
 
         Raises:
             FileNotFoundError: The blob is not stored.
             BlobDamaged: A segment read (or the header) does not open.
         """
         name = self.storage_name(sha256)
-        result = await self._read_ahead_result(name, offset, length)
-        if result is None:
-            result = await self._read_slice(sha256, name, offset, length)
-        total, data = result
-        end = offset + len(data)
-        if len(data) == length and end < total:
-            self._read_ahead.start(
-                (name, end, length), lambda: self._read_slice(sha256, name, end, length)
-            )
-        return result
-
-    async def _read_ahead_result(
-        self, name: str, offset: int, length: int
-    ) -> tuple[int, bytes] | None:
-        """The slice if it was read ahead; ``None`` if not, or if that read failed for a reason
-        worth trying again (e.g. the store was out of reach).
-
-        Raises:
-            BlobDamaged: It was read ahead and does not open (logged then).
-        """
-        task = self._read_ahead.take((name, offset, length))
-        if task is None:
-            return None
-        try:
-            return await task
-        except BlobDamaged:
-            raise
-        except Exception:
-            return None  # read again, where a lasting failure is reported as for any read
-
-    async def _read_slice(
-        self, sha256: str, name: str, offset: int, length: int
-    ) -> tuple[int, bytes]:
-        """:meth:`read_range` without reading ahead."""
         try:
             opened = await self._opened_header(name)
         except FileNotFoundError:
@@ -246,16 +212,17 @@ class SealedBlobs:
             return total, b""
         first, start, stop = span
         scratch = self._scratch.take(stop - start)
-        got = await self.raw.read_range_into(name, start, scratch[: stop - start])
+
+        def open_run(sealed: memoryview) -> bytes | bytearray:
+            return opened.plaintext_range(first, sealed, offset, length)
+
         try:
-            data = await asyncio.to_thread(
-                opened.plaintext_range, first, scratch[:got], offset, length
-            )
+            data = await self.raw.read_range_into(name, start, scratch[: stop - start], open_run)
         except SealBroken as exc:
             self._headers.pop(name, None)
             raise self._damaged(sha256, name, exc) from None
-        # Only now, both threads done with it: a read cancelled meanwhile leaves its buffer
-        # to the thread still filling it, and the pool makes another.
+        # Only now, the thread done with it: a read cancelled meanwhile leaves its buffer to
+        # the thread still filling it, and the pool makes another.
         self._scratch.give(scratch)
         # The buffer the segments were opened into goes out as it is, a bytearray: a copy into
         # a bytes object would add a copy per slice to every download, and its one caller only
@@ -285,7 +252,6 @@ class SealedBlobs:
         """Remove the blob (under either name); return whether it existed."""
         name = self.storage_name(sha256)
         self._headers.pop(name, None)
-        self._read_ahead.forget(name)
         removed = await self.raw.delete(name)
         if self.plaintext_left:
             removed = await self.raw.delete(sha256) or removed
@@ -294,7 +260,6 @@ class SealedBlobs:
     async def delete_stored(self, name: str) -> bool:
         """Remove the object :meth:`names` listed as ``name``."""
         self._headers.pop(name, None)
-        self._read_ahead.forget(name)
         return await self.raw.delete(name)
 
     def names(self, *, older_than_seconds: float = 0.0) -> AsyncIterator[str]:

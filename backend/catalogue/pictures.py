@@ -24,6 +24,7 @@ from backend.catalogue.locks import KeyedLocks
 from backend.catalogue.processing import PreparedPicture
 from backend.catalogue.repository import NewPicture, PictureRepository, StoredFiles
 from backend.media.blobs import BlobDamaged, BlobStorage, StoreUnavailable
+from backend.media.read_ahead import SliceReader
 from backend.media.sniff import MIME_TYPES
 from backend.media.validate import ImageInfo
 from protocol.errors import Internal, Unavailable
@@ -80,6 +81,19 @@ class PictureStore:
         #: Held per picture hash around every add and remove (see the module docstring).
         self.locks = KeyedLocks()
 
+    @property
+    def blobs(self) -> BlobStorage:
+        """The store the files are in."""
+        return self._blobs
+
+    @blobs.setter
+    def blobs(self, blobs: BlobStorage) -> None:
+        # Replaced once the store's keys are open (the sealed store wraps the raw one): the
+        # downloads' reader, and what it read ahead, go with the store it read.
+        self._blobs = blobs
+        #: Downloads' ranged reads, the next slice read ahead (the same for every store).
+        self._slices = SliceReader(blobs)
+
     async def exists(self, sha256: str) -> bool:
         """Whether a picture row exists for ``sha256``."""
         return await self._pictures.exists(sha256)
@@ -111,6 +125,7 @@ class PictureStore:
         removed = 0
         try:
             for name in unreferenced:
+                self._slices.forget(name)
                 if await self.blobs.delete(name):
                     removed += 1
         except StoreUnavailable:
@@ -185,12 +200,15 @@ class PictureStore:
     async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
         """Return the file's total size and up to ``length`` bytes from ``offset``.
 
+        For downloads, once the caller checked the user may read the file: the next ``length``
+        bytes are read ahead (:mod:`backend.media.read_ahead`).
+
         Raises:
             FileNotFoundError: the file is not stored.
             Unavailable: the store cannot be reached.
         """
         with store_available():
-            return await self.blobs.read_range(sha256, offset, length)
+            return await self._slices.read_range(sha256, offset, length)
 
     async def read(self, sha256: str) -> bytes:
         """Return the whole file.

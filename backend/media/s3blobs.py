@@ -18,10 +18,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 import obstore
 from obstore.exceptions import BaseError
@@ -58,6 +58,8 @@ CLIENT: Final[ClientConfig] = {
 }
 #: What a client is told to wait before retrying when the store is down.
 RETRY_AFTER: Final = 2.0
+
+_T = TypeVar("_T")
 
 
 def key_for(sha256: str) -> str:
@@ -286,12 +288,14 @@ class S3Blobs:
             raise_unavailable("store a picture", exc)
         await asyncio.to_thread(path.unlink, True)
 
-    async def read_range_into(self, name: str, offset: int, buffer: memoryview) -> int:
+    async def read_range_into(
+        self, name: str, offset: int, buffer: memoryview, then: Callable[[memoryview], _T]
+    ) -> _T:
         """Fill ``buffer`` from object ``name`` at ``offset`` (one ranged GET, then a copy: the
-        bytes come off the network anyway); return how many."""
+        bytes come off the network anyway); return ``then`` of them, run in a worker thread."""
         _, data = await self.read_range(name, offset, len(buffer))
         buffer[: len(data)] = data
-        return len(data)
+        return await asyncio.to_thread(then, buffer[: len(data)])
 
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Write the object again with its first bytes replaced (objects cannot be patched).

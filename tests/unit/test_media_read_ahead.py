@@ -1,4 +1,5 @@
-"""Reading ahead in sealed downloads: bounded, never serving a removed blob or damaged bytes."""
+"""Reading ahead in downloads, sealed or plain: bounded, never serving a removed blob or damaged
+bytes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.read_ahead import ReadAhead
 from backend.atrest.sealed_blobs import SealedBlobs
-from backend.media.blobs import BlobDamaged, LocalBlobs
+from backend.media.blobs import BlobDamaged, BlobStorage, LocalBlobs
+from backend.media.read_ahead import ReadAhead, SliceReader
 
 SLICE = 2 * SEGMENT_BYTES
 
@@ -48,18 +49,44 @@ async def test_read_ahead_keeps_a_few_slices_and_cancels_the_oldest() -> None:
     first.cancel()
 
 
+class CountingBlobs:
+    """A store that counts the ranged reads made of it (everything else as ``blobs``)."""
+
+    def __init__(self, blobs: BlobStorage) -> None:
+        self.blobs = blobs
+        self.reads: list[int] = []
+
+    async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
+        self.reads.append(offset)
+        return await self.blobs.read_range(sha256, offset, length)
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "plain"])
 async def test_a_download_in_slices_reads_the_next_ahead_but_not_once_removed(
-    tmp_path: Path,
+    tmp_path: Path, sealed: bool
 ) -> None:
-    blobs = await sealed_store(LocalBlobs(tmp_path / "blobs"))
+    raw = LocalBlobs(tmp_path / "blobs")
+    blobs: BlobStorage = await sealed_store(raw) if sealed else raw
     data = os.urandom(3 * SLICE + 5)
     sha256 = await blobs.put(data)
-    assert await blobs.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
-    # The second slice, read ahead, is what a read gives.
-    assert await blobs.read_range(sha256, SLICE, SLICE) == (len(data), data[SLICE : 2 * SLICE])
+    counting = CountingBlobs(blobs)
+    reader = SliceReader(counting)  # type: ignore[arg-type]  # only read_range is used
+    assert await reader.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
+    # The second slice, read ahead, is what a read gives, and is not read again.
+    assert await reader.read_range(sha256, SLICE, SLICE) == (len(data), data[SLICE : 2 * SLICE])
+    assert counting.reads.count(SLICE) == 1
+    # The third is under way: the blob goes, and with it what was read ahead of it.
+    reader.forget(sha256)
     assert await blobs.delete(sha256)
-    with pytest.raises(FileNotFoundError):  # the third was read ahead, and went with the blob
-        await blobs.read_range(sha256, 2 * SLICE, SLICE)
+    with pytest.raises(FileNotFoundError):
+        await reader.read_range(sha256, 2 * SLICE, SLICE)
+    # The last slice (not whole) starts no read past the end: each slice is read once.
+    other = await blobs.put(data[: SLICE + 5])
+    counting.reads.clear()
+    assert await reader.read_range(other, 0, SLICE) == (SLICE + 5, data[:SLICE])
+    assert await reader.read_range(other, SLICE, SLICE) == (SLICE + 5, data[SLICE : SLICE + 5])
+    await asyncio.sleep(0)
+    assert counting.reads == [0, SLICE]
 
 
 async def test_a_damaged_slice_read_ahead_is_refused_and_logged_once(
@@ -73,9 +100,10 @@ async def test_a_damaged_slice_read_ahead_is_refused_and_logged_once(
     damaged = bytearray(path.read_bytes())
     damaged[HEADER_BYTES + 2 * (SEGMENT_BYTES + TAG_BYTES) + 7] ^= 0x01  # in the second slice
     path.write_bytes(bytes(damaged))
+    reader = SliceReader(blobs)
 
     with caplog.at_level(logging.ERROR):
-        assert await blobs.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
+        assert await reader.read_range(sha256, 0, SLICE) == (len(data), data[:SLICE])
         with pytest.raises(BlobDamaged):
-            await blobs.read_range(sha256, SLICE, SLICE)
+            await reader.read_range(sha256, SLICE, SLICE)
     assert len([r for r in caplog.records if "does not open" in r.getMessage()]) == 1
