@@ -16,9 +16,10 @@ stays in the top 5. Embeddings of different runtimes are therefore not comparabl
 different versions (:data:`MODEL_VERSION` for the int8 model, :data:`REFERENCE_MODEL_VERSION` for
 Keras float32).
 
-The network returns its last feature map; the embedding is that map's generalised mean
-(:func:`backend.vision.pooling.gem_pool`), L2-normalised, then centred on the shipped mean
-embedding and normalised again (:mod:`backend.vision.centring`).
+The network returns its last feature map and the last but one stage's output; the embedding
+pools both into a two-part descriptor (:func:`backend.vision.pooling.describe`), centres it on
+the shipped mean descriptor and weighs the parts into one unit vector
+(:mod:`backend.vision.centring`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from backend.vision.calibration import CALIBRATION_SHA256, calibration_batch
 from backend.vision.centring import centre_rows
-from backend.vision.pooling import gem_pool
+from backend.vision.model import MID_CHANNELS
+from backend.vision.pooling import describe
+from backend.vision.pooling import normalise_rows as normalise_rows
 from backend.vision.preprocess import preprocess as preprocess
 from backend.vision.tfenv import quiet_native_stderr, tensorflow
 from backend.vision.types import (
@@ -55,8 +58,9 @@ from backend.vision.worker import EmbeddingWorker as EmbeddingWorker
 #: Bump when preprocessing, the graph, the quantisation or its calibration set changes embeddings.
 #: (1: float32 TFLite; 2: int8 TFLite calibrated on the shipped demo photographs; 3: the whole
 #: picture letterboxed on white, and GeM pooling of the last feature map; 4: the picture cropped to
-#: its content before the letterbox, and embeddings centred on the shipped mean.)
-PIPELINE_REVISION: Final = 4
+#: its content before the letterbox, and embeddings centred on the shipped mean; 5: the last but
+#: one stage's map pooled beside the last one, each square-rooted, and a mean refitted for it.)
+PIPELINE_REVISION: Final = 5
 #: Recorded with every stored embedding; embeddings of different versions are not comparable.
 MODEL_VERSION: Final = f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v{PIPELINE_REVISION}-int8"
 #: The version of embeddings made by the float32 Keras reference runtime.
@@ -90,10 +94,21 @@ def default_cache_dir(data_dir: Path) -> Path:
     return data_dir / "models" / WEIGHTS_SHA256[:16]
 
 
-class _Network(Protocol):
-    """A float32 [N, 224, 224, 3] -> (feature map [N, 7, 7, 1280], logits [N, 1000]) function."""
+class NetworkOutputs(NamedTuple):
+    """What the network returns for a chunk of N pictures."""
 
-    def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    #: float32 [N, 7, 7, 1280], the last feature map.
+    feature_map: NDArray[np.float32]
+    #: float32 [N, 1000], the ImageNet logits.
+    logits: NDArray[np.float32]
+    #: float32 [N, 7, 7, 192], the last but one stage's output.
+    mid_map: NDArray[np.float32]
+
+
+class _Network(Protocol):
+    """A float32 [N, 224, 224, 3] -> :class:`NetworkOutputs` function."""
+
+    def run(self, pixels: NDArray[np.float32]) -> NetworkOutputs:
         """Run the network on one chunk."""
         ...
 
@@ -104,9 +119,9 @@ class _KerasNetwork:
     def __init__(self, model: Any) -> None:  # noqa: ANN401 - keras.Model, imported lazily
         self._model = model
 
-    def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        feature_map, logits = self._model.predict_on_batch(pixels)
-        return np.asarray(feature_map, np.float32), np.asarray(logits, np.float32)
+    def run(self, pixels: NDArray[np.float32]) -> NetworkOutputs:
+        outputs = self._model.predict_on_batch(pixels)
+        return NetworkOutputs(*(np.asarray(output, np.float32) for output in outputs))
 
 
 class _TfliteNetwork:
@@ -120,17 +135,19 @@ class _TfliteNetwork:
             interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
             self._runner = interpreter.get_signature_runner("serving_default")
             probe = self._runner(pixels=np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
-        # Keras' export names outputs output_0/output_1; match them by shape instead of order.
+        # Keras' export names outputs output_0/output_1/...; match them by shape, not order.
         self._map_key = _output_key(probe, 4, EMBEDDING_DIM)
         self._logits_key = _output_key(probe, 2, NUM_CLASSES)
+        self._mid_key = _output_key(probe, 4, MID_CHANNELS)
         self._interpreter = interpreter  # the runner needs it alive
 
-    def run(self, pixels: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def run(self, pixels: NDArray[np.float32]) -> NetworkOutputs:
         # The runner resizes the input tensor when the batch size changes (cheap, ~1 ms).
         outputs = self._runner(pixels=pixels)
-        return (
+        return NetworkOutputs(
             np.array(outputs[self._map_key], np.float32),
             np.array(outputs[self._logits_key], np.float32),
+            np.array(outputs[self._mid_key], np.float32),
         )
 
 
@@ -217,10 +234,11 @@ class Embedder:
         batch = check_batch(batch)
         with self._lock:
             features, logits = _run_chunked(self._network, batch)
-        return EmbedBatch(centre_rows(normalise_rows(features)), softmax(logits))
+        return EmbedBatch(centre_rows(features), softmax(logits))
 
     def uncentred(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Return the L2-normalised GeM embeddings before centring (what the mean is fitted on).
+        """Return the descriptors before centring (what the mean is fitted on), float32
+        ``[N, 1280]``, each part of unit norm (:func:`backend.vision.pooling.describe`).
 
         Raises:
             ValueError: ``batch`` has the wrong dtype or shape.
@@ -228,34 +246,22 @@ class Embedder:
         batch = check_batch(batch)
         with self._lock:
             features, _ = _run_chunked(self._network, batch)
-        return normalise_rows(features)
+        return features
 
-    def feature_maps(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Return the network's last feature maps, before any pooling (for studies of pooling).
+    def network_outputs(self, batch: NDArray[np.uint8]) -> NetworkOutputs:
+        """Return the network's outputs, before any pooling (for studies of pooling).
 
         Args:
             batch: uint8 ``[N, 224, 224, 3]`` RGB pictures.
-
-        Returns:
-            float32 ``[N, 7, 7, 1280]``.
 
         Raises:
             ValueError: ``batch`` has the wrong dtype or shape.
         """
         batch = check_batch(batch)
         with self._lock:
-            maps = [self._network.run(batch[start : start + _MAX_CHUNK].astype(np.float32))[0]
-                    for start in range(0, len(batch), _MAX_CHUNK)]
-        return np.concatenate(maps)
-
-
-def normalise_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Return ``matrix`` with every row scaled to unit L2 norm (all-zero rows stay zero)."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    result: NDArray[np.float32] = (matrix / np.maximum(norms, np.float32(1e-12))).astype(
-        np.float32, copy=False
-    )
-    return result
+            chunks = [self._network.run(batch[start : start + _MAX_CHUNK].astype(np.float32))
+                      for start in range(0, len(batch), _MAX_CHUNK)]
+        return NetworkOutputs(*(np.concatenate(parts) for parts in zip(*chunks, strict=True)))
 
 
 def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -439,12 +445,12 @@ def _check_conversion(
 def _run_chunked(
     network: _Network, pixels: NDArray[np.uint8] | NDArray[np.float32]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Return the pooled features and the logits of ``pixels``, in chunks of at most
+    """Return the uncentred descriptors and the logits of ``pixels``, in chunks of at most
     :data:`_MAX_CHUNK` pictures.
 
     Each chunk is cast to float32 on its own, so a large uint8 batch never exists as a whole
-    float32 copy, and each chunk's feature map is pooled at once (it is 49 times the size of
-    its features).
+    float32 copy, and each chunk's feature maps are pooled at once (they are 49 times the size
+    of the descriptor).
     """
     parts = [_pooled(network.run(pixels[start : start + _MAX_CHUNK].astype(np.float32,
                                                                            copy=False)))
@@ -453,12 +459,9 @@ def _run_chunked(
             np.concatenate([logits for _, logits in parts]))
 
 
-def _pooled(
-    outputs: tuple[NDArray[np.float32], NDArray[np.float32]],
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Return ``(GeM of the feature map, logits)`` for one chunk's network outputs."""
-    feature_map, logits = outputs
-    return gem_pool(feature_map), logits
+def _pooled(outputs: NetworkOutputs) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Return ``(descriptor, logits)`` for one chunk's network outputs."""
+    return describe(outputs.feature_map, outputs.mid_map), outputs.logits
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

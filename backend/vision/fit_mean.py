@@ -2,8 +2,9 @@
 
 Every picture under the folders given goes through the upload pipeline
 (:func:`backend.vision.evaluate.load_picture`: validation, decoding, preprocessing) and the int8
-network; the mean of their uncentred unit embeddings is written as
-:mod:`backend.vision.centring` reads it, with a header naming the folders and the model version.
+network; the mean of their uncentred descriptors (:func:`backend.vision.pooling.describe`) is
+written as :mod:`backend.vision.centring` reads it, with a header naming the folders and the
+model version.
 It prints the new file's SHA-256: put it in :data:`backend.vision.centring.MEAN_SHA256` (and
 bump the pipeline revision).
 
@@ -45,7 +46,7 @@ def picture_files(folders: Sequence[Path]) -> list[Path]:
 
 
 def fit_mean(files: Sequence[Path], embedder: Embedder) -> tuple[NDArray[np.float32], int]:
-    """Return the mean uncentred unit embedding of ``files`` and how many were used.
+    """Return the mean uncentred descriptor of ``files`` and how many were used.
 
     Files an upload would refuse are skipped (and named on stderr).
     """
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = Embedder(args.cache_dir or default_model_cache())
     mean, count = fit_mean(picture_files(args.folders), embedder)
     header = [
-        "Mean of the uncentred unit embeddings (GeM, L2-normalised) that",
+        "Mean of the uncentred descriptors (two parts, each GeM, square root, L2) that",
         f"{MODEL_VERSION} gives {count} pictures of:",
         *(f"  {folder.as_posix()}" for folder in args.folders),
         "Made by python -m backend.vision.fit_mean; read by backend/vision/centring.py.",

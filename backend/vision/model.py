@@ -1,10 +1,11 @@
 """Provides the Keras port of EfficientNet-Lite0, built from the numpy state dict of the checkpoint.
 
 The network takes RGB pictures of ``INPUT_SIZE`` x ``INPUT_SIZE`` with values 0..255 (float32) and
-returns two outputs: the last feature map (7 x 7 x 1280, after the head's ReLU6), which the
-embedder pools into the embedding (:mod:`backend.vision.pooling`), and the 1000 ImageNet logits
-(computed, as trained, from the global average of that map). Normalisation ``(x - 127) / 128``
-is part of the graph so every runtime (Keras, TFLite) sees the same numbers.
+returns three outputs: the last feature map (7 x 7 x 1280, after the head's ReLU6), the 1000
+ImageNet logits (computed, as trained, from the global average of that map) and the output of
+the last but one stage of blocks (7 x 7 x 192, before the last block and the head). The embedder
+pools both maps into the embedding (:mod:`backend.vision.pooling`). Normalisation
+``(x - 127) / 128`` is part of the graph so every runtime (Keras, TFLite) sees the same numbers.
 
 TensorFlow/Keras are imported inside :func:`build_keras_model` so that importing this module is
 cheap; only building a model loads TensorFlow.
@@ -34,8 +35,8 @@ INPUT_MEAN: Final = 127.0
 INPUT_STD: Final = 128.0
 #: Side of the last feature map (the input downsampled 32 times).
 FEATURE_MAP_SIZE: Final = INPUT_SIZE // 32
-#: Output names of the model, in order.
-OUTPUT_NAMES: Final = ("feature_map", "logits")
+#: Output names of the model, in order (the logits stay second, as before the mid map came).
+OUTPUT_NAMES: Final = ("feature_map", "logits", "mid_map")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ STAGES: Final = (
     StageSpec(4, 5, 2, 6, 112, 192),
     StageSpec(1, 3, 1, 6, 192, 320),
 )
+#: Channels of the last but one stage's output (the model's third output).
+MID_CHANNELS: Final = STAGES[-2].channels_out
 
 
 class StateDictError(ValueError):
@@ -112,7 +115,7 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
 
     Returns:
         A Keras model mapping float32 ``[N, 224, 224, 3]`` pixels in 0..255 to
-        ``(feature_map [N, 7, 7, 1280], logits [N, 1000])``.
+        ``(feature_map [N, 7, 7, 1280], logits [N, 1000], mid_map [N, 7, 7, 192])``.
 
     Raises:
         StateDictError: A tensor is missing, has the wrong shape, or is left over.
@@ -155,7 +158,8 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
     x = batch_norm(x, "stem_bn", "_bn0", relu=True)
 
     index = 0
-    for stage in STAGES:
+    mid_map: Any = None
+    for stage_number, stage in enumerate(STAGES):
         for repeat in range(stage.repeats):
             stride = stage.stride if repeat == 0 else 1
             channels_in = stage.channels_in if repeat == 0 else stage.channels_out
@@ -173,6 +177,8 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
             if stride == 1 and channels_in == stage.channels_out:
                 x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
             index += 1
+        if stage_number == len(STAGES) - 2:
+            mid_map = x  # the last but one stage's output, a second map for the embedding
 
     x = conv(x, "head_conv", "_conv_head.weight", FEATURE_DIM, 1)
     feature_map = batch_norm(x, "head_bn", "_bn1", relu=True)
@@ -194,7 +200,7 @@ def build_keras_model(state: Mapping[str, NDArray[Any]]) -> keras.Model:
     leftover = weights.unused()
     if leftover:
         raise StateDictError(f"state dict tensors not used by the architecture: {leftover[:5]}")
-    model = keras.Model(pixels, [feature_map, logits], name="efficientnet_lite0")
+    model = keras.Model(pixels, [feature_map, logits, mid_map], name="efficientnet_lite0")
     for layer, values in assignments:
         layer.set_weights(values)
     return model

@@ -15,7 +15,12 @@ computes them) for:
 - centring on the shipped mean embedding (:mod:`backend.vision.centring`; fitted on this very
   set when DIR is the development set, so read the next line for unseen pictures) and, on
   random halves of the classes, centring on the other half's mean against the half's own;
-- query expansion (the query plus its nearest neighbours, weighted by similarity cubed).
+- query expansion (the query plus its nearest neighbours, weighted by similarity cubed);
+- on the content letterbox, each also on random halves of the classes centred on the other
+  half's mean (the honest estimate for pictures the shipped mean never saw): CroW spatial and
+  channel weighting, power normalisation, GeM p chosen on the other half, the last but one
+  stage's map beside the last one (the product's descriptor of pipeline revision 5 among them),
+  and the embedding cosine blended with the cosine of the class probabilities.
 
 Images per second: the network's throughput on each input; variants that add a view halve it,
 variants after pooling do not change it measurably. This is a study, not a benchmark target:
@@ -27,7 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +43,9 @@ from backend.media.derivatives import decode_for_model
 from backend.media.errors import MediaError
 from backend.media.validate import inspect_image
 from backend.vision.centring import centre_rows
-from backend.vision.embedder import Embedder, normalise_rows
+from backend.vision.embedder import Embedder, NetworkOutputs, normalise_rows, softmax
 from backend.vision.evaluate import default_model_cache, find_pictures, precision_at_k
-from backend.vision.pooling import gem_pool
+from backend.vision.pooling import HEAD_CHANNELS, describe, gem_pool
 from backend.vision.preprocess import WHITE, preprocess
 from backend.vision.types import IMAGE_SIZE
 
@@ -156,6 +161,138 @@ def class_disjoint_centring(
     return totals
 
 
+#: Builds unit embeddings of the pictures ``use`` with whatever is fitted (a mean) taken from
+#: the pictures ``fit``: both index arrays into the study's pictures.
+Builder = Callable[[NDArray[np.int64], NDArray[np.int64]], Matrix]
+
+
+def class_halves(labels: NDArray[np.int64], splits: int = 20) -> Iterator[NDArray[np.bool_]]:
+    """Yield ``splits`` random halves of the classes (as masks of pictures), the same for every
+    variant (seed 0, as :func:`class_disjoint_centring`)."""
+    rng = np.random.default_rng(0)
+    classes = np.unique(labels)
+    for _ in range(splits):
+        yield np.isin(labels, rng.choice(classes, len(classes) // 2, replace=False))
+
+
+def whole_and_halves(build: Builder, labels: NDArray[np.int64],
+                     splits: int = 20) -> tuple[dict[int, float], dict[int, float]]:
+    """P@k of a variant on the whole set (fitted on it) and on random halves of the classes,
+    each searched on its own with what is fitted taken from the other half, averaged."""
+    everyone = np.arange(len(labels))
+    whole = precision_at_k(build(everyone, everyone), labels)
+    halves = dict.fromkeys(whole, 0.0)
+    for held in class_halves(labels, splits):
+        found = precision_at_k(build(np.flatnonzero(~held), np.flatnonzero(held)), labels[held])
+        for k, value in found.items():
+            halves[k] += value / splits
+    return whole, halves
+
+
+def centred_parts(parts: Sequence[tuple[Matrix, float]]) -> Builder:
+    """A variant made of several pooled descriptors: each L2-normalised, centred on its mean
+    over the fitted pictures, normalised again, scaled by the root of its weight, all side by
+    side (so the cosine is the weighted mean of the parts' cosines)."""
+    units = [(normalise_rows(part), weight) for part, weight in parts]
+
+    def build(fit: NDArray[np.int64], use: NDArray[np.int64]) -> Matrix:
+        return normalise_rows(np.concatenate(
+            [np.sqrt(weight) * normalise_rows(unit[use] - unit[fit].mean(axis=0))
+             for unit, weight in units], axis=1).astype(np.float32))
+
+    return build
+
+
+def crow_spatial(feature_map: Matrix) -> Matrix:
+    """CroW's spatial weights: the map summed over channels, L2-normalised over positions,
+    square-rooted; ``[N, H, W, 1]``."""
+    total = feature_map.sum(axis=3)
+    norms = np.linalg.norm(total.reshape(len(total), -1), axis=1)[:, None, None]
+    weights: Matrix = np.sqrt(total / np.maximum(norms, 1e-12))[..., None]
+    return weights
+
+
+def crow_channel(feature_map: Matrix) -> Matrix:
+    """CroW's channel weights: the log inverse of how often each channel fires, ``[N, C]``."""
+    count, height, width, channels = feature_map.shape
+    firing = (feature_map > 0).reshape(count, height * width, channels).mean(axis=1)
+    weights: Matrix = np.log(firing.sum(axis=1, keepdims=True) / (1e-4 + firing))
+    return weights
+
+
+def learned_gem_power(feature_map: Matrix, labels: NDArray[np.int64],
+                      powers: Sequence[float] = (2.0, 3.0, 4.0, 5.0),
+                      splits: int = 20) -> tuple[dict[int, float], list[float]]:
+    """P@k on the halves when GeM's p is the one with the best P@5 on the *other* half (its own
+    mean, leave-one-out); returns the averaged P@k and the p chosen for each split."""
+    pooled = {power: normalise_rows(gem_pool(feature_map, power)) for power in powers}
+    totals: dict[int, float] = {}
+    chosen: list[float] = []
+    for held in class_halves(labels, splits):
+        fit, use = np.flatnonzero(~held), np.flatnonzero(held)
+        best = max(powers, key=lambda power: precision_at_k(
+            normalise_rows(pooled[power][fit] - pooled[power][fit].mean(axis=0)),
+            labels[fit])[5])
+        chosen.append(best)
+        found = precision_at_k(
+            normalise_rows(pooled[best][use] - pooled[best][fit].mean(axis=0)), labels[use])
+        for k, value in found.items():
+            totals[k] = totals.get(k, 0.0) + value / splits
+    return totals, chosen
+
+
+def revision5_study(outputs: NetworkOutputs, labels: NDArray[np.int64],
+                    rate: float) -> list[str]:
+    """Rows of the variants tried for pipeline revision 5, on the content letterbox: each with
+    P@k on the whole set and on the halves of the classes (see :func:`whole_and_halves`)."""
+    head_map, mid_map = outputs.feature_map, outputs.mid_map
+    head = gem_pool(head_map)
+    mid = gem_pool(mid_map)
+    probabilities = softmax(outputs.logits)
+    spatial = crow_spatial(head_map)
+    variants: dict[str, Builder] = {
+        "GeM p=3 (revision 4)": centred_parts([(head, 1.0)]),
+        "average": centred_parts([(head_map.mean(axis=(1, 2)), 1.0)]),
+        "CroW (spatial and channel weights, summed)": centred_parts(
+            [((head_map * spatial).sum(axis=(1, 2)) * crow_channel(head_map), 1.0)]),
+        "CroW spatial weights, summed": centred_parts([((head_map * spatial).sum(axis=(1, 2)),
+                                                        1.0)]),
+        "CroW spatial weights, then GeM p=3": centred_parts([(gem_pool(head_map * spatial),
+                                                              1.0)]),
+        "GeM p=3 x CroW channel weights": centred_parts([(head * crow_channel(head_map), 1.0)]),
+        "GeM p=3, power 0.5": centred_parts([(np.sqrt(head), 1.0)]),
+        "GeM p=3, power 0.3": centred_parts([(head**0.3, 1.0)]),
+        "mid map alone, GeM p=3": centred_parts([(mid, 1.0)]),
+    }
+    for weight in (0.25, 0.5, 1.0):
+        variants[f"GeM p=3 + {weight} x mid map GeM p=3 (1472 wide)"] = centred_parts(
+            [(head, 1.0), (mid, weight)])
+    variants["GeM p=3 + 0.5 x mid map, power 0.5 (1472 wide)"] = centred_parts(
+        [(np.sqrt(head), 1.0), (np.sqrt(mid), 0.5)])
+    variants["GeM p=3 first 1088 channels + 0.5 x mid map (1280 wide)"] = centred_parts(
+        [(head[:, :HEAD_CHANNELS], 1.0), (mid, 0.5)])
+    descriptors = describe(head_map, mid_map)
+    variants["revision 5: first 1088 channels + 0.5 x mid map, power 0.5"] = (
+        lambda fit, use: centre_rows(descriptors[use].copy(), descriptors[fit].mean(axis=0)))
+    for weight in (0.1, 0.25):
+        variants[f"GeM p=3 + {weight} x class probabilities (cosines blended)"] = centred_parts(
+            [(head, 1.0), (probabilities, weight)])
+        variants[f"GeM p=3 + {weight} x root class probabilities (cosines blended)"] = (
+            centred_parts([(head, 1.0), (np.sqrt(probabilities), weight)]))
+    rows = []
+    for name, build in variants.items():
+        whole, halves = whole_and_halves(build, labels)
+        rows.append(_row(f"content letterbox, {name}", whole, rate))
+        rows.append(_row(f"content letterbox, {name}, half the classes", halves, rate))
+    learned, chosen = learned_gem_power(head_map, labels)
+    rows.append(_row("content letterbox, GeM p chosen on the other half (p: "
+                     + ", ".join(f"{p:g}" for p in sorted(set(chosen))) + "), half the classes",
+                     learned, rate))
+    rows.append(_row("content letterbox, revision 5, centred on the shipped mean",
+                     precision_at_k(centre_rows(descriptors.copy()), labels), rate))
+    return rows
+
+
 def _row(name: str, precision: dict[int, float], rate: float | str) -> str:
     figures = " ".join(f"{precision[k]:.4f}" for k in (1, 5, 10))
     speed = f"{rate:.1f}" if isinstance(rate, float) else rate
@@ -176,11 +313,16 @@ def study(root: Path, embedder: Embedder) -> list[str]:
     labels = np.asarray(labels_list, dtype=np.int64)
     maps: dict[str, Matrix] = {}
     rates: dict[str, float] = {}
+    product_outputs: NetworkOutputs | None = None
     for name, make in INPUTS.items():
         batch = np.stack([make(picture) for picture in pictures])
         started = time.perf_counter()
-        maps[name] = embedder.feature_maps(batch)
+        outputs = embedder.network_outputs(batch)
         rates[name] = len(batch) / (time.perf_counter() - started)
+        maps[name] = outputs.feature_map
+        if make is preprocess:
+            product_outputs = outputs
+    assert product_outputs is not None
 
     rows = ["| variant | P@1 | P@5 | P@10 | network images/s |", "| --- | --- | --- | --- | --- |"]
     pooled: dict[tuple[str, str], Matrix] = {}
@@ -214,7 +356,7 @@ def study(root: Path, embedder: Embedder) -> list[str]:
         for neighbours in (1, 2, 3):
             rows.append(_row(f"letterbox, {pool_name}, query expansion k={neighbours}",
                              expanded_precision(base, labels, neighbours), rates["letterbox"]))
-    return rows
+    return rows + revision5_study(product_outputs, labels, rates["content letterbox"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

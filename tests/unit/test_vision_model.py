@@ -17,6 +17,7 @@ from backend.vision.embedder import (
     REFERENCE_MODEL_VERSION,
     Embedder,
     EmbedderError,
+    NetworkOutputs,
 )
 from backend.vision.labels import load_labels
 from backend.vision.model import StateDictError, build_keras_model
@@ -73,6 +74,17 @@ def test_embeddings_are_unit_norm_and_1280_wide(embedder: Embedder, pictures: np
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_the_network_returns_both_maps_and_the_logits(
+    embedder: Embedder, pictures: np.ndarray
+) -> None:
+    outputs = embedder.network_outputs(pictures[:2])
+    assert outputs.feature_map.shape == (2, 7, 7, 1280)
+    assert outputs.mid_map.shape == (2, 7, 7, 192)
+    assert outputs.logits.shape == (2, 1000)
+    # The head's map is a ReLU6 output; the mid map is a residual sum and goes negative.
+    assert outputs.feature_map.min() >= 0 and outputs.mid_map.min() < 0
+
+
 def test_batch_size_does_not_change_results(embedder: Embedder, pictures: np.ndarray) -> None:
     together = embedder.embed(pictures).embeddings
     alone = np.concatenate([embedder.embed(pictures[i : i + 1]).embeddings
@@ -97,7 +109,7 @@ def test_int8_model_stays_close_to_the_float_reference(
 
 
 def test_model_version_names_the_weights_and_the_quantisation() -> None:
-    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v4-int8"
+    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v5-int8"
 
 
 def test_quantised_model_runs_without_tensorflow(
@@ -174,12 +186,14 @@ def test_conversion_check_catches_disagreement() -> None:
         def __init__(self, channel: int) -> None:
             self.channel = channel
 
-        def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # A feature map that fires in one channel (ReLU6 outputs are never negative).
+        def run(self, pixels: np.ndarray) -> NetworkOutputs:
+            # Maps that fire in one channel (ReLU6 outputs are never negative).
             feature_map = np.full((len(pixels), 7, 7, 1280), 0.01, np.float32)
             feature_map[..., self.channel] = 5.0
+            mid_map = np.full((len(pixels), 7, 7, 192), 0.01, np.float32)
+            mid_map[..., self.channel % 192] = 5.0
             logits = np.zeros((len(pixels), 1000), np.float32)
-            return feature_map, logits
+            return NetworkOutputs(feature_map, logits, mid_map)
 
     probe = np.zeros((4, 224, 224, 3), np.float32)
     embedder_module._check_conversion(Constant(3), Constant(3), probe)
