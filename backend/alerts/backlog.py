@@ -83,6 +83,11 @@ class BacklogDrain:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the drain runs (started and not stopped)."""
+        return self._task is not None
+
     def wake(self) -> None:
         """Look at the backlog now (an item was just written here); never blocks."""
         self._wake.set()

@@ -124,7 +124,7 @@ class AlertMatcher:
 
     async def stop(self) -> None:
         """Let the due items be matched for a moment, then stop (the rest stay queued)."""
-        if self._tasks:
+        if self.backlog.running:
             try:
                 await asyncio.wait_for(self.backlog.idle(), DRAIN_SECONDS)
             except TimeoutError:
