@@ -242,54 +242,103 @@ class OpenedHeader:
     def plaintext_range(
         self, first: int, sealed: bytes | memoryview, offset: int, length: int
     ) -> bytes | bytearray:
-        """Plaintext ``[offset, offset+length)`` from the segments :meth:`sealed_span` named.
+        """Plaintext ``[offset, offset+length)`` from the segments :meth:`sealed_span` named,
+        given whole (:meth:`segment_run` takes them as they are read).
+
+        Raises:
+            SealBroken: a segment fails authentication or is short.
+        """
+        run = self.segment_run(first, len(sealed))
+        run.feed(memoryview(sealed))
+        return run.plaintext(offset, length)
+
+    def segment_run(self, first: int, sealed_bytes: int) -> SegmentRun:
+        """An opener of the ``sealed_bytes`` of consecutive segments from ``first`` (as
+        :meth:`sealed_span` names them), fed as they are read.
+
+        Raises:
+            SealBroken: no run of segments from ``first`` is ``sealed_bytes`` long.
+        """
+        return SegmentRun(self, first, sealed_bytes)
+
+
+class SegmentRun:
+    """Consecutive segments of one object opened into one buffer as their sealed bytes come.
+
+    The sealed bytes are fed in order, whole segments at a time (a read through a small buffer
+    opens each piece while it is still in the CPU's cache); each segment is decrypted in place
+    in the buffer (no piece per segment, no join). Every segment's length is checked before any
+    is decrypted, so the segments fill the buffer whole (it is not zeroed first) or
+    :meth:`plaintext` refuses it: it is never handed out partly written.
+
+    Args:
+        opened: The object's opened header.
+        first: The first segment's index.
+        sealed_bytes: The sealed bytes of the run: whole segments, the object's last one may be
+            shorter.
+
+    Raises:
+        SealBroken: no run of segments from ``first`` is ``sealed_bytes`` long.
+    """
+
+    def __init__(self, opened: OpenedHeader, first: int, sealed_bytes: int) -> None:
+        self._opened = opened
+        self._stride = opened.header.segment_bytes + TAG_BYTES
+        self._first = first
+        self._sealed_bytes = sealed_bytes
+        pieces = max(1, -(-sealed_bytes // self._stride))
+        for index in range(first, first + pieces):
+            expected = opened._sealed_length(index)
+            got = min(self._stride, sealed_bytes - (index - first) * self._stride)
+            if got != expected:
+                raise SealBroken(f"segment {index} is {got} bytes, expected {expected}")
+        self._plain = _unfilled_bytearray(sealed_bytes - pieces * TAG_BYTES)
+        self._out = memoryview(self._plain)
+        self._fed = 0
+
+    def feed(self, sealed: memoryview) -> None:
+        """Open the next whole segments, given as one run of their sealed bytes.
+
+        Raises:
+            SealBroken: a segment fails authentication, or is short or more than the run.
+        """
+        opened, stride = self._opened, self._stride
+        size = opened.header.segment_bytes
+        for position in range(0, len(sealed), stride):
+            piece = sealed[position : position + stride]
+            done = self._fed // stride
+            index = self._first + done
+            expected = opened._sealed_length(index) if self._fed < self._sealed_bytes else -1
+            if len(piece) != expected:
+                raise SealBroken(f"segment {index} is {len(piece)} bytes, expected {expected}")
+            try:
+                opened.cipher.decrypt_into(
+                    _nonce(index),
+                    piece,
+                    _segment_aad(opened._digest, index, index == opened._segments - 1),
+                    self._out[done * size : done * size + len(piece) - TAG_BYTES],
+                )
+            except InvalidTag:
+                # The buffer holds unauthenticated bytes now: it is dropped, never returned.
+                raise SealBroken(f"segment {index} fails authentication") from None
+            self._fed += len(piece)
+
+    def plaintext(self, offset: int, length: int) -> bytes | bytearray:
+        """Plaintext ``[offset, offset+length)`` of the run, once every segment was fed.
 
         A range starting and ending on the segments' bounds (a download's slices) is the buffer
         the segments were opened into, not a copy of it.
 
         Raises:
-            SealBroken: a segment fails authentication or is short.
+            SealBroken: the sealed bytes ended early (the object is truncated).
         """
-        plain = self._open_run(first, memoryview(sealed))
-        skip = offset - first * self.header.segment_bytes
-        if skip == 0 and length >= len(plain):
-            return plain
-        return plain[skip : skip + length]
-
-    def _open_run(self, first: int, view: memoryview) -> bytearray:
-        """Consecutive segments from ``first`` opened into one buffer.
-
-        Each segment is decrypted in place in the buffer (no piece per segment, no join); its
-        lengths are all checked before any is decrypted, so the segments fill the buffer whole
-        (it is not zeroed first), or it is dropped.
-
-        Raises:
-            SealBroken: a segment fails authentication or is short.
-        """
-        stride = self.header.segment_bytes + TAG_BYTES
-        pieces = max(1, -(-len(view) // stride))
-        for index in range(first, first + pieces):
-            expected = self._sealed_length(index)
-            got = min(stride, len(view) - (index - first) * stride)
-            if got != expected:
-                raise SealBroken(f"segment {index} is {got} bytes, expected {expected}")
-        plain = _unfilled_bytearray(len(view) - pieces * TAG_BYTES)
-        out = memoryview(plain)
-        size = self.header.segment_bytes
-        for position in range(pieces):
-            index = first + position
-            piece = view[position * stride : (position + 1) * stride]
-            try:
-                self.cipher.decrypt_into(
-                    _nonce(index),
-                    piece,
-                    _segment_aad(self._digest, index, index == self._segments - 1),
-                    out[position * size : position * size + len(piece) - TAG_BYTES],
-                )
-            except InvalidTag:
-                # The buffer holds unauthenticated bytes now: it is dropped, never returned.
-                raise SealBroken(f"segment {index} fails authentication") from None
-        return plain
+        if self._fed != self._sealed_bytes:
+            raise SealBroken(f"the segments end after {self._fed} of {self._sealed_bytes} bytes")
+        self._out.release()
+        skip = offset - self._first * self._opened.header.segment_bytes
+        if skip == 0 and length >= len(self._plain):
+            return self._plain
+        return self._plain[skip : skip + length]
 
 
 class Sealer:
@@ -423,6 +472,7 @@ __all__ = [
     "OpenedHeader",
     "SealBroken",
     "Sealer",
+    "SegmentRun",
     "WrongKey",
     "is_sealed",
     "parse_header",

@@ -10,9 +10,10 @@ not know the difference: callers name blobs by their content's SHA-256, and this
   so a blob copied or swapped under another name fails to open;
 * opens only the segments a ranged read touches, keeping a few hundred opened headers (data
   keys) in memory so a download in 4 MiB slices does not re-read and re-unwrap its header;
-  the sealed bytes are read into a few reused buffers and decrypted straight into the reply's,
-  in the worker thread that read them. Downloads read ahead above this layer, the same way for
-  every store (:mod:`backend.media.read_ahead`), so decryption is all that differs.
+  the sealed bytes pass through a small reused buffer, a few segments at a time, and are
+  decrypted straight into the reply's, in the worker thread that read them. Downloads read
+  ahead above this layer, the same way for every store (:mod:`backend.media.read_ahead`), so
+  decryption is all that differs.
 
 A blob that fails to open is logged once per read and reported as :class:`BlobDamaged`; its
 bytes are never returned. While the store still holds pictures from before it was encrypted
@@ -31,7 +32,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final, cast
 
-from backend.atrest.envelope import HEADER_BYTES, OpenedHeader, SealBroken, Sealer
+from backend.atrest.envelope import (
+    HEADER_BYTES,
+    SEGMENT_BYTES,
+    TAG_BYTES,
+    OpenedHeader,
+    SealBroken,
+    Sealer,
+)
 from backend.atrest.keyring import StoreKeys
 from backend.atrest.keys import WrongKey
 from backend.media.blobs import BlobDamaged, ObjectStore
@@ -41,18 +49,18 @@ log = logging.getLogger(__name__)
 
 #: Opened headers kept (about 300 bytes each): the originals being downloaded right now.
 HEADER_CACHE: Final = 512
-#: Buffers kept for the sealed bytes of ranged reads, and their size: a download's slice (4 MiB
-#: of plaintext, the segments it starts and ends in, their tags), for a few downloads at once.
+#: Buffers kept for the sealed bytes of ranged reads, and their size: a few segments (a read
+#: passes through one, its segments opened while they are still in the CPU's cache), for a few
+#: reads at once.
 SCRATCH_BUFFERS: Final = 4
-SCRATCH_BYTES: Final = 4 * 1024 * 1024 + 256 * 1024
+SCRATCH_BYTES: Final = 4 * (SEGMENT_BYTES + TAG_BYTES)
 
 
 class ScratchBuffers:
     """A few buffers the sealed bytes of ranged reads are read into and opened from.
 
-    A download in slices would otherwise allocate (and the kernel map in and zero) a fresh
-    buffer per slice for bytes that live only until they are decrypted into the reply's own;
-    that cost the sealed store a tenth of its download bandwidth. Used on the event loop only.
+    A read would otherwise allocate (and the kernel map in and zero) a fresh buffer for bytes
+    that live only until they are decrypted into the reply's own. Used on the event loop only.
 
     Args:
         keep: Buffers kept at most; more reads at once get buffers of their own.
@@ -190,8 +198,8 @@ class SealedBlobs:
         """The blob's size and up to ``length`` bytes from ``offset``, opening only the
         segments they lie in (the bytes are a bytearray, to be sent, not kept).
 
-        One thread hop, as a plain store's read: the sealed bytes are read into a reused buffer
-        and opened straight into the reply's, in the same worker thread.
+        One thread hop, as a plain store's read: the sealed bytes pass through a small reused
+        buffer and are opened straight into the reply's, in the same worker thread.
 
         Raises:
             FileNotFoundError: The blob is not stored.
@@ -211,13 +219,18 @@ class SealedBlobs:
         if span is None:
             return total, b""
         first, start, stop = span
-        scratch = self._scratch.take(stop - start)
-
-        def open_run(sealed: memoryview) -> bytes | bytearray:
-            return opened.plaintext_range(first, sealed, offset, length)
-
         try:
-            data = await self.raw.read_range_into(name, start, scratch[: stop - start], open_run)
+            run = opened.segment_run(first, stop - start)
+        except SealBroken as exc:
+            raise self._damaged(sha256, name, exc) from None
+        # Whole segments at a time, as many as the buffer holds (a few: opened while still in
+        # the CPU's cache, rather than after reading the whole slice).
+        stride = opened.header.segment_bytes + TAG_BYTES
+        chunk = max(1, SCRATCH_BYTES // stride) * stride
+        scratch = self._scratch.take(chunk)
+        try:
+            await self.raw.read_range_through(name, start, stop - start, scratch[:chunk], run.feed)
+            data = run.plaintext(offset, length)
         except SealBroken as exc:
             self._headers.pop(name, None)
             raise self._damaged(sha256, name, exc) from None

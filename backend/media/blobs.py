@@ -21,14 +21,12 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 from backend.media.blobstore import BlobStore
 
 #: Names listed per round trip (a thread hop here, a LIST request in S3).
 LIST_PAGE: Final = 1000
-
-_T = TypeVar("_T")
 
 
 class StoreUnavailable(Exception):
@@ -143,15 +141,22 @@ class ObjectStore(BlobStorage, Protocol):
         """Store the complete file at ``path`` as the object ``name`` and remove the file."""
         ...
 
-    async def read_range_into(
-        self, name: str, offset: int, buffer: memoryview, then: Callable[[memoryview], _T]
-    ) -> _T:
-        """Fill ``buffer`` with object ``name``'s bytes from ``offset``, then return what
-        ``then`` makes of the bytes read (fewer than asked only at the object's end).
+    async def read_range_through(
+        self,
+        name: str,
+        offset: int,
+        length: int,
+        buffer: memoryview,
+        each: Callable[[memoryview], object],
+    ) -> int:
+        """Read object ``name``'s ``length`` bytes from ``offset`` (fewer only at its end),
+        handing them to ``each`` in order, a bufferful at a time: every piece but the last is
+        ``len(buffer)`` bytes. Return how many were read.
 
-        For the sealed store's ranged reads: its sealed bytes go into a buffer it reuses, not a
-        new one per read, and ``then`` opens them in a worker thread; on a local disk the same
-        one as the read, so a sealed read costs one thread hop, as a plain one does.
+        For the sealed store's ranged reads: its sealed bytes pass through one small buffer it
+        reuses, and ``each`` opens every piece while it is still in the CPU's cache. ``each``
+        runs in a worker thread; on a local disk the same one as the reads, so a sealed read
+        costs one thread hop, as a plain one does.
 
         Raises:
             FileNotFoundError: No object has this name.
@@ -239,16 +244,17 @@ class LocalBlobs:
         """Move the file at ``path`` in as the blob ``name``."""
         await asyncio.to_thread(self.store.put_named_file, name, path)
 
-    async def read_range_into(
-        self, name: str, offset: int, buffer: memoryview, then: Callable[[memoryview], _T]
-    ) -> _T:
-        """Fill ``buffer`` with blob ``name``'s bytes from ``offset``; return ``then`` of
-        them, read and handed over in one worker thread."""
-
-        def read() -> _T:
-            return then(buffer[: self.store.read_into(name, offset, buffer)])
-
-        return await asyncio.to_thread(read)
+    async def read_range_through(
+        self,
+        name: str,
+        offset: int,
+        length: int,
+        buffer: memoryview,
+        each: Callable[[memoryview], object],
+    ) -> int:
+        """Read blob ``name``'s bytes from ``offset`` through ``buffer`` into ``each``, in one
+        worker thread; return how many."""
+        return await asyncio.to_thread(self.store.read_through, name, offset, length, buffer, each)
 
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Overwrite the first bytes of blob ``name`` in place."""

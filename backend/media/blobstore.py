@@ -31,7 +31,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -218,22 +218,40 @@ class BlobStore:
         """
         return open(self.path_for(sha256), "rb")
 
-    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
-        """Fill ``buffer`` with blob ``name``'s bytes from ``offset``; return how many were
-        read (fewer than asked only at its end).
+    def read_through(
+        self,
+        name: str,
+        offset: int,
+        length: int,
+        buffer: memoryview,
+        each: Callable[[memoryview], object],
+    ) -> int:
+        """Read blob ``name``'s ``length`` bytes from ``offset`` a bufferful at a time into
+        ``buffer``, handing each bufferful to ``each`` before the next is read; return how many
+        were read (fewer than asked only at its end).
+
+        Every bufferful but the last fills ``buffer`` whole.
 
         Raises:
             FileNotFoundError: The blob is not stored.
         """
-        filled = 0
+        done = 0
         with open(self.path_for(name), "rb", buffering=0) as stream:
             stream.seek(offset)
-            while filled < len(buffer):
-                got = stream.readinto(buffer[filled:])
-                if not got:
+            while done < length:
+                want = min(len(buffer), length - done)
+                filled = 0
+                while filled < want:
+                    got = stream.readinto(buffer[filled:want])
+                    if not got:
+                        break
+                    filled += got
+                if filled:
+                    each(buffer[:filled])
+                done += filled
+                if filled < want:
                     break
-                filled += got
-        return filled
+        return done
 
     def delete(self, sha256: str) -> bool:
         """Remove the blob; return whether it existed.

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import obstore
 from obstore.exceptions import BaseError
@@ -58,8 +58,6 @@ CLIENT: Final[ClientConfig] = {
 }
 #: What a client is told to wait before retrying when the store is down.
 RETRY_AFTER: Final = 2.0
-
-_T = TypeVar("_T")
 
 
 def key_for(sha256: str) -> str:
@@ -288,14 +286,26 @@ class S3Blobs:
             raise_unavailable("store a picture", exc)
         await asyncio.to_thread(path.unlink, True)
 
-    async def read_range_into(
-        self, name: str, offset: int, buffer: memoryview, then: Callable[[memoryview], _T]
-    ) -> _T:
-        """Fill ``buffer`` from object ``name`` at ``offset`` (one ranged GET, then a copy: the
-        bytes come off the network anyway); return ``then`` of them, run in a worker thread."""
-        _, data = await self.read_range(name, offset, len(buffer))
-        buffer[: len(data)] = data
-        return await asyncio.to_thread(then, buffer[: len(data)])
+    async def read_range_through(
+        self,
+        name: str,
+        offset: int,
+        length: int,
+        buffer: memoryview,
+        each: Callable[[memoryview], object],
+    ) -> int:
+        """Read object ``name``'s bytes from ``offset`` with one ranged GET and hand them to
+        ``each`` ``len(buffer)`` bytes at a time, in a worker thread (they come off the network
+        whole: ``buffer`` is not needed); return how many."""
+        _, data = await self.read_range(name, offset, length)
+
+        def hand_over() -> None:
+            view = memoryview(data)
+            for start in range(0, len(view), len(buffer)):
+                each(view[start : start + len(buffer)])
+
+        await asyncio.to_thread(hand_over)
+        return len(data)
 
     async def rewrite_head(self, name: str, head: bytes) -> None:
         """Write the object again with its first bytes replaced (objects cannot be patched).
