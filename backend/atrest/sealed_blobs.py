@@ -120,14 +120,20 @@ class SealedBlobs:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def put_file(self, path: Path) -> str:
-        """Seal the file at ``path`` into the store and remove it; return its SHA-256."""
+    async def put_file(self, path: Path, expected_sha256: str | None = None) -> str:
+        """Seal the file at ``path`` into the store and remove it; return its SHA-256.
+
+        Args:
+            path: A complete file the server wrote itself, e.g. a finished upload.
+            expected_sha256: The file's SHA-256 when the caller has just hashed it and flushed
+                it to disk (a finished upload): it is then not read to hash it again.
+        """
 
         def digest() -> str:
             with open(path, "rb") as stream:
                 return sha256_of(stream)
 
-        sha256 = await asyncio.to_thread(digest)
+        sha256 = await asyncio.to_thread(digest) if expected_sha256 is None else expected_sha256
         name = self.storage_name(sha256)
         if not await self.raw.exists(name):
             sealed = await asyncio.to_thread(self._seal_to_temp_file, path, name)

@@ -107,11 +107,9 @@ class PictureStore:
             Unavailable: the store cannot be reached; the upload stays, to be finished again.
         """
         with store_available():
-            stored = await self.blobs.put_file(source)
-            if stored != sha256:
-                # The file changed after its hash was verified; no row can name this blob.
-                await self.blobs.delete(stored)
-                raise RuntimeError(f"stored file hashes to {stored}, expected {sha256}")
+            # Not hashed again: finish() hashed the upload as it wrote it and checked it against
+            # ``sha256``, and only this server writes to the upload area.
+            await self.blobs.put_file(source, expected_sha256=sha256)
             return StoredFiles(sha256, await self.blobs.put(clean))
 
     async def remove_files(self, orphans: Iterable[StoredFiles]) -> int:

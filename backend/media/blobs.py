@@ -65,10 +65,16 @@ class BlobStorage(Protocol):
         """Where the blobs are, for logs (no secrets)."""
         ...
 
-    async def put_file(self, path: Path) -> str:
+    async def put_file(self, path: Path, expected_sha256: str | None = None) -> str:
         """Store the complete file at ``path`` and return its SHA-256.
 
         The file is consumed once the blob is durable; it stays where it is if storing failed.
+
+        Args:
+            path: A complete file the server wrote itself, e.g. a finished upload.
+            expected_sha256: The file's SHA-256 when the caller has just hashed it and flushed
+                it to disk (a finished upload): it is then neither read to hash it again nor
+                flushed again.
         """
         ...
 
@@ -196,9 +202,9 @@ class LocalBlobs:
         """Where the blobs are, for logs."""
         return str(self.store.root)
 
-    async def put_file(self, path: Path) -> str:
-        """Move the file at ``path`` into the folder; return its SHA-256."""
-        return await asyncio.to_thread(self.store.put_file, path)
+    async def put_file(self, path: Path, expected_sha256: str | None = None) -> str:
+        """Move the file at ``path`` into the folder; return its SHA-256 (see the protocol)."""
+        return await asyncio.to_thread(self.store.put_file, path, expected_sha256)
 
     async def put(self, data: bytes) -> str:
         """Store ``data``; return its SHA-256."""

@@ -115,7 +115,7 @@ class BlobStore:
             stream.write(data)
         return sha256
 
-    def put_file(self, path: Path) -> str:
+    def put_file(self, path: Path, expected_sha256: str | None = None) -> str:
         """Move the file at ``path`` into the store and return its SHA-256.
 
         The file is consumed: renamed into place when on the same filesystem, copied and then
@@ -123,11 +123,17 @@ class BlobStore:
 
         Args:
             path: A complete file the server wrote itself, e.g. a finished upload.
+            expected_sha256: The file's SHA-256 when the caller has just hashed it and flushed
+                it to disk (a finished upload): it is then neither read to hash it again nor
+                flushed again.
         """
-        # r+b rather than rb: Windows can only fsync a handle opened for writing.
-        with open(path, "r+b") as stream:
-            sha256 = sha256_of(stream)
-            os.fsync(stream.fileno())
+        if expected_sha256 is not None:
+            sha256 = expected_sha256  # path_for below refuses anything but a hex digest
+        else:
+            # r+b rather than rb: Windows can only fsync a handle opened for writing.
+            with open(path, "r+b") as stream:
+                sha256 = sha256_of(stream)
+                os.fsync(stream.fileno())
         if self.path_for(sha256).exists():
             path.unlink()
             return sha256

@@ -151,14 +151,20 @@ class S3Blobs:
         """Where the blobs are, for logs."""
         return self._location.describe()
 
-    async def put_file(self, path: Path) -> str:
-        """Upload the file at ``path`` (in parts when large) and remove it; return its hash."""
+    async def put_file(self, path: Path, expected_sha256: str | None = None) -> str:
+        """Upload the file at ``path`` (in parts when large) and remove it; return its hash.
+
+        Args:
+            path: A complete file the server wrote itself, e.g. a finished upload.
+            expected_sha256: The file's SHA-256 when the caller has just hashed it and flushed
+                it to disk (a finished upload): it is then not read to hash it again.
+        """
 
         def digest() -> str:
             with open(path, "rb") as stream:
                 return sha256_of(stream)
 
-        sha256 = await asyncio.to_thread(digest)
+        sha256 = await asyncio.to_thread(digest) if expected_sha256 is None else expected_sha256
         if await self.exists(sha256):
             await asyncio.to_thread(path.unlink, True)
         else:

@@ -86,6 +86,21 @@ async def test_put_file_consumes_the_file_and_is_idempotent(
     assert await blobs.read(sha(data)) == data
 
 
+async def test_put_file_with_its_hash_known_stores_it_under_that_hash(
+    blobs: BlobStorage, tmp_path: Path
+) -> None:
+    data = os.urandom(70_000)
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(data)
+    second.write_bytes(data)
+
+    assert await blobs.put_file(first, expected_sha256=sha(data)) == sha(data)
+    assert await blobs.put_file(second, expected_sha256=sha(data)) == sha(data)
+
+    assert not first.exists() and not second.exists()
+    assert await blobs.read(sha(data)) == data
+
+
 async def test_missing_blobs(blobs: BlobStorage) -> None:
     absent = "ab" * 32
     assert not await blobs.exists(absent)
