@@ -120,8 +120,12 @@ class Intake:
                 # Refused for good: nothing of it may stay behind.
                 await self._uploads.discard(upload_id)
                 raise
-            # Leftovers only: the row went with the item's transaction, the file into the store.
-            await self._uploads.discard(upload_id)
+            if accepted.duplicate:
+                await self._uploads.discard(upload_id)  # the owner's item had it: nothing added
+            else:
+                # Leftovers only: the row went with the item's transaction, and the file into
+                # the store (or it is left here when the store had the picture already).
+                await self._uploads.discard_bytes(upload_id)
         card = (await self._items.cards([accepted.item_id], viewer_id=None))[0]
         if accepted.duplicate:
             return ItemCreated(id=0, item=card, duplicate=True)

@@ -250,6 +250,11 @@ class UploadManager:
         """Remove an upload's row and bytes; hold its lock around the call."""
         await self._discard_locked(upload_id)
 
+    async def discard_bytes(self, upload_id: str) -> None:
+        """Remove what is left of an upload's bytes, whose row went with its item's transaction
+        (:meth:`CatalogueRepository.add_item`); hold its lock around the call."""
+        await self._partials.discard(upload_id)
+
     async def _discard_locked(self, upload_id: str) -> None:
         await self._uploads.delete([upload_id])
         await self._partials.discard(upload_id)
