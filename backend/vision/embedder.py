@@ -144,10 +144,12 @@ class _TfliteNetwork:
     def run(self, pixels: NDArray[np.float32]) -> NetworkOutputs:
         # The runner resizes the input tensor when the batch size changes (cheap, ~1 ms).
         outputs = self._runner(pixels=pixels)
+        # The runner hands out float32 copies the interpreter no longer touches: taking them as
+        # they are saves copying 8 MB of feature maps (about 1 ms per batch of 32).
         return NetworkOutputs(
-            np.array(outputs[self._map_key], np.float32),
-            np.array(outputs[self._logits_key], np.float32),
-            np.array(outputs[self._mid_key], np.float32),
+            np.asarray(outputs[self._map_key], np.float32),
+            np.asarray(outputs[self._logits_key], np.float32),
+            np.asarray(outputs[self._mid_key], np.float32),
         )
 
 
