@@ -143,7 +143,7 @@ _new_bytearray.restype = ctypes.py_object
 _new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
 
 
-def _unfilled_bytearray(size: int) -> bytearray:
+def unfilled_bytearray(size: int) -> bytearray:
     """A bytearray of ``size`` bytes left as the allocator gave them (any earlier contents).
 
     For buffers every byte of which is written before anyone reads them (opened segments):
@@ -252,14 +252,16 @@ class OpenedHeader:
         run.feed(memoryview(sealed))
         return run.plaintext(offset, length)
 
-    def segment_run(self, first: int, sealed_bytes: int) -> SegmentRun:
+    def segment_run(
+        self, first: int, sealed_bytes: int, into: bytearray | None = None
+    ) -> SegmentRun:
         """An opener of the ``sealed_bytes`` of consecutive segments from ``first`` (as
-        :meth:`sealed_span` names them), fed as they are read.
+        :meth:`sealed_span` names them), fed as they are read (see :class:`SegmentRun`).
 
         Raises:
             SealBroken: no run of segments from ``first`` is ``sealed_bytes`` long.
         """
-        return SegmentRun(self, first, sealed_bytes)
+        return SegmentRun(self, first, sealed_bytes, into)
 
 
 class SegmentRun:
@@ -276,12 +278,16 @@ class SegmentRun:
         first: The first segment's index.
         sealed_bytes: The sealed bytes of the run: whole segments, the object's last one may be
             shorter.
+        into: The buffer to open them into, if the caller keeps one of :attr:`plain_bytes`
+            (it is written whole before :meth:`plaintext` returns it); else a new one.
 
     Raises:
         SealBroken: no run of segments from ``first`` is ``sealed_bytes`` long.
     """
 
-    def __init__(self, opened: OpenedHeader, first: int, sealed_bytes: int) -> None:
+    def __init__(
+        self, opened: OpenedHeader, first: int, sealed_bytes: int, into: bytearray | None = None
+    ) -> None:
         self._opened = opened
         self._stride = opened.header.segment_bytes + TAG_BYTES
         self._first = first
@@ -292,7 +298,14 @@ class SegmentRun:
             got = min(self._stride, sealed_bytes - (index - first) * self._stride)
             if got != expected:
                 raise SealBroken(f"segment {index} is {got} bytes, expected {expected}")
-        self._plain = _unfilled_bytearray(sealed_bytes - pieces * TAG_BYTES)
+        #: The plaintext bytes of the run.
+        self.plain_bytes = sealed_bytes - pieces * TAG_BYTES
+        if into is not None and len(into) != self.plain_bytes:
+            raise ValueError(f"a buffer of {len(into)} bytes for {self.plain_bytes}")
+        # Else made by the first feed, in the thread that reads: a buffer of a few MiB made on
+        # the event loop's thread comes from the main heap, which gives such memory back to
+        # the kernel and faults it in again for the next (a third more page faults).
+        self._plain = bytearray() if into is None else into
         self._out = memoryview(self._plain)
         self._fed = 0
 
@@ -304,6 +317,10 @@ class SegmentRun:
         """
         opened, stride = self._opened, self._stride
         size = opened.header.segment_bytes
+        if not self._fed and len(self._plain) < self.plain_bytes:
+            self._out.release()
+            self._plain = unfilled_bytearray(self.plain_bytes)
+            self._out = memoryview(self._plain)
         for position in range(0, len(sealed), stride):
             piece = sealed[position : position + stride]
             done = self._fed // stride
@@ -474,6 +491,7 @@ __all__ = [
     "Sealer",
     "SegmentRun",
     "WrongKey",
+    "unfilled_bytearray",
     "is_sealed",
     "parse_header",
 ]

@@ -25,7 +25,9 @@ encrypted over unencrypted:
    :func:`protocol.catalogue_client.download_original` (4 MiB ranges; the client checks the
    SHA-256) twice per run, over more runs than the other figures as each is short. One
    session asks for one range at a time, so the figure is the server's work per range plus a
-   round trip, as a client downloading a picture sees it.
+   round trip, as a client downloading a picture sees it. Both servers read the same way
+   (:mod:`backend.media.read_ahead`: the next range read while one is sent, one worker thread
+   per range), so the encrypted one differs by decrypting the segments read, nothing else.
 
 The server process's CPU per picture, per batch and per MB is reported beside each figure: on a
 busy machine it varies far less than wall-clock figures. Before measuring, the benchmark checks

@@ -1,4 +1,5 @@
-"""Ranged reads of sealed blobs: segments opened as they pass through a small buffer."""
+"""Ranged reads of sealed blobs: segments opened as they pass through a small buffer, into
+reply buffers used again once let go."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.sealed_blobs import SCRATCH_BYTES, SealedBlobs
+from backend.atrest.sealed_blobs import SCRATCH_BYTES, ReplyBuffers, SealedBlobs
 from backend.media.blobs import BlobDamaged, LocalBlobs
 
+MIB = 1024 * 1024
 STRIDE = SEGMENT_BYTES + TAG_BYTES
 #: Segments the reads' buffer holds: a slice of more passes through it in several pieces.
 PER_BUFFER = SCRATCH_BYTES // STRIDE
@@ -57,3 +59,35 @@ async def test_a_truncated_blob_read_in_pieces_is_damaged_and_logged_once(
         with pytest.raises(BlobDamaged):
             await blobs.read_range(sha256, 0, 2 * PER_BUFFER * SEGMENT_BYTES)
     assert len([r for r in caplog.records if "does not open" in r.getMessage()]) == 1
+
+
+def test_reply_buffers_are_reused_only_once_let_go_and_stay_bounded() -> None:
+    replies = ReplyBuffers(keep_bytes=5 * MIB, smallest=MIB)
+    assert replies.take(MIB - 1) is None  # small reads get buffers of their own
+    first, second = replies.take(2 * MIB), replies.take(2 * MIB)
+    assert first is not None and second is not None and first is not second
+    held = {id(first): first}  # held anywhere (a reply, a slice read ahead): not handed out
+    del first
+    assert replies.take(2 * MIB) is None  # none free, and a third would pass the bound
+    del second
+    again = replies.take(2 * MIB)
+    assert again is not None and id(again) not in held
+    held.clear()
+    assert replies.take(2 * MIB) is not None
+    assert len(replies) == 2
+
+
+async def test_slices_read_one_after_another_reuse_one_buffer_not_one_still_held(
+    tmp_path: Path,
+) -> None:
+    _, blobs = await sealed_store(tmp_path)
+    data = os.urandom(3 * MIB)
+    sha256 = await blobs.put(data)
+    _, first = await blobs.read_range(sha256, 0, MIB)
+    _, second = await blobs.read_range(sha256, MIB, MIB)
+    assert first is not second and bytes(first) == data[:MIB]  # the first is still held
+    first_id = id(first)
+    del first
+    _, third = await blobs.read_range(sha256, 2 * MIB, MIB)
+    assert id(third) == first_id and bytes(third) == data[2 * MIB :]
+    assert bytes(second) == data[MIB : 2 * MIB]
