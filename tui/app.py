@@ -387,8 +387,12 @@ class PixmartApp(TypeAheadApp[None]):
     def report_failure(self, exc: BaseException) -> str:
         """Tell the person what went wrong, in words; returns the words."""
         text = describe_error(exc)
-        if isinstance(exc, Offline | OSError | TimeoutError) and (
-            self.gallery_cache.freshness is Freshness.OFFLINE
+        # Only while the shop's cards are on show (a saved gallery, or the last one loaded): on
+        # the login form there are no cards to browse, and nothing retries a first contact.
+        if (
+            isinstance(exc, Offline | OSError | TimeoutError)
+            and self.gallery_cache.freshness is Freshness.OFFLINE
+            and self.user is not None
         ):
             if isinstance(exc, Offline):
                 text = "You are offline: this needs the server. The cards shown stay browsable."

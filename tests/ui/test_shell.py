@@ -11,6 +11,7 @@ from backend.server import PixmartServer
 from protocol.client import ConnectionState, ConnectionStatus
 from protocol.trust import TrustPolicy
 from tests.conftest import SessionFactory, logged_in
+from tests.support.proxy import TcpProxy
 from tests.ui.conftest import SIZE, AppFactory, type_text, until, url_of
 from tests.ui.startup_probe import measure_startup
 from tui.app import PixmartApp
@@ -170,6 +171,29 @@ async def test_a_saved_session_skips_the_login(
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, GalleryScreen), what="the gallery")
         assert app.user is not None and app.user.username == "carol"
+
+
+async def test_a_saved_session_with_the_server_down_is_told_on_the_login_form(
+    make_session: SessionFactory, server: PixmartServer, make_app: AppFactory, ui_store: ClientStore
+) -> None:
+    """No saved gallery to fall back on: the form says why, without promising cards to browse
+    or a retry that nobody makes."""
+    session = await logged_in(make_session, "gina")
+    assert session.token is not None
+    proxy = TcpProxy(server.port)
+    url = f"wss://127.0.0.1:{await proxy.start()}"
+    await proxy.close()  # nothing listens at that address any more
+    ui_store.save_token(url, session.token)
+    app = make_app(server_url=url)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: bool(toasts(app)), what="a notification")
+        assert isinstance(app.screen, LoginScreen)
+        status = str(app.screen.query_one("#login-status", Static).render())
+        assert "refused" in status and "is it running" in status
+        told = " ".join(toasts(app))
+        assert "refused" in told
+        assert "cards" not in told and "keeps trying" not in told
+        assert "offline" in indicator_text(app)
 
 
 async def test_an_unknown_server_starts_in_the_address_field(make_app: AppFactory) -> None:
