@@ -238,9 +238,12 @@ class GalleryScreen(PixmartScreen):
             return
         try:
             sidebar = self.query_one(TagSidebar)
+            selected = list(sidebar.selection.selected)
         except NoMatches:
-            return  # the screen closed while the tags were on their way
-        sidebar.show_tags(tags, list(sidebar.selection.selected))
+            # The screen closed while the tags were on their way (its sidebar may be there
+            # still, its list already gone, when the app is closing).
+            return
+        sidebar.show_tags(tags, selected)
 
     @on(SelectionList.SelectedChanged, "#tag-list")
     async def _tags_changed(self) -> None:
