@@ -615,9 +615,10 @@ class PixmartApp(TypeAheadApp[None]):
     def action_reconnect(self) -> None:
         """Try to reconnect at once instead of waiting for the next attempt."""
         session = self.link.session
-        if session is not None and self.link.is_open:
+        if session is not None:
+            # Skips the wait of a reconnect, or of a first connection tried again after a cut.
             session.reconnect_now()
-        elif self.server_url is not None:
+        if not self.link.is_open and self.server_url is not None:
             self.connect_in_background(self.server_url)
 
     @work(exclusive=True, group="logout")

@@ -21,7 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from backend.server import PixmartServer
-from protocol.client import ConnectionState, ConnectionStatus, Session
+from protocol.client import Backoff, ConnectionState, ConnectionStatus, Session
 from tests.support.proxy import Direction, TcpProxy
 from tests.ui.conftest import SIZE, Shop, type_text, until
 from tests.ui.test_warm_reopen import BATCH, app_through, first_visit, gallery, header_mark
@@ -74,6 +74,16 @@ def on_first_connected(monkeypatch: pytest.MonkeyPatch, act: Callable[[], object
                 act()
 
     monkeypatch.setattr("tui.launch.Session", Watched)
+
+
+def sessions_made_with(monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
+    """Make the app's sessions with these settings (e.g. a longer backoff) instead of its own."""
+
+    class Tuned(Session):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **{**kwargs, **settings})  # type: ignore[arg-type]
+
+    monkeypatch.setattr("tui.launch.Session", Tuned)
 
 
 async def heals(
@@ -254,3 +264,29 @@ async def test_a_drop_as_the_gallery_opens_after_logging_in(
             await until(pilot, lambda: isinstance(app.screen, GalleryScreen), what="the gallery")
             proxy.cut()
             await heals(pilot, app, recorder, username="nina", cards=BATCH)
+
+
+async def test_reconnect_now_skips_the_wait_of_a_first_connection_tried_again(
+    make_shop: ShopFactory,
+    server: PixmartServer,
+    ui_store: ClientStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ctrl+r ("Reconnect now") works while the first connection waits to be tried again too."""
+    shop = await make_shop(ITEMS)
+    async with TcpProxy(server.port) as proxy:
+        ui_store.save_token(f"wss://127.0.0.1:{proxy.port}", shop.seller.token)
+        # The next attempt after a cut is 30 s or more away: only ctrl+r brings it in time.
+        sessions_made_with(
+            monkeypatch, backoff=Backoff(initial=60.0, maximum=60.0), open_timeout=120.0
+        )
+        proxy.drop(Direction.DOWNSTREAM)
+        app = app_through(proxy.port, server, ui_store)
+        recorder = Recorder(app)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await proxy.wait_dropped(Direction.DOWNSTREAM)
+            proxy.cut()
+            await until(pilot, lambda: ConnectionState.RECONNECTING in recorder.states)
+            assert isinstance(app.screen, LoginScreen) and not app.link.is_open
+            await pilot.press("ctrl+r")
+            await heals(pilot, app, recorder, username="seller", cards=BATCH)
