@@ -20,7 +20,6 @@ and so the pictures, are not re-encrypted.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import struct
@@ -32,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backend.atrest.keys import KEY_BYTES, WRAPPED_BYTES, KeySet, MasterKey, WrongKey
+from backend.media.reply_buffers import unfilled_bytearray
 
 MAGIC: Final = b"PXSEAL01"
 _FIXED: Final = struct.Struct(">8s8sIQ")
@@ -135,25 +135,6 @@ def plaintext_size(sealed_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> int
     if plain < 0 or max(1, -(-plain // segment_bytes)) != segments:
         raise SealBroken(f"no sealed object is {sealed_bytes} bytes long")
     return plain
-
-
-# CPython's own constructor, given no bytes to copy: a bytearray whose memory is not zeroed.
-_new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-_new_bytearray.restype = ctypes.py_object
-_new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-
-
-def unfilled_bytearray(size: int) -> bytearray:
-    """A bytearray of ``size`` bytes left as the allocator gave them (any earlier contents).
-
-    For buffers every byte of which is written before anyone reads them (opened segments):
-    ``bytearray(size)`` zeroes the memory first, a pass over every byte downloaded that a plain
-    store's read, into an unzeroed ``bytes``, does not make. Never hand out such a buffer
-    unless it was wholly written.
-    """
-    buffer = _new_bytearray(None, size)
-    assert isinstance(buffer, bytearray)
-    return buffer
 
 
 def _segment_aad(context_digest: bytes, index: int, last: bool) -> bytes:
@@ -491,7 +472,6 @@ __all__ = [
     "Sealer",
     "SegmentRun",
     "WrongKey",
-    "unfilled_bytearray",
     "is_sealed",
     "parse_header",
 ]

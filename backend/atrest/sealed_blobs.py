@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import sys
 import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -40,12 +39,12 @@ from backend.atrest.envelope import (
     OpenedHeader,
     SealBroken,
     Sealer,
-    unfilled_bytearray,
 )
 from backend.atrest.keyring import StoreKeys
 from backend.atrest.keys import WrongKey
 from backend.media.blobs import BlobDamaged, ObjectStore
 from backend.media.fsutil import TEMP_PREFIX, sha256_of
+from backend.media.reply_buffers import REPLY_BUFFER_BYTES, REPLY_BUFFER_SMALLEST, ReplyBuffers
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +55,6 @@ HEADER_CACHE: Final = 512
 #: reads at once.
 SCRATCH_BUFFERS: Final = 4
 SCRATCH_BYTES: Final = 4 * (SEGMENT_BYTES + TAG_BYTES)
-#: Bytes of opened slices kept for reuse (:class:`ReplyBuffers`): a few downloads' slices, those
-#: read ahead included; and the smallest read that uses them.
-REPLY_BUFFER_BYTES: Final = 32 * 1024 * 1024
-REPLY_BUFFER_SMALLEST: Final = 1024 * 1024
 
 
 class ScratchBuffers:
@@ -90,61 +85,6 @@ class ScratchBuffers:
         if len(view) == self._size and len(self._free) < self._keep:
             assert isinstance(buffer, bytearray)
             self._free.append(buffer)
-
-
-class ReplyBuffers:
-    """The buffers large ranged reads are opened into and handed out in, used again once the
-    reply carrying one is sent and let go.
-
-    A download's slice is a few MiB; a new buffer for each has its memory faulted in and zeroed
-    by the kernel page by page, which costs more than decrypting the slice. A kept buffer is
-    free again when nothing but this pool refers to it: whoever holds a slice (a reply being
-    encoded, a slice read ahead, a thread still opening into it) holds a reference, so a buffer
-    in use is never handed out twice. Used on the event loop only.
-
-    Args:
-        keep_bytes: Bytes kept at most; a read finding none free within that gets a new buffer.
-        smallest: Reads smaller than this get a new buffer (a thumbnail is cheap to allocate).
-    """
-
-    def __init__(self, keep_bytes: int, smallest: int) -> None:
-        self._keep_bytes = keep_bytes
-        self._smallest = smallest
-        self._kept: list[bytearray] = []
-        self._idle = self._idle_references()
-
-    def _idle_references(self) -> int:
-        """The reference count :meth:`take` sees of a buffer only the pool holds (measured the
-        way it looks, so it holds whatever the interpreter counts)."""
-        self._kept.append(bytearray())
-        try:
-            return [sys.getrefcount(buffer) for buffer in self._kept][0]
-        finally:
-            self._kept.clear()
-
-    def take(self, size: int) -> bytearray | None:
-        """A kept buffer of ``size`` bytes that nobody holds (its contents stale, to be written
-        whole), or ``None``: make a new one."""
-        if size < self._smallest:
-            return None
-        idle = [buffer for buffer in self._kept if sys.getrefcount(buffer) <= self._idle]
-        for buffer in idle:
-            if len(buffer) == size:
-                return buffer
-        held = sum(len(buffer) for buffer in self._kept)
-        for buffer in idle:  # make room: free buffers of other sizes go first
-            if held + size <= self._keep_bytes:
-                break
-            self._kept.remove(buffer)
-            held -= len(buffer)
-        if held + size > self._keep_bytes:
-            return None
-        buffer = unfilled_bytearray(size)
-        self._kept.append(buffer)
-        return buffer
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
 
 def blob_context(name: str) -> bytes:

@@ -21,9 +21,10 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from backend.media.blobstore import BlobStore
+from backend.media.reply_buffers import REPLY_BUFFER_BYTES, REPLY_BUFFER_SMALLEST, ReplyBuffers
 
 #: Names listed per round trip (a thread hop here, a LIST request in S3).
 LIST_PAGE: Final = 1000
@@ -197,6 +198,7 @@ class LocalBlobs:
 
     def __init__(self, root: Path) -> None:
         self.store = BlobStore(root)
+        self._replies = ReplyBuffers(REPLY_BUFFER_BYTES, REPLY_BUFFER_SMALLEST)
 
     def describe(self) -> str:
         """Where the blobs are, for logs."""
@@ -219,16 +221,28 @@ class LocalBlobs:
         return await asyncio.to_thread(self.store.read, sha256)
 
     async def read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
-        """The blob's size and up to ``length`` bytes from ``offset``."""
+        """The blob's size and up to ``length`` bytes from ``offset``.
 
-        def read() -> tuple[int, bytes]:
-            with self.store.open(sha256) as stream:
-                stream.seek(0, 2)
-                total = stream.tell()
-                stream.seek(min(offset, total))
-                return total, stream.read(length)
+        A large whole range (a download's slice) is read into one of the store's reply buffers
+        (:class:`~backend.media.reply_buffers.ReplyBuffers`), a bytearray to be sent, not kept,
+        as the sealed store opens its slices into its own.
+        """
+        reply = self._replies.take(length)
+        if reply is None:
+            return await asyncio.to_thread(self._read_range, sha256, offset, length)
+        total, got = await asyncio.to_thread(
+            self.store.read_range_into, sha256, offset, memoryview(reply)
+        )
+        if got == length:
+            return total, cast(bytes, reply)  # sent as it is: msgspec encodes it as bytes
+        return total, bytes(memoryview(reply)[:got])  # the last slice: the buffer is kept
 
-        return await asyncio.to_thread(read)
+    def _read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
+        with self.store.open(sha256) as stream:
+            stream.seek(0, 2)
+            total = stream.tell()
+            stream.seek(min(offset, total))
+            return total, stream.read(length)
 
     async def delete(self, sha256: str) -> bool:
         """Remove the blob; return whether it existed."""

@@ -224,6 +224,25 @@ class BlobStore:
         """
         return open(self.path_for(sha256), "rb")
 
+    def read_range_into(self, name: str, offset: int, buffer: memoryview) -> tuple[int, int]:
+        """Fill ``buffer`` with blob ``name``'s bytes from ``offset``; return the blob's size
+        and how many bytes were read (fewer than asked only at its end).
+
+        Raises:
+            FileNotFoundError: The blob is not stored.
+        """
+        with open(self.path_for(name), "rb", buffering=0) as stream:
+            total = os.fstat(stream.fileno()).st_size
+            want = max(0, min(len(buffer), total - offset))
+            stream.seek(offset)
+            filled = 0
+            while filled < want:
+                got = stream.readinto(buffer[filled:want])
+                if not got:
+                    break  # shortened meanwhile: what was read is what there is
+                filled += got
+        return total, filled
+
     def read_through(
         self,
         name: str,

@@ -1,5 +1,5 @@
-"""Ranged reads of sealed blobs: segments opened as they pass through a small buffer, into
-reply buffers used again once let go."""
+"""Ranged reads of sealed blobs: segments opened as they pass through a small buffer; and large
+ranges of every store read into reply buffers used again once let go."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.sealed_blobs import SCRATCH_BYTES, ReplyBuffers, SealedBlobs
-from backend.media.blobs import BlobDamaged, LocalBlobs
+from backend.atrest.sealed_blobs import SCRATCH_BYTES, SealedBlobs
+from backend.media.blobs import BlobDamaged, BlobStorage, LocalBlobs
+from backend.media.reply_buffers import ReplyBuffers
 
 MIB = 1024 * 1024
 STRIDE = SEGMENT_BYTES + TAG_BYTES
@@ -77,10 +78,12 @@ def test_reply_buffers_are_reused_only_once_let_go_and_stay_bounded() -> None:
     assert len(replies) == 2
 
 
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "plain"])
 async def test_slices_read_one_after_another_reuse_one_buffer_not_one_still_held(
-    tmp_path: Path,
+    tmp_path: Path, sealed: bool
 ) -> None:
-    _, blobs = await sealed_store(tmp_path)
+    raw, sealed_blobs = await sealed_store(tmp_path)
+    blobs: BlobStorage = sealed_blobs if sealed else raw
     data = os.urandom(3 * MIB)
     sha256 = await blobs.put(data)
     _, first = await blobs.read_range(sha256, 0, MIB)
