@@ -178,6 +178,15 @@ class GalleryScreen(PixmartScreen):
         return list(self.query_one(TagSidebar).selection.selected)
 
     async def on_mount(self) -> None:
+        try:
+            await self._show_first_cards()
+        except NoMatches:
+            # The app closed (or a revoked session took the screen down) while the first
+            # cards were on their way: nothing is left to show them in.
+            return
+
+    async def _show_first_cards(self) -> None:
+        """Show the saved gallery at once if there is one, else load the first batch."""
         self.view.grid.focus()
         cache = self.pixmart.gallery_cache
         cache.changes.subscribe(self, self._show_freshness)
