@@ -213,17 +213,24 @@ class GalleryScreen(PixmartScreen):
         saved_at = self.pixmart.gallery_cache.saved_at
         saved = saved_at is not None
         when = f" from {time.strftime('%H:%M', time.localtime(saved_at))}" if saved_at else ""
+        try:
+            listing = self.view.listing
+            header = self.query_one(StatusHeader)
+        except NoMatches:
+            return  # the screen is being taken down
         if freshness is Freshness.OFFLINE:
-            shown = f"saved gallery{when}" if saved else "cards as last loaded"
+            if saved:
+                shown = f"saved gallery{when}"
+            elif listing is not None and listing.items:
+                shown = "cards as last loaded"
+            else:  # a cold start that has not reached the server yet
+                shown = "no cards loaded yet"
             text, kind = f"✕ offline · {shown}", "offline"
         elif freshness is Freshness.REFRESHING and saved:
             text, kind = f"⟳ saved gallery{when} · refreshing…", "refreshing"
         else:
             text, kind = "", ""
-        try:
-            self.query_one(StatusHeader).mark(text, kind)
-        except NoMatches:
-            return  # the screen is being taken down
+        header.mark(text, kind)
 
     @work(exclusive=True, group="remember")
     async def _remember(self, listing: Listing) -> None:
