@@ -330,8 +330,8 @@ def test_a_few_probed_lists_find_nearly_all_of_the_exact_top_24() -> None:
         total += len(want)
     assert found / total >= 0.95
     # The calibration meets its recall without scanning every list on such grouped pictures.
-    calibrated = calibrate_probes(lists, exact, rows.item_ids[:32])
-    assert 4 <= calibrated < lists.lists
+    probes, candidates = calibrate_probes(lists, exact, rows.item_ids[:32])
+    assert 4 <= probes < lists.lists and candidates in (128, 384, 1024)
 
 
 def test_a_grown_catalogue_gets_lists_trained_again_and_keeps_its_changes() -> None:
