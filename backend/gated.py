@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import DATA_OPCODES, Frame
+from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.protocol import Event
 from websockets.server import ServerProtocol
 
@@ -116,9 +116,10 @@ class GatedConnection(ServerConnection):
     #: Why the gate refused this connection, if it did.
     refusal: Refusal | None = None
     meter: FrameMeter | None = None
+    _reading: SharedReading | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        reading = SharedReading(cast(asyncio.Transport, transport))
+        reading = self._reading = SharedReading(cast(asyncio.Transport, transport))
         super().connection_made(reading)
         if self.gate is not None:
             self.refusal = self.gate.admit(self, _host(transport.get_extra_info("peername")))
@@ -152,7 +153,20 @@ class GatedConnection(ServerConnection):
             # no payload, so a message's memory goes with its charge, when its reply is sent.
             event, parsed = dataclasses.replace(event), event
             parsed.data = b""
+        elif isinstance(event, Frame) and event.opcode is Opcode.PING and self.paused:
+            # websockets answers a ping by writing its pong, without waiting for the peer to
+            # read: a peer that floods pings and reads nothing would grow our write buffer by
+            # as much as it sends. While replies already wait unread, stop reading it.
+            self._hold_reading("unread replies", True)
         super().process_event(event)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._hold_reading("unread replies", False)
+
+    def _hold_reading(self, reason: str, paused: bool) -> None:
+        if self._reading is not None:
+            self._reading.hold(reason, paused)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.gate is not None:

@@ -341,6 +341,60 @@ async def test_a_peer_that_stalls_in_the_tls_handshake_is_dropped(
         assert time.monotonic() - started < 3.0
 
 
+async def _upgraded_raw(
+    port: int, source: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS stream from ``source`` past the WebSocket upgrade, spoken to byte by byte."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=insecure_tls(), local_addr=(source, 0), server_hostname="pixmart"
+    )
+    writer.write(
+        b"GET / HTTP/1.1\r\nHost: pixmart\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def test_a_ping_flood_that_reads_no_pong_stops_being_read(
+    server_config: ServerConfig,
+) -> None:
+    """Pongs are written without waiting for the peer: unread, they grew the server by as much
+    as the peer sent (100 MB in 5 s from one connection). Now the peer's stream stops."""
+    async with running_server(server_config) as server:
+        _, writer = await _upgraded_raw(server.port, ATTACKER)
+        ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"x" * 125  # masked, 125 bytes
+        burst, sent, blocked = ping * 512, 0, False
+        try:
+            while sent < 256 * MIB and not blocked:
+                writer.write(burst)
+                sent += len(burst)
+                try:
+                    async with asyncio.timeout(1.0):
+                        await writer.drain()
+                except TimeoutError:
+                    blocked = True  # the server stopped reading us
+            assert blocked, f"the server read {sent // MIB} MiB of pings it could not answer"
+            (attacker,) = [
+                ws
+                for ws in _transport(server)._connections
+                if ws.remote_address and ws.remote_address[0] == ATTACKER
+            ]
+            assert attacker.transport is not None
+            assert not attacker.transport.is_reading()
+            # What waits to be written is about one read's worth of pongs, not the flood.
+            assert attacker.transport.get_write_buffer_size() < 2 * MIB
+            # A normal client is served meanwhile.
+            async with pinned_session(server) as good:
+                await good.create_account("pinger-neighbour", PASSWORD)
+                await good.login("pinger-neighbour", PASSWORD)
+                assert isinstance(await good.request(WhoAmI(), Me), Me)
+        finally:
+            writer.transport.abort()
+        await eventually(lambda: _is(_transport(server).connection_count, 0))
+
+
 # -- item 5: memory --------------------------------------------------------------------------
 
 
