@@ -65,6 +65,14 @@ class Limits:
     #: for an office behind one NAT logging in at once, while one attacker needs 16 addresses to
     #: fill the server-wide share. Past it: HTTP 429 with a Retry-After.
     max_unauthenticated_per_address: int = 32
+    #: Connections accepted and not yet past their WebSocket upgrade request (TLS handshake,
+    #: HTTP request), from one client address and server-wide: each holds a socket and TLS
+    #: buffers (~300 KB) before the caps above can count it. Past either, a newcomer is reset
+    #: at once; when all are taken, the busiest address's oldest makes room for one from a
+    #: less busy address. Twice the pre-login cap per address, so a NAT burst meets the
+    #: pre-login cap's HTTP 429 with its Retry-After first.
+    max_handshaking_per_address: int = 64
+    max_handshaking: int = 500
     #: Seconds from the TLS handshake to log in, else the connection is closed; no request (a
     #: repeated Hello included) extends it. A logout starts a new one.
     login_deadline: float = 30.0

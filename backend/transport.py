@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import ssl
 import time
 from collections import deque
@@ -38,7 +39,9 @@ from backend.connection import Connection
 from backend.dispatch import Dispatcher, error_reply
 from backend.events import EventHub
 from backend.gated import GatedConnection, connection_class, set_max_message_size
+from backend.listener import HandshakeSlots, bind_listener
 from backend.metrics import UNKNOWN_TYPE
+from backend.reply_frames import ReplySender
 from protocol import codec
 from protocol.errors import BadRequest, PixmartError, Unavailable
 from protocol.messages.base import Hello, Reply, Request
@@ -92,9 +95,16 @@ class Transport:
         self._prelogin_frame_bytes = min(
             self._limits.max_prelogin_frame_bytes, self._limits.max_frame_bytes
         )
+        #: Connections accepted and not past their upgrade request yet, counted at accept.
+        self.handshakes = HandshakeSlots(
+            per_address=self._limits.max_handshaking_per_address,
+            total=self._limits.max_handshaking,
+        )
         #: Bytes of large incoming messages buffered or being handled, server-wide.
         self.frame_budget = ByteBudget(self._limits.max_inflight_frame_bytes)
         self._closers: set[asyncio.Task[None]] = set()
+        #: Sends requests' replies (encoded into kept buffers, large ones in fragments).
+        self._replies = ReplySender()
         #: Bound but not yet admitting clients while the server finishes starting.
         self.accepting = False
         self.shutting_down = False
@@ -118,13 +128,21 @@ class Transport:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        origins: list[str | None] = [None, *self._config.allowed_origins]
         # Large incoming messages come and go: their memory must go back to the system.
         return_freed_memory()
-        self._server = await serve(
+        # Our own listening socket: it bounds the connections still in their handshakes.
+        listener = bind_listener(self._config.host, self._config.port, self.handshakes)
+        try:
+            self._server = await self._listen(listener)
+        except BaseException:
+            listener.close()
+            raise
+
+    async def _listen(self, listener: socket.socket) -> Server:
+        origins: list[str | None] = [None, *self._config.allowed_origins]
+        return await serve(
             self._handle,
-            self._config.host,
-            self._config.port,
+            sock=listener,
             ssl=self._tls,
             origins=origins,  # type: ignore[arg-type]
             process_request=self._admit,
@@ -140,14 +158,16 @@ class Transport:
             create_connection=connection_class(
                 self._gate, self.frame_budget, self._prelogin_frame_bytes
             ),
-            # Passed to loop.create_server: a peer that stalls in the TLS handshake is counted
-            # nowhere, so it must not hold its socket for asyncio's default minute.
+            # Passed to loop.create_server: a peer that stalls in the TLS handshake must not
+            # hold its socket and its handshake slot for asyncio's default minute.
             ssl_handshake_timeout=self._limits.tls_handshake_timeout,
         )
 
     async def _admit(
         self, connection: ServerConnection, request: HttpRequest
     ) -> HttpResponse | None:
+        # Past its handshakes: the pre-login gate (or a login) bounds it from here.
+        self.handshakes.passed(connection.remote_address)
         if request.path == HEALTH_PATH and "Upgrade" not in request.headers:
             return await self._health_response(connection)
         if not self.accepting:
@@ -372,7 +392,8 @@ class Transport:
             reply = await self._dispatcher.dispatch(link.connection, request, frame)
         # Before the reply leaves: a client that read LoggedIn may send large frames at once.
         self._sync_login(link)
-        await self._send_quietly(link.websocket, codec.encode(reply))
+        with contextlib.suppress(ConnectionClosed):
+            await self._replies.send(link.websocket, reply)
 
     async def _send_quietly(self, websocket: ServerConnection, frame: bytes) -> None:
         with contextlib.suppress(ConnectionClosed):

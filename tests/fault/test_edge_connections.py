@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -392,6 +393,96 @@ async def test_a_ping_flood_that_reads_no_pong_stops_being_read(
                 assert isinstance(await good.request(WhoAmI(), Me), Me)
         finally:
             writer.transport.abort()
+        await eventually(lambda: _is(_transport(server).connection_count, 0))
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closed (or reset) this raw connection within a second."""
+    try:
+        async with asyncio.timeout(1.0):
+            return await reader.read(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_connections_that_never_finish_their_handshakes_are_bounded_per_address(
+    server_config: ServerConfig,
+) -> None:
+    """TCP connections that never start TLS, or finish it and never send the upgrade request,
+    were counted nowhere: 3,000 from one address took the server from 80 to 470 MB and a normal
+    login to a second. Now each address holds a few, the server a few more, and the rest are
+    reset at once, before any TLS work."""
+    config = with_limits(
+        server_config,
+        max_handshaking_per_address=8,
+        max_handshaking=12,
+        tls_handshake_timeout=60.0,  # held for the whole test unless the server lets go
+    )
+    async with running_server(config) as server, AsyncExitStack() as stack:
+        slots = _transport(server).handshakes
+        port = server.port
+        raw: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for _ in range(40):
+            with contextlib.suppress(ConnectionResetError):  # reset before connect returned
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(ATTACKER, 0)
+                )
+                stack.callback(writer.transport.abort)
+                raw.append((reader, writer))
+        await eventually(lambda: _is(slots.refused, 32))
+        kept = [reader for reader, _ in raw if not await _closed_by_server(reader)]
+        assert len(kept) == 8 and slots.count_from(ATTACKER) == 8, len(kept)
+
+        # A normal client on its own address is served while the attacker holds its share.
+        async with pinned_session(server) as good:
+            await good.create_account("handshake-neighbour", PASSWORD)
+            await good.login("handshake-neighbour", PASSWORD)
+            assert (await browse(good)).items == []
+
+        # A second attacking address fills the server-wide share; a third address still gets
+        # in, by taking the place of the busiest address's oldest connection.
+        for _ in range(4):
+            # Kept in ``raw``: a stream writer that is let go closes its connection.
+            raw.append(
+                await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.3", 0))
+            )
+            stack.callback(raw[-1][1].transport.abort)
+        await eventually(lambda: _is(slots.count, 12))
+        async with _peer(port, "127.0.0.4") as newcomer:
+            await _greet(newcomer)
+        assert slots.evicted == 1 and slots.count_from(ATTACKER) == 7
+        assert await _closed_by_server(kept[0])  # the oldest one was let go
+
+        # TLS done, no upgrade request: the same slots hold them.
+        await stack.aclose()
+        await eventually(lambda: _is(slots.count, 0))
+        tls_only: list[asyncio.StreamWriter] = []
+        refused = 0
+        for _ in range(12):
+            try:
+                _, writer = await asyncio.open_connection(
+                    "127.0.0.1",
+                    port,
+                    ssl=insecure_tls(),
+                    local_addr=(ATTACKER, 0),
+                    server_hostname="pixmart",
+                )
+            except (ConnectionResetError, ssl.SSLError):
+                refused += 1
+                continue
+            tls_only.append(writer)
+        try:
+            assert len(tls_only) == 8 and refused == 4, (len(tls_only), refused)
+            assert slots.count_from(ATTACKER) == 8
+            async with pinned_session(server) as good:
+                await good.login("handshake-neighbour", PASSWORD)
+        finally:
+            for writer in tls_only:
+                writer.transport.abort()
+        # Every slot comes back once the connections are gone.
+        await eventually(lambda: _is(slots.count, 0))
         await eventually(lambda: _is(_transport(server).connection_count, 0))
 
 
