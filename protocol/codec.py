@@ -63,6 +63,16 @@ def encode(message: base.Message) -> bytes:
     return _encoder.encode(message)
 
 
+def encode_into(message: base.Message, buffer: bytearray) -> None:
+    """Encode one message into ``buffer``, replacing its contents: the bytes :func:`encode`
+    gives, without a new object (a buffer used again keeps its memory when it shrinks).
+
+    Raises:
+        BufferError: if the buffer must grow while a view of it is alive.
+    """
+    _encoder.encode_into(message, buffer)
+
+
 def decode(frame: bytes | str, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> base.Message:
     """Decode one frame into a typed message.
 

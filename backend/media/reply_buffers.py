@@ -37,6 +37,14 @@ def unfilled_bytearray(size: int) -> bytearray:
     return buffer
 
 
+def _idle_references() -> int:
+    """The reference count ``sys.getrefcount`` gives, in a list comprehension over a pool's
+    list, of a buffer only that list holds (measured the way the pools look, so it holds
+    whatever the interpreter counts)."""
+    kept = [bytearray()]
+    return [sys.getrefcount(buffer) for buffer in kept][0]
+
+
 class ReplyBuffers:
     """The buffers large ranged reads are read (or opened) into and handed out in, used again
     once the reply carrying one is sent and let go.
@@ -56,16 +64,7 @@ class ReplyBuffers:
         self._keep_bytes = keep_bytes
         self._smallest = smallest
         self._kept: list[bytearray] = []
-        self._idle = self._idle_references()
-
-    def _idle_references(self) -> int:
-        """The reference count :meth:`take` sees of a buffer only the pool holds (measured the
-        way it looks, so it holds whatever the interpreter counts)."""
-        self._kept.append(bytearray())
-        try:
-            return [sys.getrefcount(buffer) for buffer in self._kept][0]
-        finally:
-            self._kept.clear()
+        self._idle = _idle_references()
 
     def take(self, size: int) -> bytearray | None:
         """A kept buffer of ``size`` bytes that nobody holds (its contents stale, to be written
@@ -87,6 +86,57 @@ class ReplyBuffers:
         buffer = unfilled_bytearray(size)
         self._kept.append(buffer)
         return buffer
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+class EncodeBuffers:
+    """The buffers replies are encoded into (``msgspec``'s ``encode_into``), used again once
+    nothing but this pool refers to one.
+
+    An encoded download reply is a few MiB; a new ``bytes`` for each is mapped and faulted in
+    page by page (allocations from 1 MiB on are mapped on their own and unmapped when freed:
+    :func:`backend.admission.return_freed_memory`). A kept buffer keeps its memory when a
+    smaller message is encoded into it, so the next large one finds its pages there. Whoever
+    still holds a buffer or a view of it (a send in progress) holds a reference, so a buffer
+    in use is never handed out twice; the sender hands out views only, which also keep the
+    encoder from resizing a buffer under them. Used on the event loop only.
+
+    Args:
+        keep_bytes: Bytes of memory (allocated, not just used) kept at most.
+        keep_buffers: Buffers kept at most (replies encoded at once beyond it get new ones).
+    """
+
+    def __init__(self, keep_bytes: int, keep_buffers: int) -> None:
+        self._keep_bytes = keep_bytes
+        self._keep_buffers = keep_buffers
+        self._kept: list[bytearray] = []
+        self._idle = _idle_references()
+
+    def take(self) -> bytearray:
+        """A buffer nobody else holds, to encode into (its contents replaced): the kept one
+        with the most memory, or a new one, kept if there is room."""
+        idle = [buffer for buffer in self._kept if sys.getrefcount(buffer) <= self._idle]
+        if idle:
+            return max(idle, key=lambda buffer: buffer.__alloc__())
+        buffer = bytearray()
+        if len(self._kept) < self._keep_buffers:
+            self._kept.append(buffer)
+        return buffer
+
+    def trim(self) -> None:
+        """Drop idle buffers, largest first, until the memory kept is within the bound (call
+        once a buffer from :meth:`take` is let go: encoding may have grown it)."""
+        held = sum(buffer.__alloc__() for buffer in self._kept)
+        if held <= self._keep_bytes:
+            return
+        idle = [buffer for buffer in self._kept if sys.getrefcount(buffer) <= self._idle]
+        for buffer in sorted(idle, key=lambda buffer: buffer.__alloc__(), reverse=True):
+            if held <= self._keep_bytes:
+                break
+            self._kept.remove(buffer)
+            held -= buffer.__alloc__()
 
     def __len__(self) -> int:
         return len(self._kept)
