@@ -30,8 +30,12 @@ encrypted over unencrypted:
    per range), so the encrypted one differs by decrypting the segments read, nothing else.
 
 The server process's CPU per picture, per batch and per MB is reported beside each figure: on a
-busy machine it varies far less than wall-clock figures. Before measuring, the benchmark checks
-that the encrypted server's stored files are sealed and the other's are not.
+busy machine it varies far less than wall-clock figures. Downloads also report the server's
+minor page faults per MB: fresh memory for every slice showed there, and swung the CPU figure
+of either server between about 1.1 and 2.5 ms/MB from run to run (now slices are read into
+kept buffers, and replies encoded into kept buffers and sent in fragments:
+:mod:`backend.reply_frames`). Before measuring, the benchmark checks that the encrypted
+server's stored files are sealed and the other's are not.
 
 ``PIXMART_BENCH_QUICK=1`` runs a smaller version (fewer photos, batches and runs) for a quick
 look. Run alone with ``.venv/bin/python -m tests.bench.bench_at_rest``; ``make bench`` collects
@@ -224,9 +228,19 @@ async def _paging_run(shop: _Shop) -> None:
     shop.record("batch cpu", run.server_cpu * 1000 / run.batches_per_s)
 
 
+def _minor_faults(pid: int) -> int:
+    """Minor page faults a live process has taken so far (memory it touched for the first
+    time, zeroed by the kernel page by page)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The command name may hold spaces; the fields we want come after its closing paren.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[7])  # minflt (field 10 of proc(5))
+
+
 async def _download_run(shop: _Shop) -> None:
     assert shop.owner is not None
     cpu_before = cpu_seconds(shop.pid)
+    faults_before = _minor_faults(shop.pid)
     started = time.perf_counter()
     megabytes = 0.0
     for _ in range(DOWNLOAD_PASSES):
@@ -237,6 +251,7 @@ async def _download_run(shop: _Shop) -> None:
     seconds = time.perf_counter() - started
     shop.record("download", megabytes / seconds)
     shop.record("download cpu", (cpu_seconds(shop.pid) - cpu_before) * 1000 / megabytes)
+    shop.record("download faults", (_minor_faults(shop.pid) - faults_before) / megabytes)
 
 
 # -- the rows ------------------------------------------------------------------------------
@@ -259,7 +274,10 @@ class _Figure:
 def _row(figure: _Figure, on: _Shop, off: _Shop, load: str) -> dict[str, Any]:
     on_values, off_values = on.figures[figure.key], off.figures[figure.key]
     on_median, off_median = statistics.median(on_values), statistics.median(off_values)
-    ratio = on_median / off_median
+    if off_median:
+        ratio = on_median / off_median
+    else:  # page faults may be none at all
+        ratio = 1.0 if not on_median else float("inf")
     comparison = f"unencrypted {off_median:.3g} {figure.unit} ({_spread(off_values)})"
     if figure.target:
         cost = 1 - ratio if figure.higher_is_better else ratio - 1
@@ -305,6 +323,14 @@ def _figures(photos: list[Path], originals: list[Path]) -> list[_Figure]:
         _Figure("batch cpu", "server CPU per batch", "ms", paging, False, False),
         _Figure("download", "original download bandwidth", "MB/s", downloads, True),
         _Figure("download cpu", "download server CPU per MB", "ms", downloads, False, False),
+        _Figure(
+            "download faults",
+            "download server page faults per MB",
+            "faults",
+            downloads,
+            False,
+            False,
+        ),
     ]
 
 
