@@ -246,7 +246,7 @@ class AccountService:
         where = address_key(address)
         attempt = self.throttle.reserve(key, where)
         try:
-            shared = await self.shared_limits.login_attempt(key, where)
+            shared = await self.shared_limits.login_attempt(key, where, known=attempt.known)
         except BaseException:
             attempt.release()  # refused by the shop-wide limit before any work
             raise
@@ -475,7 +475,7 @@ class AccountService:
         validate_password(new_password, principal.username)
         attempt = self.throttle.reserve(key, where)
         try:
-            shared = await self.shared_limits.login_attempt(key, where)
+            shared = await self.shared_limits.login_attempt(key, where, known=attempt.known)
         except BaseException:
             attempt.release()
             raise

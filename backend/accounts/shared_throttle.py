@@ -83,14 +83,22 @@ class SharedLimits:
     max_accounts_total: int
     account_window: float
 
-    async def login_attempt(self, account: str, address: str) -> SharedAttempt:
+    async def login_attempt(
+        self, account: str, address: str, *, known: bool = False
+    ) -> SharedAttempt:
         """Check the account's and the address's failed logins before a password check.
+
+        Args:
+            known: The address logged in to the account lately
+                (:meth:`~backend.accounts.throttle.LoginThrottle.knows`): it is limited by its
+                own count for the account, which failures from elsewhere do not fill.
 
         Raises:
             RateLimited: either key had its limit of failed attempts in the window.
         """
+        own = f"known:{account}:{address}" if known else f"account:{account}"
         limits = {
-            f"account:{account}": self.max_failures_per_account,
+            own: self.max_failures_per_account,
             f"address:{address}": self.max_failures_per_address,
         }
         if self.counter is not None:
@@ -101,7 +109,7 @@ class SharedLimits:
                 raise RateLimited(
                     f"Too many failed logins; try again in {retry:g} seconds", retry_after=retry
                 ) from None
-        return SharedAttempt(self.counter, account, limits, self.failure_window)
+        return SharedAttempt(self.counter, account, limits, self.failure_window, own)
 
     async def signup(self, address: str) -> SharedSlot:
         """Count one account creation on the address and on the shop.
@@ -134,11 +142,14 @@ class SharedAttempt:
         account: str,
         limits: Mapping[str, int],
         window: float,
+        own: str | None = None,
     ) -> None:
         self._counter = counter
         self._account = account
         self._limits = limits
         self._window = window
+        #: The account's key the attempt counts on (the address's own count, if known).
+        self._own = own or f"account:{account}"
 
     async def failed(self) -> None:
         """The password was wrong: count one failure on the account and the address."""
@@ -153,6 +164,8 @@ class SharedAttempt:
         """The password was right: forget the account's failures (the address keeps its)."""
         if self._counter is not None:
             await self._counter.clear(LOGIN, f"account:{self._account}")
+            if self._own != f"account:{self._account}":
+                await self._counter.clear(LOGIN, self._own)
 
 
 class SharedSlot:

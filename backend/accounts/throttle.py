@@ -3,7 +3,9 @@
 * :class:`LoginThrottle` counts failed logins per account and per client address and locks a
   key out for a while past its limit. An attempt is reserved (:meth:`LoginThrottle.reserve`)
   before its password is checked and counts as a failure until it succeeds, so attempts sent
-  at once cannot all pass the check before the first failure is recorded.
+  at once cannot all pass the check before the first failure is recorded. An address that
+  logged in to an account lately has its own count for that account: strangers who lock the
+  account out from elsewhere do not lock out its owner where they usually log in.
 * :class:`SignupLimiter` caps account creations per client address and server-wide in a
   sliding window.
 
@@ -16,12 +18,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from protocol.errors import RateLimited
+
+#: A key failed logins are counted under: ("account", name), ("address", ip) or
+#: ("known", name, ip), an address's own count for an account it logged in to.
+_Key = tuple[str, ...]
 
 #: Seconds an attempt refused for "too many attempts in progress" is told to wait: those in
 #: progress settle within one password check, after which the key is locked or free again.
@@ -44,21 +50,30 @@ class LoginAttempt:
     at all (the server was too busy to start it). Later calls do nothing.
     """
 
-    def __init__(self, throttle: LoginThrottle, account: str, address: str) -> None:
+    def __init__(
+        self, throttle: LoginThrottle, account: str, address: str, keys: tuple[_Key, _Key]
+    ) -> None:
         self._throttle = throttle
         self.account = account
         self.address = address
+        #: The account's key (its own, or the address's own count for it) and the address's.
+        self.keys = keys
         self._open = True
+
+    @property
+    def known(self) -> bool:
+        """Whether the address counts on its own for the account (it logged in to it lately)."""
+        return self.keys[0][0] == "known"
 
     def failed(self) -> None:
         """Count the attempt as a failed login."""
         if self._settle():
-            self._throttle.failed(self.account, self.address)
+            self._throttle._record_failure(self.keys)
 
     def succeeded(self) -> None:
         """The password was right: forget the account's failures (the address keeps its)."""
         if self._settle():
-            self._throttle.succeeded(self.account)
+            self._throttle.succeeded(self.account, self.address)
 
     def release(self) -> None:
         """Give the reservation back without counting anything: no password was checked."""
@@ -68,7 +83,7 @@ class LoginAttempt:
         if not self._open:
             return False
         self._open = False
-        self._throttle._unreserve(self.account, self.address)
+        self._throttle._unreserve(self.keys)
         return True
 
 
@@ -78,6 +93,11 @@ class LoginThrottle:
     Keys are ``("account", name)`` and ``("address", ip)``. Both are checked before the password
     is even hashed, so a brute-force run costs the attacker time, not the server CPU. Attempts
     in progress count against the limit as if they had failed.
+
+    From an address that logged in to the account within ``known_for`` seconds, the account's
+    key is ``("known", name, ip)`` instead, with the account's limit: anyone failing from
+    other addresses then cannot lock the owner out there, and a guesser sharing the owner's
+    address meets the same limit as before. At most ``max_keys`` such pairs are remembered.
     """
 
     def __init__(
@@ -89,19 +109,41 @@ class LoginThrottle:
         lockout: float,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
+        known_for: float = 30 * 24 * 3600.0,
     ) -> None:
-        self._limits = {"account": max_per_account, "address": max_per_address}
+        self._limits = {"account": max_per_account, "known": max_per_account}
+        self._limits["address"] = max_per_address
         self._window = window
         self._lockout = lockout
         self._clock = clock
         self._max_keys = max_keys
-        self._failures: dict[tuple[str, str], _Failures] = {}
+        self._known_for = known_for
+        self._failures: dict[_Key, _Failures] = {}
+        #: (account, address) pairs that logged in, and when last; oldest first.
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def knows(self, account: str, address: str) -> bool:
+        """Whether ``address`` logged in to ``account`` within ``known_for`` seconds."""
+        since = self._known.get((account, address))
+        return since is not None and since > self._clock() - self._known_for
+
+    def keys(self, account: str, address: str) -> tuple[_Key, _Key]:
+        """The keys an attempt on ``account`` from ``address`` is counted under."""
+        own: _Key = (
+            ("known", account, address)
+            if self.knows(account, address)
+            else (
+                "account",
+                account,
+            )
+        )
+        return own, ("address", address)
 
     def check(self, account: str, address: str) -> None:
         """Raise :class:`RateLimited` if either key is locked out or has no attempt left."""
         now = self._clock()
-        for kind, value in (("account", account), ("address", address)):
-            entry = self._failures.get((kind, value))
+        for key in self.keys(account, address):
+            entry = self._failures.get(key)
             if entry is None:
                 continue
             if entry.locked_until > now:
@@ -110,7 +152,7 @@ class LoginThrottle:
                     f"Too many failed logins; try again in {retry:g} seconds", retry_after=retry
                 )
             self._forget_old(entry, now)
-            if len(entry.times) + entry.pending >= self._limits[kind]:
+            if len(entry.times) + entry.pending >= self._limits[key[0]]:
                 # Only attempts still in progress can get here (settled failures lock first).
                 raise RateLimited(
                     "Too many login attempts in progress; try again in a second",
@@ -128,26 +170,39 @@ class LoginThrottle:
         self.check(account, address)
         if len(self._failures) >= self._max_keys:
             self._prune(self._clock())
-        for key in (("account", account), ("address", address)):
+        keys = self.keys(account, address)
+        for key in keys:
             self._failures.setdefault(key, _Failures()).pending += 1
-        return LoginAttempt(self, account, address)
+        return LoginAttempt(self, account, address, keys)
 
     def failed(self, account: str, address: str) -> None:
         """Record one failed login for both keys."""
+        self._record_failure(self.keys(account, address))
+
+    def _record_failure(self, keys: tuple[_Key, _Key]) -> None:
         now = self._clock()
         if len(self._failures) >= self._max_keys:
             self._prune(now)
-        for kind, value in (("account", account), ("address", address)):
-            entry = self._failures.setdefault((kind, value), _Failures())
+        for key in keys:
+            entry = self._failures.setdefault(key, _Failures())
             entry.times.append(now)
             self._forget_old(entry, now)
-            if len(entry.times) >= self._limits[kind]:
+            if len(entry.times) >= self._limits[key[0]]:
                 entry.locked_until = now + self._lockout
                 entry.times.clear()
 
-    def succeeded(self, account: str) -> None:
-        """Forget the account's failures after a successful login (the address keeps its)."""
-        entry = self._failures.get(("account", account))
+    def succeeded(self, account: str, address: str) -> None:
+        """Forget the account's failures after a successful login (the address keeps its), and
+        remember that ``address`` logged in to ``account``."""
+        for key in (("account", account), ("known", account, address)):
+            self._forget(key)
+        self._known[(account, address)] = self._clock()
+        self._known.move_to_end((account, address))
+        while len(self._known) > self._max_keys:
+            self._known.popitem(last=False)
+
+    def _forget(self, key: _Key) -> None:
+        entry = self._failures.get(key)
         if entry is None:
             return
         if entry.pending:
@@ -155,10 +210,10 @@ class LoginThrottle:
             entry.times.clear()
             entry.locked_until = 0.0
         else:
-            del self._failures[("account", account)]
+            del self._failures[key]
 
-    def _unreserve(self, account: str, address: str) -> None:
-        for key in (("account", account), ("address", address)):
+    def _unreserve(self, keys: tuple[_Key, _Key]) -> None:
+        for key in keys:
             entry = self._failures.get(key)
             if entry is not None and entry.pending > 0:
                 entry.pending -= 1

@@ -40,7 +40,7 @@ from backend.config import Limits, ServerConfig, SessionPolicy
 from backend.server import PixmartServer
 from protocol import codec
 from protocol.errors import BadRequest, Conflict, ErrorCode, RateLimited, Unauthenticated
-from protocol.messages.accounts import AccountCreated, CreateAccount, Login
+from protocol.messages.accounts import AccountCreated, CreateAccount, LoggedIn, Login
 from protocol.messages.base import (
     PROTOCOL_VERSION,
     ErrorReply,
@@ -200,6 +200,32 @@ async def test_concurrent_wrong_logins_cannot_outrun_the_account_limit(
     # The limit was used up, so even the right password waits out the lockout now.
     reply = await call(server, Login(id=2, username="victim", password="victim-password"), NORMAL)
     assert _code(reply) == ErrorCode.RATE_LIMITED.value
+
+
+async def test_a_stranger_locking_the_account_out_does_not_lock_out_its_owner(
+    server: PixmartServer, make_session: SessionFactory
+) -> None:
+    """Five wrong guesses from anywhere locked the account for a minute for everyone, and a
+    stranger repeating them every minute kept its owner out for good. The owner's address,
+    where it logged in before, now has its own count for the account."""
+    owner = await make_session()
+    await owner.create_account("owner", "owner-password")
+    await owner.login("owner", "owner-password")  # from 127.0.0.1
+    limit = server.config.sessions.max_failures_per_account
+    for i in range(limit):  # one after another, each a password check
+        guess = Login(id=2, username="owner", password=f"guess-{i}")
+        assert _code(await call(server, guess, ATTACKER)) == ErrorCode.UNAUTHENTICATED.value
+    # Locked for strangers, the right password included ...
+    right = Login(id=2, username="owner", password="owner-password")
+    assert _code(await call(server, right, ATTACKER)) == ErrorCode.RATE_LIMITED.value
+    assert _code(await call(server, right, "127.0.0.3")) == ErrorCode.RATE_LIMITED.value
+    # ... not for the owner where it logged in before.
+    assert isinstance(await call(server, right, NORMAL), LoggedIn)
+    # A guesser on the owner's address meets the account's limit there as before.
+    for i in range(limit):
+        guess = Login(id=2, username="owner", password=f"again-{i}")
+        assert _code(await call(server, guess, NORMAL)) == ErrorCode.UNAUTHENTICATED.value
+    assert _code(await call(server, right, NORMAL)) == ErrorCode.RATE_LIMITED.value
 
 
 async def test_password_checks_run_a_bounded_number_at_a_time(

@@ -118,7 +118,7 @@ def test_the_address_is_locked_across_accounts(clock: FakeClock) -> None:
 def test_a_success_clears_the_account_but_not_the_address(clock: FakeClock) -> None:
     throttle = make_throttle(clock, per_account=3, per_address=5)
     fail(throttle, "erin", times=2)
-    throttle.succeeded("erin")
+    throttle.succeeded("erin", "10.0.0.1")
     fail(throttle, "erin", times=2)
     throttle.check("erin", "10.0.0.1")  # 2 since the success: allowed
     # ... but the address kept all four, and the fifth locks it.
@@ -206,14 +206,15 @@ def test_a_success_among_attempts_in_progress_keeps_their_count(clock: FakeClock
     right = throttle.reserve("noor", "10.0.0.1")
     wrong = [throttle.reserve("noor", "10.0.0.1") for _ in range(2)]
     right.succeeded()
-    # The two still in progress hold their places: one more fits, not three.
-    extra = throttle.reserve("noor", "10.0.0.1")
+    # The two still in progress hold their places: one more fits, not three (from another
+    # address: the one that logged in now has its own count for the account).
+    extra = throttle.reserve("noor", "10.0.0.2")
     with pytest.raises(RateLimited):
-        throttle.reserve("noor", "10.0.0.1")
+        throttle.reserve("noor", "10.0.0.2")
     for attempt in [*wrong, extra]:
         attempt.failed()
     with pytest.raises(RateLimited):
-        throttle.check("noor", "10.0.0.1")
+        throttle.check("noor", "10.0.0.2")
 
 
 def test_keys_with_attempts_in_progress_survive_pruning(clock: FakeClock) -> None:
@@ -272,3 +273,29 @@ def test_a_released_sign_up_gives_its_slot_back(clock: FakeClock) -> None:
     slot.release()
     slot.release()  # once only
     signups.reserve("10.0.0.1")
+
+
+def test_strangers_cannot_lock_the_owner_out_where_they_logged_in(clock: FakeClock) -> None:
+    """Five wrong guesses from anywhere locked the account for everyone, its owner included;
+    repeated every lockout, that kept the owner out for as long as the stranger liked."""
+    throttle = make_throttle(clock, per_account=3, per_address=100)
+    throttle.reserve("quinn", "10.0.0.1").succeeded()  # the owner's usual address
+    fail(throttle, "quinn", address="192.0.2.1", times=3)
+    with pytest.raises(RateLimited):
+        throttle.check("quinn", "192.0.2.2")  # locked for strangers
+    throttle.check("quinn", "10.0.0.1")  # not for the owner's address
+    # That address has the account's limit of its own: a guesser sharing it is stopped.
+    fail(throttle, "quinn", address="10.0.0.1", times=3)
+    with pytest.raises(RateLimited):
+        throttle.check("quinn", "10.0.0.1")
+    # Remembered for a while only.
+    clock.advance(31 * 24 * 3600.0)
+    assert not throttle.knows("quinn", "10.0.0.1")
+
+
+def test_known_addresses_are_bounded(clock: FakeClock) -> None:
+    throttle = make_throttle(clock, max_keys=2)
+    for n in range(3):
+        throttle.reserve("rose", f"10.0.1.{n}").succeeded()
+    assert not throttle.knows("rose", "10.0.1.0")
+    assert throttle.knows("rose", "10.0.1.1") and throttle.knows("rose", "10.0.1.2")
