@@ -235,7 +235,9 @@ class LocalBlobs:
         )
         if got == length:
             return total, cast(bytes, reply)  # sent as it is: msgspec encodes it as bytes
-        return total, bytes(memoryview(reply)[:got])  # the last slice: the buffer is kept
+        # The last slice: a view of the buffer, which stays held until the reply is sent (a
+        # copy of a few MiB would be fresh memory, faulted in page by page, every download).
+        return total, cast(bytes, memoryview(reply)[:got])
 
     def _read_range(self, sha256: str, offset: int, length: int) -> tuple[int, bytes]:
         with self.store.open(sha256) as stream:
