@@ -11,8 +11,9 @@
   more than the budget together.
 * :func:`return_freed_memory` makes the C allocator give large buffers back to the system as
   soon as they are freed, so memory used in a burst does not stay with the process.
+* :class:`AddressTally` counts every open connection per client address, logged in or not.
 
-Neither knows about sockets: the transport asks and acts on the answers.
+None knows about sockets: the transport asks and acts on the answers.
 """
 
 from __future__ import annotations
@@ -182,6 +183,52 @@ class PreLoginGate:
     def _seconds_until(deadline: float, now: float) -> int:
         # Whole seconds for the Retry-After header, at least one so no client spins.
         return max(1, math.ceil(deadline - now))
+
+
+class AddressTally:
+    """Open connections per client address (:func:`~backend.addresses.address_key`).
+
+    Logged in or not: once logged in, a connection leaves the pre-login gate's count, and one
+    account resumed on connection after connection could otherwise take every place the
+    server has. Connections are identified by any hashable handle.
+
+    Args:
+        per_address: Connections one client address may have open.
+    """
+
+    def __init__(self, *, per_address: int) -> None:
+        self.per_address = per_address
+        self._keys: dict[Hashable, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def count_from(self, address: str) -> int:
+        """How many connections ``address``'s key has open."""
+        return self._counts.get(address_key(address), 0)
+
+    def admit(self, handle: Hashable, address: str) -> Refusal | None:
+        """Count ``handle`` from ``address``, or say why not (then it is not counted)."""
+        key = address_key(address)
+        if handle in self._keys:
+            return None
+        if self._counts.get(key, 0) >= self.per_address:
+            # No deadline frees a place: a connection ends when its client leaves.
+            return Refusal(
+                HTTPStatus.TOO_MANY_REQUESTS, "Too many connections from your address\n", 5
+            )
+        self._keys[handle] = key
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return None
+
+    def release(self, handle: Hashable) -> None:
+        """Stop counting ``handle`` (it closed); nothing if it was not counted."""
+        key = self._keys.pop(handle, None)
+        if key is None:
+            return
+        left = self._counts[key] - 1
+        if left:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
 
 
 class ByteBudget:

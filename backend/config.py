@@ -58,6 +58,11 @@ class Limits:
     #: Complete frames websockets queues per connection before it stops reading the socket.
     max_queued_frames: int = 1
     max_connections: int = 1000
+    #: Open connections, logged in or not, from one client address: a login leaves the
+    #: pre-login caps, and one account resumed again and again would otherwise fill
+    #: ``max_connections``. A quarter of it: room for a NAT full of people (and the load
+    #: benchmarks' 200 clients on one loopback address). Past it: HTTP 429, Retry-After.
+    max_connections_per_address: int = 256
     #: Connections not logged in, server-wide: half of ``max_connections``, so connections that
     #: never log in cannot take the room of logged-in sessions. Past it: HTTP 503, Retry-After.
     max_unauthenticated: int = 500

@@ -20,7 +20,7 @@ from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.protocol import Event
 from websockets.server import ServerProtocol
 
-from backend.admission import ByteBudget, FrameMeter, PreLoginGate, Refusal
+from backend.admission import AddressTally, ByteBudget, FrameMeter, PreLoginGate, Refusal
 
 
 class SharedReading(asyncio.Transport):
@@ -111,6 +111,8 @@ class GatedConnection(ServerConnection):
 
     gate: ClassVar[PreLoginGate | None] = None
     budget: ClassVar[ByteBudget | None] = None
+    #: Counts the connections the transport admitted, per address, until they are lost.
+    tally: ClassVar[AddressTally | None] = None
     #: Messages up to this size are not charged to the budget.
     free_bytes: ClassVar[int] = 0
     #: Why the gate refused this connection, if it did.
@@ -171,13 +173,15 @@ class GatedConnection(ServerConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.gate is not None:
             self.gate.release(self)
+        if self.tally is not None:
+            self.tally.release(self)
         if self.meter is not None:
             self.meter.close()
         super().connection_lost(exc)
 
 
 def connection_class(
-    gate: PreLoginGate, budget: ByteBudget, free_bytes: int
+    gate: PreLoginGate, budget: ByteBudget, free_bytes: int, tally: AddressTally | None = None
 ) -> type[GatedConnection]:
     """A :class:`GatedConnection` subclass for one server (tests run several in one process)."""
 
@@ -185,6 +189,7 @@ def connection_class(
         pass
 
     ServerGatedConnection.gate = gate
+    ServerGatedConnection.tally = tally
     ServerGatedConnection.budget = budget
     ServerGatedConnection.free_bytes = free_bytes
     return ServerGatedConnection

@@ -33,7 +33,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from backend.admission import ByteBudget, PreLoginGate, return_freed_memory
+from backend.admission import AddressTally, ByteBudget, PreLoginGate, return_freed_memory
 from backend.config import ServerConfig
 from backend.connection import Connection
 from backend.dispatch import Dispatcher, error_reply
@@ -100,6 +100,8 @@ class Transport:
             per_address=self._limits.max_handshaking_per_address,
             total=self._limits.max_handshaking,
         )
+        #: Every open connection per client address, logged in or not.
+        self.per_address = AddressTally(per_address=self._limits.max_connections_per_address)
         #: Bytes of large incoming messages buffered or being handled, server-wide.
         self.frame_budget = ByteBudget(self._limits.max_inflight_frame_bytes)
         self._closers: set[asyncio.Task[None]] = set()
@@ -156,7 +158,7 @@ class Transport:
             ping_timeout=self._limits.ping_timeout,
             server_header=None,
             create_connection=connection_class(
-                self._gate, self.frame_budget, self._prelogin_frame_bytes
+                self._gate, self.frame_budget, self._prelogin_frame_bytes, self.per_address
             ),
             # Passed to loop.create_server: a peer that stalls in the TLS handshake must not
             # hold its socket and its handshake slot for asyncio's default minute.
@@ -181,6 +183,12 @@ class Transport:
             return response
         if len(self._connections) >= self._limits.max_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections\n")
+        # Counted until the connection is lost (GatedConnection.connection_lost).
+        refusal = self.per_address.admit(connection, _peer_host(connection))
+        if refusal is not None:
+            response = connection.respond(refusal.status, refusal.reason)
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
         return None
 
     async def _health_response(self, connection: ServerConnection) -> HttpResponse:
@@ -411,6 +419,11 @@ class Transport:
                 return
             # The event may have told of a session that ended: the pre-login limits are back.
             self._sync_login(link)
+
+
+def _peer_host(connection: ServerConnection) -> str:
+    """The connection's peer IP address as text, or ``"?"``."""
+    return str(connection.remote_address[0]) if connection.remote_address else "?"
 
 
 def _close_evicted(handle: Hashable) -> None:

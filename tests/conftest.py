@@ -114,7 +114,11 @@ def server_config(
         enable_vision=False,
         # Tests connect many clients at once from one loopback address; the per-address cap on
         # connections not logged in has its own tests (tests/fault/test_edge_connections.py).
-        limits=Limits(max_unauthenticated_per_address=1_000, max_handshaking_per_address=1_000),
+        limits=Limits(
+            max_unauthenticated_per_address=1_000,
+            max_handshaking_per_address=1_000,
+            max_connections_per_address=1_000,
+        ),
         # Tests sign up many users from one loopback address; the sign-up limits have their
         # own tests (tests/fault/test_edge_accounts.py), which put the defaults back.
         sessions=SessionPolicy(max_accounts_per_address=10_000, max_accounts_total=10_000),

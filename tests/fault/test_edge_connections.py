@@ -53,6 +53,8 @@ from protocol.messages.accounts import (
     Login,
     Logout,
     Me,
+    Resume,
+    Resumed,
     SessionEnded,
     WhoAmI,
 )
@@ -484,6 +486,46 @@ async def test_connections_that_never_finish_their_handshakes_are_bounded_per_ad
         # Every slot comes back once the connections are gone.
         await eventually(lambda: _is(slots.count, 0))
         await eventually(lambda: _is(_transport(server).connection_count, 0))
+
+
+async def test_one_account_resumed_again_and_again_cannot_take_every_connection(
+    server_config: ServerConfig,
+) -> None:
+    """A login leaves the pre-login caps: one account, resumed on connection after connection
+    from one address, took every place the server had (1,000) and turned everyone away with
+    503. Now an address has a share of the places, logged in or not."""
+    config = with_limits(server_config, max_connections=30, max_connections_per_address=6)
+    async with running_server(config) as server, AsyncExitStack() as stack:
+        port = server.port
+        async with pinned_session(server) as owner:
+            await owner.create_account("many-sessions", PASSWORD)
+        first = await stack.enter_async_context(_peer(port))
+        await _greet(first)
+        logged_in = await _call(first, Login(id=2, username="many-sessions", password=PASSWORD))
+        assert isinstance(logged_in, LoggedIn)
+        refused: list[Response] = []
+        for _ in range(10):
+            outcome = await _open_or_refusal(port, ATTACKER)
+            if isinstance(outcome, Response):
+                refused.append(outcome)
+                continue
+            stack.push_async_callback(outcome.close)
+            await _greet(outcome)
+            assert isinstance(await _call(outcome, Resume(id=2, token=logged_in.token)), Resumed)
+        tally = _transport(server).per_address
+        assert tally.count_from(ATTACKER) == 6 and len(refused) == 5
+        assert {r.status_code for r in refused} == {429}
+        assert all(_retry_after(r) >= 1 for r in refused)
+        # A normal client on its own address gets in, logs in and browses.
+        async with pinned_session(server) as good:
+            await good.login("many-sessions", PASSWORD)
+            await browse(good)
+        # A place comes back when one of the address's connections goes.
+        await first.close()
+        await eventually(lambda: _is(tally.count_from(ATTACKER), 5))
+        async with _peer(port) as again:
+            await _greet(again)
+    await eventually(lambda: _is(tally.count_from(ATTACKER), 0))
 
 
 # -- item 5: memory --------------------------------------------------------------------------

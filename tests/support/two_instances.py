@@ -27,7 +27,11 @@ def instance_config(pg_url: str, data_dir: Path) -> ServerConfig:
         data_dir=data_dir,
         port=0,
         enable_vision=False,
-        limits=Limits(max_unauthenticated_per_address=1_000, max_handshaking_per_address=1_000),
+        limits=Limits(
+            max_unauthenticated_per_address=1_000,
+            max_handshaking_per_address=1_000,
+            max_connections_per_address=1_000,
+        ),
         sessions=SessionPolicy(
             max_accounts_per_address=10_000,
             max_accounts_total=10_000,

@@ -15,7 +15,7 @@ from http import HTTPStatus
 import pytest
 from websockets.frames import BINARY, CONT, PING, TEXT, Frame, Opcode
 
-from backend.admission import ByteBudget, FrameMeter, PreLoginGate
+from backend.admission import AddressTally, ByteBudget, FrameMeter, PreLoginGate
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"
 FREE = 64
@@ -287,3 +287,17 @@ def test_any_stream_in_any_cuts_reaches_websockets_unchanged(seed: int) -> None:
     assert bytes(h.fed) == stream
     assert charges == expected
     assert h.budget.in_use == 0 and h.budget.peak <= 2000
+
+
+def test_the_address_tally_counts_open_connections_per_address() -> None:
+    tally = AddressTally(per_address=2)
+    assert tally.admit("a", "10.0.0.1") is None
+    assert tally.admit("a", "10.0.0.1") is None  # counted once
+    assert tally.admit("b", "10.0.0.1") is None
+    refusal = tally.admit("c", "10.0.0.1")
+    assert refusal is not None and refusal.status == 429 and refusal.retry_after >= 1
+    assert tally.admit("d", "10.0.0.2") is None
+    tally.release("a")
+    tally.release("a")  # twice is fine
+    assert tally.count_from("10.0.0.1") == 1
+    assert tally.admit("c", "10.0.0.1") is None
