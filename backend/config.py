@@ -121,6 +121,10 @@ class SessionPolicy:
     #: Seconds between sweeps that end sessions which expired unused (their connections are
     #: told) or were deleted by another process, e.g. ``pixmart-server admin remove``.
     sweep_interval: float = 5.0
+    #: Sessions one user may hold: a login past it ends the one used longest ago. Each is a
+    #: stored row and, while used, an entry in memory; without a cap, a script logging in
+    #: again and again grew both without end. Room for every device a person has, and more.
+    max_sessions_per_user: int = 64
     #: Failed logins allowed per account / per address inside ``failure_window`` seconds.
     max_failures_per_account: int = 5
     max_failures_per_address: int = 20

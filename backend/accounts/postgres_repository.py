@@ -126,3 +126,12 @@ class PostgresSessionRepository:
         return int(
             await self._db.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", user_id)
         )
+
+    async def surplus_of_user(self, user_id: int, keep: int) -> list[bytes]:
+        rows = await self._db.fetchall(
+            "SELECT token_hash FROM sessions WHERE user_id = $1"
+            " ORDER BY last_seen_at DESC, created_at DESC OFFSET $2",
+            user_id,
+            keep,
+        )
+        return [bytes(row[0]) for row in rows]

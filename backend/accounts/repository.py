@@ -121,3 +121,6 @@ class SessionRepository(Protocol):
 
     async def count_of_user(self, user_id: int) -> int:
         """How many sessions the user has stored."""
+
+    async def surplus_of_user(self, user_id: int, keep: int) -> list[bytes]:
+        """The token hashes of the user's sessions but the ``keep`` used last (newest first)."""

@@ -291,6 +291,11 @@ class AccountService:
         await self._sessions.create(session)
         principal = Principal(user.id, user.username, user.is_admin, session.token_hash)
         self._hold(session, principal)
+        # Past the cap, the sessions used longest ago end (their connections are told).
+        surplus = await self._sessions.surplus_of_user(user.id, self._policy.max_sessions_per_user)
+        for token_hash in surplus:
+            if token_hash != session.token_hash:
+                await self._revoke(token_hash, SessionEndReason.REVOKED)
         return token, principal, session.expires_at
 
     async def resume(self, token: str) -> tuple[Principal, float]:

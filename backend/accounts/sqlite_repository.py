@@ -132,3 +132,11 @@ class SqliteSessionRepository:
     async def count_of_user(self, user_id: int) -> int:
         row = await self._db.fetchone("SELECT COUNT(*) FROM sessions WHERE user_id = ?", (user_id,))
         return int(row[0]) if row is not None else 0
+
+    async def surplus_of_user(self, user_id: int, keep: int) -> list[bytes]:
+        rows = await self._db.fetchall(
+            "SELECT token_hash FROM sessions WHERE user_id = ?"
+            " ORDER BY last_seen_at DESC, created_at DESC LIMIT -1 OFFSET ?",
+            (user_id, keep),
+        )
+        return [bytes(row[0]) for row in rows]

@@ -59,7 +59,7 @@ from protocol.messages.catalogue import (
 )
 from tests.conftest import SessionFactory, logged_in
 from tests.fault.conftest import raw_peer
-from tests.support import running_server, user_count
+from tests.support import pinned_session, running_server, user_count
 from tests.support.catalogue import jpeg, meta, upload
 
 PASSWORD = "password123"
@@ -226,6 +226,35 @@ async def test_a_stranger_locking_the_account_out_does_not_lock_out_its_owner(
         guess = Login(id=2, username="owner", password=f"again-{i}")
         assert _code(await call(server, guess, NORMAL)) == ErrorCode.UNAUTHENTICATED.value
     assert _code(await call(server, right, NORMAL)) == ErrorCode.RATE_LIMITED.value
+
+
+async def test_logging_in_again_and_again_keeps_a_bounded_number_of_sessions(
+    server_config: ServerConfig,
+) -> None:
+    """Every login stored a session, kept in memory while used: a script logging in again and
+    again grew both without end. Past the cap, the session used longest ago ends."""
+    policy = replace(server_config.sessions, max_sessions_per_user=3)
+    async with running_server(replace(server_config, sessions=policy)) as server:
+        async with pinned_session(server) as owner:
+            await owner.create_account("sessions-owner", PASSWORD)
+            await owner.login("sessions-owner", PASSWORD)  # from 127.0.0.1
+            tokens = []
+            login = Login(id=2, username="sessions-owner", password=PASSWORD)
+            for _ in range(5):  # one after another from the attacker's address
+                reply = await call(server, login, ATTACKER)
+                assert isinstance(reply, LoggedIn), reply
+                tokens.append(reply.token)
+            sessions = server.accounts._sessions
+            assert await sessions.count_of_user(reply.user.id) == 3
+            # The oldest ended, the owner's first one with them; the newest still work.
+            with pytest.raises(Unauthenticated):
+                await server.accounts.resume(tokens[1])
+            await server.accounts.resume(tokens[2])
+            with pytest.raises(Unauthenticated):
+                await owner.whoami()
+            await owner.login("sessions-owner", PASSWORD)  # the owner simply logs in again
+            await owner.whoami()
+            assert await sessions.count_of_user(reply.user.id) == 3
 
 
 async def test_password_checks_run_a_bounded_number_at_a_time(
