@@ -244,8 +244,9 @@ async def test_logging_in_again_and_again_keeps_a_bounded_number_of_sessions(
                 reply = await call(server, login, ATTACKER)
                 assert isinstance(reply, LoggedIn), reply
                 tokens.append(reply.token)
+                user_id = reply.user.id
             sessions = server.accounts._sessions
-            assert await sessions.count_of_user(reply.user.id) == 3
+            assert await sessions.count_of_user(user_id) == 3
             # The oldest ended, the owner's first one with them; the newest still work.
             with pytest.raises(Unauthenticated):
                 await server.accounts.resume(tokens[1])
@@ -254,7 +255,7 @@ async def test_logging_in_again_and_again_keeps_a_bounded_number_of_sessions(
                 await owner.whoami()
             await owner.login("sessions-owner", PASSWORD)  # the owner simply logs in again
             await owner.whoami()
-            assert await sessions.count_of_user(reply.user.id) == 3
+            assert await sessions.count_of_user(user_id) == 3
 
 
 async def test_password_checks_run_a_bounded_number_at_a_time(
