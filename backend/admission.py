@@ -314,6 +314,119 @@ class _Waiter:
     done: bool = False
 
 
+@dataclass(eq=False)
+class _ShareWaiter:
+    """Waits for its address's share, then for the whole budget."""
+
+    amount: int
+    share: _Waiter | None = None
+    whole: _Waiter | None = None
+    #: Both were taken for it.
+    done: bool = False
+
+
+class BudgetShare:
+    """One client address's share of a :class:`ByteBudget`, used like a budget of its own.
+
+    Bytes are taken from the address's share first, then from the whole budget, always in
+    that order, so connections waiting on each other cannot deadlock; released, they go back
+    to both. Connections from one address thus hold at most ``share.capacity`` bytes of the
+    whole: large messages that never finish (a fragment never followed, a frame sent a byte
+    at a time) from one address no longer starve everyone's uploads.
+
+    Args:
+        share: The address's own budget (shared by all its connections).
+        whole: The server-wide budget.
+    """
+
+    def __init__(self, share: ByteBudget, whole: ByteBudget) -> None:
+        self.share = share
+        self.whole = whole
+        self.capacity = min(share.capacity, whole.capacity)
+
+    def try_take(self, amount: int) -> bool:
+        """Take ``amount`` from both if it fits both now and nobody waits; whether it did."""
+        if not self.share.try_take(amount):
+            return False
+        if self.whole.try_take(amount):
+            return True
+        self.share.release(amount)
+        return False
+
+    def wait(self, amount: int, granted: Callable[[], None]) -> _ShareWaiter:
+        """Queue for ``amount`` (share first, then the whole); ``granted`` once both are taken."""
+        waiter = _ShareWaiter(amount)
+
+        def whole_granted() -> None:
+            waiter.done = True
+            granted()
+
+        def share_granted() -> None:
+            waiter.whole = self.whole.wait(amount, whole_granted)
+
+        waiter.share = self.share.wait(amount, share_granted)
+        return waiter
+
+    def cancel(self, waiter: _ShareWaiter) -> None:
+        """Leave the queues (nothing if ``waiter`` was granted already)."""
+        if waiter.done:
+            return
+        if waiter.whole is not None:
+            self.whole.cancel(waiter.whole)
+            self.share.release(waiter.amount)  # the share was taken for it
+        elif waiter.share is not None:
+            self.share.cancel(waiter.share)
+
+    def release(self, amount: int) -> None:
+        """Give back ``amount`` bytes taken earlier."""
+        self.whole.release(amount)
+        self.share.release(amount)
+
+
+class BudgetShares:
+    """The per-address shares of one budget, each kept while a connection of its address is.
+
+    Args:
+        whole: The server-wide budget.
+        per_address: Bytes of it one client address may hold.
+    """
+
+    def __init__(self, whole: ByteBudget, per_address: int) -> None:
+        self.whole = whole
+        self.per_address = min(per_address, whole.capacity)
+        self._shares: dict[str, tuple[ByteBudget, int]] = {}
+
+    def join(self, address: str) -> BudgetShare:
+        """The share of ``address``'s key, for one more connection; :meth:`leave` it after."""
+        key = address_key(address)
+        share, users = self._shares.get(key, (None, 0))
+        if share is None:
+            share = ByteBudget(self.per_address)
+        self._shares[key] = (share, users + 1)
+        return BudgetShare(share, self.whole)
+
+    def leave(self, address: str) -> None:
+        """One connection of ``address`` is gone (its charges given back)."""
+        key = address_key(address)
+        share, users = self._shares.get(key, (None, 0))
+        if share is None:
+            return
+        if users > 1:
+            self._shares[key] = (share, users - 1)
+        else:
+            del self._shares[key]
+
+    def in_use_by(self, address: str) -> int:
+        """Bytes ``address``'s key holds now."""
+        share, _ = self._shares.get(address_key(address), (None, 0))
+        return share.in_use if share is not None else 0
+
+    def waiting_from(self, address: str) -> int:
+        """How many of ``address``'s key's messages wait for its share."""
+        share, _ = self._shares.get(address_key(address), (None, 0))
+        return share.waiting if share is not None else 0
+
+
 #: Opcode bit of control frames (close, ping, pong): 125 bytes at most, never part of a message.
 _CONTROL = 0x8
 _CONTINUATION = 0x0
@@ -352,7 +465,7 @@ class FrameMeter:
 
     def __init__(
         self,
-        budget: ByteBudget,
+        budget: ByteBudget | BudgetShare,
         *,
         free_bytes: int,
         limit: Callable[[], int | None],
@@ -379,7 +492,7 @@ class FrameMeter:
         #: Bytes held back until the next message is charged, and how it was charged.
         self._held: bytearray | None = None
         self._pending: tuple[int, bool, int, int] | None = None
-        self._waiter: _Waiter | None = None
+        self._waiter: _Waiter | _ShareWaiter | None = None
         self._closed = False
 
     @property
@@ -404,12 +517,17 @@ class FrameMeter:
         """The charge of the oldest complete message not taken yet (0 if none); release it."""
         return self._charges.popleft() if self._charges else 0
 
+    def release(self, amount: int) -> None:
+        """Give back a charge :meth:`take` handed out, to the budget it was taken from."""
+        if amount:
+            self._budget.release(amount)
+
     def close(self) -> None:
         """The connection is gone: give back every charge not taken, leave the queue."""
         self._closed = True
         if self._waiter is not None and not self._waiter.done:
             # Still queued: nothing was taken for it.
-            self._budget.cancel(self._waiter)
+            self._budget.cancel(self._waiter)  # type: ignore[arg-type]  # its own kind
             self._pending = None
         self._waiter = None
         # A grant not yet acted on is given back by _resume.

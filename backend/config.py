@@ -55,6 +55,10 @@ class Limits:
     #: One that does not fit waits before its payload is read, and its connection is not read
     #: meanwhile (TCP back-pressure); smaller messages are not counted.
     max_inflight_frame_bytes: int = 256 * 1024 * 1024
+    #: The part of it one client address may hold: large messages that never finish (a
+    #: fragment never followed, a frame sent a byte at a time until the idle timeout) from
+    #: one address held all of it and every upload waited. Two largest messages' worth.
+    max_inflight_frame_bytes_per_address: int = 64 * 1024 * 1024
     #: Complete frames websockets queues per connection before it stops reading the socket.
     max_queued_frames: int = 1
     max_connections: int = 1000

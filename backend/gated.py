@@ -20,7 +20,15 @@ from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.protocol import Event
 from websockets.server import ServerProtocol
 
-from backend.admission import AddressTally, ByteBudget, FrameMeter, PreLoginGate, Refusal
+from backend.admission import (
+    AddressTally,
+    BudgetShare,
+    BudgetShares,
+    ByteBudget,
+    FrameMeter,
+    PreLoginGate,
+    Refusal,
+)
 
 
 class SharedReading(asyncio.Transport):
@@ -111,6 +119,9 @@ class GatedConnection(ServerConnection):
 
     gate: ClassVar[PreLoginGate | None] = None
     budget: ClassVar[ByteBudget | None] = None
+    #: Each client address's share of ``budget`` (``None``: the whole budget for anyone).
+    shares: ClassVar[BudgetShares | None] = None
+    _address: str = "?"
     #: Counts the connections the transport admitted, per address, until they are lost.
     tally: ClassVar[AddressTally | None] = None
     #: Messages up to this size are not charged to the budget.
@@ -123,11 +134,15 @@ class GatedConnection(ServerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         reading = self._reading = SharedReading(cast(asyncio.Transport, transport))
         super().connection_made(reading)
+        self._address = _host(transport.get_extra_info("peername"))
         if self.gate is not None:
-            self.refusal = self.gate.admit(self, _host(transport.get_extra_info("peername")))
+            self.refusal = self.gate.admit(self, self._address)
         if self.budget is not None:
+            budget: ByteBudget | BudgetShare = self.budget
+            if self.shares is not None:
+                budget = self.shares.join(self._address)
             self.meter = FrameMeter(
-                self.budget,
+                budget,
                 free_bytes=self.free_bytes,
                 limit=lambda: max_message_size(self.protocol),
                 feed=self._feed,
@@ -177,11 +192,17 @@ class GatedConnection(ServerConnection):
             self.tally.release(self)
         if self.meter is not None:
             self.meter.close()
+            if self.shares is not None:
+                self.shares.leave(self._address)
         super().connection_lost(exc)
 
 
 def connection_class(
-    gate: PreLoginGate, budget: ByteBudget, free_bytes: int, tally: AddressTally | None = None
+    gate: PreLoginGate,
+    budget: ByteBudget,
+    free_bytes: int,
+    tally: AddressTally | None = None,
+    shares: BudgetShares | None = None,
 ) -> type[GatedConnection]:
     """A :class:`GatedConnection` subclass for one server (tests run several in one process)."""
 
@@ -190,6 +211,7 @@ def connection_class(
 
     ServerGatedConnection.gate = gate
     ServerGatedConnection.tally = tally
+    ServerGatedConnection.shares = shares
     ServerGatedConnection.budget = budget
     ServerGatedConnection.free_bytes = free_bytes
     return ServerGatedConnection

@@ -33,7 +33,13 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from backend.admission import AddressTally, ByteBudget, PreLoginGate, return_freed_memory
+from backend.admission import (
+    AddressTally,
+    BudgetShares,
+    ByteBudget,
+    PreLoginGate,
+    return_freed_memory,
+)
 from backend.config import ServerConfig
 from backend.connection import Connection
 from backend.dispatch import Dispatcher, error_reply
@@ -104,6 +110,10 @@ class Transport:
         self.per_address = AddressTally(per_address=self._limits.max_connections_per_address)
         #: Bytes of large incoming messages buffered or being handled, server-wide.
         self.frame_budget = ByteBudget(self._limits.max_inflight_frame_bytes)
+        #: Each client address's share of it.
+        self.frame_shares = BudgetShares(
+            self.frame_budget, self._limits.max_inflight_frame_bytes_per_address
+        )
         self._closers: set[asyncio.Task[None]] = set()
         #: Sends requests' replies (encoded into kept buffers, large ones in fragments).
         self._replies = ReplySender()
@@ -158,7 +168,11 @@ class Transport:
             ping_timeout=self._limits.ping_timeout,
             server_header=None,
             create_connection=connection_class(
-                self._gate, self.frame_budget, self._prelogin_frame_bytes, self.per_address
+                self._gate,
+                self.frame_budget,
+                self._prelogin_frame_bytes,
+                self.per_address,
+                self.frame_shares,
             ),
             # Passed to loop.create_server: a peer that stalls in the TLS handshake must not
             # hold its socket and its handshake slot for asyncio's default minute.
@@ -323,7 +337,10 @@ class Transport:
             # buffered it; the charge is given back once its reply is sent.
             meter = websocket.meter if isinstance(websocket, GatedConnection) else None
             charged = meter.take() if meter is not None else 0
-            keep_reading = await self._take_frame(link, frame, charged, garbage, in_flight)
+            release = meter.release if meter is not None else self.frame_budget.release
+            keep_reading = await self._take_frame(
+                link, frame, (charged, release), garbage, in_flight
+            )
             # Not held while the next message may wait for the budget: its charge is gone.
             del frame
             if not keep_reading:
@@ -333,15 +350,17 @@ class Transport:
         self,
         link: _Link,
         frame: bytes | str,
-        charged: int,
+        charge: tuple[int, Callable[[int], None]],
         garbage: deque[float],
         in_flight: asyncio.Semaphore,
     ) -> bool:
         """Refuse ``frame`` or start a task that serves it; whether to go on reading.
 
-        ``charged`` bytes of the budget go with the frame: to its task, or back at once.
+        ``charge``: the bytes of the budget that go with the frame (to its task, or back at
+        once), and how to give them back (to the connection's share of the budget).
         """
         websocket, connection = link.websocket, link.connection
+        charged, release = charge
         try:
             request_type = UNKNOWN_TYPE  # for the metrics and log line of a refused frame
             try:
@@ -370,19 +389,12 @@ class Transport:
             task.add_done_callback(lambda _: in_flight.release())
             # The task holds the frame until its reply is sent; a done callback runs even if
             # the task is cancelled before it starts.
-            task.add_done_callback(self._budget_releaser(charged))
+            task.add_done_callback(_releaser(charged, release))
             charged = 0
             return True
         finally:
             if charged:
-                self.frame_budget.release(charged)
-
-    def _budget_releaser(self, amount: int) -> Callable[[asyncio.Task[None]], None]:
-        def release(_: asyncio.Task[None]) -> None:
-            if amount:
-                self.frame_budget.release(amount)
-
-        return release
+                release(charged)
 
     def _too_much_garbage(self, garbage: deque[float]) -> bool:
         now = time.monotonic()
@@ -419,6 +431,16 @@ class Transport:
                 return
             # The event may have told of a session that ended: the pre-login limits are back.
             self._sync_login(link)
+
+
+def _releaser(amount: int, release: Callable[[int], None]) -> Callable[[asyncio.Task[None]], None]:
+    """A done callback that gives ``amount`` bytes back through ``release``."""
+
+    def done(_: asyncio.Task[None]) -> None:
+        if amount:
+            release(amount)
+
+    return done
 
 
 def _peer_host(connection: ServerConnection) -> str:

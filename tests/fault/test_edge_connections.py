@@ -674,6 +674,46 @@ async def test_large_frames_after_login_stay_within_the_server_wide_budget(
         assert transport.frame_budget.in_use == 0
 
 
+def _unfinished_frame(size: int, sent: int) -> bytes:
+    """A masked binary frame's header announcing ``size`` bytes, and its first ``sent``."""
+    return b"\x82\xff" + size.to_bytes(8, "big") + b"\0\0\0\0" + b"x" * sent
+
+
+async def test_large_messages_that_never_finish_hold_only_their_address_share(
+    server_config: ServerConfig,
+) -> None:
+    """A large message is charged to the server-wide budget from its header until its reply:
+    logged-in connections from one address that announced large frames and never sent them
+    whole held all of it, and every other upload waited until their idle timeout (600 s)."""
+    config = with_limits(
+        server_config,
+        max_frame_bytes=2 * MIB,
+        max_message_bytes=2 * MIB,
+        max_inflight_frame_bytes=16 * MIB,
+        max_inflight_frame_bytes_per_address=4 * MIB,
+    )
+    async with running_server(config) as server, AsyncExitStack() as stack:
+        transport = _transport(server)
+        async with pinned_session(server) as owner:
+            await owner.create_account("stalled-frames", PASSWORD)
+        for _ in range(8):  # 8 x 2 x 1 MiB: the whole budget, were it not for the share
+            ws = await stack.enter_async_context(_peer(server.port))
+            await _log_in(ws, "stalled-frames")
+            assert ws.transport is not None
+            ws.transport.write(_unfinished_frame(MIB, 1024))
+        await eventually(lambda: _is(transport.frame_shares.in_use_by(ATTACKER), 4 * MIB))
+        await eventually(lambda: _is(transport.frame_shares.waiting_from(ATTACKER), 6))
+        assert transport.frame_budget.in_use == 4 * MIB
+        # A normal client's large request is read and served meanwhile.
+        async with _peer(server.port, NORMAL) as good:
+            await _log_in(good, "stalled-frames")
+            reply = await _call(good, SearchByImage(id=9, image=os.urandom(MIB)))
+            assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNAVAILABLE, reply
+        await stack.aclose()
+        await eventually(lambda: _is(transport.frame_budget.in_use, 0))
+        assert transport.frame_shares.in_use_by(ATTACKER) == 0
+
+
 async def test_logging_out_brings_back_the_pre_login_limits(server_config: ServerConfig) -> None:
     deadline = 2.0
     config = with_limits(server_config, login_deadline=deadline)

@@ -15,7 +15,7 @@ from http import HTTPStatus
 import pytest
 from websockets.frames import BINARY, CONT, PING, TEXT, Frame, Opcode
 
-from backend.admission import AddressTally, ByteBudget, FrameMeter, PreLoginGate
+from backend.admission import AddressTally, BudgetShares, ByteBudget, FrameMeter, PreLoginGate
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"
 FREE = 64
@@ -301,3 +301,33 @@ def test_the_address_tally_counts_open_connections_per_address() -> None:
     tally.release("a")  # twice is fine
     assert tally.count_from("10.0.0.1") == 1
     assert tally.admit("c", "10.0.0.1") is None
+
+
+def test_an_address_share_bounds_what_its_connections_hold_of_the_whole() -> None:
+    whole = ByteBudget(10)
+    shares = BudgetShares(whole, per_address=4)
+    one, same = shares.join("10.0.0.1"), shares.join("10.0.0.1")
+    other = shares.join("10.0.0.2")
+    assert one.try_take(3)
+    assert not same.try_take(2)  # the address's share is spent, the whole is not
+    granted: list[str] = []
+    waiter = same.wait(2, lambda: granted.append("same"))
+    assert other.try_take(4) and whole.in_use == 7
+    one.release(3)
+    assert granted == ["same"] and waiter.done
+    assert shares.in_use_by("10.0.0.1") == 2 and whole.in_use == 6
+    # Waiting for the whole after the share was taken: a cancel gives the share back.
+    assert other.try_take(0)
+    hog = shares.join("10.0.0.3")
+    assert hog.try_take(4) and whole.in_use == 10
+    late = same.wait(2, lambda: granted.append("late"))
+    assert late.whole is not None and not late.done
+    assert shares.in_use_by("10.0.0.1") == 4
+    same.cancel(late)
+    assert shares.in_use_by("10.0.0.1") == 2 and granted == ["same"]
+    for budget, amount in ((same, 2), (other, 4), (hog, 4)):
+        budget.release(amount)
+    assert whole.in_use == 0
+    for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        shares.leave(address)
+    assert shares.in_use_by("10.0.0.1") == 0
