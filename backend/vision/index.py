@@ -6,19 +6,18 @@ every row's 8-bit code per query, which is quick up to some ten thousand rows an
 with the catalogue (hundreds of milliseconds at a million rows on the 2-core development
 machine).
 So from :data:`DEFAULT_APPROXIMATE_FROM` rows on (``mode="auto"``),
-:class:`~backend.vision.ivf.IvfLists` (faiss inverted lists with 4-bit product codes) propose
+:class:`~backend.vision.ivf.IvfLists` (faiss inverted lists with 8-bit codes) propose
 candidates among the rows the viewer may see, and the exact index scores just those. Hits
 therefore carry exact scores and the same (score descending, item id ascending) order and
 keyset cursors either way; what the lists may miss is a row that belongs in the top ``k``.
 
-How many lists a search scans, and how many candidates it re-ranks, is calibrated on the
-catalogue itself when the lists are built (:func:`calibrate_probes`): the cheapest pair that
-finds at least :data:`_CALIBRATION_RECALL` of the exact top 24 for a sample of its own rows, so
-a catalogue of loose, unclustered pictures gets a broader search than one of tight groups.
-Recall@24 against the exact index and latency at 100,000 and a million rows are measured by
-``tests/bench/bench_vision.py --sizes 100000,1000000`` (figures in ``README.md``). This
-replaced an HNSW graph, which at a million rows took an hour to build and found only 0.82 of
-the exact top 24.
+How many lists a search scans is calibrated on the catalogue itself when the lists are built
+(:func:`calibrate_probes`): the fewest that find at least :data:`_CALIBRATION_RECALL` of the
+exact top 24 for a sample of its own rows, so a catalogue of loose, unclustered pictures gets a
+broader scan than one of tight groups. Measured by ``tests/bench/bench_vision.py --sizes
+100000,1000000`` (see ``README.md`` for the figures): recall@24 against the exact index and
+latency at 100,000 and a million rows. This replaced an HNSW graph, which at a million rows
+took an hour to build and found only 0.82 of the exact top 24.
 
 The lists are built in a background thread from the rows present when it starts, while
 searches stay exact; changes made meanwhile are replayed into them before they take over.
@@ -57,7 +56,7 @@ from backend.vision.exact_index import (
     StoredRows,
     as_unit_query,
 )
-from backend.vision.ivf import MIN_TRAINING_ROWS, TRAINING_ROWS_PER_LIST, IvfLists, lists_for
+from backend.vision.ivf import IvfLists, lists_for
 
 __all__ = [
     "DEFAULT_APPROXIMATE_FROM",
@@ -81,6 +80,9 @@ IndexMode = Literal["auto", "exact", "approximate"]
 #: milliseconds (9 ms at 10,000 rows on the 2-core development machine, where the lists take
 #: 0.7 ms and 1.2 s to train and fill).
 DEFAULT_APPROXIMATE_FROM: Final = 10_000
+#: Candidates the lists propose per hit wanted, and at least; each is scored exactly.
+_CANDIDATES_PER_HIT: Final = 4
+_MIN_CANDIDATES: Final = 100
 #: A page the lists cannot fill with this many candidates is ranked exactly.
 _MAX_CANDIDATES: Final = 4096
 #: An id prefilter holding at most this share of the rows is ranked exactly: the lists would
@@ -96,19 +98,13 @@ _BUILD_CHUNK: Final = 16384
 #: Lists being built take over once at most this many changes are left to replay into them
 #: (with the lock held: the event loop's changes wait for them).
 _REPLAY_UNDER_LOCK: Final = 64
-#: Probe calibration: stored rows used as queries (blurred, as a new picture of a stored
-#: thing is: harder than a stored row itself), the recall@24 they must reach (the product
-#: promises 0.98: a margin for queries unlike the catalogue's rows), the fewest lists probed,
-#: and the candidate counts tried (128 reached 0.99 on calibration queries, half of them
-#: unblurred, but only 0.981 on the benchmark's at a million grouped rows).
+#: Probe calibration: stored rows used as queries (half of them blurred, as a new picture of
+#: a stored thing is), the recall@24 they must reach (the product promises 0.98: a margin
+#: for queries unlike the catalogue's rows), and the fewest lists probed.
 _CALIBRATION_QUERIES: Final = 32
 _CALIBRATION_RECALL: Final = 0.99
 _CALIBRATION_K: Final = 24
 _MIN_PROBES: Final = 4
-_CANDIDATE_STEPS: Final = (256, 512, 1024)
-#: Re-ranking one candidate exactly costs about as much as fast-scanning this many codes
-#: (4.3 us against 10 ns on the development machine).
-_CODES_PER_CANDIDATE: Final = 400
 
 
 class VectorIndex:
@@ -291,7 +287,7 @@ class VectorIndex:
         if self._bulk_loads:
             return
         if self._lists is None:
-            due = len(self._exact) >= max(self._approximate_from, MIN_TRAINING_ROWS)
+            due = len(self._exact) >= self._approximate_from
         else:
             due = (
                 self._lists.dead_fraction > _REBUILD_DEAD_FRACTION
@@ -332,24 +328,21 @@ class VectorIndex:
         Changes made meanwhile are replayed into them in rounds outside the lock, so the event
         loop's changes never wait for more than the last few. Returns ``False`` first if so
         much changed meanwhile (a bulk load) that building again from all rows is cheaper; the
-        lists are ``None`` if too few rows are left to train them (searches are exact then).
+        lists are ``None`` if no row is left (searches are exact then).
         """
         with self._lock:
             ids = self._exact.item_ids()
-            if len(ids) < MIN_TRAINING_ROWS:
+            if len(ids) == 0:
                 self._lists, self._journal, self._builder = None, None, None
                 return True, None, ids
             self._journal = set()
         lists = IvfLists(self.dim, lists=lists_for(len(ids)))
         rng = np.random.default_rng(len(ids))
-        sample_rows = max(MIN_TRAINING_ROWS, TRAINING_ROWS_PER_LIST * lists.lists)
-        sample = rng.choice(ids, min(len(ids), sample_rows), replace=False)
+        sample = rng.choice(ids, min(len(ids), 40 * lists.lists), replace=False)
         lists.train(self._exact.rows(np.sort(sample)).vectors, catalogue_rows=len(ids))
         for start in range(0, len(ids), _BUILD_CHUNK):
             lists.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
-        lists.probes, lists.candidates = calibrate_probes(
-            lists, self._exact, rng.choice(ids, _CALIBRATION_QUERIES)
-        )
+        lists.probes = calibrate_probes(lists, self._exact, rng.choice(ids, _CALIBRATION_QUERIES))
         while True:
             with self._lock:
                 changed, self._journal = self._journal or set(), set()
@@ -393,7 +386,7 @@ class VectorIndex:
             return self._exact.search(query, k, viewer_id, allowed, after)
         unit = as_unit_query(query, self.dim).astype(np.float32)
         probes = lists.probes
-        wanted = lists.candidates * -(-k // _CALIBRATION_K)
+        wanted = max(_MIN_CANDIDATES, _CANDIDATES_PER_HIT * k)
         while wanted <= _MAX_CANDIDATES:
             candidates = lists.search(
                 unit, wanted, viewer_id=viewer_id, allowed_ids=allowed, probes=probes
@@ -401,16 +394,14 @@ class VectorIndex:
             # Scored from ``query`` as the exact search scores it: pages served either way
             # share bit-identical scores, which the keyset cursor compares.
             ranked = self._exact.rank(query, candidates, len(candidates), viewer_id, after)
-            # Probes and candidates were calibrated for the first 24 hits. A later page
-            # (candidates at or before its cursor) or a larger one needs the nearest
-            # ``depth + k``: scan proportionally more lists, or the page would skip rows of the
-            # lists left out.
+            # The probes were calibrated for the first 24 hits. A later page (candidates at or
+            # before its cursor) or a larger one needs the nearest ``depth + k``: scan
+            # proportionally more lists, or the page would skip rows of the lists left out.
             depth = len(candidates) - len(ranked)
-            scale = -(-(depth + k) // _CALIBRATION_K)
-            needed = min(lists.lists, lists.probes * scale)
+            needed = min(lists.lists, lists.probes * -(-(depth + k) // _CALIBRATION_K))
             if probes < needed:
                 probes = needed
-                wanted = max(wanted, lists.candidates * scale)
+                wanted = max(wanted, _CANDIDATES_PER_HIT * (depth + k))
             elif len(ranked) >= k:
                 return ranked[:k]
             elif len(candidates) < wanted and probes < lists.lists:
@@ -422,51 +413,37 @@ class VectorIndex:
         return self._exact.search(query, k, viewer_id, allowed, after)
 
 
-def calibrate_probes(
-    lists: IvfLists, exact: ExactIndex, query_ids: NDArray[np.int64]
-) -> tuple[int, int]:
-    """Return the cheapest (probes, candidates) for recall@24 >= ``_CALIBRATION_RECALL``.
+def calibrate_probes(lists: IvfLists, exact: ExactIndex, query_ids: NDArray[np.int64]) -> int:
+    """Return the fewest lists to probe for recall@24 >= ``_CALIBRATION_RECALL`` on the catalogue.
 
-    The queries are the stored rows of ``query_ids`` blurred with noise (cosine about 0.8 to
-    the row, as a new picture of a stored thing is); each is answered as
+    The queries are the stored rows of ``query_ids``, every other one blurred with noise (cosine
+    about 0.8 to the row, as a new picture of a stored thing is); each is answered as
     :meth:`VectorIndex.search` would (candidates re-ranked exactly, public rows) and compared
-    with the exact top 24. For each candidate count of :data:`_CANDIDATE_STEPS`, probes double
-    from :data:`_MIN_PROBES` until the recall is reached; of those pairs, the one with the
-    least work (codes scanned plus :data:`_CODES_PER_CANDIDATE` per candidate) wins. If none
-    reaches it, every list and the most candidates.
+    with the exact top 24. Probes double from :data:`_MIN_PROBES` until the recall is reached
+    (at most every list: a scan of every code, still cheaper than the exact search).
     """
     rows = exact.rows(query_ids)
     rng = np.random.default_rng(0)
     queries = rows.vectors.astype(np.float32)
-    # Noise of norm 0.7: cosine about 0.8 to the row it blurs.
-    noise = rng.standard_normal(queries.shape, dtype=np.float32)
-    queries += noise * np.float32(0.7 / np.sqrt(exact.dim))
+    # Noise of norm 0.7 in every other row: cosine about 0.8 to the row it blurs.
+    noise = rng.standard_normal(queries[1::2].shape, dtype=np.float32)
+    queries[1::2] += noise * np.float32(0.7 / np.sqrt(exact.dim))
     truth = [
         {hit.item_id for hit in exact.search(query, _CALIBRATION_K)} for query in queries
     ]
-    units = [as_unit_query(query, exact.dim).astype(np.float32) for query in queries]
-    goal = _CALIBRATION_RECALL * sum(len(want) for want in truth)
-    per_list = max(1.0, len(lists) / lists.lists)
-    best = (lists.lists, _CANDIDATE_STEPS[-1])
-    best_work = float("inf")
-    for candidates in _CANDIDATE_STEPS:
-        probes = min(_MIN_PROBES, lists.lists)
-        while True:
-            work = probes * per_list + candidates * _CODES_PER_CANDIDATE
-            if work >= best_work:
-                break  # no cheaper than what already reaches the recall
-            found = 0
-            for query, unit, want in zip(queries, units, truth, strict=True):
-                proposed = lists.search(unit, candidates, viewer_id=None, probes=probes)
-                hits = exact.rank(query, proposed, _CALIBRATION_K, None, None)
-                found += len(want.intersection(hit.item_id for hit in hits))
-            if found >= goal:
-                best, best_work = (probes, candidates), work
-                break
-            if probes >= lists.lists:
-                break
-            probes = min(lists.lists, 2 * probes)
-    return best
+    wanted = max(_MIN_CANDIDATES, _CANDIDATES_PER_HIT * _CALIBRATION_K)
+    probes = min(_MIN_PROBES, lists.lists)
+    while probes < lists.lists:
+        found = 0
+        for query, want in zip(queries, truth, strict=True):
+            unit = as_unit_query(query, exact.dim).astype(np.float32)
+            candidates = lists.search(unit, wanted, viewer_id=None, probes=probes)
+            hits = exact.rank(query, candidates, _CALIBRATION_K, None, None)
+            found += len(want.intersection(hit.item_id for hit in hits))
+        if found >= _CALIBRATION_RECALL * sum(len(want) for want in truth):
+            break
+        probes *= 2
+    return min(probes, lists.lists)
 
 
 def _replay(lists: IvfLists, exact: ExactIndex, item_ids: list[int]) -> None:

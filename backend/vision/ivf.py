@@ -5,20 +5,20 @@ The lists propose candidates; they never decide a ranking.
 rows of the :class:`~backend.vision.exact_index.ExactIndex`, so hits carry the same scores (and
 page with the same keyset cursors) as an exact search.
 
-Storage: faiss ``IndexIVFPQFastScan``. :meth:`IvfLists.train` clusters a sample of the
-catalogue into :func:`lists_for` lists (k-means centroids) and learns a product quantiser of
-4-bit codes (one per :data:`DIMS_PER_CODE` dimensions: 64 bytes a row for 1280-d vectors);
-every row is then filed in the list of its nearest centroid as its codes plus its 64-bit slot
-number. A search compares the query with every centroid and scans only the
-:attr:`~IvfLists.probes` nearest lists, with faiss's SIMD "fast scan" over the packed codes.
-The codes rank coarsely, so the owner re-ranks :attr:`~IvfLists.candidates` of them exactly.
-Measured against 8-bit scalar codes (``dim`` bytes a row) on Gaussian vectors with the real
-embeddings' spectrum, where a quarter of the lists must be scanned for recall@24 0.99: 20
-times less to read per row, and 4.8 ms instead of 48 ms at 100,000 rows with 1,000 candidates
-re-ranked (``tests/bench/bench_vision.py --data spectrum``). Unlike a graph, adding a row is
-one centroid comparison, so a million rows build in minutes instead of an hour; but the lists
-follow the rows they were trained on, so the owner retrains when the catalogue has grown well
-past :attr:`~IvfLists.trained_rows`.
+Storage: faiss ``IndexIVFScalarQuantizer``. :meth:`IvfLists.train` clusters a sample of the
+catalogue into :func:`lists_for` lists (k-means centroids) and learns 8-bit per-dimension code
+ranges; every row is then filed in the list of its nearest centroid as ``dim`` bytes of codes
+plus its 64-bit slot number. A search compares the query with every centroid and scans only
+the :attr:`~IvfLists.probes` nearest lists. Unlike a graph, adding a row is one centroid
+comparison, so a million rows build in minutes instead of an hour; but the lists follow the
+rows they were trained on, so the owner retrains when the catalogue has grown well past
+:attr:`~IvfLists.trained_rows`.
+
+Why 8-bit scalar codes: 4-bit product codes with faiss's SIMD fast scan (64 bytes a row) were
+tried and measured by ``tests/bench/bench_vision.py``. They scan ten times faster (5.5 ms at
+100,000 ungrouped rows with the real embeddings' spectrum, recall@24 0.989), but rank so
+coarsely that 1,024 candidates re-ranked exactly found only 0.936 of the top 24 at a million
+such rows, even with every list scanned; 8-bit codes reach 0.997 there (slower: 79 ms).
 
 faiss numbers rows in the order they are added ("slots"). A deleted or re-embedded item leaves
 a dead slot behind (taking rows out of the lists would scan them all): :attr:`dead_fraction`
@@ -54,14 +54,8 @@ TRAINING_ROWS_PER_LIST: Final = 40
 #: twice as many lists (4 sqrt(n)) find slightly more per millisecond but take four times
 #: longer to train (about 7 minutes at a million rows on the 2-core development machine).
 LISTS_PER_SQRT_ROW: Final = 2
-#: Lists probed and candidates proposed unless the owner calibrates (:attr:`IvfLists.probes`,
-#: :attr:`IvfLists.candidates`).
+#: Lists probed unless the owner calibrates (:attr:`IvfLists.probes`).
 DEFAULT_PROBES: Final = 16
-DEFAULT_CANDIDATES: Final = 128
-#: Dimensions per 4-bit product-quantiser code (when the vector length allows it).
-DIMS_PER_CODE: Final = 10
-#: Fewest training rows: each code's 16 centroids need some rows each.
-MIN_TRAINING_ROWS: Final = 256
 #: Rows added per faiss call when many come at once (faiss spreads one call over all cores).
 _ADD_CHUNK: Final = 16384
 
@@ -91,22 +85,21 @@ class IvfLists:
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         import faiss  # heavy, and only worth it for a large catalogue
 
-        if dim < 2 or dim % 2 or lists < 1:
-            raise ValueError("dim must be even (fast scan packs codes in pairs), lists positive")
+        if dim < 1 or lists < 1:
+            raise ValueError("dim and lists must be positive")
         # faiss is a SWIG module: its own type hints are partial, so it is used as Any here.
         self._faiss: Any = faiss
         self._dim = dim
         self._lists = lists
-        self._codes = _codes_for(dim)
-        self._index: Any = faiss.index_factory(
-            dim, f"IVF{lists},PQ{self._codes}x4fs", faiss.METRIC_INNER_PRODUCT
+        self._quantizer: Any = faiss.IndexFlatIP(dim)  # the IVF index does not own it
+        self._index: Any = faiss.IndexIVFScalarQuantizer(
+            self._quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
         )
         self._lock = threading.Lock()
         self._trained_rows = 0
         #: Lists a search scans: more finds the true nearest more often, proportionally slower.
         self.probes = min(DEFAULT_PROBES, lists)
-        #: Candidates to propose for a top 24 (re-ranked exactly by the owner).
-        self.candidates = DEFAULT_CANDIDATES
         self._slots = 0
         self._item = np.empty(0, np.int64)
         self._owner = np.empty(0, np.int64)
@@ -146,7 +139,7 @@ class IvfLists:
     @property
     def nbytes(self) -> int:
         """Approximate bytes held: centroids, codes with their slot numbers, slot metadata."""
-        per_slot = self._codes // 2 + 8 + 8 + 8 + 1
+        per_slot = self._dim + 8 + 8 + 8 + 1
         return self._lists * self._dim * 4 + self._slots * per_slot + self._public_bits.nbytes
 
     # ----------------------------------------------------------------------------- writing
@@ -155,19 +148,18 @@ class IvfLists:
         """Place the centroids and learn the code ranges from ``sample`` (catalogue rows).
 
         Args:
-            sample: Unit vectors drawn across the catalogue, at least one per list and
-                :data:`MIN_TRAINING_ROWS`; about :data:`TRAINING_ROWS_PER_LIST` per list is
-                plenty.
+            sample: Unit vectors drawn across the catalogue, at least one per list; about
+                :data:`TRAINING_ROWS_PER_LIST` per list is plenty.
             catalogue_rows: How many rows the catalogue holds now (see :attr:`trained_rows`).
 
         Raises:
-            ValueError: Vectors of the wrong length, too few, or trained twice.
+            ValueError: Vectors of the wrong length, fewer than one per list, or trained twice.
         """
         vectors = np.ascontiguousarray(sample, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self._dim:
             raise ValueError(f"expected vectors of length {self._dim}, got {vectors.shape}")
-        if len(vectors) < max(self._lists, MIN_TRAINING_ROWS):
-            raise ValueError(f"need at least {max(self._lists, MIN_TRAINING_ROWS)} training rows")
+        if len(vectors) < self._lists:
+            raise ValueError(f"{self._lists} lists need at least as many training rows")
         with self._lock:
             if self._index.is_trained:
                 raise ValueError("the lists are trained already")
@@ -307,13 +299,6 @@ class IvfLists:
             chosen = self._alive[: self._slots] & np.isin(self._item[: self._slots], allowed_ids)
             bitmap &= np.packbits(chosen, bitorder="little")
         return bitmap
-
-
-def _codes_for(dim: int) -> int:
-    """How many 4-bit codes a row gets: one per :data:`DIMS_PER_CODE` dimensions, or per two."""
-    if dim % DIMS_PER_CODE == 0 and (dim // DIMS_PER_CODE) % 2 == 0:
-        return dim // DIMS_PER_CODE
-    return dim // 2
 
 
 def _grown(array: NDArray[Any], capacity: int) -> NDArray[Any]:
