@@ -28,8 +28,16 @@ from backend.server import PixmartServer
 from protocol import codec
 from protocol.client import ConnectionState, Session
 from protocol.errors import BadRequest, ErrorCode, Unavailable
-from protocol.messages.accounts import AccountCreated, CreateAccount, Login, WhoAmI
-from protocol.messages.base import PROTOCOL_VERSION, ErrorReply, Hello, Notice, Ok, Welcome
+from protocol.messages.accounts import AccountCreated, CreateAccount, LoggedIn, Login, Me, WhoAmI
+from protocol.messages.base import (
+    PROTOCOL_VERSION,
+    ErrorReply,
+    Hello,
+    Notice,
+    Ok,
+    Request,
+    Welcome,
+)
 from protocol.trust import TrustPolicy
 from tests.conftest import SessionFactory, logged_in, with_limits
 from tests.support import RawClient, eventually, pinned_session, raw_client, running_server
@@ -372,3 +380,50 @@ async def test_logged_in_clients_are_unaffected_by_a_garbage_peer(
             assert (await good.whoami()).username == "steady"
     welcome = await good.request(Hello(version=PROTOCOL_VERSION, client_id=good.client_id), Welcome)
     assert welcome.capabilities.max_message_bytes == server.config.limits.max_message_bytes
+
+
+#: A value no field of the protocol takes: a map whose only key is no field name.
+_WRONG_VALUE = {"\x00": [None, -1]}
+
+
+def _malformed_requests() -> list[tuple[str, bytes, int]]:
+    """Every request type with each of its fields given :data:`_WRONG_VALUE` in turn:
+    (label, frame, request id)."""
+    frames: list[tuple[str, bytes, int]] = []
+    request_id = 100
+    for message_type in codec.MESSAGE_TYPES:
+        if not issubclass(message_type, Request):
+            continue
+        tag = message_type.__struct_config__.tag
+        for field in msgspec.structs.fields(message_type):
+            if field.encode_name == "id":
+                continue
+            request_id += 1
+            frame = _packed({"type": tag, "id": request_id, field.encode_name: _WRONG_VALUE})
+            frames.append((f"{tag}.{field.encode_name}", frame, request_id))
+    return frames
+
+
+async def test_a_malformed_field_of_every_request_type_gets_bad_request_after_login(
+    server_config: ServerConfig,
+) -> None:
+    """Each request type, logged in, with a field of the wrong type: a typed bad_request with
+    the request's id (never an internal error), the connection kept, a neighbour served."""
+    malformed = _malformed_requests()
+    assert len(malformed) > 50  # every type was found
+    config = with_limits(server_config, max_garbage=len(malformed) + 10)
+    async with running_server(config) as server, pinned_session(server) as good:
+        await good.create_account("neighbour", PASSWORD)
+        await good.login("neighbour", PASSWORD)
+        async with raw_client(server) as raw:
+            await raw.hello()
+            await raw.call(CreateAccount(id=2, username="malformer", password=PASSWORD))
+            assert isinstance(
+                await raw.call(Login(id=3, username="malformer", password=PASSWORD)), LoggedIn
+            )
+            for label, frame, request_id in malformed:
+                reply = await _expect_bad_request(raw, frame, request_id)
+                assert reply.id == request_id, label
+            me = await raw.call(WhoAmI(id=99))
+            assert isinstance(me, Me) and me.user.username == "malformer"
+        assert (await good.whoami()).username == "neighbour"
