@@ -112,6 +112,10 @@ class Limits:
     #: the clients' 4 parallel uploads plus some abandoned ones; 256 MiB is five full-size files.
     max_open_uploads: int = 16
     max_open_upload_bytes: int = 256 * 1024 * 1024
+    #: The bytes everyone's unfinished uploads declare together: accounts are cheap (five an
+    #: hour per address), and each brought 256 MiB of disk held for a day. Past it, a new
+    #: upload is ``unavailable`` for a while; those begun go on.
+    max_open_upload_bytes_total: int = 8 * 1024 * 1024 * 1024
     batch_default: int = 24
     batch_max: int = 100
 

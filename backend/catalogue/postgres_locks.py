@@ -42,6 +42,10 @@ async def lock_item_clock(conn: asyncpg.Connection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _ITEM_CLOCK)
 
 
+#: The owner id whose upload-quota lock stands for the whole shop's (user ids start at 1).
+SHOP_WIDE = 0
+
+
 async def lock_upload_quota(conn: asyncpg.Connection[Any], owner_id: int) -> None:
     """Hold the lock of ``owner_id``'s upload quota until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashint8($2))", _UPLOAD_QUOTA, owner_id)

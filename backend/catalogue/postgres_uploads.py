@@ -7,12 +7,13 @@ from typing import Final
 
 import asyncpg
 
-from backend.catalogue.postgres_locks import lock_upload_quota
+from backend.catalogue.postgres_locks import SHOP_WIDE, lock_upload_quota
 from backend.catalogue.repository import (
     UploadExists,
     UploadQuota,
     UploadQuotaExceeded,
     UploadRow,
+    UploadStoreFull,
     UploadUsage,
 )
 from backend.catalogue.rows import (
@@ -59,6 +60,12 @@ class PostgresUploadRepository:
                 usage = UploadUsage(uploads=int(row[0]), bytes=int(row[1]))
                 if not quota.admits(usage, upload.size):
                     raise UploadQuotaExceeded(usage)
+                if quota.total_bytes is not None:
+                    # Everyone's begins, one after the other (after the owner's: one order).
+                    await lock_upload_quota(conn, SHOP_WIDE)
+                    total = await conn.fetchval("SELECT COALESCE(sum(size), 0) FROM uploads")
+                    if not quota.admits_total(int(total), upload.size):
+                        raise UploadStoreFull(f"{total} bytes in unfinished uploads")
                 await conn.execute(
                     f"INSERT INTO uploads ({UPLOAD_COLUMNS}, created_at)"
                     " VALUES ($1, $2, $3, $4, $5, $6)",

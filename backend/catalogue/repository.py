@@ -168,10 +168,16 @@ class UploadQuota:
 
     uploads: int
     bytes: int
+    #: The declared bytes of everyone's unfinished uploads together (``None``: no bound).
+    total_bytes: int | None = None
 
     def admits(self, usage: UploadUsage, size: int) -> bool:
         """Whether one more upload of ``size`` declared bytes fits beside ``usage``."""
         return usage.uploads < self.uploads and usage.bytes + size <= self.bytes
+
+    def admits_total(self, declared: int, size: int) -> bool:
+        """Whether one more upload of ``size`` fits beside everyone's ``declared`` bytes."""
+        return self.total_bytes is None or declared + size <= self.total_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +201,10 @@ class PictureMissing(Exception):
 
 class UploadExists(Exception):
     """The owner has an unfinished upload of this file already."""
+
+
+class UploadStoreFull(Exception):
+    """A new upload would take everyone's unfinished uploads over the shop's bound."""
 
 
 class UploadQuotaExceeded(Exception):

@@ -148,6 +148,7 @@ class CatalogueService:
             chunk_bytes=limits.upload_chunk_bytes,
             max_open_uploads=limits.max_open_uploads,
             max_open_bytes=limits.max_open_upload_bytes,
+            max_total_bytes=limits.max_open_upload_bytes_total,
             clock=clock,
         )
         pages = ListingPageCache()

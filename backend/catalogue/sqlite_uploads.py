@@ -10,6 +10,7 @@ from backend.catalogue.repository import (
     UploadQuota,
     UploadQuotaExceeded,
     UploadRow,
+    UploadStoreFull,
     UploadUsage,
 )
 from backend.catalogue.rows import (
@@ -53,6 +54,11 @@ class SqliteUploadRepository:
                 usage = UploadUsage(uploads=int(count), bytes=int(declared))
                 if not quota.admits(usage, upload.size):
                     raise UploadQuotaExceeded(usage)
+                if quota.total_bytes is not None:
+                    async with conn.execute("SELECT COALESCE(SUM(size), 0) FROM uploads") as cursor:
+                        (total,) = await cursor.fetchone() or (0,)
+                    if not quota.admits_total(int(total), upload.size):
+                        raise UploadStoreFull(f"{total} bytes in unfinished uploads")
                 await conn.execute(
                     f"INSERT INTO uploads ({UPLOAD_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     upload_values(upload, created_at),

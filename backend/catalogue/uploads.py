@@ -28,12 +28,13 @@ from backend.catalogue.repository import (
     UploadQuotaExceeded,
     UploadRepository,
     UploadRow,
+    UploadStoreFull,
     UploadUsage,
 )
 from backend.media import errors as media
 from backend.media.partials import PartialStorage
 from backend.media.uploads import FinishedUpload
-from protocol.errors import BadRequest, Conflict, TooLarge
+from protocol.errors import BadRequest, Conflict, TooLarge, Unavailable
 from protocol.messages.catalogue import ItemMetadata
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 #: ``Limits.max_open_uploads`` and ``Limits.max_open_upload_bytes``).
 MAX_OPEN_UPLOADS: Final = 16
 MAX_OPEN_UPLOAD_BYTES: Final = 256 * 1024 * 1024
+#: Seconds a new upload refused for the shop's bound is told to wait: uploads in progress
+#: finish or expire meanwhile.
+STORE_FULL_RETRY: Final = 60.0
 
 
 class Incomplete(BadRequest):
@@ -75,6 +79,7 @@ class UploadManager:
         chunk_bytes: int,
         max_open_uploads: int = MAX_OPEN_UPLOADS,
         max_open_bytes: int = MAX_OPEN_UPLOAD_BYTES,
+        max_total_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._uploads = uploads
@@ -85,6 +90,8 @@ class UploadManager:
         #: hold its declared size on disk until finished, cancelled or expired.
         self.max_open_uploads = max_open_uploads
         self.max_open_bytes = max_open_bytes
+        #: Everyone's unfinished uploads together, in declared bytes (``None``: no bound).
+        self.max_total_bytes = max_total_bytes
         self._clock = clock
         #: Held per upload id while its bytes change or it is finished or discarded, and per
         #: "owner:sha256" while an upload of that file is begun.
@@ -142,13 +149,22 @@ class UploadManager:
                     await self._discard_locked(existing.id)
             upload_id = await self._partials.begin()
             upload = UploadRow(upload_id, owner_id, sha256, size, metadata)
-            quota = UploadQuota(uploads=self.max_open_uploads, bytes=self.max_open_bytes)
+            quota = UploadQuota(
+                uploads=self.max_open_uploads,
+                bytes=self.max_open_bytes,
+                total_bytes=self.max_total_bytes,
+            )
             try:
                 await self._uploads.add(upload, self._clock(), quota)
             except BaseException as exc:
                 await self._partials.discard(upload_id)
                 if isinstance(exc, UploadQuotaExceeded):
                     raise _over_quota(exc.usage, quota, size) from None
+                if isinstance(exc, UploadStoreFull):
+                    raise Unavailable(
+                        "The shop holds as many unfinished uploads as it can; try again later",
+                        retry_after=STORE_FULL_RETRY,
+                    ) from None
                 if isinstance(exc, UploadExists):
                     raise Conflict(
                         "This file is being uploaded already; begin again to resume it"

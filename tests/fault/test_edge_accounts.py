@@ -39,7 +39,15 @@ from backend.accounts.hashing import PasswordWork
 from backend.config import Limits, ServerConfig, SessionPolicy
 from backend.server import PixmartServer
 from protocol import codec
-from protocol.errors import BadRequest, Conflict, ErrorCode, RateLimited, Unauthenticated
+from protocol.catalogue_client import browse
+from protocol.errors import (
+    BadRequest,
+    Conflict,
+    ErrorCode,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 from protocol.messages.accounts import AccountCreated, CreateAccount, LoggedIn, Login
 from protocol.messages.base import (
     PROTOCOL_VERSION,
@@ -521,3 +529,59 @@ async def test_unfinished_upload_bytes_are_capped_per_user(
     # Cancelling one frees its share.
     await session.request(CancelUpload(upload_id=states[0].upload_id), Ok)
     assert (await session.request(too_many, UploadState)).upload_id
+
+
+async def test_unfinished_uploads_are_capped_shop_wide(server_config: ServerConfig) -> None:
+    """Each user's unfinished uploads were bounded (256 MiB declared, held up to a day), but
+    accounts come five an hour per address: nothing bounded them all together."""
+    size = server_config.limits.max_upload_bytes
+    config = replace(
+        server_config,
+        limits=replace(server_config.limits, max_open_upload_bytes_total=3 * size),
+    )
+    async with running_server(config) as server, pinned_session(server) as good:
+        for name in ("hoarder-1", "hoarder-2"):
+            await server.accounts.create_account(name, PASSWORD)
+        await good.create_account("uploader", PASSWORD)
+        await good.login("uploader", PASSWORD)
+        open_peer = raw_peer(server)
+        async with (
+            open_peer(local_addr=(ATTACKER, 0)) as first,
+            open_peer(local_addr=(ATTACKER, 0)) as second,
+        ):
+            begun: list[str] = []
+            for ws, name in ((first, "hoarder-1"), (second, "hoarder-2")):
+                await ws.send(
+                    codec.encode(
+                        Hello(id=1, version=PROTOCOL_VERSION, client_id=secrets.token_hex(16))
+                    )
+                )
+                assert isinstance(codec.decode(await ws.recv()), Welcome)
+                await ws.send(codec.encode(Login(id=2, username=name, password=PASSWORD)))
+                assert isinstance(codec.decode(await ws.recv()), LoggedIn)
+            for n, ws in enumerate((first, first, second, second)):
+                await ws.send(
+                    codec.encode(
+                        BeginUpload(
+                            id=10 + n,
+                            sha256=secrets.token_hex(32),
+                            size=size,
+                            metadata=meta(f"Hoard {n}"),
+                        )
+                    )
+                )
+                reply = codec.decode(await ws.recv())
+                if n < 3:
+                    assert isinstance(reply, UploadState), reply
+                    begun.append(reply.upload_id)
+                else:  # the shop's bound, not the user's quota (which has room)
+                    assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNAVAILABLE
+                    assert reply.retry_after is not None and reply.retry_after > 0
+            # The normal client browses meanwhile, and its upload waits for room like any.
+            await browse(good)
+            theirs = BeginUpload(sha256=secrets.token_hex(32), size=size, metadata=meta("Mine"))
+            with pytest.raises(Unavailable):
+                await good.request(theirs, UploadState)
+            await first.send(codec.encode(CancelUpload(id=20, upload_id=begun[0])))
+            assert isinstance(codec.decode(await first.recv()), Ok)
+            assert (await good.request(theirs, UploadState)).upload_id
