@@ -18,7 +18,7 @@ Why 8-bit scalar codes: 4-bit product codes with faiss's SIMD fast scan (64 byte
 tried and measured by ``tests/bench/bench_vision.py``. They scan ten times faster (5.5 ms at
 100,000 ungrouped rows with the real embeddings' spectrum, recall@24 0.989), but rank so
 coarsely that 1,024 candidates re-ranked exactly found only 0.936 of the top 24 at a million
-such rows, even with every list scanned; 8-bit codes reach 0.997 there (slower: 79 ms).
+such rows, even with every list scanned; 8-bit codes reach 0.997 there (slower: 61 ms).
 
 faiss numbers rows in the order they are added ("slots"). A deleted or re-embedded item leaves
 a dead slot behind (taking rows out of the lists would scan them all): :attr:`dead_fraction`
