@@ -143,7 +143,7 @@ class InMemorySimilarityIndex:
         In chunks because a bulk add converts its rows to float32 twice: all 100,000 rows at once
         took the server's peak RSS from 1.3 to 2.3 GB (``tests/bench/bench_memory.py``).
         """
-        with self._index.bulk_load():  # one graph build from every row, not one per chunk
+        with self._index.bulk_load():  # one build of the lists from every row, not one per chunk
             return await self._load_chunks()
 
     async def _load_chunks(self) -> int:
