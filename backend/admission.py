@@ -12,6 +12,7 @@
 * :func:`return_freed_memory` makes the C allocator give large buffers back to the system as
   soon as they are freed, so memory used in a burst does not stay with the process.
 * :class:`AddressTally` counts every open connection per client address, logged in or not.
+* :class:`AddressRate` is a request rate shared by the connections of one client address.
 
 None knows about sockets: the transport asks and acts on the answers.
 """
@@ -323,6 +324,49 @@ class _ShareWaiter:
     whole: _Waiter | None = None
     #: Both were taken for it.
     done: bool = False
+
+
+class AddressRate:
+    """A request rate per client address, shared by its connections.
+
+    The transport asks it before it reads a request sent before login, and waits as long as
+    it says, reading nothing else from that connection meanwhile (the peer meets TCP
+    back-pressure, and no refusal has to be encoded and sent): each connection has its own
+    rate, and an address's 32 connections not logged in sent 32 times as many requests
+    (3,000 a second of Resume with made-up tokens took a core and a normal login to 1.3 s).
+
+    Args:
+        rate: Requests per second one address may send.
+        burst: Requests it may send at once after a quiet spell.
+        max_addresses: Addresses remembered, the least recently seen dropped first (a dropped
+            address starts again with a full burst).
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._max = max_addresses
+        self._clock = clock
+        #: Per address key: tokens (negative: requests already promised a later turn), when.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def delay(self, address: str) -> float:
+        """Take ``address``'s next turn; the seconds to wait until it comes (0: at once)."""
+        key = address_key(address)
+        now = self._clock()
+        tokens, updated = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - updated) * self.rate) - 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return 0.0 if tokens >= 0.0 else -tokens / self.rate
 
 
 class BudgetShare:

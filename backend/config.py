@@ -89,6 +89,11 @@ class Limits:
     tls_handshake_timeout: float = 10.0
     #: Requests one connection may have in flight at once; more wait (back-pressure).
     max_in_flight: int = 16
+    #: Requests per second, and the burst, that the connections of one client address may
+    #: send together before they log in (Hello, Login, Resume, CreateAccount: two each for a
+    #: client that logs in; 400 at once is 200 clients reconnecting after a cut).
+    prelogin_request_rate: float = 100.0
+    prelogin_request_burst: int = 400
     #: Sustained requests per second per connection, and the burst allowed above it.
     request_rate: float = 100.0
     request_burst: int = 200

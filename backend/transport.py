@@ -34,6 +34,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from backend.admission import (
+    AddressRate,
     AddressTally,
     BudgetShares,
     ByteBudget,
@@ -106,6 +107,12 @@ class Transport:
             per_address=self._limits.max_handshaking_per_address,
             total=self._limits.max_handshaking,
         )
+        #: Requests sent before login, per client address.
+        self.prelogin_rate = AddressRate(
+            rate=self._limits.prelogin_request_rate, burst=self._limits.prelogin_request_burst
+        )
+        #: Connections waiting for their address's turn to send a request before login.
+        self.prelogin_waiting = 0
         #: Every open connection per client address, logged in or not.
         self.per_address = AddressTally(per_address=self._limits.max_connections_per_address)
         #: Bytes of large incoming messages buffered or being handled, server-wide.
@@ -362,6 +369,8 @@ class Transport:
         websocket, connection = link.websocket, link.connection
         charged, release = charge
         try:
+            if not link.logged_in:
+                await self._prelogin_turn(link)
             request_type = UNKNOWN_TYPE  # for the metrics and log line of a refused frame
             try:
                 message = codec.decode(frame, max_bytes=self._limits.max_message_bytes)
@@ -395,6 +404,20 @@ class Transport:
         finally:
             if charged:
                 release(charged)
+
+    async def _prelogin_turn(self, link: _Link) -> None:
+        """Wait for the address's turn to send a request before login, reading nothing else
+        from this connection meanwhile; a close (its login deadline, a stop) ends the wait."""
+        wait = self.prelogin_rate.delay(link.connection.address)
+        if wait <= 0.0:
+            return
+        self.prelogin_waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await link.websocket.wait_closed()
+        finally:
+            self.prelogin_waiting -= 1
 
     def _too_much_garbage(self, garbage: deque[float]) -> bool:
         now = time.monotonic()

@@ -118,6 +118,8 @@ def server_config(
             max_unauthenticated_per_address=1_000,
             max_handshaking_per_address=1_000,
             max_connections_per_address=1_000,
+            prelogin_request_rate=1_000_000.0,
+            prelogin_request_burst=1_000_000,
         ),
         # Tests sign up many users from one loopback address; the sign-up limits have their
         # own tests (tests/fault/test_edge_accounts.py), which put the defaults back.

@@ -801,3 +801,40 @@ async def test_the_client_reports_the_per_address_refusal_with_its_retry_after(
         assert refused.value.retry_after is not None
         assert 15 <= refused.value.retry_after <= 20
         await session.close()
+
+
+async def test_requests_before_login_share_a_rate_per_address(
+    server_config: ServerConfig,
+) -> None:
+    """Each connection had its own request rate: an address's 32 connections not logged in
+    sent 32 times as many, and Resume with made-up tokens (2,800 a second) took a core and a
+    normal login from 43 ms to 1.3 s. Now they share one, and past it they are not read."""
+    # 10 at once, then one per 100 s: nothing is let through again while the test runs.
+    config = with_limits(server_config, prelogin_request_rate=0.01, prelogin_request_burst=10)
+    async with running_server(config) as server, AsyncExitStack() as stack:
+        transport = _transport(server)
+        async with pinned_session(server) as owner:
+            await owner.create_account("token-owner", PASSWORD)
+        logged_in = await stack.enter_async_context(_peer(server.port))
+        await _log_in(logged_in, "token-owner")  # Hello and Login: 2 of the 10
+        guessers = [await stack.enter_async_context(_peer(server.port)) for _ in range(3)]
+        for ws in guessers:
+            await _greet(ws)  # 3 more
+        for n in range(5):  # the last 5 are looked up and answered
+            reply = await _call(
+                guessers[n % 3], Resume(id=100 + n, token=secrets.token_urlsafe(32))
+            )
+            assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNAUTHENTICATED
+        for n, ws in enumerate(guessers):  # past the rate: each connection waits, unread
+            await ws.send(codec.encode(Resume(id=200 + n, token=secrets.token_urlsafe(32))))
+        await eventually(lambda: _is(transport.prelogin_waiting, 3))
+        # Another address is not slowed down: a normal client logs in and browses.
+        async with pinned_session(server) as good:
+            await good.login("token-owner", PASSWORD)
+            await browse(good)
+        # Logged in, the address's pre-login rate does not apply.
+        for n in range(20):
+            assert isinstance(await _call(logged_in, WhoAmI(id=300 + n)), Me)
+        assert transport.prelogin_waiting == 3
+        await stack.aclose()
+        await eventually(lambda: _is(transport.prelogin_waiting, 0))

@@ -31,6 +31,8 @@ def instance_config(pg_url: str, data_dir: Path) -> ServerConfig:
             max_unauthenticated_per_address=1_000,
             max_handshaking_per_address=1_000,
             max_connections_per_address=1_000,
+            prelogin_request_rate=1_000_000.0,
+            prelogin_request_burst=1_000_000,
         ),
         sessions=SessionPolicy(
             max_accounts_per_address=10_000,
