@@ -15,7 +15,14 @@ from http import HTTPStatus
 import pytest
 from websockets.frames import BINARY, CONT, PING, TEXT, Frame, Opcode
 
-from backend.admission import AddressTally, BudgetShares, ByteBudget, FrameMeter, PreLoginGate
+from backend.admission import (
+    AddressRate,
+    AddressTally,
+    BudgetShares,
+    ByteBudget,
+    FrameMeter,
+    PreLoginGate,
+)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"
 FREE = 64
@@ -331,3 +338,17 @@ def test_an_address_share_bounds_what_its_connections_hold_of_the_whole() -> Non
     for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"):
         shares.leave(address)
     assert shares.in_use_by("10.0.0.1") == 0
+
+
+def test_the_address_rate_gives_each_request_its_turn() -> None:
+    now = [0.0]
+    rate = AddressRate(rate=2.0, burst=2, max_addresses=2, clock=lambda: now[0])
+    assert rate.delay("10.0.0.1") == 0.0
+    assert rate.delay("10.0.0.1") == 0.0
+    assert rate.delay("10.0.0.1") == 0.5  # the burst is spent: one every half second
+    assert rate.delay("10.0.0.1") == 1.0  # turns are promised in order
+    assert rate.delay("2001:db8::1") == 0.0  # another address has its own
+    now[0] = 10.0
+    assert rate.delay("10.0.0.1") == 0.0  # refilled, never above the burst
+    assert rate.delay("10.0.0.1") == 0.0
+    assert rate.delay("10.0.0.1") == 0.5
