@@ -29,6 +29,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from backend.address_groups import AddressGroups
 from backend.addresses import address_key
 
 #: Allocations from this size on get their own memory mapping, unmapped when freed.
@@ -94,24 +95,22 @@ class PreLoginGate:
         self._clock = clock
         # Oldest first: every deadline is "counted at + window", so insertion order is deadline
         # order and the first entry says when the next place frees.
-        self._all: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()
-        self._by_key: dict[str, OrderedDict[Hashable, float]] = {}
+        self._deadlines: AddressGroups[Hashable, float] = AddressGroups()
         #: Connections closed to make room for a newcomer from a less busy address.
         self.evicted = 0
 
     @property
     def count(self) -> int:
         """How many connections are counted as not logged in."""
-        return len(self._all)
+        return len(self._deadlines)
 
     def count_from(self, address: str) -> int:
         """How many connections not logged in share ``address``'s key."""
-        return len(self._by_key.get(address_key(address), ()))
+        return self._deadlines.count(address_key(address))
 
     def deadline(self, handle: Hashable) -> float | None:
         """When ``handle`` must have logged in (clock seconds), or ``None`` if not counted."""
-        entry = self._all.get(handle)
-        return entry[1] if entry is not None else None
+        return self._deadlines.get(handle)
 
     def admit(self, handle: Hashable, address: str) -> Refusal | None:
         """Count a new connection from ``address``, or say why it is refused (then uncounted).
@@ -122,37 +121,31 @@ class PreLoginGate:
         """
         key = address_key(address)
         now = self._clock()
-        same_key = self._by_key.get(key)
-        if same_key is not None and len(same_key) >= self.per_address:
+        same_key = self._deadlines.count(key)
+        first_deadline = self._deadlines.oldest_of(key)
+        if first_deadline is not None and same_key >= self.per_address:
             return Refusal(
                 HTTPStatus.TOO_MANY_REQUESTS,
                 "Too many connections from your address have not logged in\n",
-                self._seconds_until(next(iter(same_key.values())), now),
+                self._seconds_until(first_deadline, now),
             )
-        if len(self._all) >= self.total:
+        if len(self._deadlines) >= self.total:
             # Full: make room by closing the oldest waiting connection of the address that has
             # the most, if that is more than the newcomer's would have. Otherwise attackers on a
             # few dozen addresses, re-connecting as their deadlines pass, would hold every place
             # and turn away each person who has not logged in yet (a restarted TUI included).
-            victim = self._eviction_victim(len(same_key or ()) + 1)
+            victim = self._deadlines.busiest_oldest(same_key + 1)
             if victim is None or self._on_evict is None:
-                _, oldest = next(iter(self._all.values()))
                 return Refusal(
                     HTTPStatus.SERVICE_UNAVAILABLE,
                     "Too many connections have not logged in\n",
-                    self._seconds_until(oldest, now),
+                    self._seconds_until(self._deadlines.oldest(), now),
                 )
-            self.release(victim)
+            self.release(victim[0])
             self.evicted += 1
-            self._on_evict(victim)
-        self._count(handle, key, now + self.window)
+            self._on_evict(victim[0])
+        self._deadlines.add(handle, key, now + self.window)
         return None
-
-    def _eviction_victim(self, newcomer_count: int) -> Hashable | None:
-        busiest = max(self._by_key.values(), key=len, default=None)
-        if busiest is None or len(busiest) <= newcomer_count:
-            return None
-        return next(iter(busiest))
 
     def rejoin(self, handle: Hashable, address: str) -> float:
         """Count an open connection again (it logged out), with a new deadline; never refused.
@@ -162,23 +155,12 @@ class PreLoginGate:
         """
         self.release(handle)
         deadline = self._clock() + self.window
-        self._count(handle, address_key(address), deadline)
+        self._deadlines.add(handle, address_key(address), deadline)
         return deadline
 
     def release(self, handle: Hashable) -> None:
         """Stop counting ``handle`` (it logged in or closed); nothing if it was not counted."""
-        entry = self._all.pop(handle, None)
-        if entry is None:
-            return
-        key = entry[0]
-        same_key = self._by_key[key]
-        del same_key[handle]
-        if not same_key:
-            del self._by_key[key]
-
-    def _count(self, handle: Hashable, key: str, deadline: float) -> None:
-        self._all[handle] = (key, deadline)
-        self._by_key.setdefault(key, OrderedDict())[handle] = deadline
+        self._deadlines.pop(handle)
 
     @staticmethod
     def _seconds_until(deadline: float, now: float) -> int:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections import OrderedDict
 from typing import Any, ClassVar
 
+from backend.address_groups import AddressGroups
 from backend.addresses import address_key
 
 #: SO_LINGER on, zero seconds: close() resets the connection, leaving no TIME_WAIT behind.
@@ -43,8 +43,7 @@ class HandshakeSlots:
     def __init__(self, *, per_address: int, total: int) -> None:
         self.per_address = per_address
         self.total = total
-        self._all: OrderedDict[Any, tuple[str, socket.socket]] = OrderedDict()
-        self._by_key: dict[str, OrderedDict[Any, socket.socket]] = {}
+        self._slots: AddressGroups[Any, socket.socket] = AddressGroups()
         #: Connections refused at accept, and connections shut down to make room.
         self.refused = 0
         self.evicted = 0
@@ -52,42 +51,34 @@ class HandshakeSlots:
     @property
     def count(self) -> int:
         """How many connections hold a slot."""
-        return len(self._all)
+        return len(self._slots)
 
     def count_from(self, address: str) -> int:
         """How many connections from ``address``'s key hold a slot."""
-        return len(self._by_key.get(address_key(address), ()))
+        return self._slots.count(address_key(address))
 
     def take(self, peer: Any, conn: socket.socket) -> bool:
         """Give the accepted connection ``conn`` from ``peer`` a slot; whether there was one."""
         key = address_key(str(peer[0]) if isinstance(peer, tuple) and peer else "?")
-        same_key = self._by_key.get(key)
-        if same_key is not None and len(same_key) >= self.per_address:
+        same_key = self._slots.count(key)
+        if same_key >= self.per_address:
             self.refused += 1
             return False
-        if len(self._all) >= self.total and not self._evict(len(same_key or ()) + 1):
+        if len(self._slots) >= self.total and not self._evict(same_key + 1):
             self.refused += 1
             return False
-        self._all[peer] = (key, conn)
-        self._by_key.setdefault(key, OrderedDict())[peer] = conn
+        self._slots.add(peer, key, conn)
         return True
 
     def passed(self, peer: Any) -> None:
         """``peer``'s connection is past its handshake (or closed): give its slot back."""
-        entry = self._all.pop(peer, None)
-        if entry is None:
-            return
-        key = entry[0]
-        same_key = self._by_key[key]
-        del same_key[peer]
-        if not same_key:
-            del self._by_key[key]
+        self._slots.pop(peer)
 
     def _evict(self, newcomer_count: int) -> bool:
-        busiest = max(self._by_key.values(), key=len, default=None)
-        if busiest is None or len(busiest) <= newcomer_count:
+        victim = self._slots.busiest_oldest(newcomer_count)
+        if victim is None:
             return False
-        peer, conn = next(iter(busiest.items()))
+        peer, conn = victim
         self.passed(peer)
         self.evicted += 1
         # The event loop sees the end of the stream and closes the connection as any other.
