@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import Limits, ServerConfig, SessionPolicy
+from backend.config import ServerConfig, SessionPolicy
 from backend.server import PixmartServer
 from backend.storage.database import Database
 from backend.storage.engine import StorageEngine
 from backend.storage.postgres import PostgresDatabase
 from protocol.client import Backoff, Session
 from protocol.trust import TrustPolicy
+from tests.support import TEST_LIMITS
 from tests.support.pg import Template, postgres_server, run_sync, with_database
 from tests.support.s3 import ObjectStore, fresh_prefix, object_store_server
 
@@ -112,15 +113,7 @@ def server_config(
         data_dir=tmp_path / "server-data",
         port=0,
         enable_vision=False,
-        # Tests connect many clients at once from one loopback address; the per-address cap on
-        # connections not logged in has its own tests (tests/fault/test_edge_connections.py).
-        limits=Limits(
-            max_unauthenticated_per_address=1_000,
-            max_handshaking_per_address=1_000,
-            max_connections_per_address=1_000,
-            prelogin_request_rate=1_000_000.0,
-            prelogin_request_burst=1_000_000,
-        ),
+        limits=TEST_LIMITS,
         # Tests sign up many users from one loopback address; the sign-up limits have their
         # own tests (tests/fault/test_edge_accounts.py), which put the defaults back.
         sessions=SessionPolicy(max_accounts_per_address=10_000, max_accounts_total=10_000),

@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from backend.accounts.repositories import account_repository, session_repository
 from backend.accounts.service import username_key
-from backend.config import ServerConfig
+from backend.config import Limits, ServerConfig
 from backend.connection import Connection
 from backend.server import PixmartServer
 from protocol import codec
@@ -33,6 +33,16 @@ from protocol.trust import TrustPolicy
 
 #: Fast reconnects, as in ``tests/conftest.py``.
 FAST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
+
+#: The edge's per-address limits raised for tests, which connect many clients at once from one
+#: loopback address; those limits have their own tests (tests/fault/test_edge_connections.py).
+TEST_LIMITS = Limits(
+    max_unauthenticated_per_address=1_000,
+    max_handshaking_per_address=1_000,
+    max_connections_per_address=1_000,
+    prelogin_request_rate=1_000_000.0,
+    prelogin_request_burst=1_000_000,
+)
 
 
 def insecure_tls13_context() -> ssl.SSLContext:

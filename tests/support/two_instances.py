@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.config import Limits, ServerConfig, SessionPolicy
+from backend.config import ServerConfig, SessionPolicy
 from backend.server import PixmartServer
 from protocol.client import Session
-from tests.support import pinned_session, running_server
+from tests.support import TEST_LIMITS, pinned_session, running_server
 from tests.support.commerce import PASSWORD
 
 
@@ -27,13 +27,7 @@ def instance_config(pg_url: str, data_dir: Path) -> ServerConfig:
         data_dir=data_dir,
         port=0,
         enable_vision=False,
-        limits=Limits(
-            max_unauthenticated_per_address=1_000,
-            max_handshaking_per_address=1_000,
-            max_connections_per_address=1_000,
-            prelogin_request_rate=1_000_000.0,
-            prelogin_request_burst=1_000_000,
-        ),
+        limits=TEST_LIMITS,
         sessions=SessionPolicy(
             max_accounts_per_address=10_000,
             max_accounts_total=10_000,
