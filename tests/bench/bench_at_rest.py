@@ -18,8 +18,9 @@ encrypted over unencrypted:
    and connection, batches of 24 cards with their thumbnails). Flat out, latency is about
    clients over the server's throughput, so it shows the cost of opening 24 sealed thumbnails
    per batch in full. The encrypted server keeps the thumbnails it opened in memory
-   (:mod:`backend.atrest.derivatives`); an untimed pass pages before each run, so the figures are those of
-   a shop whose first pages are browsed all day, not of its first batches after a start.
+   (:mod:`backend.atrest.derivatives`); an untimed pass pages before each run, so the figures
+   are those of a shop whose first pages are browsed all day, not of its first batches after a
+   start.
 3. Original download bandwidth: three incompressible JPEG originals of about 8, 16 and 24 MB,
    uploaded once, downloaded whole by their owner with
    :func:`protocol.catalogue_client.download_original` (4 MiB ranges; the client checks the
