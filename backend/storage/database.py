@@ -57,6 +57,16 @@ def discover_migrations(package: ModuleType = migrations_package) -> list[tuple[
     return found
 
 
+async def _roll_back(writer: aiosqlite.Connection) -> None:
+    """Undo the writer's open transaction, if any, even if this task is cancelled meanwhile.
+
+    The connection's thread runs what it is given in order, so this rollback follows a BEGIN
+    or COMMIT still in its queue; with none open it does nothing. Shielded: a second
+    cancellation must not leave the transaction open for the next writer.
+    """
+    await asyncio.shield(writer.rollback())
+
+
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer pixmart than this one."""
 
@@ -187,14 +197,16 @@ class Database:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         async with self._write_lock:
             writer = self._require_writer()
-            await writer.execute("BEGIN IMMEDIATE")
             try:
+                await writer.execute("BEGIN IMMEDIATE")
                 yield writer
+                await writer.commit()
             except BaseException:
-                await writer.execute("ROLLBACK")
+                # Also when this task was cancelled while waiting for BEGIN or COMMIT: the
+                # connection's thread runs them all the same, and a BEGIN left open would make
+                # every later write fail ("cannot start a transaction within a transaction").
+                await _roll_back(writer)
                 raise
-            else:
-                await writer.execute("COMMIT")
 
     @asynccontextmanager
     async def exclusive_job(self, name: str) -> AsyncIterator[bool]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -14,6 +16,30 @@ from backend.storage.urls import redact
 async def test_engine_answers_a_query(engine: StorageEngine) -> None:
     row = await engine.fetchone("SELECT 1 AS one")
     assert row is not None and row["one"] == 1
+
+
+async def test_writes_cancelled_at_any_point_leave_the_engine_writable(
+    engine: StorageEngine,
+) -> None:
+    # A request dropped by its client cancels its write wherever it is: waiting for the
+    # transaction to begin, inside it, or waiting for the commit. None of those may leave a
+    # transaction open behind it (on SQLite every later write would fail).
+    await engine.execute("CREATE TABLE cancel_probe (n INTEGER)")
+
+    async def write(n: int) -> None:
+        async with engine.transaction() as conn:
+            await conn.execute(f"INSERT INTO cancel_probe VALUES ({n})")
+
+    for n in range(120):
+        task = asyncio.create_task(write(n))
+        for _ in range(n % 6):  # cancelled after 0-5 turns of the loop: every await in turn
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    await write(-1)
+    row = await engine.fetchone("SELECT COUNT(*) AS n FROM cancel_probe WHERE n = -1")
+    assert row is not None and row["n"] == 1
 
 
 async def test_postgres_refuses_a_newer_schema(pg_url: str) -> None:
