@@ -71,7 +71,14 @@ class EventHub:
         self._watchers[topic].append(watcher)
 
     def subscribe(self, connection: Connection, topic: str) -> None:
-        """Deliver events of ``topic`` to ``connection`` until it unsubscribes or closes."""
+        """Deliver events of ``topic`` to ``connection`` until it unsubscribes or closes.
+
+        Nothing for a connection that is not attached (closed, or never opened): a request
+        outlives its connection, and one that subscribed after the close would leave the
+        connection held here, and sent events, for as long as the server runs.
+        """
+        if connection not in self._connections:
+            return
         self._subscribers[topic].add(connection)
         connection.topics.add(topic)
 

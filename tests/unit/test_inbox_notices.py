@@ -136,7 +136,9 @@ async def test_facts_waiting_for_one_user_are_bounded() -> None:
     refresher.receive(InboxChangedFact(user_id=3, notice_id=1))
     await asyncio.sleep(0)
     assert loaded == []
-    hub.subscribe(_Connection(), "inbox:3")  # type: ignore[arg-type]
+    listener = _Connection()
+    hub.attach(listener)  # type: ignore[arg-type]  # the hub subscribes open connections only
+    hub.subscribe(listener, "inbox:3")  # type: ignore[arg-type]
     # A flood arrives before the first load runs: only the first MAX_WAITING are read.
     for notice_id in range(1, MAX_WAITING * 3):
         refresher.receive(InboxChangedFact(user_id=3, notice_id=notice_id))

@@ -1,0 +1,90 @@
+"""Requests still running when their connection drops: what they leave behind.
+
+A client may drop its connection at any moment (open, send, close). Each test cuts a connection
+at a chosen point of a request, held there by a patched service call, and checks the server's
+shared state afterwards:
+
+* a cart read that finishes after its connection dropped must not subscribe the dropped
+  connection to the cart's topics (the event hub would keep it, and queue events for it, for
+  as long as the server runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from backend.commerce.live import user_topic
+from backend.server import PixmartServer
+from protocol.messages.accounts import LoggedIn, Login
+from protocol.messages.commerce import GetCart
+from tests.conftest import SessionFactory
+from tests.support import RawClient, eventually, raw_client
+from tests.support.commerce import PASSWORD
+
+
+class Held:
+    """A patched service call that waits, once reached, until the test lets it go on."""
+
+    def __init__(self, call: Callable[..., Awaitable[Any]]) -> None:
+        self._call = call
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+        #: Set once the call returned, failed or was cancelled.
+        self.over = asyncio.Event()
+
+    async def __call__(self, *args: Any) -> Any:
+        try:
+            self.reached.set()
+            await self.release.wait()
+            return await self._call(*args)
+        finally:
+            self.over.set()
+
+
+@asynccontextmanager
+async def logged_in_raw(
+    server: PixmartServer, username: str
+) -> AsyncIterator[tuple[RawClient, int]]:
+    """A raw connection logged in as ``username`` (an account already made), and its user id."""
+    async with raw_client(server) as client:
+        await client.hello()
+        reply = await client.call(Login(id=2, username=username, password=PASSWORD))
+        assert isinstance(reply, LoggedIn), reply
+        yield client, reply.user.id
+
+
+async def drop(server: PixmartServer, client: RawClient) -> None:
+    """Cut ``client``'s TCP connection and wait until the server has let the connection go."""
+    before = server.connection_count
+    client.ws.transport.abort()
+
+    async def gone() -> bool:
+        return server.connection_count < before
+
+    await eventually(gone)
+
+
+async def test_a_cart_read_finishing_after_its_connection_dropped_subscribes_nothing(
+    server: PixmartServer, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await (await make_session()).create_account("alice", PASSWORD)
+    assert server.domains is not None and server.domains.commerce.service is not None
+    cart = server.domains.commerce.service.cart
+    held = Held(cart.view)
+    monkeypatch.setattr(cart, "view", held)
+
+    async with logged_in_raw(server, "alice") as (client, user_id):
+        await client.send(GetCart(id=3))
+        await held.reached.wait()
+        await drop(server, client)
+    held.release.set()
+    await held.over.wait()
+    await asyncio.sleep(0.05)  # whatever the request does after the read has run by now
+
+    # Nobody is connected: nothing may listen for the user's cart any more.
+    assert not server.events.has_subscribers(user_topic(user_id))
