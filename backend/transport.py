@@ -70,6 +70,8 @@ class _Link:
     connection: Connection
     logged_in: bool = False
     login_timer: asyncio.TimerHandle | None = None
+    #: The connection is gone; requests still running no longer change its limits.
+    closed: bool = False
 
 
 class Transport:
@@ -269,8 +271,12 @@ class Transport:
         try:
             await self._read_loop(link)
         finally:
+            link.closed = True
             if link.login_timer is not None:
                 link.login_timer.cancel()
+            # A logout that ended after the connection was lost counted it again as not
+            # logged in (_sync_login); nothing else would give that place back.
+            self._gate.release(websocket)
             self._connections.discard(websocket)
             self._dispatcher.metrics.connection_closed(connection)
             self._events.drop(connection)
@@ -307,9 +313,13 @@ class Transport:
         Logged out (a logout, or a session that ended): counted again, a new deadline, small
         frames. Called before a reply is sent, so a client that waits for its ``LoggedIn``
         reply may send large frames from then on.
+
+        Nothing once the connection is closed: requests outlive it, and a logout that ended
+        after it would count the closed connection as not logged in for good (the gate frees
+        a place when its connection closes or logs in, and this one did both already).
         """
         logged_in = link.connection.principal is not None
-        if logged_in == link.logged_in:
+        if link.closed or logged_in == link.logged_in:
             return
         link.logged_in = logged_in
         protocol = link.websocket.protocol

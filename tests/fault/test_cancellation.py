@@ -6,7 +6,11 @@ shared state afterwards:
 
 * a cart read that finishes after its connection dropped must not subscribe the dropped
   connection to the cart's topics (the event hub would keep it, and queue events for it, for
-  as long as the server runs).
+  as long as the server runs);
+* a logout that finishes after its connection dropped must not count the dropped connection
+  as one that has not logged in: nothing frees that place again, and an address whose places
+  are all taken so is refused (HTTP 429) until the server restarts. The attacker is on
+  127.0.0.2, a normal client on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from typing import Any
 import pytest
 
 from backend.commerce.live import user_topic
+from backend.config import ServerConfig
 from backend.server import PixmartServer
-from protocol.messages.accounts import LoggedIn, Login
+from protocol.messages.accounts import AccountCreated, CreateAccount, LoggedIn, Login, Logout
 from protocol.messages.commerce import GetCart
-from tests.conftest import SessionFactory
-from tests.support import RawClient, eventually, raw_client
+from tests.conftest import SessionFactory, with_limits
+from tests.support import RawClient, eventually, raw_client, running_server
 from tests.support.commerce import PASSWORD
+
+ATTACKER = "127.0.0.2"
+NORMAL = "127.0.0.1"
 
 
 class Held:
@@ -48,10 +56,11 @@ class Held:
 
 @asynccontextmanager
 async def logged_in_raw(
-    server: PixmartServer, username: str
+    server: PixmartServer, username: str, source: str = NORMAL
 ) -> AsyncIterator[tuple[RawClient, int]]:
-    """A raw connection logged in as ``username`` (an account already made), and its user id."""
-    async with raw_client(server) as client:
+    """A raw connection from ``source`` logged in as ``username`` (an account already made),
+    and its user id."""
+    async with raw_client(server, local_addr=(source, 0)) as client:
         await client.hello()
         reply = await client.call(Login(id=2, username=username, password=PASSWORD))
         assert isinstance(reply, LoggedIn), reply
@@ -88,3 +97,35 @@ async def test_a_cart_read_finishing_after_its_connection_dropped_subscribes_not
 
     # Nobody is connected: nothing may listen for the user's cart any more.
     assert not server.events.has_subscribers(user_topic(user_id))
+
+
+async def test_a_logout_finishing_after_its_connection_dropped_takes_no_place_before_login(
+    server_config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = with_limits(server_config, max_unauthenticated_per_address=2)
+    async with running_server(config) as server:
+        async with raw_client(server) as client:
+            await client.hello()
+            made = await client.call(CreateAccount(id=2, username="mallory", password=PASSWORD))
+            assert isinstance(made, AccountCreated), made
+
+        # Twice, the cap of the address: log in, log out, drop while the session is revoked.
+        for _ in range(2):
+            held = Held(server.accounts.logout)
+            monkeypatch.setattr(server.accounts, "logout", held)
+            async with logged_in_raw(server, "mallory", ATTACKER) as (client, _):
+                await client.send(Logout(id=3))
+                await held.reached.wait()
+                await drop(server, client)
+            held.release.set()
+            await held.over.wait()
+            await asyncio.sleep(0.05)  # the request's last steps, after the revocation
+
+        # Nothing of the attacker's is open: no place before login is taken, and the address
+        # may connect again (the normal client on its own address all along).
+        assert server._transport is not None
+        assert server._transport.prelogin.count_from(ATTACKER) == 0
+        async with raw_client(server, local_addr=(ATTACKER, 0)) as again:
+            await again.hello()
+        async with raw_client(server, local_addr=(NORMAL, 0)) as normal:
+            await normal.hello()
