@@ -401,7 +401,8 @@ class Transport:
                 return True
             assert isinstance(frame, bytes)
             # Back-pressure: with max_in_flight requests running, stop reading this connection.
-            await in_flight.acquire()
+            if not await _request_slot(websocket, in_flight):
+                return False  # closed meanwhile: nobody would read the reply
             task = asyncio.create_task(self._serve(link, message, frame))
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
@@ -464,6 +465,35 @@ class Transport:
                 return
             # The event may have told of a session that ended: the pre-login limits are back.
             self._sync_login(link)
+
+
+async def _request_slot(websocket: ServerConnection, in_flight: asyncio.Semaphore) -> bool:
+    """Take one of the connection's request slots, waiting while all are taken; ``False`` if
+    the connection closed first (and no slot is taken).
+
+    Requests outlive their connection (a retry finds their reply in the replay cache), so a
+    slot may free long after the close. Waiting for it alone kept a closed connection counted
+    (``max_connections``), attached to the events and its timer armed until one of its
+    requests ended: connections dropped with their requests queued behind slow work filled
+    the server, and everyone else was turned away.
+    """
+    if not in_flight.locked():
+        await in_flight.acquire()  # free: taken at once, no task needed
+        return True
+    slot = asyncio.ensure_future(in_flight.acquire())
+    closed = asyncio.ensure_future(websocket.wait_closed())
+    taken = False
+    try:
+        await asyncio.wait((slot, closed), return_when=asyncio.FIRST_COMPLETED)
+        taken = slot.done()
+        return taken
+    finally:
+        closed.cancel()
+        if not taken:
+            if slot.done():
+                in_flight.release()  # granted just as this wait was cancelled
+            else:
+                slot.cancel()  # a grant not yet taken passes to the next waiter
 
 
 def _releaser(amount: int, release: Callable[[int], None]) -> Callable[[asyncio.Task[None]], None]:

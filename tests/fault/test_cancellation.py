@@ -9,15 +9,20 @@ shared state afterwards:
   as long as the server runs);
 * a logout that finishes after its connection dropped must not count the dropped connection
   as one that has not logged in: nothing frees that place again, and an address whose places
-  are all taken so is refused (HTTP 429) until the server restarts. The attacker is on
-  127.0.0.2, a normal client on 127.0.0.1.
+  are all taken so is refused (HTTP 429) until the server restarts;
+* a connection dropped while it waits for one of its request slots (``max_in_flight``
+  requests running) must stop counting at once, not once one of its requests ends: dead
+  connections whose requests wait in a long queue would fill ``max_connections``, and every
+  newcomer would get HTTP 503.
+
+The attacker is on 127.0.0.2, a normal client on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -44,8 +49,11 @@ class Held:
         self.release = asyncio.Event()
         #: Set once the call returned, failed or was cancelled.
         self.over = asyncio.Event()
+        #: Calls that reached it.
+        self.calls = 0
 
     async def __call__(self, *args: Any) -> Any:
+        self.calls += 1
         try:
             self.reached.set()
             await self.release.wait()
@@ -129,3 +137,46 @@ async def test_a_logout_finishing_after_its_connection_dropped_takes_no_place_be
             await again.hello()
         async with raw_client(server, local_addr=(NORMAL, 0)) as normal:
             await normal.hello()
+
+
+async def test_a_connection_dropped_while_its_requests_fill_its_slots_stops_counting_at_once(
+    server_config: ServerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = with_limits(server_config, max_in_flight=2, max_connections=3)
+    async with running_server(config) as server:
+        async with raw_client(server) as client:
+            await client.hello()
+            made = await client.call(CreateAccount(id=2, username="mallory", password=PASSWORD))
+            assert isinstance(made, AccountCreated), made
+        assert server.domains is not None and server.domains.commerce.service is not None
+        cart = server.domains.commerce.service.cart
+        held = Held(cart.view)
+        monkeypatch.setattr(cart, "view", held)
+
+        async with AsyncExitStack() as stack:
+            clients = [
+                (await stack.enter_async_context(logged_in_raw(server, "mallory", ATTACKER)))[0]
+                for _ in range(3)
+            ]
+            # Two requests running on each (its slots), and a third read, waiting for a slot.
+            for client in clients:
+                for request_id in (10, 11, 12):
+                    await client.send(GetCart(id=request_id))
+
+            async def slots_full() -> bool:
+                return held.calls == 2 * len(clients)
+
+            await eventually(slots_full)
+            await asyncio.sleep(0.2)  # the third frames are read meanwhile
+            for client in clients:
+                client.ws.transport.abort()
+
+            async def all_gone() -> bool:
+                return server.connection_count == 0
+
+            await eventually(all_gone)  # their requests still wait
+
+            # The normal client gets in while the attacker's requests still wait.
+            async with raw_client(server, local_addr=(NORMAL, 0)) as normal:
+                await normal.hello()
+        held.release.set()
