@@ -89,6 +89,18 @@ class Limits:
     tls_handshake_timeout: float = 10.0
     #: Requests one connection may have in flight at once; more wait (back-pressure).
     max_in_flight: int = 16
+    #: Requests running at once from one client address, for one user (from all its addresses)
+    #: and server-wide, counted until each ends, also after its connection closed: requests
+    #: outlive their connection (retries find their reply in the replay cache), so an address
+    #: that reset and reconnected kept ``max_in_flight`` more running each time (4,096 per
+    #: address with its 256 connections, unbounded when cycling). Past any of them a request
+    #: is ``rate_limited`` at once (retry after 1 s), not queued. Per address: one for each
+    #: connection it may open (a NAT full of people; the load benchmark's 200 clients on one
+    #: address). Per user: a TUI runs a few, a bulk upload 4, the load benchmark 40 sessions
+    #: of one account one each. Server-wide: an attacker needs 16 addresses to fill it.
+    max_running_requests_per_address: int = 256
+    max_running_requests_per_user: int = 64
+    max_running_requests: int = 4096
     #: Requests per second, and the burst, that the connections of one client address may
     #: send together before they log in (Hello, Login, Resume, CreateAccount: two each for a
     #: client that logs in; 400 at once is 200 clients reconnecting after a cut).

@@ -8,7 +8,9 @@ Before login a connection is counted per client address and server-wide
 (:class:`~backend.admission.PreLoginGate`), must log in by a deadline fixed when it connected, and
 may send only small frames; after login its frames may be large, and the bytes of large messages
 buffered or being handled are bounded server-wide (:class:`~backend.admission.ByteBudget`,
-charged from the frame headers by :class:`~backend.gated.GatedConnection`).
+charged from the frame headers by :class:`~backend.gated.GatedConnection`). Requests run on after
+their connection closes; those running at once are bounded per client address, per user and
+server-wide (:class:`~backend.running.RunningRequests`), counted until each ends.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from backend.gated import GatedConnection, connection_class, set_max_message_siz
 from backend.listener import HandshakeSlots, bind_listener
 from backend.metrics import UNKNOWN_TYPE
 from backend.reply_frames import ReplySender
+from backend.running import RunningRequests
 from protocol import codec
 from protocol.errors import BadRequest, PixmartError, Unavailable
 from protocol.messages.base import Hello, Reply, Request
@@ -122,6 +125,13 @@ class Transport:
         #: Each client address's share of it.
         self.frame_shares = BudgetShares(
             self.frame_budget, self._limits.max_inflight_frame_bytes_per_address
+        )
+        #: Requests running, per address, per user and in all, also after their connection
+        #: closed (each connection's own ``max_in_flight`` holds only while it is open).
+        self.running = RunningRequests(
+            per_address=self._limits.max_running_requests_per_address,
+            per_user=self._limits.max_running_requests_per_user,
+            total=self._limits.max_running_requests,
         )
         self._closers: set[asyncio.Task[None]] = set()
         #: Sends requests' replies (encoded into kept buffers, large ones in fragments).
@@ -391,19 +401,28 @@ class Transport:
                     raise BadRequest("Send Hello first")
                 connection.bucket.take()
             except PixmartError as exc:
-                request_id = codec.request_id_of(frame)
-                self._dispatcher.refused(connection, request_id, request_type, exc)
-                await self._send_quietly(websocket, codec.encode(error_reply(request_id, exc)))
-                if isinstance(exc, BadRequest) and self._too_much_garbage(garbage):
-                    log.warning("closing %r: too many malformed messages", connection)
-                    await websocket.close(CloseCode.POLICY_VIOLATION, "too many malformed messages")
-                    return False
-                return True
+                return await self._refuse(link, frame, request_type, exc, garbage)
             assert isinstance(frame, bytes)
             # Back-pressure: with max_in_flight requests running, stop reading this connection.
             if not await _request_slot(websocket, in_flight):
                 return False  # closed meanwhile: nobody would read the reply
-            task = asyncio.create_task(self._serve(link, message, frame))
+            try:
+                # Past the address's, the user's or the server's running requests: refused at
+                # once, not queued behind them (they may belong to connections long gone).
+                ticket = self.running.admit(connection.address, connection.user_id)
+            except PixmartError as exc:
+                in_flight.release()
+                return await self._refuse(link, frame, request_type, exc, garbage)
+            try:
+                task = asyncio.create_task(self._serve(link, message, frame))
+            except BaseException:
+                ticket.release()
+                in_flight.release()
+                raise
+            # Done callbacks, not a finally in the task: they run whatever ends it (reply sent,
+            # error, cancelled at shutdown, even cancelled before it started), and the
+            # request counts until then, also once its connection is gone.
+            task.add_done_callback(lambda _: ticket.release())
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
             task.add_done_callback(lambda _: in_flight.release())
@@ -415,6 +434,26 @@ class Transport:
         finally:
             if charged:
                 release(charged)
+
+    async def _refuse(
+        self,
+        link: _Link,
+        frame: bytes | str,
+        request_type: str,
+        exc: PixmartError,
+        garbage: deque[float],
+    ) -> bool:
+        """Answer ``frame`` with ``exc`` without serving it; whether to go on reading (a
+        connection that sends too many malformed frames is closed)."""
+        websocket, connection = link.websocket, link.connection
+        request_id = codec.request_id_of(frame)
+        self._dispatcher.refused(connection, request_id, request_type, exc)
+        await self._send_quietly(websocket, codec.encode(error_reply(request_id, exc)))
+        if isinstance(exc, BadRequest) and self._too_much_garbage(garbage):
+            log.warning("closing %r: too many malformed messages", connection)
+            await websocket.close(CloseCode.POLICY_VIOLATION, "too many malformed messages")
+            return False
+        return True
 
     async def _prelogin_turn(self, link: _Link) -> None:
         """Wait for the address's turn to send a request before login, reading nothing else

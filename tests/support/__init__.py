@@ -34,14 +34,17 @@ from protocol.trust import TrustPolicy
 #: Fast reconnects, as in ``tests/conftest.py``.
 FAST_BACKOFF = Backoff(initial=0.02, factor=2.0, maximum=0.2)
 
-#: The edge's per-address limits raised for tests, which connect many clients at once from one
-#: loopback address; those limits have their own tests (tests/fault/test_edge_connections.py).
+#: The edge's per-address (and per-user) limits raised for tests, which connect many clients at
+#: once from one loopback address, often as one user; those limits have their own tests
+#: (tests/fault/test_edge_connections.py, tests/fault/test_running_requests.py).
 TEST_LIMITS = Limits(
     max_unauthenticated_per_address=1_000,
     max_handshaking_per_address=1_000,
     max_connections_per_address=1_000,
     prelogin_request_rate=1_000_000.0,
     prelogin_request_burst=1_000_000,
+    max_running_requests_per_address=100_000,
+    max_running_requests_per_user=100_000,
 )
 
 
