@@ -37,6 +37,7 @@ Run alone with ``.venv/bin/python -m tests.bench.bench_load``; ``make bench`` co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import statistics
@@ -120,6 +121,9 @@ class _Run:
     thumbnail_kb: float
     #: Picture bytes per batch that crossed the wire (inline or fetched), KB.
     wire_kb: float = 0.0
+    #: Cores the rest of the machine kept busy meanwhile (other work, the kernel's own), beside
+    #: the server's and the clients': with 2 cores, what it takes comes out of theirs.
+    other_cpu: float = 0.0
 
 
 async def _tokens(server: ServerProcess) -> tuple[str, ...]:
@@ -156,73 +160,130 @@ def _one_run(
 
     ``pictures`` and ``window`` as in :class:`~tests.support.load.PagingPlan`.
     """
-    clients, pages = setting.clients, setting.pages
-    context = multiprocessing.get_context("spawn")
-    processes = 1 if clients == 1 else 2
-    shares = [
-        clients // processes + (1 if n < clients % processes else 0) for n in range(processes)
-    ]
-    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-    setup_errors: list[str] = []
-    first = 0
+    clients = _ClientProcesses(server, tokens, setting, pictures=pictures, window=window)
     try:
-        for share in shares:
-            ours, theirs = context.Pipe()
-            plan = PagingPlan(
-                url=server.url,
-                fingerprint=server.fingerprint,
-                tokens=tokens,
-                clients=share,
-                pages=pages,
-                batch=BATCH,
-                first_client=first,
-                think=setting.think,
-                pictures=pictures,
-                window=window,
-            )
-            child = context.Process(target=paging_clients, args=(plan, theirs), daemon=True)
-            child.start()
-            theirs.close()
-            workers.append((child, ours))
-            first += share
-        for _, pipe in workers:
-            kind, errors = _receive(pipe, SETUP_TIMEOUT)
-            assert kind == "ready"
-            setup_errors += errors
+        return clients.run()
+    finally:
+        clients.close()
+
+
+class _ClientProcesses:
+    """The client processes of one run, connected and ready (started on construction): the
+    timed batches begin when :meth:`run` is called, so a benchmark can ready the clients of two
+    servers first and time one run right after the other.
+
+    Args:
+        server: The server they page.
+        tokens: Session tokens the clients resume (client ``n`` takes ``tokens[n % len]``).
+        setting: Clients, batches and think time.
+        pictures: As in :class:`~tests.support.load.PagingPlan`.
+        window: As in :class:`~tests.support.load.PagingPlan`.
+    """
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        tokens: tuple[str, ...],
+        setting: Setting,
+        *,
+        pictures: PictureMode = PictureMode.UNSENT,
+        window: int | None = None,
+    ) -> None:
+        self.server = server
+        self.setting = setting
+        context = multiprocessing.get_context("spawn")
+        processes = 1 if setting.clients == 1 else 2
+        shares = [
+            setting.clients // processes + (1 if n < setting.clients % processes else 0)
+            for n in range(processes)
+        ]
+        self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self._setup_errors: list[str] = []
+        self._ran = False
+        first = 0
+        try:
+            for share in shares:
+                ours, theirs = context.Pipe()
+                plan = PagingPlan(
+                    url=server.url,
+                    fingerprint=server.fingerprint,
+                    tokens=tokens,
+                    clients=share,
+                    pages=setting.pages,
+                    batch=BATCH,
+                    first_client=first,
+                    think=setting.think,
+                    pictures=pictures,
+                    window=window,
+                )
+                child = context.Process(target=paging_clients, args=(plan, theirs), daemon=True)
+                child.start()
+                theirs.close()
+                self._workers.append((child, ours))
+                first += share
+            for _, pipe in self._workers:
+                kind, errors = _receive(pipe, SETUP_TIMEOUT)
+                assert kind == "ready"
+                self._setup_errors += errors
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self) -> _Run:
+        """Let the clients page (once), and pool what they measured."""
+        server = self.server
         assert server.process is not None
         cpu_before = cpu_seconds(server.process.pid)
+        busy_before = _busy_cpu_seconds()
         started = time.perf_counter()
-        for _, pipe in workers:
+        self._ran = True
+        for _, pipe in self._workers:
             pipe.send("go")
         results: list[PagingResult] = []
-        for _, pipe in workers:
+        for _, pipe in self._workers:
             kind, result = _receive(pipe, RUN_TIMEOUT)
             assert kind == "done"
             results.append(result)
         wall = time.perf_counter() - started
         server_cpu = (cpu_seconds(server.process.pid) - cpu_before) / wall
-    finally:
-        for process, pipe in workers:
+        busy = (_busy_cpu_seconds() - busy_before) / wall
+        latencies = [ms for result in results for ms in result.latencies_ms]
+        errors = self._setup_errors + [error for result in results for error in result.errors]
+        batches = sum(result.batches for result in results)
+        thumbnail_bytes = sum(result.thumbnail_bytes for result in results)
+        wire_bytes = sum(result.wire_bytes for result in results)
+        return _Run(
+            latencies_ms=latencies,
+            errors=errors,
+            requests=self.setting.clients * self.setting.pages,
+            batches_per_s=batches / max(result.seconds for result in results),
+            server_cpu=server_cpu,
+            client_cpu=sum(result.cpu_seconds / result.seconds for result in results),
+            thumbnail_kb=thumbnail_bytes / max(1, batches) / 1024,
+            wire_kb=wire_bytes / max(1, batches) / 1024,
+            other_cpu=busy - server_cpu - sum(result.cpu_seconds for result in results) / wall,
+        )
+
+    def close(self) -> None:
+        """End the client processes (those that did not page are told to stop)."""
+        for process, pipe in self._workers:
+            if not self._ran:
+                with contextlib.suppress(OSError):  # it may have exited already
+                    pipe.send("stop")
             pipe.close()
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
                 process.join()
-    latencies = [ms for result in results for ms in result.latencies_ms]
-    errors = setup_errors + [error for result in results for error in result.errors]
-    batches = sum(result.batches for result in results)
-    thumbnail_bytes = sum(result.thumbnail_bytes for result in results)
-    wire_bytes = sum(result.wire_bytes for result in results)
-    return _Run(
-        latencies_ms=latencies,
-        errors=errors,
-        requests=clients * pages,
-        batches_per_s=batches / max(result.seconds for result in results),
-        server_cpu=server_cpu,
-        client_cpu=sum(result.cpu_seconds / result.seconds for result in results),
-        thumbnail_kb=thumbnail_bytes / max(1, batches) / 1024,
-        wire_kb=wire_bytes / max(1, batches) / 1024,
-    )
+        self._workers = []
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle or waiting) so far."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _latency_rows(clients: Setting, runs: list[_Run]) -> list[dict[str, Any]]:
