@@ -19,7 +19,6 @@ The attacker is on 127.0.0.2 (and 127.0.0.3), a normal client on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from contextlib import AsyncExitStack
 
@@ -345,4 +344,3 @@ async def test_the_count_goes_back_to_zero_whatever_ends_the_requests(
 
             await eventually(all_ended)
         assert not running._by_key and not running._by_user
-        await asyncio.sleep(0)
