@@ -25,6 +25,7 @@ from backend.config import format_address
 
 if TYPE_CHECKING:
     from backend.connection import Connection
+    from backend.running import RunningRequests
 
 #: The outcome label of a request, upload or checkout that succeeded (failures carry their code).
 OK: Final = "ok"
@@ -144,6 +145,7 @@ class ServerMetrics:
         self._connections: set[Connection] = set()
         self._embeddings: Callable[[], EmbeddingStats | None] = _no_embeddings
         self._backfill: Callable[[], int] = lambda: 0
+        self._running: RunningRequests | None = None
         registry.register(_ScrapeTimeCollector(self))
         # CPU, memory and open files of the process: what an operator checks first.
         ProcessCollector(registry=registry)
@@ -238,6 +240,16 @@ class ServerMetrics:
         """Read at every scrape how many stored pictures still wait for the current model."""
         self._backfill = source
 
+    def watch_running_requests(self, running: RunningRequests) -> None:
+        """Read at every scrape the requests running and those refused by its bounds."""
+        self._running = running
+
+    def running_requests(self) -> tuple[int, dict[str, int]]:
+        """Requests running now, and requests refused so far by each bound of ``running``."""
+        if self._running is None:
+            return 0, {}
+        return self._running.count, dict(self._running.refused)
+
     def backfill_remaining(self) -> int:
         """Stored pictures not yet embedded by the current model (re-embedding after a change)."""
         return self._backfill()
@@ -257,6 +269,8 @@ class _ScrapeTimeCollector:
         yield CounterMetricFamily("pixmart_embedding_pictures", "")
         yield CounterMetricFamily("pixmart_embedding_batches", "")
         yield GaugeMetricFamily("pixmart_embedding_backfill_remaining", "")
+        yield GaugeMetricFamily("pixmart_requests_running", "")
+        yield CounterMetricFamily("pixmart_requests_refused_running", "", labels=["bound"])
 
     def collect(self) -> Iterator[Metric]:
         """The current figures."""
@@ -291,6 +305,21 @@ class _ScrapeTimeCollector:
             "Stored pictures still to be embedded by the current model (after a model change).",
             value=self._metrics.backfill_remaining(),
         )
+        running, refused = self._metrics.running_requests()
+        yield GaugeMetricFamily(
+            "pixmart_requests_running",
+            "Requests running now, those whose connection has closed included.",
+            value=running,
+        )
+        refusals = CounterMetricFamily(
+            "pixmart_requests_refused_running",
+            "Requests refused at once because their address, user or the server had as many "
+            "running as it may, by bound ('address', 'user' or 'server').",
+            labels=["bound"],
+        )
+        for bound, count in sorted(refused.items()):
+            refusals.add_metric([bound], count)
+        yield refusals
 
 
 # -- the HTTP endpoint ---------------------------------------------------------------------

@@ -133,6 +133,7 @@ class Transport:
             per_user=self._limits.max_running_requests_per_user,
             total=self._limits.max_running_requests,
         )
+        dispatcher.metrics.watch_running_requests(self.running)
         self._closers: set[asyncio.Task[None]] = set()
         #: Sends requests' replies (encoded into kept buffers, large ones in fragments).
         self._replies = ReplySender()

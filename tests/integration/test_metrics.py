@@ -23,12 +23,13 @@ from backend.cli import _config, _parser
 from backend.config import ServerConfig, parse_address
 from backend.logs import REQUEST_LOGGER, configure_logging
 from backend.metrics import ServerMetrics
+from backend.running import RunningRequests
 from backend.server import PixmartServer
 from backend.vision.types import EMBEDDING_DIM, NUM_CLASSES, EmbedBatch
 from backend.vision.worker import EmbeddingWorker
 from protocol.catalogue_client import browse
 from protocol.commerce_client import add_to_cart, checkout, get_cart, new_checkout_key
-from protocol.errors import BadRequest, Unauthenticated
+from protocol.errors import BadRequest, RateLimited, Unauthenticated
 from tests.conftest import SessionFactory, logged_in
 from tests.support import raw_client
 from tests.support.catalogue import jpeg, upload
@@ -225,6 +226,26 @@ def test_the_re_embedding_backlog_is_read_at_scrape_time() -> None:
     assert backlog() == 120
     remaining[0] = 7  # the background pass moved on
     assert backlog() == 7
+
+
+def test_requests_running_and_refused_by_their_bounds_are_read_at_scrape_time() -> None:
+    metrics = ServerMetrics()
+
+    def samples() -> dict[tuple[str, str], float]:
+        return {(sample.name, sample.labels.get("bound", "")): sample.value
+                for family in metrics.registry.collect() for sample in family.samples}
+
+    assert samples()[("pixmart_requests_running", "")] == 0  # nothing watched yet
+    running = RunningRequests(per_address=1, per_user=5, total=5)
+    metrics.watch_running_requests(running)
+    ticket = running.admit("127.0.0.2", 7)
+    with pytest.raises(RateLimited):
+        running.admit("127.0.0.2", 7)  # the address's one place is taken
+    assert samples()[("pixmart_requests_running", "")] == 1
+    assert samples()[("pixmart_requests_refused_running_total", "address")] == 1
+    assert samples()[("pixmart_requests_refused_running_total", "user")] == 0
+    ticket.release()
+    assert samples()[("pixmart_requests_running", "")] == 0
 
 
 # -- the request log ---------------------------------------------------------------------
