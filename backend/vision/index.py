@@ -1,4 +1,4 @@
-"""Provides :class:`VectorIndex`: similar-image ranking, exact for small catalogues, a graph above.
+"""Provides :class:`VectorIndex`: similar-image ranking, exact for small catalogues, IVF above.
 
 Every row lives in an :class:`~backend.vision.exact_index.ExactIndex` (float16 vectors, the
 values scores are computed from, with item id, owner and public flag). Its exact search reads
@@ -6,35 +6,34 @@ every row's 8-bit code per query, which is quick up to some ten thousand rows an
 with the catalogue (hundreds of milliseconds at a million rows on the 2-core development
 machine).
 So from :data:`DEFAULT_APPROXIMATE_FROM` rows on (``mode="auto"``),
-:class:`~backend.vision.graph.ReducedGraph` (a faiss HNSW graph over PCA-reduced vectors)
-proposes candidates among the rows the viewer may see, and the exact index scores just those.
-Hits therefore carry exact scores and the same (score descending, item id ascending) order and
-keyset cursors either way; what the graph may miss is a row that belongs in the top ``k``.
+:class:`~backend.vision.ivf.IvfLists` (faiss inverted lists with 8-bit codes) propose
+candidates among the rows the viewer may see, and the exact index scores just those. Hits
+therefore carry exact scores and the same (score descending, item id ascending) order and
+keyset cursors either way; what the lists may miss is a row that belongs in the top ``k``.
 
-How broadly a search walks the graph is calibrated on the catalogue itself when the graph is
-built (:func:`calibrate_breadth`): the least breadth and candidates that find at least
-:data:`_CALIBRATION_RECALL` of the exact top 24 for a sample of its own rows, so a catalogue of
-loose, unclustered pictures gets a broader walk than one of tight groups. Measured by
-``tests/bench/bench_vision.py --sizes 100000,1000000`` (see ``README.md`` for the figures):
-recall@24 against the exact index and latency at 100,000 and a million rows. The graph
-replaced faiss inverted lists (IVF, 8-bit codes), which on pictures without tight groups had to
-scan a quarter of the catalogue (61 ms at a million rows) to find 0.98 of the top 24; those
-had replaced a graph over the full 1280 dimensions, which took an hour to build there.
+How many lists a search scans is calibrated on the catalogue itself when the lists are built
+(:func:`calibrate_probes`): the fewest that find at least :data:`_CALIBRATION_RECALL` of the
+exact top 24 for a sample of its own rows, so a catalogue of loose, unclustered pictures gets a
+broader scan than one of tight groups. Measured by ``tests/bench/bench_vision.py --sizes
+100000,1000000`` (see ``README.md`` for the figures): recall@24 against the exact index and
+latency at 100,000 and a million rows. This replaced an HNSW graph, which at a million rows
+took an hour to build and found only 0.82 of the exact top 24.
 
-The graph is built in a background thread from the rows present when it starts, while
-searches stay exact; changes made meanwhile are replayed into it before it takes over.
+The lists are built in a background thread from the rows present when it starts, while
+searches stay exact; changes made meanwhile are replayed into them before they take over.
 Afterwards every change reaches both. Deleted or re-embedded items leave dead slots in the
-graph; when they pass :data:`_REBUILD_DEAD_FRACTION`, or the catalogue has grown
-:data:`_RETRAIN_GROWTH` times past the size its projection was learnt at, a fresh graph is
-built the same way, the old one serving until then.
+lists; when they pass :data:`_REBUILD_DEAD_FRACTION`, or the catalogue has grown
+:data:`_RETRAIN_GROWTH` times past the size the lists were trained for (their centroids then
+follow old pictures and each list grows long), fresh lists are trained and built the same way,
+the old ones serving until then.
 
-Searches the graph would serve badly go to the exact index: a small id prefilter (a rare tag),
-and a page the graph cannot fill (deep paging, or a viewer who sees few rows), so a batch is
+Searches the lists would serve badly go to the exact index: a small id prefilter (a rare tag),
+and a page the lists cannot fill (deep paging, or a viewer who sees few rows), so a batch is
 never cut short by the approximation.
 
 Thread safety: searches may run in worker threads while changes arrive on the event loop; the
-exact index and the graph each lock themselves, and one lock here orders changes against a new
-graph taking over.
+exact index and the lists each lock themselves, and one lock here orders changes against new
+lists taking over.
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ from backend.vision.exact_index import (
     StoredRows,
     as_unit_query,
 )
-from backend.vision.graph import TRAINING_ROWS, ReducedGraph
+from backend.vision.ivf import IvfLists, lists_for
 
 __all__ = [
     "DEFAULT_APPROXIMATE_FROM",
@@ -68,49 +67,44 @@ __all__ = [
     "IndexMode",
     "VectorIndex",
     "as_unit_query",
-    "calibrate_breadth",
+    "calibrate_probes",
 ]
 
 log = logging.getLogger(__name__)
 
-#: ``auto``: exact below :data:`DEFAULT_APPROXIMATE_FROM` rows (or the size given), graph
-#: candidates from there on; ``exact``: never approximate (the reference); ``approximate``:
-#: graph whatever the size (for tests).
+#: ``auto``: exact below :data:`DEFAULT_APPROXIMATE_FROM` rows (or the size given), IVF
+#: candidates from there on; ``exact``: never approximate (the reference); ``approximate``: IVF
+#: whatever the size (for tests).
 IndexMode = Literal["auto", "exact", "approximate"]
-#: Rows from which ``auto`` builds a graph. Below it the exact search takes a few
-#: milliseconds (9 ms at 10,000 rows on the 2-core development machine).
+#: Rows from which ``auto`` builds inverted lists. Below it the exact search takes a few
+#: milliseconds (9 ms at 10,000 rows on the 2-core development machine, where the lists take
+#: 0.7 ms and 1.2 s to train and fill).
 DEFAULT_APPROXIMATE_FROM: Final = 10_000
-#: Candidates the graph proposes per hit wanted, as calibrated (the fewest first), and at
-#: least; each is scored exactly. Ungrouped pictures with the real embeddings' spectrum keep
-#: their true top 24 within the best 200 by 128 coordinates; grouped ones whose groups spread
-#: over every direction (no decaying spectrum) need more: the projection keeps less of them.
-_CANDIDATES_PER_HIT: Final = (4, 8, 16)
+#: Candidates the lists propose per hit wanted, and at least; each is scored exactly.
+_CANDIDATES_PER_HIT: Final = 4
 _MIN_CANDIDATES: Final = 100
-#: A page the graph cannot fill with this many candidates is ranked exactly.
+#: A page the lists cannot fill with this many candidates is ranked exactly.
 _MAX_CANDIDATES: Final = 4096
-#: An id prefilter holding at most this share of the rows is ranked exactly: the graph would
-#: walk through most of itself to find so few.
+#: An id prefilter holding at most this share of the rows is ranked exactly: the lists would
+#: scan most of themselves to find so few.
 _EXACT_PREFILTER_SHARE: Final = 1 / 16
-#: A graph with more dead slots than this is rebuilt in the background.
+#: Lists with more dead slots than this are rebuilt in the background.
 _REBUILD_DEAD_FRACTION: Final = 0.25
-#: The graph is built again once the catalogue holds this many times the rows its projection
-#: was learnt from: the work of a rebuild stays proportional to the rows added.
+#: Lists are trained again once the catalogue holds this many times the rows they were trained
+#: on: the work of a rebuild stays proportional to the rows added.
 _RETRAIN_GROWTH: Final = 4
-#: Rows read from the exact index and added to a graph being built at a time.
+#: Rows read from the exact index and added to lists being built at a time.
 _BUILD_CHUNK: Final = 16384
-#: A graph being built takes over once at most this many changes are left to replay into it
+#: Lists being built take over once at most this many changes are left to replay into them
 #: (with the lock held: the event loop's changes wait for them).
 _REPLAY_UNDER_LOCK: Final = 64
-#: Breadth calibration: stored rows used as queries (blurred, as a new picture of a stored
-#: thing is: unblurred rows are the easy case, the walk ends beside them; with half of them
-#: unblurred, mixtures of real embeddings calibrated to a breadth that found 0.96 of the top
-#: 24 for blurred ones), the recall@24 they must reach (the product promises 0.98: a margin
-#: for queries unlike the catalogue's rows), and the least and most breadth tried.
-_CALIBRATION_QUERIES: Final = 48
+#: Probe calibration: stored rows used as queries (half of them blurred, as a new picture of
+#: a stored thing is), the recall@24 they must reach (the product promises 0.98: a margin
+#: for queries unlike the catalogue's rows), and the fewest lists probed.
+_CALIBRATION_QUERIES: Final = 32
 _CALIBRATION_RECALL: Final = 0.99
 _CALIBRATION_K: Final = 24
-_MIN_BREADTH: Final = 64
-_MAX_BREADTH: Final = 4096
+_MIN_PROBES: Final = 4
 
 
 class VectorIndex:
@@ -127,8 +121,8 @@ class VectorIndex:
 
         Args:
             dim: Vector length.
-            mode: When to search through a graph (see :data:`IndexMode`).
-            approximate_from: Rows from which ``auto`` builds one.
+            mode: When to search through inverted lists (see :data:`IndexMode`).
+            approximate_from: Rows from which ``auto`` builds them.
         """
         if mode not in ("auto", "exact", "approximate"):
             raise ValueError(f"unknown index mode {mode!r}")
@@ -138,9 +132,9 @@ class VectorIndex:
         self._mode: IndexMode = mode
         self._approximate_from = approximate_from if mode == "auto" else 1
         self._lock = threading.Lock()
-        #: The graph searches use, once built.
-        self._graph: ReducedGraph | None = None
-        #: Items changed since the graph being built read its rows (``None``: none is).
+        #: The inverted lists searches use, once built.
+        self._lists: IvfLists | None = None
+        #: Items changed since the lists being built read their rows (``None``: none are).
         self._journal: set[int] | None = None
         self._builder: threading.Thread | None = None
         self._failed = False
@@ -156,18 +150,18 @@ class VectorIndex:
 
     @property
     def exact(self) -> ExactIndex:
-        """The exact index holding every row: the reference the graph's results are held to."""
+        """The exact index holding every row: the reference the lists' results are held to."""
         return self._exact
 
     @property
-    def graph(self) -> ReducedGraph | None:
-        """The graph searches go through now, if any (for benchmarks and tests)."""
-        return self._graph
+    def lists(self) -> IvfLists | None:
+        """The inverted lists searches go through now, if any (for benchmarks and tests)."""
+        return self._lists
 
     @property
     def approximate(self) -> bool:
-        """Whether searches go through a graph now (a fresh one may still be building)."""
-        return self._graph is not None
+        """Whether searches go through inverted lists now (they may still be building)."""
+        return self._lists is not None
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -189,27 +183,27 @@ class VectorIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated for rows, in the exact index and the graph."""
-        graph = self._graph
-        return self._exact.nbytes + (0 if graph is None else graph.nbytes)
+        """Bytes allocated for rows, in the exact index and the inverted lists."""
+        lists = self._lists
+        return self._exact.nbytes + (0 if lists is None else lists.nbytes)
 
     def wait_until_built(self, timeout: float | None = None) -> bool:
-        """Wait until no graph is being built; return whether searches use one now."""
+        """Wait until no lists are being built; return whether searches use some now."""
         builder = self._builder
         if builder is not None:
             builder.join(timeout)
-        return self._graph is not None
+        return self._lists is not None
 
     # ----------------------------------------------------------------------------- writing
 
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
-        """Hold graph builds back while many chunks are added (a start-up load).
+        """Hold builds of inverted lists back while many chunks are added (a start-up load).
 
         Without it, the first chunks past the size threshold start a build that the following
         chunks outdate, and builds from partial rows are thrown away one after another; a
         million rows then cost several builds instead of one. On leaving, a build starts if one
-        is due. Changes made meanwhile are searched exactly, as before any graph.
+        is due. Changes made meanwhile are searched exactly, as before any lists.
         """
         with self._lock:
             self._bulk_loads += 1
@@ -255,11 +249,11 @@ class VectorIndex:
         """Change a row's vector, owner and/or public flag; ``KeyError`` if absent."""
         with self._lock:
             self._exact.update(item_id, vector=vector, owner_id=owner_id, public=public)
-            graph = self._graph
-            if graph is not None and vector is None and item_id in graph:
-                # Only visibility changed: no need to link the row in again.
+            lists = self._lists
+            if lists is not None and vector is None and item_id in lists:
+                # Only visibility changed: no need to file the row again.
                 row = self._exact.rows([item_id])
-                graph.set_visibility(
+                lists.set_visibility(
                     item_id, owner_id=int(row.owner_ids[0]), public=bool(row.public[0])
                 )
                 self._changed([item_id], replay=False)
@@ -275,95 +269,90 @@ class VectorIndex:
             return True
 
     def _changed(self, item_ids: list[int], *, replay: bool) -> None:
-        """Bring the graph (and a graph being built) up to date with the exact index.
+        """Bring the lists (and lists being built) up to date with the exact index.
 
-        ``replay``: re-add the items' current rows to the graph (or take them out); otherwise
-        the caller has already told the graph. Called with the lock held.
+        ``replay``: re-add the items' current rows to the lists (or take them out); otherwise
+        the caller has already told the lists. Called with the lock held.
         """
         if self._journal is not None:
             self._journal.update(item_ids)
-        if self._graph is not None and replay:
-            _replay(self._graph, self._exact, item_ids)
+        if self._lists is not None and replay:
+            _replay(self._lists, self._exact, item_ids)
         self._maybe_build()
 
     def _maybe_build(self) -> None:
-        """Start building a graph in the background when due (lock held)."""
+        """Start building inverted lists in the background when due (lock held)."""
         if self._mode == "exact" or self._failed or self._builder is not None:
             return
         if self._bulk_loads:
             return
-        if self._graph is None:
+        if self._lists is None:
             due = len(self._exact) >= self._approximate_from
         else:
             due = (
-                self._graph.dead_fraction > _REBUILD_DEAD_FRACTION
-                or len(self._exact) >= _RETRAIN_GROWTH * self._graph.trained_rows
+                self._lists.dead_fraction > _REBUILD_DEAD_FRACTION
+                or len(self._exact) >= _RETRAIN_GROWTH * self._lists.trained_rows
             )
         if due:
             self._builder = threading.Thread(
-                target=self._build, name="pixmart-graph-build", daemon=True
+                target=self._build, name="pixmart-ivf-build", daemon=True
             )
             self._builder.start()
 
     # ----------------------------------------------------------------------------- building
 
     def _build(self) -> None:
-        """Learn the projection, build a graph of the present rows, replay changes, switch."""
+        """Train and fill lists from the present rows, replay what changed meanwhile, switch."""
         started = time.monotonic()
         try:
             done = False
             while not done:
-                done, graph, ids = self._build_once()
+                done, lists, ids = self._build_once()
         except Exception:  # searches stay exact; the shop serves on
-            # tests/bench/bench_memory.py waits for this line or the "ready" one below by
-            # these words (from the inverted lists before the graph): change them together.
             log.exception("could not build the similar-image lists; searches stay exact")
             with self._lock:
                 self._journal = None
                 self._builder = None
-                self._graph = None
+                self._lists = None
                 self._failed = True
             return
-        if graph is not None:
+        if lists is not None:
             log.info(
-                "similar-image lists ready: a graph of %d items, %d dimensions, breadth %d,"
-                " %d candidates a hit, %.1f s", len(ids), graph.reduced_dim, graph.breadth,
-                graph.candidates_per_hit, time.monotonic() - started,
+                "similar-image lists ready: %d items in %d lists, %d probed, %.1f s",
+                len(ids), lists.lists, lists.probes, time.monotonic() - started,
             )
 
-    def _build_once(self) -> tuple[bool, ReducedGraph | None, NDArray[np.int64]]:
-        """Build a graph from the rows present now and make it the one searches use.
+    def _build_once(self) -> tuple[bool, IvfLists | None, NDArray[np.int64]]:
+        """Build lists from the rows present now and make them the ones searches use.
 
-        Changes made meanwhile are replayed into it in rounds outside the lock, so the event
+        Changes made meanwhile are replayed into them in rounds outside the lock, so the event
         loop's changes never wait for more than the last few. Returns ``False`` first if so
         much changed meanwhile (a bulk load) that building again from all rows is cheaper; the
-        graph is ``None`` if no row is left (searches are exact then).
+        lists are ``None`` if no row is left (searches are exact then).
         """
         with self._lock:
             ids = self._exact.item_ids()
             if len(ids) == 0:
-                self._graph, self._journal, self._builder = None, None, None
+                self._lists, self._journal, self._builder = None, None, None
                 return True, None, ids
             self._journal = set()
-        graph = ReducedGraph(self.dim)
+        lists = IvfLists(self.dim, lists=lists_for(len(ids)))
         rng = np.random.default_rng(len(ids))
-        sample = rng.choice(ids, min(len(ids), TRAINING_ROWS), replace=False)
-        graph.train(self._exact.rows(np.sort(sample)).vectors, catalogue_rows=len(ids))
+        sample = rng.choice(ids, min(len(ids), 40 * lists.lists), replace=False)
+        lists.train(self._exact.rows(np.sort(sample)).vectors, catalogue_rows=len(ids))
         for start in range(0, len(ids), _BUILD_CHUNK):
-            graph.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
-        graph.breadth, graph.candidates_per_hit = calibrate_breadth(
-            graph, self._exact, rng.choice(ids, _CALIBRATION_QUERIES)
-        )
+            lists.add(self._exact.rows(ids[start : start + _BUILD_CHUNK]))
+        lists.probes = calibrate_probes(lists, self._exact, rng.choice(ids, _CALIBRATION_QUERIES))
         while True:
             with self._lock:
                 changed, self._journal = self._journal or set(), set()
                 if len(changed) <= _REPLAY_UNDER_LOCK:
-                    _replay(graph, self._exact, sorted(changed))
-                    self._graph, self._journal, self._builder = graph, None, None
-                    return True, graph, ids
+                    _replay(lists, self._exact, sorted(changed))
+                    self._lists, self._journal, self._builder = lists, None, None
+                    return True, lists, ids
             if len(changed) > max(_BUILD_CHUNK, len(ids) // 4):
                 return False, None, ids
-            _replay(graph, self._exact, sorted(changed))
+            _replay(lists, self._exact, sorted(changed))
 
     # ----------------------------------------------------------------------------- searching
 
@@ -388,89 +377,83 @@ class VectorIndex:
         Returns:
             Hits ordered by score descending, then item id ascending, with exact scores.
         """
-        graph = self._graph
+        lists = self._lists
         allowed = None if allowed_ids is None else _id_array(allowed_ids)
         small_prefilter = allowed is not None and (
             len(allowed) <= len(self._exact) * _EXACT_PREFILTER_SHARE
         )
-        if graph is None or k <= 0 or small_prefilter:
+        if lists is None or k <= 0 or small_prefilter:
             return self._exact.search(query, k, viewer_id, allowed, after)
         unit = as_unit_query(query, self.dim).astype(np.float32)
-        breadth = graph.breadth
-        per_hit = graph.candidates_per_hit
-        wanted = max(_MIN_CANDIDATES, per_hit * k)
+        probes = lists.probes
+        wanted = max(_MIN_CANDIDATES, _CANDIDATES_PER_HIT * k)
         while wanted <= _MAX_CANDIDATES:
-            candidates = graph.search(
-                unit, wanted, viewer_id=viewer_id, allowed_ids=allowed, breadth=breadth
+            candidates = lists.search(
+                unit, wanted, viewer_id=viewer_id, allowed_ids=allowed, probes=probes
             )
             # Scored from ``query`` as the exact search scores it: pages served either way
             # share bit-identical scores, which the keyset cursor compares.
             ranked = self._exact.rank(query, candidates, len(candidates), viewer_id, after)
-            # The breadth was calibrated for the first 24 hits. A later page (candidates at or
-            # before its cursor) or a larger one needs the nearest ``depth + k``: walk
-            # proportionally more broadly, or the page would skip rows the walk left out.
+            # The probes were calibrated for the first 24 hits. A later page (candidates at or
+            # before its cursor) or a larger one needs the nearest ``depth + k``: scan
+            # proportionally more lists, or the page would skip rows of the lists left out.
             depth = len(candidates) - len(ranked)
-            needed = min(_MAX_BREADTH, graph.breadth * -(-(depth + k) // _CALIBRATION_K))
-            if breadth < needed:
-                breadth = needed
-                wanted = max(wanted, per_hit * (depth + k))
+            needed = min(lists.lists, lists.probes * -(-(depth + k) // _CALIBRATION_K))
+            if probes < needed:
+                probes = needed
+                wanted = max(wanted, _CANDIDATES_PER_HIT * (depth + k))
             elif len(ranked) >= k:
                 return ranked[:k]
-            elif len(candidates) < wanted and breadth < _MAX_BREADTH:
-                # The walk ran dry: few rows it passed may be shown (a narrow prefilter).
-                breadth = min(_MAX_BREADTH, 4 * breadth)
+            elif len(candidates) < wanted and probes < lists.lists:
+                probes = min(lists.lists, 4 * probes)  # the probed lists ran dry
             elif len(candidates) < wanted:
-                break  # walked as broadly as allowed: only an exact search can tell the rest
+                break  # every list scanned: only an exact search can tell the rest
             else:
                 wanted *= 4
         return self._exact.search(query, k, viewer_id, allowed, after)
 
 
-def calibrate_breadth(
-    graph: ReducedGraph, exact: ExactIndex, query_ids: NDArray[np.int64]
-) -> tuple[int, int]:
-    """Return the cheapest breadth and candidates per hit for recall@24 >= ``_CALIBRATION_RECALL``.
+def calibrate_probes(lists: IvfLists, exact: ExactIndex, query_ids: NDArray[np.int64]) -> int:
+    """Return the fewest lists to probe for recall@24 >= ``_CALIBRATION_RECALL`` on the catalogue.
 
-    The queries are the stored rows of ``query_ids`` blurred with noise (cosine about 0.8 to
-    the row, as a new picture of a stored thing is); each is answered as
+    The queries are the stored rows of ``query_ids``, every other one blurred with noise (cosine
+    about 0.8 to the row, as a new picture of a stored thing is); each is answered as
     :meth:`VectorIndex.search` would (candidates re-ranked exactly, public rows) and compared
-    with the exact top 24. The breadth doubles from :data:`_MIN_BREADTH`, each tried with the
-    fewer candidates per hit first, until the recall is reached (at most :data:`_MAX_BREADTH`
-    with the most candidates).
+    with the exact top 24. Probes double from :data:`_MIN_PROBES` until the recall is reached
+    (at most every list: a scan of every code, still cheaper than the exact search).
     """
     rows = exact.rows(query_ids)
     rng = np.random.default_rng(0)
     queries = rows.vectors.astype(np.float32)
-    # Noise of norm 0.7: cosine about 0.8 to the row it blurs.
-    noise = rng.standard_normal(queries.shape, dtype=np.float32)
-    queries += noise * np.float32(0.7 / np.sqrt(exact.dim))
+    # Noise of norm 0.7 in every other row: cosine about 0.8 to the row it blurs.
+    noise = rng.standard_normal(queries[1::2].shape, dtype=np.float32)
+    queries[1::2] += noise * np.float32(0.7 / np.sqrt(exact.dim))
     truth = [
         {hit.item_id for hit in exact.search(query, _CALIBRATION_K)} for query in queries
     ]
-    units = [as_unit_query(query, exact.dim).astype(np.float32) for query in queries]
-    breadth = _MIN_BREADTH
-    while breadth < _MAX_BREADTH:
-        for per_hit in _CANDIDATES_PER_HIT:
-            wanted = max(_MIN_CANDIDATES, per_hit * _CALIBRATION_K)
-            found = 0
-            for query, unit, want in zip(queries, units, truth, strict=True):
-                candidates = graph.search(unit, wanted, viewer_id=None, breadth=breadth)
-                hits = exact.rank(query, candidates, _CALIBRATION_K, None, None)
-                found += len(want.intersection(hit.item_id for hit in hits))
-            if found >= _CALIBRATION_RECALL * sum(len(want) for want in truth):
-                return breadth, per_hit
-        breadth *= 2
-    return _MAX_BREADTH, _CANDIDATES_PER_HIT[-1]
+    wanted = max(_MIN_CANDIDATES, _CANDIDATES_PER_HIT * _CALIBRATION_K)
+    probes = min(_MIN_PROBES, lists.lists)
+    while probes < lists.lists:
+        found = 0
+        for query, want in zip(queries, truth, strict=True):
+            unit = as_unit_query(query, exact.dim).astype(np.float32)
+            candidates = lists.search(unit, wanted, viewer_id=None, probes=probes)
+            hits = exact.rank(query, candidates, _CALIBRATION_K, None, None)
+            found += len(want.intersection(hit.item_id for hit in hits))
+        if found >= _CALIBRATION_RECALL * sum(len(want) for want in truth):
+            break
+        probes *= 2
+    return min(probes, lists.lists)
 
 
-def _replay(graph: ReducedGraph, exact: ExactIndex, item_ids: list[int]) -> None:
-    """Give ``graph`` the current rows of ``item_ids``: re-added if stored, else removed."""
+def _replay(lists: IvfLists, exact: ExactIndex, item_ids: list[int]) -> None:
+    """Give ``lists`` the current rows of ``item_ids``: re-added if stored, else removed."""
     rows: StoredRows = exact.rows(item_ids)
     present = set(rows.item_ids.tolist())
     for item_id in item_ids:
         if item_id not in present:
-            graph.remove(item_id)
-    graph.add(rows)
+            lists.remove(item_id)
+    lists.add(rows)
 
 
 def _id_array(item_ids: Iterable[int] | NDArray[np.integer]) -> NDArray[np.int64]:

@@ -2,18 +2,17 @@
 
 1. Top-24 search over 100k (and, with ``--sizes 100000,1000000``, 1M) synthetic unit vectors
    (1280-d; 90% public rows, a viewer with some private rows), side by side in one run on the
-   same rows and queries: the product's :class:`~backend.vision.index.VectorIndex` (candidates
-   from an HNSW graph over PCA-reduced vectors, re-ranked exactly at these sizes, the graph
-   walked as broadly as calibrated on the catalogue),
+   same rows and queries: the product's :class:`~backend.vision.index.VectorIndex` (IVF-SQ8
+   candidates re-ranked exactly at these sizes, lists probed as calibrated on the catalogue),
    the :class:`~backend.vision.exact_index.ExactIndex` (the reference every recall@24 is
    measured against), numpy (float32 matrix-vector product plus ``argpartition``, visibility
    as a mask) and faiss-cpu ``IndexFlatIP`` (float32, visibility as a bitmap selector).
-   Medians over several queries, plus the index's load + graph build time and size. Beside
-   them, the same graph walked more or less broadly. ``--data`` chooses the vectors (see
+   Medians over several queries, plus the index's load + list build time and size. Beside
+   them, the same lists probed more or less widely. ``--data`` chooses the vectors (see
    ``_catalogue``): ``clustered`` (grouped like a shop's pictures), ``spectrum`` (a Gaussian
    with the mean and covariance of the development set's real embeddings: no groups at all,
-   the hard case for any approximate search) or ``mixed`` (random mixtures of real embeddings
-   plus noise).
+   the hard case for inverted lists) or ``mixed`` (random mixtures of real embeddings plus
+   noise).
 2. Embedding throughput in images per second on decoded uint8 224x224 batches of 32: the int8
    TFLite model with GeM pooling (the product's runtime), the int8 model of the previous
    pipeline (average pooling in the graph; the product must keep at least 0.8 of its rate), a
@@ -52,9 +51,9 @@ K = 24
 #: and 6 GB at the peak, most of it generating rows and the float32 comparisons).
 SIZES = (100_000,)
 QUERIES = 15
-#: Breadths walked beside the product's calibrated choice, 200 candidates re-ranked exactly.
-BREADTHS = (64, 256, 1024)
-GRAPH_CANDIDATES = 200
+#: Lists probed beside the product's calibrated choice, 100 candidates re-ranked exactly.
+PROBES = (4, 16, 64, 256)
+IVF_CANDIDATES = 100
 #: Vectors to search: see ``_catalogue``.
 KINDS = ("clustered", "spectrum", "mixed")
 VIEWER = 7
@@ -91,7 +90,7 @@ def _catalogue(count: int, seed: int, kind: str = "clustered",
     :data:`CATEGORY` items (dogs, lemons): within-group cosine about 0.75, within-category
     0.35, otherwise about 0. Uniformly random vectors would make every ranking below the first
     hit arbitrary noise, which no index, exact or not, is asked to reproduce in a shop.
-    Approximate searches find such groups easily (a group lies apart), so two harder kinds
+    Inverted lists find such groups easily (a group falls in one list), so two harder kinds
     are built from the development set's real embeddings (``_devset_embeddings``):
     ``spectrum``, a Gaussian with their mean and covariance (their spectrum, no groups at all:
     the 24th neighbour of a query is barely nearer than the 1000th), and ``mixed``, random
@@ -244,11 +243,11 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
 
 
 def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
-    """One size: the exact index, the graph, numpy and faiss flat on the same rows and queries.
+    """One size: the exact index, IVF, numpy and faiss flat on the same rows and queries.
 
     The rows are generated three times from one seed (queries and flags, the float32 matrix,
     the index) rather than held: at 1M the matrix (5 GB) is freed before the index (3.8 GB of
-    float16 rows and 8-bit codes, plus 0.9 GB of graph) is loaded.
+    float16 rows and 8-bit codes, plus 1.3 GB of list codes) is loaded.
     """
     queries, owners, public = _queries(_catalogue(count, count, kind), count)
     visible = public | (owners == VIEWER)
@@ -266,7 +265,7 @@ def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
 
     index = VectorIndex(DIM)
     started = time.perf_counter()
-    with index.bulk_load():  # as the server loads: one graph build once every row is in
+    with index.bulk_load():  # as the server loads: one list build once every row is in
         first = 0
         for vectors, owner_ids, flags in _catalogue(count, count, kind):
             index.add_many(np.arange(first, first + len(vectors)), vectors, owner_ids, flags)
@@ -275,7 +274,7 @@ def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
     started = time.perf_counter()
     built = index.wait_until_built()  # first: the build would slow every other search down
     build_s = time.perf_counter() - started
-    exact = index.exact  # the reference: the same rows, never through the graph
+    exact = index.exact  # the reference: the same rows, never through the lists
 
     def by_exact(query: np.ndarray) -> list[int]:
         return [hit.item_id for hit in exact.search(query, K, viewer_id=VIEWER)]
@@ -287,21 +286,20 @@ def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
         return [hit.item_id for hit in index.search(query, K, viewer_id=VIEWER)]
 
     samples, found = _timed(by_index, queries)
-    graph = index.graph
-    mode = (f"PCA{graph.reduced_dim} HNSW, breadth {graph.breadth}, {graph.candidates_per_hit}"
-            " candidates a hit (calibrated) + exact f16 re-rank" if built and graph is not None
-            else "exact (below the graph's size)")
+    lists = index.lists
+    mode = (f"IVF-SQ8 {lists.lists} lists, {lists.probes} probed (calibrated) + exact f16 re-rank"
+            if built and lists is not None else "exact (below the lists' size)")
     results["index"] = (samples, found, f"{label}, VectorIndex: {mode}")
     names = ["index", "exact", "numpy", "faiss"]
-    if built and graph is not None:
-        for breadth in BREADTHS:
-            def by_breadth(query: np.ndarray, breadth: int = breadth) -> list[int]:
+    if built and lists is not None:
+        for probes in PROBES:
+            def by_probes(query: np.ndarray, probes: int = probes) -> list[int]:
                 unit = (query / np.linalg.norm(query)).astype(np.float32)
-                found = graph.search(unit, GRAPH_CANDIDATES, viewer_id=VIEWER, breadth=breadth)
+                found = lists.search(unit, IVF_CANDIDATES, viewer_id=VIEWER, probes=probes)
                 return [hit.item_id for hit in exact.rank(query, found, K, VIEWER)]
 
-            name = f"same graph, {GRAPH_CANDIDATES} candidates, breadth {breadth}"
-            samples, found = _timed(by_breadth, queries)
+            name = f"same lists, {IVF_CANDIDATES} candidates, nprobe {probes}"
+            samples, found = _timed(by_probes, queries)
             results[name] = (samples, found, f"{label}, {name}, exact re-rank")
             names.append(name)
 
@@ -318,9 +316,9 @@ def _search_rows(count: int, kind: str = "clustered") -> list[dict[str, Any]]:
         })
     rows.append({"what": "index bulk load", "setting": f"{label}, add_many in chunks",
                  "median_s": round(load_s, 1), "spread": "single run"})
-    rows.append({"what": "graph build", "setting": f"{label}, PCA + add + calibrate, background",
+    rows.append({"what": "list build", "setting": f"{label}, train + add + calibrate, background",
                  "median_s": round(build_s, 1), "spread": "single run"})
-    rows.append({"what": "index memory", "setting": f"{label}, exact rows + graph",
+    rows.append({"what": "index memory", "setting": f"{label}, exact rows + lists",
                  "value": round(index.nbytes / 1e6), "unit": "MB", "spread": "allocated"})
     rows.append({"what": "benchmark peak RSS", "setting": f"up to {label}",
                  "value": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),

@@ -1,9 +1,9 @@
-"""Tests for the approximate similar-image search: the reduced graph behind :class:`VectorIndex`.
+"""Tests for the approximate similar-image search: the IVF lists behind :class:`VectorIndex`.
 
-The exact index is the reference: the graph only proposes candidates, so hits must carry the
+The exact index is the reference: the lists only propose candidates, so hits must carry the
 exact index's scores, respect visibility and prefilters inside the search, page without
-repeating an item, and follow every change made before, during and after the graph's build
-(and rebuilds).
+repeating an item, and follow every change made before, during and after the lists' build
+(and retraining).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from backend.vision.exact_index import ExactIndex, StoredRows
-from backend.vision.graph import ReducedGraph
-from backend.vision.index import VectorIndex, calibrate_breadth
+from backend.vision.index import VectorIndex, calibrate_probes
+from backend.vision.ivf import IvfLists, lists_for
 
 DIM = 48
 OWNERS = 4
@@ -33,7 +33,7 @@ def clustered(count: int, seed: int) -> np.ndarray:
 def pair(
     count: int = 3000, seed: int = 7
 ) -> tuple[VectorIndex, ExactIndex, np.ndarray, dict[int, tuple[int, bool]]]:
-    """The same rows in an approximate index (graph built) and in an exact one."""
+    """The same rows in an approximate index (lists built) and in an exact one."""
     rng = np.random.default_rng(seed)
     vectors = clustered(count, seed)
     ids = rng.permutation(10 * count)[:count]
@@ -83,7 +83,7 @@ def test_other_owners_private_items_are_never_returned() -> None:
 def test_paging_returns_visible_items_once_in_order() -> None:
     """Pages follow one another in the exact order; what a page's candidates lacked is missed.
 
-    The last pages, which the graph cannot fill, are ranked exactly.
+    The last pages, which the lists cannot fill, are ranked exactly.
     """
     approximate, _, vectors, rows = pair(count=1500)
     viewer = 1
@@ -100,7 +100,7 @@ def test_paging_returns_visible_items_once_in_order() -> None:
     assert len(seen) >= 0.99 * len(visible)
 
 
-@pytest.mark.parametrize("share", [0.02, 0.5])  # ranked exactly; filtered inside the walk
+@pytest.mark.parametrize("share", [0.02, 0.5])  # ranked exactly; filtered inside the list scan
 def test_prefilter_is_applied_inside_the_search(share: float) -> None:
     approximate, exact, vectors, rows = pair()
     rng = np.random.default_rng(5)
@@ -113,7 +113,7 @@ def test_prefilter_is_applied_inside_the_search(share: float) -> None:
         assert len({h.item_id for h in got} & {h.item_id for h in want}) >= 22
 
 
-def test_changes_after_the_build_reach_the_graph() -> None:
+def test_changes_after_the_build_reach_the_lists() -> None:
     approximate, _, vectors, rows = pair()
     query = queries(vectors, 1)[0]
     first = approximate.search(query, 5, viewer_id=None)
@@ -135,12 +135,12 @@ def test_changes_after_the_build_reach_the_graph() -> None:
     assert approximate.approximate
 
 
-def test_changes_while_the_graph_builds_are_replayed() -> None:
+def test_changes_while_the_lists_build_are_replayed() -> None:
     rng = np.random.default_rng(3)
     vectors = clustered(4000, 3)
     index = VectorIndex(DIM, mode="approximate")
     index.add_many(range(3000), vectors[:3000], [0] * 3000, [True] * 3000)
-    # Whatever the build has read by now, these must all be in the graph it hands over.
+    # Whatever the build has read by now, these must all be in the lists it hands over.
     index.add_many(range(3000, 4000), vectors[3000:], [0] * 1000, [True] * 1000)
     removed = rng.choice(4000, 300, replace=False).tolist()
     for item_id in removed:
@@ -156,21 +156,21 @@ def test_changes_while_the_graph_builds_are_replayed() -> None:
         assert not hits & (set(removed) | {hidden})
 
 
-def test_a_graph_with_many_dead_slots_is_rebuilt() -> None:
+def test_lists_with_many_dead_slots_are_rebuilt() -> None:
     approximate, exact, vectors, rows = pair()
     for item_id in list(rows)[: len(rows) // 3]:
         approximate.remove(item_id)
         exact.remove(item_id)
     assert approximate.wait_until_built(60)
-    # A fresh graph: only the removals made while it was built left dead slots in it.
-    assert approximate.graph is not None and approximate.graph.dead_fraction < 0.25
+    # Fresh lists: only the removals made while they were built left dead slots in them.
+    assert approximate.lists is not None and approximate.lists.dead_fraction < 0.25
     for query in queries(vectors, 5):
         got = {hit.item_id for hit in approximate.search(query, 24, viewer_id=1)}
         want = {hit.item_id for hit in exact.search(query, 24, viewer_id=1)}
         assert len(got & want) >= 23
 
 
-def test_auto_mode_builds_a_graph_only_past_its_size() -> None:
+def test_auto_mode_builds_lists_only_past_its_size() -> None:
     vectors = clustered(700, 9)
     index = VectorIndex(DIM, approximate_from=600)
     index.add_many(range(500), vectors[:500], [0] * 500, [True] * 500)
@@ -182,7 +182,7 @@ def test_auto_mode_builds_a_graph_only_past_its_size() -> None:
     assert not exact.wait_until_built(60)
 
 
-def test_a_bulk_load_builds_the_graph_once_every_chunk_is_in() -> None:
+def test_a_bulk_load_builds_lists_once_every_chunk_is_in() -> None:
     vectors = clustered(900, 11)
     index = VectorIndex(DIM, approximate_from=200)
     with index.bulk_load():
@@ -190,10 +190,10 @@ def test_a_bulk_load_builds_the_graph_once_every_chunk_is_in() -> None:
             index.add_many(range(start, start + 300), vectors[start : start + 300],
                            [0] * 300, [True] * 300)
             # Past the threshold, yet no build: the next chunks would outdate it at once.
-            assert not index.wait_until_built(60) and index.graph is None
+            assert not index.wait_until_built(60) and index.lists is None
     assert index.wait_until_built(60)
-    graph = index.graph
-    assert graph is not None and len(graph) == 900 and graph.dead_fraction == 0.0
+    lists = index.lists
+    assert lists is not None and len(lists) == 900 and lists.dead_fraction == 0.0
     exact = ExactIndex(DIM)
     exact.add_many(range(900), vectors, [0] * 900, [True] * 900)
     query = vectors[5]
@@ -218,14 +218,14 @@ def test_a_serving_process_never_loads_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
-def test_a_graph_that_cannot_be_built_leaves_searches_exact(
+def test_lists_that_cannot_be_built_leave_searches_exact(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        def __init__(self, dim: int) -> None:
+        def __init__(self, dim: int, *, lists: int) -> None:
             raise RuntimeError("no faiss here")
 
-    monkeypatch.setattr("backend.vision.index.ReducedGraph", Broken)
+    monkeypatch.setattr("backend.vision.index.IvfLists", Broken)
     vectors = clustered(600, 4)
     index = VectorIndex(DIM, mode="approximate")
     index.add_many(range(600), vectors, [0] * 600, [True] * 600)
@@ -236,7 +236,7 @@ def test_a_graph_that_cannot_be_built_leaves_searches_exact(
     assert not index.wait_until_built(60)
 
 
-# --------------------------------------------------------------------------- ReducedGraph alone
+# --------------------------------------------------------------------------- IvfLists alone
 
 
 def stored(ids: np.ndarray, vectors: np.ndarray, owners: np.ndarray, public: np.ndarray,
@@ -246,119 +246,112 @@ def stored(ids: np.ndarray, vectors: np.ndarray, owners: np.ndarray, public: np.
                       np.asarray(public, np.bool_))
 
 
-def trained_graph(count: int = 4000, seed: int = 21, reduced_dim: int = 24,
-                  ) -> tuple[ReducedGraph, StoredRows]:
+def trained_lists(count: int = 4000, seed: int = 21) -> tuple[IvfLists, StoredRows]:
     rng = np.random.default_rng(seed)
     rows = stored(np.arange(count) * 3 + 1, clustered(count, seed), rng.integers(0, OWNERS, count),
                   rng.random(count) < 0.7)
-    graph = ReducedGraph(DIM, reduced_dim=reduced_dim)
-    graph.train(rows.vectors, catalogue_rows=count)
-    graph.add(rows)
-    return graph, rows
+    lists = IvfLists(DIM, lists=lists_for(count))
+    lists.train(rows.vectors, catalogue_rows=count)
+    lists.add(rows)
+    return lists, rows
 
 
-def test_a_graph_of_every_dimension_ranks_as_the_inner_product() -> None:
-    """Nothing reduced away: a broad walk finds the top 10 by inner product, best first (the
-    extra coordinate turns that order into the L2 order the graph walks by); equal up to
-    float32 rounding, which may swap near-ties."""
-    graph, rows = trained_graph(count=2000, reduced_dim=DIM)
-    assert graph.reduced_dim == DIM
-    position = {item: row for row, item in enumerate(rows.item_ids.tolist())}
-    public = rows.vectors[rows.public].astype(np.float64)
-    for query in queries(rows.vectors, 10):
-        unit = (query / np.linalg.norm(query)).astype(np.float32)
-        found = graph.search(unit, 10, viewer_id=None, breadth=2000).tolist()
-        scores = rows.vectors[[position[item] for item in found]].astype(np.float64) @ unit
-        best = np.sort(public @ unit)[::-1][:10]
-        np.testing.assert_allclose(scores, best, atol=1e-5)
+def test_lists_for_grows_with_the_square_root_and_stays_trainable() -> None:
+    assert lists_for(1) == lists_for(50) == 1
+    assert lists_for(4000) == 64  # 2 sqrt(4000) = 126, but k-means wants 39 rows a list
+    assert lists_for(100_000) == 512
+    assert lists_for(1_000_000) == 2048
+    with pytest.raises(ValueError):
+        lists_for(0)
 
 
-def test_the_graph_never_returns_another_viewers_private_items() -> None:
-    graph, rows = trained_graph()
+def test_lists_never_return_another_viewers_private_items() -> None:
+    lists, rows = trained_lists()
     owner_of = dict(zip(rows.item_ids.tolist(), rows.owner_ids.tolist(), strict=True))
     public_of = dict(zip(rows.item_ids.tolist(), rows.public.tolist(), strict=True))
     for viewer in (None, *range(OWNERS)):
         for query in rows.vectors[:20]:
-            # A broad walk meets many private rows, and must skip the others'.
-            found = graph.search(query, 500, viewer_id=viewer, breadth=1000)
+            # Every list probed: the scan meets every private row, and must skip the others'.
+            found = lists.search(query, 500, viewer_id=viewer, probes=lists.lists)
             assert len(found) == 500
             assert all(public_of[item] or owner_of[item] == viewer for item in found.tolist())
     own = int(rows.item_ids[~rows.public][0])
     query = rows.vectors[rows.item_ids.tolist().index(own)]
-    assert own in graph.search(query, 5, viewer_id=owner_of[own]).tolist()
-    assert own not in graph.search(query, 5, viewer_id=None).tolist()
+    assert own in lists.search(query, 5, viewer_id=owner_of[own]).tolist()
+    assert own not in lists.search(query, 5, viewer_id=None).tolist()
 
 
-def test_the_graph_forgets_removed_items_and_moves_updated_ones() -> None:
-    graph, rows = trained_graph()
+def test_lists_forget_removed_items_and_move_updated_ones() -> None:
+    lists, rows = trained_lists()
     first, second = (int(item) for item in rows.item_ids[rows.public][:2])
-    assert graph.remove(first) and not graph.remove(first)
-    assert first not in graph
+    assert lists.remove(first) and not lists.remove(first)
+    assert first not in lists
     query = rows.vectors[rows.item_ids.tolist().index(first)]
-    assert first not in graph.search(query, 50, viewer_id=None, breadth=4000).tolist()
+    assert first not in lists.search(query, 50, viewer_id=None, probes=lists.lists).tolist()
     # Re-added elsewhere: found there, its old slot dead.
     moved = stored(np.array([second]), -query[None], np.array([0]), np.array([True]))
-    graph.add(moved)
-    assert graph.search(-query, 1, viewer_id=None)[0] == second
-    assert len(graph) == len(rows.item_ids) - 1
-    assert graph.dead_fraction == pytest.approx(2 / (len(rows.item_ids) + 1))
+    lists.add(moved)
+    assert lists.search(-query, 1, viewer_id=None)[0] == second
+    assert len(lists) == len(rows.item_ids) - 1
+    assert lists.dead_fraction == pytest.approx(2 / (len(rows.item_ids) + 1))
     # Made private: its owner finds it, nobody else does.
-    graph.set_visibility(second, owner_id=3, public=False)
-    assert second not in graph.search(-query, 5, viewer_id=2).tolist()
-    assert graph.search(-query, 1, viewer_id=3)[0] == second
+    lists.set_visibility(second, owner_id=3, public=False)
+    assert second not in lists.search(-query, 5, viewer_id=2).tolist()
+    assert lists.search(-query, 1, viewer_id=3)[0] == second
 
 
-def test_the_graph_takes_rows_added_after_training_and_refuses_them_before() -> None:
-    graph, rows = trained_graph()
+def test_lists_take_rows_added_after_training_and_refuse_them_before() -> None:
+    lists, rows = trained_lists()
     fresh = stored(np.array([10**9]), clustered(1, 99), np.array([1]), np.array([True]))
-    graph.add(fresh)
-    assert graph.search(fresh.vectors[0], 1, viewer_id=None)[0] == 10**9
-    untrained = ReducedGraph(DIM, reduced_dim=8)
+    lists.add(fresh)
+    assert lists.search(fresh.vectors[0], 1, viewer_id=None)[0] == 10**9
+    untrained = IvfLists(DIM, lists=4)
     with pytest.raises(RuntimeError):
         untrained.add(fresh)
     with pytest.raises(ValueError):
-        untrained.train(fresh.vectors, catalogue_rows=1)  # one row has no variance
+        untrained.train(fresh.vectors, catalogue_rows=1)  # fewer rows than lists
     with pytest.raises(ValueError):
-        graph.train(rows.vectors, catalogue_rows=4000)  # trained already
+        lists.train(rows.vectors, catalogue_rows=4000)  # trained already
 
 
-def test_a_narrow_walk_finds_nearly_all_of_the_exact_top_24() -> None:
-    """Half the dimensions and the least breadth must find >= 0.95 of the top 24 (random
-    picks: 0.03)."""
-    graph, rows = trained_graph(count=6000)
+def test_a_few_probed_lists_find_nearly_all_of_the_exact_top_24() -> None:
+    """Scanning an eighth of the lists must find >= 0.95 of the top 24 (random picks: 0.03)."""
+    lists, rows = trained_lists(count=6000)
     exact = ExactIndex(DIM)
     exact.add_many(rows.item_ids, rows.vectors, rows.owner_ids, rows.public)
+    probes = lists.lists // 8
     found = total = 0
     for query in queries(rows.vectors, 40):
         unit = (query / np.linalg.norm(query)).astype(np.float32)
-        candidates = graph.search(unit, 200, viewer_id=1, breadth=64)
+        candidates = lists.search(unit, 100, viewer_id=1, probes=probes)
         got = {hit.item_id for hit in exact.rank(query, candidates, 24, 1)}
         want = {hit.item_id for hit in exact.search(query, 24, viewer_id=1)}
         found += len(got & want)
         total += len(want)
     assert found / total >= 0.95
-    # The calibration meets its recall without the broadest walk on such grouped pictures.
-    breadth, per_hit = calibrate_breadth(graph, exact, rows.item_ids[:32])
-    assert 64 <= breadth < 4096 and per_hit in (4, 8, 16)
+    # The calibration meets its recall without scanning every list on such grouped pictures.
+    calibrated = calibrate_probes(lists, exact, rows.item_ids[:32])
+    assert 4 <= calibrated < lists.lists
 
 
-def test_a_grown_catalogue_gets_a_new_graph_and_keeps_its_changes() -> None:
+def test_a_grown_catalogue_gets_lists_trained_again_and_keeps_its_changes() -> None:
     vectors = clustered(5000, 13)
     index = VectorIndex(DIM, mode="approximate")
     index.add_many(range(1000), vectors[:1000], [0] * 1000, [True] * 1000)
     assert index.wait_until_built(60)
-    first = index.graph
+    first = index.lists
     assert first is not None and first.trained_rows == 1000
-    # Four times the rows: a new graph is built in the background, the old one serves.
+    # Four times the rows: new lists are trained in the background, the old ones serve.
     index.add_many(range(1000, 4000), vectors[1000:4000], [0] * 3000, [True] * 3000)
     assert index.search(vectors[3999], 1)[0].item_id == 3999
-    # Changes while it is built are replayed into it.
+    # Changes while they are built are replayed into them.
     index.remove(5)
     index.update(6, public=False)
     index.add_many(range(4000, 4100), vectors[4000:4100], [0] * 100, [True] * 100)
     assert index.wait_until_built(60)
-    second = index.graph
+    second = index.lists
     assert second is not None and second is not first and second.trained_rows >= 4000
+    assert second.lists > first.lists
     assert 5 not in second and 4099 in second
     for item_id in (4099, 2500, 17):
         assert index.search(vectors[item_id], 1)[0].item_id == item_id
