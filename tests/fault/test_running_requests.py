@@ -156,6 +156,15 @@ async def _served_quickly(server: PixmartServer, username: str) -> float:
     return time.perf_counter() - started
 
 
+async def _all_ended(running: RunningRequests) -> None:
+    """Wait until no request is counted as running any more."""
+
+    async def ended() -> bool:
+        return running.count == 0
+
+    await eventually(ended)
+
+
 async def test_an_address_cycling_connect_send_reset_is_held_to_its_bound(
     server_config: ServerConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,10 +217,7 @@ async def test_an_address_cycling_connect_send_reset_is_held_to_its_bound(
 
         held.release.set()
 
-        async def all_ended() -> bool:
-            return running.count == 0
-
-        await eventually(all_ended)
+        await _all_ended(running)
         assert running.count_from(ATTACKER) == 0 and running.count_from(NORMAL) == 0
         assert not running._by_key and not running._by_user
         # Served again once its requests ended.
@@ -255,10 +261,8 @@ async def test_one_account_over_two_addresses_is_held_to_the_user_bound(
             for _ in range(4):
                 assert not isinstance(await one.recv_reply(), ErrorReply)
 
-        async def all_ended() -> bool:
-            return running.count == 0 and running.count_of(mallory) == 0
-
-        await eventually(all_ended)
+        await _all_ended(running)
+        assert running.count_of(mallory) == 0
 
 
 async def test_the_server_as_a_whole_is_held_to_its_bound(
@@ -294,10 +298,7 @@ async def test_the_server_as_a_whole_is_held_to_its_bound(
                 assert _refused_for(reply, "server"), reply
             held.release.set()
 
-        async def all_ended() -> bool:
-            return running.count == 0
-
-        await eventually(all_ended)
+        await _all_ended(running)
 
 
 @pytest.mark.parametrize("end", ["reply", "error", "cancelled at shutdown"])
@@ -339,8 +340,5 @@ async def test_the_count_goes_back_to_zero_whatever_ends_the_requests(
         else:
             held.release.set()
 
-            async def all_ended() -> bool:
-                return running.count == 0
-
-            await eventually(all_ended)
+            await _all_ended(running)
         assert not running._by_key and not running._by_user
