@@ -432,8 +432,10 @@ def _crossover(indices: list[int], ratios: list[float]) -> tuple[float, float]:
     if not first_on or not first_off:
         return statistics.median(ratios), 1.0
     on_first, off_first = statistics.median(first_on), statistics.median(first_off)
-    if not on_first or not off_first or math.isinf(on_first) or math.isinf(off_first):
-        return statistics.median(ratios), 1.0  # page faults may be none at all
+    if not (0 < on_first < math.inf and 0 < off_first < math.inf):
+        # Page faults may be none at all, and the CPU left to other processes (the machine's
+        # less the server's and the clients', each sampled apart) can come out below zero.
+        return statistics.median(ratios), 1.0
     return math.sqrt(on_first * off_first), math.sqrt(on_first / off_first)
 
 
