@@ -139,9 +139,20 @@ def _refused_for(reply: Reply, bound: str) -> bool:
     )
 
 
+async def _hello(client: RawClient) -> Reply:
+    """The reply to ``client``'s Hello."""
+    return await client.call(Hello(id=1, version=PROTOCOL_VERSION, client_id=client.client_id))
+
+
+async def _hello_from(server: PixmartServer, address: str) -> Reply:
+    """The reply to a Hello on a new connection from ``address``."""
+    async with raw_client(server, local_addr=(address, 0)) as client:
+        return await _hello(client)
+
+
 async def _resume(client: RawClient, token: str) -> Reply:
     """Hello, then Resume with ``token``; the first reply that is not a welcome."""
-    hello = await client.call(Hello(id=1, version=PROTOCOL_VERSION, client_id=client.client_id))
+    hello = await _hello(client)
     if isinstance(hello, ErrorReply):
         return hello
     return await client.call(Resume(id=2, token=token))
@@ -209,11 +220,8 @@ async def test_an_address_cycling_connect_send_reset_is_held_to_its_bound(
         # The normal client, from its own address, is served quickly meanwhile ...
         assert await _served_quickly(server, "alice") < NORMAL_SECONDS
         # ... while the attacker's next request is refused (its connection is served on).
-        async with raw_client(server, local_addr=(ATTACKER, 0)) as client:
-            reply = await client.call(
-                Hello(id=1, version=PROTOCOL_VERSION, client_id=client.client_id)
-            )
-            assert _refused_for(reply, "address"), reply
+        reply = await _hello_from(server, ATTACKER)
+        assert _refused_for(reply, "address"), reply
 
         held.release.set()
 
@@ -291,11 +299,8 @@ async def test_the_server_as_a_whole_is_held_to_its_bound(
                 return held.calls == 6
 
             await eventually(six)
-            async with raw_client(server, local_addr=(NORMAL, 0)) as normal:
-                reply = await normal.call(
-                    Hello(id=1, version=PROTOCOL_VERSION, client_id=normal.client_id)
-                )
-                assert _refused_for(reply, "server"), reply
+            reply = await _hello_from(server, NORMAL)
+            assert _refused_for(reply, "server"), reply
             held.release.set()
 
         await _all_ended(running)
