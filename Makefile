@@ -25,18 +25,19 @@ lint: $(STAMP)
 
 # The suite runs with an empty user cache dir, so no converted model or other cached state from
 # an earlier run can hide a test that only passes warm; pip keeps its own cache (the wheel tests
-# install into throwaway venvs). The second pass runs every server-backed integration and fault
-# test again on PostgreSQL; the third runs the catalogue's picture tests on PostgreSQL with the
-# pictures in the object store. PostgreSQL and SeaweedFS are started first (and stopped after,
-# unless they were running already), so the passes' two workers (pytest-xdist, a test file
-# each at a time) share them.
+# install into throwaway venvs). The vision tests convert the image model into one empty folder
+# shared by every worker and pass, so it is converted about once per run. The second pass runs
+# every server-backed integration and fault test again on PostgreSQL; the third runs the
+# catalogue's picture tests on PostgreSQL with the pictures in the object store. PostgreSQL and
+# SeaweedFS are started first (and stopped after, unless they were running already), so the
+# passes' two workers (pytest-xdist, a test file each at a time) share them.
 PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
 test: lint
 	tmp=$$(mktemp -d) && \
 	trap '$(BIN)/python -m tests.support.services test-down "$$tmp/started"; rm -rf "$$tmp"' EXIT && \
 	$(BIN)/python -m tests.support.services test-up "$$tmp/started" && \
 	export PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" && \
-	export XDG_CACHE_HOME="$$tmp/cache" && \
+	export XDG_CACHE_HOME="$$tmp/cache" PIXMART_TEST_MODEL_CACHE="$$tmp/models" && \
 	$(PYTEST) && \
 	PIXMART_TEST_ENGINE=postgres $(PYTEST) tests/integration tests/fault && \
 	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 $(PYTEST) \

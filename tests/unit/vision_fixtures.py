@@ -2,12 +2,14 @@
 
 Building the TFLite model takes ~10 s, so every vision test module gets the same
 :class:`Embedder` through :func:`shared_embedder` (cached here for the whole session, built in a
-session temp folder). Sample pictures come from scikit-image's bundled data (no download).
+session temp folder, or in the folder of the whole run that ``make test`` names). Sample
+pictures come from scikit-image's bundled data (no download).
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +66,21 @@ def jpeg_of(name: str, *, brighten: float = 1.0, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+#: A model cache folder shared by every worker of every pass of one ``make test`` run (the
+#: Makefile makes it empty for each run), so the model is converted about once per run instead
+#: of once per worker and pass; unset, each test session converts into a folder of its own.
+SHARED_CACHE_VARIABLE = "PIXMART_TEST_MODEL_CACHE"
+
+
 def shared_cache_dir(factory: pytest.TempPathFactory) -> Path:
-    """Return the session's model cache folder."""
+    """Return the session's model cache folder (the run's, if :data:`SHARED_CACHE_VARIABLE`).
+
+    Workers that find it empty at the same time each convert; the cache's writes are atomic
+    and a reader checks the manifest and hash, so they never see half a model.
+    """
     if "cache_dir" not in _cache:
-        _cache["cache_dir"] = factory.mktemp("vision-models")
+        shared = os.environ.get(SHARED_CACHE_VARIABLE)
+        _cache["cache_dir"] = Path(shared) if shared else factory.mktemp("vision-models")
     path: Path = _cache["cache_dir"]
     return path
 
