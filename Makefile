@@ -30,8 +30,11 @@ lint: $(STAMP)
 # every server-backed integration and fault test again on PostgreSQL; the third runs the
 # catalogue's picture tests on PostgreSQL with the pictures in the object store. PostgreSQL and
 # SeaweedFS are started first (and stopped after, unless they were running already), so the
-# passes' two workers (pytest-xdist, a test file each at a time) share them.
-PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
+# passes' two workers (pytest-xdist, a test file each at a time) share them. The files are
+# handed out in collection order, where the files marked long_running come first (see
+# tests/conftest.py), not xdist's default of the files with most tests first, which left the
+# longest file (the wheel's five tests) to start late and finish alone.
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 test: lint
 	tmp=$$(mktemp -d) && \
 	trap '$(BIN)/python -m tests.support.services test-down "$$tmp/started"; rm -rf "$$tmp"' EXIT && \

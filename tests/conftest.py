@@ -54,30 +54,34 @@ BLOBS_VARIABLE = "PIXMART_TEST_BLOBS"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass, run only tests whose servers use the engine under test.
+    """Select the tests of the pass, the files marked ``long_running`` first.
 
-    A test that never builds a server from ``server_config`` would only repeat its SQLite run;
-    one marked ``sqlite_only`` looks at the SQLite file itself.
+    On the PostgreSQL pass, run only tests whose servers use the engine under test: a test
+    that never builds a server from ``server_config`` would only repeat its SQLite run; one
+    marked ``sqlite_only`` looks at the SQLite file itself.
     """
     if os.environ.get(BLOBS_VARIABLE, "local") == "s3":
         # On the object store pass, tests that look into the blobs folder have nothing to see.
         kept = [item for item in items if item.get_closest_marker("local_blobs") is None]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
-    if os.environ.get(ENGINE_VARIABLE, "sqlite") != "postgres":
-        return
-    selected, deselected = [], []
-    for item in items:
-        # server_config, not server_database: pytest's closure of a test that overrides
-        # server_config (``def server_config(server_config)``) omits the parent's arguments.
-        names = getattr(item, "fixturenames", ())
-        uses_engine = "server_config" in names or "server_database" in names
-        if uses_engine and item.get_closest_marker("sqlite_only") is None:
-            selected.append(item)
-        else:
-            deselected.append(item)
-    config.hook.pytest_deselected(items=deselected)
-    items[:] = selected
+    if os.environ.get(ENGINE_VARIABLE, "sqlite") == "postgres":
+        selected, deselected = [], []
+        for item in items:
+            # server_config, not server_database: pytest's closure of a test that overrides
+            # server_config (``def server_config(server_config)``) omits the parent's arguments.
+            names = getattr(item, "fixturenames", ())
+            uses_engine = "server_config" in names or "server_database" in names
+            if uses_engine and item.get_closest_marker("sqlite_only") is None:
+                selected.append(item)
+            else:
+                deselected.append(item)
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+    # With `make test`'s workers taking a test file each (in this order: the Makefile turns
+    # off xdist's reordering by test count), a long file started last would keep one worker
+    # busy alone for its whole length; started first, the short files fill in beside it.
+    items.sort(key=lambda item: item.get_closest_marker("long_running") is None)
 
 
 @pytest.fixture

@@ -76,6 +76,9 @@ from tests.support import eventually, pinned_session, record_requests, running_s
 from tests.support.commerce import ServerProcess
 from tests.support.load import proc_memory
 
+#: Many tests that each wait out a deadline or fill a budget: run first.
+pytestmark = pytest.mark.long_running
+
 ATTACKER = "127.0.0.2"
 NORMAL = "127.0.0.1"
 PASSWORD = "password123"

@@ -40,6 +40,9 @@ from pathlib import Path
 
 import pytest
 
+#: Builds and installs the wheel and converts the model in the installed server: run first.
+pytestmark = pytest.mark.long_running
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The interpreter that made ``.venv`` (a venv's own python would nest venvs in venvs).
 BASE_PYTHON = Path(getattr(sys, "_base_executable", "") or sys.executable)

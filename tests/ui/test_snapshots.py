@@ -56,7 +56,10 @@ from tui.store import ClientStore
 from tui.widgets import CatalogueView, ItemTile, Picture
 
 #: textual-image 0.12 still calls a Pillow API deprecated in Pillow 13; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning"),
+    pytest.mark.long_running,
+]
 
 
 def _start_server(root: Path) -> ThreadedServer:

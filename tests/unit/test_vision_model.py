@@ -36,6 +36,10 @@ from tests.unit.vision_fixtures import (
 )
 
 # What a correct port must see (any one of these among the top 5).
+#: The first of the run to convert the model (and the Keras reference): run first, so the
+#: servers of the vision tests after it find the model in the run's cache.
+pytestmark = pytest.mark.long_running
+
 EXPECTED_CLASSES = {
     "chelsea": {"tabby", "tiger cat", "Egyptian cat"},
     "coffee": {"espresso", "cup", "coffee mug"},
