@@ -14,7 +14,7 @@ import pytest
 
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.sealed_blobs import SealedBlobs
+from backend.atrest.sealed_blobs import BLOB_SEGMENT_BYTES, SealedBlobs
 from backend.media.blobs import BlobStorage, LocalBlobs, ObjectStore, open_blob_storage
 
 
@@ -55,11 +55,12 @@ async def test_put_then_read_whole_and_by_range(blobs: BlobStorage) -> None:
 
 
 async def test_slices_of_a_large_blob_read_as_a_download_does(blobs: BlobStorage) -> None:
-    """Slices on and off the sealed segments' bounds (64 KiB), interleaved with reads of
-    another blob: the sealed store reads them all into the same few reused buffers."""
-    data, other = os.urandom(5 * 65536 + 123), os.urandom(3 * 65536)
+    """Slices on and off the sealed segments' bounds, interleaved with reads of another blob:
+    the sealed store reads them all into the same few reused buffers."""
+    segment = BLOB_SEGMENT_BYTES
+    data, other = os.urandom(3 * segment + 123), os.urandom(2 * segment)
     name, other_name = await blobs.put(data), await blobs.put(other)
-    for size in (65536, 100_000, len(data)):
+    for size in (segment, segment * 2 // 3, len(data)):
         received = bytearray()
         for offset in range(0, len(data), size):
             total, piece = await blobs.read_range(name, offset, size)

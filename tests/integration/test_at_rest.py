@@ -20,10 +20,10 @@ from pathlib import Path
 import obstore
 import pytest
 
-from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
+from backend.atrest.envelope import HEADER_BYTES, TAG_BYTES
 from backend.atrest.keyring import load_keyring, open_store_keys
 from backend.atrest.keys import KeySet, generate_key_file, load_key_file
-from backend.atrest.sealed_blobs import SealedBlobs
+from backend.atrest.sealed_blobs import BLOB_SEGMENT_BYTES, SealedBlobs
 from backend.cli import main as server_cli
 from backend.config import ServerConfig, default_master_key_file
 from backend.media.blobs import LocalBlobs
@@ -38,7 +38,7 @@ from tests.support.catalogue import account, blob_name, jpeg, meta, png, upload,
 
 #: How picture files begin (WebP: RIFF, the size, then WEBP).
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8")
-STRIDE = SEGMENT_BYTES + TAG_BYTES
+STRIDE = BLOB_SEGMENT_BYTES + TAG_BYTES
 
 
 def sha(data: bytes) -> str:
@@ -50,8 +50,14 @@ def looks_like_a_picture(head: bytes) -> bool:
 
 
 def noise_jpeg(seed: int) -> bytes:
-    """A JPEG of several sealed segments (random pixels compress badly)."""
+    """A JPEG of several sealed segments of an upload in progress (random pixels compress
+    badly)."""
     return jpeg(seed, (700, 500))
+
+
+def large_noise_jpeg(seed: int) -> bytes:
+    """A JPEG of more than three segments as the picture store seals them (about 3.6 MB)."""
+    return jpeg(seed, (2200, 1800))
 
 
 async def begin_partial(session: Session, data: bytes) -> str:
@@ -113,7 +119,7 @@ async def test_a_damaged_picture_is_an_internal_error_never_wrong_bytes(
 ) -> None:
     async with AsyncExitStack() as stack:
         alice = await account(stack, server, "alice")
-        originals = [noise_jpeg(seed) for seed in (10, 11, 12, 13)]
+        originals = [large_noise_jpeg(seed) for seed in (10, 11, 12, 13)]
         items = [(await upload(alice, tmp_path, data)).item.id for data in originals]
 
         def file_of(data: bytes) -> Path:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
+from backend.atrest.envelope import HEADER_BYTES, TAG_BYTES
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.sealed_blobs import SCRATCH_BYTES, SealedBlobs
+from backend.atrest.sealed_blobs import BLOB_SEGMENT_BYTES, SCRATCH_BYTES, SealedBlobs
 from backend.media.blobs import BlobDamaged, BlobStorage, LocalBlobs
 from backend.media.reply_buffers import ReplyBuffers
 
 MIB = 1024 * 1024
-STRIDE = SEGMENT_BYTES + TAG_BYTES
+STRIDE = BLOB_SEGMENT_BYTES + TAG_BYTES
 #: Segments the reads' buffer holds: a slice of more passes through it in several pieces.
 PER_BUFFER = SCRATCH_BYTES // STRIDE
 
@@ -30,12 +30,12 @@ async def sealed_store(root: Path) -> tuple[LocalBlobs, SealedBlobs]:
 
 async def test_ranges_across_the_buffer_s_pieces_are_the_stored_bytes(tmp_path: Path) -> None:
     _, blobs = await sealed_store(tmp_path)
-    data = os.urandom((2 * PER_BUFFER + 1) * SEGMENT_BYTES + 123)
+    data = os.urandom((2 * PER_BUFFER + 1) * BLOB_SEGMENT_BYTES + 123)
     sha256 = await blobs.put(data)
     for offset, length in [
         (0, len(data)),
-        (0, (PER_BUFFER + 1) * SEGMENT_BYTES),
-        (SEGMENT_BYTES - 5, PER_BUFFER * SEGMENT_BYTES + 10),
+        (0, (PER_BUFFER + 1) * BLOB_SEGMENT_BYTES),
+        (BLOB_SEGMENT_BYTES - 5, PER_BUFFER * BLOB_SEGMENT_BYTES + 10),
         (len(data) - 200, 4096),
         (7, 1),
     ]:
@@ -50,7 +50,7 @@ async def test_a_truncated_blob_read_in_pieces_is_damaged_and_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, cut: int
 ) -> None:
     raw, blobs = await sealed_store(tmp_path)
-    data = os.urandom(3 * PER_BUFFER * SEGMENT_BYTES)
+    data = os.urandom(3 * PER_BUFFER * BLOB_SEGMENT_BYTES)
     sha256 = await blobs.put(data)
     path = raw.store.path_for(blobs.storage_name(sha256))
     path.write_bytes(path.read_bytes()[:cut])
@@ -58,7 +58,7 @@ async def test_a_truncated_blob_read_in_pieces_is_damaged_and_logged_once(
     with caplog.at_level(logging.ERROR):
         # The first piece opens, but the read as a whole is refused: no bytes come back.
         with pytest.raises(BlobDamaged):
-            await blobs.read_range(sha256, 0, 2 * PER_BUFFER * SEGMENT_BYTES)
+            await blobs.read_range(sha256, 0, (2 * PER_BUFFER + 1) * BLOB_SEGMENT_BYTES)
     assert len([r for r in caplog.records if "does not open" in r.getMessage()]) == 1
 
 

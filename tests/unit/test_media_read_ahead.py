@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from backend.atrest.envelope import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES
+from backend.atrest.envelope import HEADER_BYTES, TAG_BYTES
 from backend.atrest.keyring import open_store_keys
 from backend.atrest.keys import KeySet, MasterKey
-from backend.atrest.sealed_blobs import SealedBlobs
+from backend.atrest.sealed_blobs import BLOB_SEGMENT_BYTES, SealedBlobs
 from backend.media.blobs import BlobDamaged, BlobStorage, LocalBlobs
 from backend.media.read_ahead import ReadAhead, SliceReader
 
-SLICE = 2 * SEGMENT_BYTES
+SLICE = 2 * BLOB_SEGMENT_BYTES
 
 
 async def sealed_store(raw: LocalBlobs) -> SealedBlobs:
@@ -98,7 +98,7 @@ async def test_a_damaged_slice_read_ahead_is_refused_and_logged_once(
     sha256 = await blobs.put(data)
     path = raw.store.path_for(blobs.storage_name(sha256))
     damaged = bytearray(path.read_bytes())
-    damaged[HEADER_BYTES + 2 * (SEGMENT_BYTES + TAG_BYTES) + 7] ^= 0x01  # in the second slice
+    damaged[HEADER_BYTES + 2 * (BLOB_SEGMENT_BYTES + TAG_BYTES) + 7] ^= 0x01  # in the second slice
     path.write_bytes(bytes(damaged))
     reader = SliceReader(blobs)
 
