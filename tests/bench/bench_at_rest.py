@@ -19,21 +19,24 @@ median ratio of the pairs timed encrypted first and that of the pairs timed unen
    (:class:`tests.bench.bench_load._ClientProcesses`: two client processes, each client its own
    session and connection, batches of 24 cards). Every item has a thumbnail of its own, so a
    batch carries 24 thumbnails its connection was not sent before (about 280 KB; with a few
-   shared ones it carried none after a connection's first). The clients connect and fetch a
-   first batch untimed, and an untimed pass over the same pages (other connections) comes
-   before each run. The encrypted server keeps the thumbnails it opened in memory
-   (:mod:`backend.atrest.derivatives`), so the figures are those of a shop whose first pages
-   are browsed all day: both servers send the same bytes from memory. Opening a sealed
-   thumbnail (about 12 us) is paid once, in the first pass, whose server CPU per batch is a
-   row of its own. Flat out on 2 cores the server and its two client processes keep both busy
-   (the server about half a core, the clients more: the server is not the bottleneck, so they
-   are not pinned to separate cores), and latency is about clients over the throughput the
-   machine gives all three, so other work on the machine moves it at once (other engineers'
-   tests took up to a core). Hence each pair's clients connect to both servers first, the two
-   timed runs follow each other with nothing between, the CPU other processes took is measured
-   in every run, and a pair where it passed :data:`QUIET_SHARE` of a core is run again (up to
-   :data:`PAGING_ATTEMPTS` pairs), listed beside the figures but not counted, unless fewer than
-   :data:`MIN_QUIET_PAIRS` were quiet: then every pair counts, and the figures say so.
+   shared ones it carried none after a connection's first). The encrypted server keeps the
+   thumbnails it opened in memory (:mod:`backend.atrest.derivatives`), so the figures are
+   those of a shop whose first pages are browsed all day: both servers send the same bytes
+   from memory. Opening a sealed thumbnail (about 12 us) is paid once, in the first pass, whose
+   server CPU per batch is a row of its own. Flat out on 2 cores the server and its two client
+   processes keep both busy (the server about half a core, the clients more: the server is not
+   the bottleneck, so they are not pinned to separate cores), and latency is about clients over
+   the throughput the machine gives all three, so other work on the machine moves it at once
+   (other engineers' tests took up to a core). Hence the runs are short rounds in blocks: both
+   servers' clients connect first, each server gets an untimed pass over every page of the
+   block, each set of clients an untimed round, then :data:`PAGING_ROUNDS` timed rounds per
+   server on the same connections, the two servers' rounds alternating back to back. Fresh
+   client processes for every pair made a pair's first run about a third slower whichever
+   server it timed, which spread single pairs' ratios over x0.6-2.0. The CPU other processes
+   took is measured in every run, and a pair where it passed :data:`QUIET_SHARE` of a core is
+   listed beside the figures but not counted (unless fewer than :data:`MIN_QUIET_PAIRS` were
+   quiet: then every pair counts, and the figures say so). p50 and p99 are those of every
+   batch of the counted runs pooled, per server.
 3. Original download bandwidth: three incompressible JPEG originals of about 8, 16 and 24 MB,
    uploaded once, downloaded whole by their owner with
    :func:`protocol.catalogue_client.download_original` (4 MiB ranges; the client checks the
@@ -89,30 +92,47 @@ QUICK: Final = os.environ.get("PIXMART_BENCH_QUICK", "") in ("1", "yes")
 #: more.
 RUNS: Final = 2 if QUICK else 3
 #: Paging runs share two cores with their clients, so a run's latency follows what else the
-#: machine does in those seconds; only the two runs of a pair see nearly the same, and a pair's
-#: p99 rests on each run's slowest 24 batches: many pairs, the median of their ratios.
-PAGING_PAIRS: Final = 2 if QUICK else 9
+#: machine does in those seconds; only the two runs of a pair see nearly the same. Runs are
+#: rounds of the same client processes and connections (a block): each server's clients are
+#: readied, then page an untimed round, then ROUNDS timed ones, the two servers' rounds
+#: alternating on, off, off, on, ... (fresh client processes for every pair made the first run
+#: of each pair about a third slower, whichever server it timed).
+PAGING_ROUNDS: Final = 2 if QUICK else 8
+#: Blocks of rounds at least, and at most while fewer than PAGING_PAIRS pairs were quiet.
+PAGING_BLOCKS: Final = 1 if QUICK else 2
+PAGING_MAX_BLOCKS: Final = 1 if QUICK else 3
+PAGING_PAIRS: Final = PAGING_ROUNDS * PAGING_BLOCKS
 #: A paging pair counts when other processes kept less than this share of a core busy in both
 #: of its runs (other engineers' tests, which no lock keeps apart, took up to 0.97 of one of the
-#: two cores: that run then measured the scheduler, not the server); a disturbed pair is run
-#: again, up to PAGING_ATTEMPTS pairs in all, and reported beside the figure either way.
+#: two cores: that run then measured the scheduler, not the server); it is reported beside the
+#: figure either way.
 QUIET_SHARE: Final = 0.25
-PAGING_ATTEMPTS: Final = PAGING_PAIRS + (2 if QUICK else 6)
 #: Quiet pairs the figures need (of both orders, see _crossover) to leave out the others: one
 #: or two quiet pairs are a figure of one or two runs, noisier than all the pairs together.
 MIN_QUIET_PAIRS: Final = 2 if QUICK else 4
-DOWNLOAD_RUNS: Final = 2 if QUICK else 5
+DOWNLOAD_RUNS: Final = 2 if QUICK else 8
 #: Listed items in each shop: enough for 200 clients to page through, small enough to seed fast.
 ITEMS: Final = 3_000
 PHOTOS: Final = 24 if QUICK else 80
 IN_FLIGHT: Final = 4
+#: Batches per client in each round.
 PAGING: Final = Setting(200, 5 if QUICK else 12)
-#: An untimed pass over every page the timed runs read (30 clients, one page more).
-WARM_UP: Final = Setting(30, PAGING.pages + 1)
+#: Batches each connection of a block asks for: its first (on connecting), an untimed round,
+#: the timed ones. Under the batches of one listing (ITEMS / 24), so no connection comes back
+#: to pictures it was sent.
+BLOCK_PAGES: Final = 1 + (1 + PAGING_ROUNDS) * PAGING.pages
+#: An untimed pass over every page a block reads (30 clients, one page more).
+WARM_UP: Final = Setting(30, BLOCK_PAGES + 1)
+#: The thumbnails each paging session keeps (its picture store): a few batches' worth. The
+#: library's default, 48 MB, would grow to gigabytes in 200 sessions over a block's batches.
+PAGING_STORE_BYTES: Final = 2 * 1024 * 1024
+# Pair n of every block must be encrypted-first for even n (see _crossover), and no connection
+# may page past the end of a listing (it would be sent pictures it was sent before).
+assert PAGING_ROUNDS % 2 == 0 and BLOCK_PAGES < ITEMS // 24
 #: Noise JPEGs of about 8, 16 and 24 MB (1.2 bytes a pixel at quality 95).
 ORIGINALS: Final = ((2600, 2560), (3700, 3600), (4600, 4350))
 #: Times each original is downloaded per run.
-DOWNLOAD_PASSES: Final = 1 if QUICK else 2
+DOWNLOAD_PASSES: Final = 1 if QUICK else 3
 #: Before each timed run the server is given this long at most to go idle: less than
 #: IDLE_SHARE of a core over SETTLE_PERIOD.
 SETTLE_SECONDS: Final = 15.0
@@ -147,6 +167,8 @@ class _Shop:
     owner: Session | None = None
     originals: list[tuple[int, int]] = field(default_factory=list)  # (item id, bytes)
     figures: dict[str, list[float]] = field(default_factory=dict)
+    #: Every batch latency of each paging run, in the order of ``figures["p50"]``.
+    paging_latencies: list[list[float]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -270,21 +292,31 @@ async def _upload_run(shop: _Shop, photos: list[Path]) -> None:
     await _delete_everything(shop.uploader)
 
 
-async def _paging_pair(shops: tuple[_Shop, _Shop]) -> None:
-    """One timed paging run on each server, the second right after the first.
+async def _paging_block(shops: tuple[_Shop, _Shop]) -> None:
+    """:data:`PAGING_ROUNDS` timed paging rounds on each server, alternating (see
+    :func:`_alternating`), by the same client processes and connections.
 
     Paging saturates both cores (the server and its two client processes), so a run's latency
     follows the share of them that other work on the machine takes, and that changes from one
     run to the next (other engineers' tests took 0.1-0.9 of a core). Both servers' clients are
-    therefore connected first, then each gets its untimed pass, and the two timed runs follow
-    one another with only the check that the second server is idle between them.
+    therefore connected first, then each server gets its untimed pass and each set of clients an
+    untimed round, and the timed rounds follow one another with only the check that the next
+    server is idle between them. A pair of rounds whose runs other work disturbed is marked
+    (``paging quiet``).
     """
     clients: list[_ClientProcesses] = []
     try:
         for shop in shops:
             clients.append(
-                await asyncio.to_thread(_ClientProcesses, shop.server, shop.tokens, PAGING)
+                await asyncio.to_thread(
+                    _ClientProcesses,
+                    shop.server,
+                    shop.tokens,
+                    PAGING,
+                    store_bytes=PAGING_STORE_BYTES,
+                )
             )
+        ready = dict(zip((shop.name for shop in shops), clients, strict=True))
         # The untimed passes come after the clients are up (which takes seconds), so both
         # runs find the listing cache (30 s; emptied by the upload runs' item changes) filled
         # by them: without a pass, one run in three met an empty cache (six times the server
@@ -292,18 +324,29 @@ async def _paging_pair(shops: tuple[_Shop, _Shop]) -> None:
         for shop in shops:
             await _settled(shop)
             await asyncio.to_thread(_one_run, shop.server, shop.tokens, WARM_UP)
-        for shop, ready in zip(shops, clients, strict=True):
+        # The clients' first round in a process is slower, whichever server it pages (their
+        # code and memory warming up): untimed.
+        for shop in shops:
+            await _settled(shop)
+            untimed = await asyncio.to_thread(ready[shop.name].run)
+            assert not untimed.errors, f"paging errors, e.g. {untimed.errors[:2]}"
+        for number, shop in enumerate(_alternating(shops, PAGING_ROUNDS)):
             await _settled(shop)
             shop.record("paging load", os.getloadavg()[0])
-            run = await asyncio.to_thread(ready.run)
+            run = await asyncio.to_thread(ready[shop.name].run)
             _record_paging(shop, run)
+            if number % 2 == 1:  # the pair's second run: was either disturbed?
+                quiet = all(s.figures["paging other cpu"][-1] < QUIET_SHARE * 100 for s in shops)
+                for each in shops:
+                    each.record("paging quiet", float(quiet))
     finally:
-        for ready in clients:
-            await asyncio.to_thread(ready.close)
+        for processes in clients:
+            await asyncio.to_thread(processes.close)
 
 
 def _record_paging(shop: _Shop, run: _Run) -> None:
     assert not run.errors, f"{len(run.errors)} paging errors, e.g. {run.errors[:2]}"
+    shop.paging_latencies.append(run.latencies_ms)
     shop.record("p50", percentile(run.latencies_ms, 50))
     shop.record("p99", percentile(run.latencies_ms, 99))
     shop.record("batch cpu", run.server_cpu * 1000 / run.batches_per_s)
@@ -372,6 +415,11 @@ class _Figure:
     target: bool = True
     #: Whether it is measured by the paging pairs (only their quiet pairs count).
     paging: bool = False
+    #: For a latency percentile: which one. Its figure is then that percentile of every batch
+    #: of the counted runs pooled (a run's p99 rests on its slowest 24 batches, the pooled one
+    #: on hundreds), and its ratio the pooled figures' ratio; the alternating order (see
+    #: _alternating) balances the pairs' order and any drift between the two servers.
+    percentile: float | None = None
 
 
 def _row(figure: _Figure, on: _Shop, off: _Shop, load: str) -> dict[str, Any]:
@@ -391,6 +439,23 @@ def _row(figure: _Figure, on: _Shop, off: _Shop, load: str) -> dict[str, Any]:
         f"ratio per pair x{min(ratios):.3f}-{max(ratios):.3f}; a pair's first run "
         f"x{order:.3f} its second"
     )
+    how = (
+        "ratio the geometric mean of the median ratio of the pairs encrypted first and of "
+        "those unencrypted first"
+    )
+    if figure.percentile is not None:
+        crossover = ratio
+        on_median, off_median = (
+            percentile([ms for n in kept for ms in shop.paging_latencies[n]], figure.percentile)
+            for shop in (on, off)
+        )
+        ratio = on_median / off_median
+        comparison = (
+            f"unencrypted {off_median:.3g} {figure.unit} pooled (per run {_spread(off_values)}); "
+            f"ratio per pair x{min(ratios):.3f}-{max(ratios):.3f}, crossover of the pairs' "
+            f"ratios x{crossover:.3f}; a pair's first run x{order:.3f} its second"
+        )
+        how = "figures and ratio of every batch of the counted runs pooled"
     disturbed = [f"x{r:.3f}" for r, flag in zip(all_ratios, quiet, strict=True) if not flag]
     if figure.paging and disturbed:
         counted = "not counted" if len(kept) < len(all_on) else "counted: too few quiet pairs"
@@ -403,8 +468,7 @@ def _row(figure: _Figure, on: _Shop, off: _Shop, load: str) -> dict[str, Any]:
         "what": f"{figure.what}, encrypted at rest",
         "setting": (
             f"{figure.setting}; {len(on_values)} pairs of runs (one per server, back to back, "
-            f"which first alternating), ratio the geometric mean of the median ratio of the "
-            f"pairs encrypted first and of those unencrypted first, {load}"
+            f"which first alternating), {how}, {load}"
         ),
         "median": on_median,
         "unit": figure.unit,
@@ -458,8 +522,9 @@ def _figures(photos: list[Path], originals: list[Path]) -> list[_Figure]:
         f"{IN_FLIGHT} in flight, loopback TLS, server process without the model"
     )
     paging = (
-        f"{ITEMS:,} items, batches of 24 thumbnails, {PAGING.describe()}, "
-        "2 client processes, server process"
+        f"{ITEMS:,} items, batches of 24 thumbnails, {PAGING.describe()} per run, runs in "
+        f"blocks of {PAGING_ROUNDS} per server on the same 2 client processes and connections, "
+        "server process"
     )
     downloads = (
         f"GetOriginal of 3 noise JPEG originals ({sizes} MB) by their owner, whole, "
@@ -469,20 +534,21 @@ def _figures(photos: list[Path], originals: list[Path]) -> list[_Figure]:
         _Figure("upload", "upload throughput", "images/s", uploads, higher_is_better=True),
         _Figure("upload cpu", "upload server CPU per picture", "ms", uploads, False, False),
         *(
-            _Figure(key, what, unit, paging, higher_is_better=False, target=target, paging=True)
-            for key, what, unit, target in (
-                ("p50", "batch latency p50", "ms", True),
-                ("p99", "batch latency p99", "ms", True),
-                ("batch cpu", "server CPU per batch", "ms", False),
-                ("paging server cpu", "server CPU while paging", "% of a core", False),
+            _Figure(key, what, unit, paging, False, target, paging=True, percentile=pooled)
+            for key, what, unit, target, pooled in (
+                ("p50", "batch latency p50", "ms", True, 50.0),
+                ("p99", "batch latency p99", "ms", True, 99.0),
+                ("batch cpu", "server CPU per batch", "ms", False, None),
+                ("paging server cpu", "server CPU while paging", "% of a core", False, None),
                 (
                     "paging other cpu",
                     "other processes' CPU while paging (the machine less server and clients)",
                     "% of a core",
                     False,
+                    None,
                 ),
-                ("paging wire", "thumbnail bytes per batch on the wire", "KB", False),
-                ("paging load", "load average before a paging run", "", False),
+                ("paging wire", "thumbnail bytes per batch on the wire", "KB", False, None),
+                ("paging load", "load average before a paging run", "", False, None),
             )
         ),
         _Figure(
@@ -537,14 +603,11 @@ async def _measure(root: Path) -> list[dict[str, Any]]:
             # What opening the thumbnails costs is seen here only: later passes find them kept.
             shop.record("first pass cpu", first.server_cpu * 1000 / first.batches_per_s)
         loads += await _alternate(pair, lambda shop: _upload_run(shop, photos), RUNS)
-        clean = 0
-        for attempt in range(PAGING_ATTEMPTS):
-            await _paging_pair(pair if attempt % 2 == 0 else (off, on))
-            quiet = all(shop.figures["paging other cpu"][-1] < QUIET_SHARE * 100 for shop in pair)
-            for shop in pair:
-                shop.record("paging quiet", float(quiet))
-            clean += quiet
-            if clean == PAGING_PAIRS:
+        for block in range(PAGING_MAX_BLOCKS):
+            # Always encrypted first in a block: pair n is then encrypted-first for even n, as
+            # _crossover takes it.
+            await _paging_block(pair)
+            if block + 1 >= PAGING_BLOCKS and sum(on.figures["paging quiet"]) >= PAGING_PAIRS:
                 break
         loads += on.figures["paging load"] + off.figures["paging load"]
         loads += await _alternate(pair, _download_run, DOWNLOAD_RUNS)

@@ -168,16 +168,18 @@ def _one_run(
 
 
 class _ClientProcesses:
-    """The client processes of one run, connected and ready (started on construction): the
-    timed batches begin when :meth:`run` is called, so a benchmark can ready the clients of two
-    servers first and time one run right after the other.
+    """The client processes of a server's runs, connected and ready (started on construction):
+    the timed batches begin when :meth:`run` is called, so a benchmark can ready the clients of
+    two servers first and time one run right after the other. Each :meth:`run` is a round of
+    ``setting.pages`` batches per client on the same connections, continuing their listings.
 
     Args:
         server: The server they page.
         tokens: Session tokens the clients resume (client ``n`` takes ``tokens[n % len]``).
-        setting: Clients, batches and think time.
+        setting: Clients, batches (per run) and think time.
         pictures: As in :class:`~tests.support.load.PagingPlan`.
         window: As in :class:`~tests.support.load.PagingPlan`.
+        store_bytes: As in :class:`~tests.support.load.PagingPlan`.
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class _ClientProcesses:
         *,
         pictures: PictureMode = PictureMode.UNSENT,
         window: int | None = None,
+        store_bytes: int | None = None,
     ) -> None:
         self.server = server
         self.setting = setting
@@ -199,7 +202,6 @@ class _ClientProcesses:
         ]
         self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self._setup_errors: list[str] = []
-        self._ran = False
         first = 0
         try:
             for share in shares:
@@ -215,6 +217,7 @@ class _ClientProcesses:
                     think=setting.think,
                     pictures=pictures,
                     window=window,
+                    store_bytes=store_bytes,
                 )
                 child = context.Process(target=paging_clients, args=(plan, theirs), daemon=True)
                 child.start()
@@ -230,13 +233,12 @@ class _ClientProcesses:
             raise
 
     def run(self) -> _Run:
-        """Let the clients page (once), and pool what they measured."""
+        """Let the clients page a round, and pool what they measured."""
         server = self.server
         assert server.process is not None
         cpu_before = cpu_seconds(server.process.pid)
         busy_before = _busy_cpu_seconds()
         started = time.perf_counter()
-        self._ran = True
         for _, pipe in self._workers:
             pipe.send("go")
         results: list[PagingResult] = []
@@ -249,6 +251,7 @@ class _ClientProcesses:
         busy = (_busy_cpu_seconds() - busy_before) / wall
         latencies = [ms for result in results for ms in result.latencies_ms]
         errors = self._setup_errors + [error for result in results for error in result.errors]
+        self._setup_errors = []  # reported with the first round only
         batches = sum(result.batches for result in results)
         thumbnail_bytes = sum(result.thumbnail_bytes for result in results)
         wire_bytes = sum(result.wire_bytes for result in results)
@@ -265,11 +268,10 @@ class _ClientProcesses:
         )
 
     def close(self) -> None:
-        """End the client processes (those that did not page are told to stop)."""
+        """End the client processes."""
         for process, pipe in self._workers:
-            if not self._ran:
-                with contextlib.suppress(OSError):  # it may have exited already
-                    pipe.send("stop")
+            with contextlib.suppress(OSError):  # it may have exited already
+                pipe.send("stop")
             pipe.close()
             process.join(timeout=30)
             if process.is_alive():

@@ -39,6 +39,7 @@ from backend.storage.postgres import PostgresDatabase
 from protocol.catalogue_client import browse
 from protocol.client import Backoff, Session
 from protocol.messages.catalogue import ItemBatch, PictureMode, Pictures, SortOrder
+from protocol.pictures import MemoryPictureStore, use_picture_store
 from protocol.trust import TrustPolicy
 
 #: Seconds one benchmark request may take before it counts as an error (a hang, not a latency).
@@ -334,8 +335,8 @@ class PagingPlan:
         fingerprint: The server certificate's fingerprint, pinned by every session.
         tokens: Session tokens of logged-in users; client ``n`` resumes with ``tokens[n % len]``.
         clients: Sessions (connections) this process opens.
-        pages: Timed batches each client asks for, following cursors (and starting over at the
-            end of the listing).
+        pages: Timed batches each client asks for in each round, following cursors (and
+            starting over at the end of the listing).
         batch: Items per batch.
         min_interval: Least seconds between one client's request starts, keeping a lone
             client under the server's per-connection rate limit.
@@ -350,6 +351,9 @@ class PagingPlan:
             go over the same batches again and again (starting over at the top after
             ``window``): a person scrolling back over what they saw. ``None``: one untimed
             batch, and the timed ones continue the listing.
+        store_bytes: The size of each session's picture store (the thumbnails it keeps);
+            ``None``, the library's default (48 MB: far more than a few rounds of paging
+            forward need, in as many sessions as a process runs).
     """
 
     url: str
@@ -363,6 +367,7 @@ class PagingPlan:
     think: tuple[float, float] | None = None
     pictures: PictureMode = PictureMode.UNSENT
     window: int | None = None
+    store_bytes: int | None = None
 
 
 @dataclass
@@ -393,78 +398,106 @@ _SETUP_GROUP: Final = 15
 
 
 def paging_clients(plan: PagingPlan, pipe: Connection) -> None:
-    """Process entry point: connect the clients, say ``ready``, wait for ``go``, page, report.
+    """Process entry point: connect the clients, say ``ready``, then page a round on each
+    ``go`` and report it, until ``stop`` (or the pipe closes).
 
-    Messages on ``pipe``: sends ``("ready", errors)``, receives ``"go"`` (or ``"stop"``), sends
-    ``("done", PagingResult)``.
+    Messages on ``pipe``: sends ``("ready", errors)``; receives ``"go"`` or ``"stop"``; after
+    each ``go`` sends ``("done", PagingResult)``. Each round continues the clients' listings
+    where the last one left them, on the same connections.
     """
     asyncio.run(_paging_main(plan, pipe))
+
+
+@dataclass
+class _Client:
+    """One browsing client: its session and where it is in its listing."""
+
+    session: Session
+    number: int
+    order: SortOrder
+    cursor: str | None = None
+    seen: set[int] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class _WireCounter:
+    """Counts the picture bytes the sessions' replies carry (see :func:`_count_pictures`)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
 
 
 async def _paging_main(plan: PagingPlan, pipe: Connection) -> None:
     trust = TrustPolicy(fingerprint=plan.fingerprint)
     # Slow reconnects: a benchmark client should never need one; if it does, it is an error.
     backoff = Backoff(initial=0.5, factor=2.0, maximum=2.0)
-    sessions = [
-        Session(
+    wire = _WireCounter()
+    clients: list[_Client] = []
+    for n in range(plan.clients):
+        number = plan.first_client + n
+        session = Session(
             plan.url,
             trust,
-            token=plan.tokens[(plan.first_client + n) % len(plan.tokens)],
+            token=plan.tokens[number % len(plan.tokens)],
             backoff=backoff,
             client_name="bench-load",
         )
-        for n in range(plan.clients)
-    ]
-    result = PagingResult()
-    for session in sessions:
-        _count_pictures(session, result)
-    cursors: list[str | None] = [None] * plan.clients
-    orders = [_ORDERS[(plan.first_client + n) % len(_ORDERS)] for n in range(plan.clients)]
+        _count_pictures(session, wire)
+        if plan.store_bytes is not None:
+            use_picture_store(session, MemoryPictureStore(plan.store_bytes))
+        order = _ORDERS[number % len(_ORDERS)]
+        clients.append(_Client(session, number, order, rng=random.Random(number)))
+    setup_errors: list[str] = []
     try:
         # Connected and resumed in groups: a herd of TLS handshakes is not what is measured.
         for start in range(0, plan.clients, _SETUP_GROUP):
-            group = sessions[start : start + _SETUP_GROUP]
+            group = clients[start : start + _SETUP_GROUP]
             outcomes = await asyncio.gather(
-                *(_warm_up(session, plan, orders[n]) for n, session in enumerate(group, start)),
+                *(_warm_up(client.session, plan, client.order) for client in group),
                 return_exceptions=True,
             )
-            for n, outcome in enumerate(outcomes, start=start):
+            for n, (client, outcome) in enumerate(zip(group, outcomes, strict=True), start):
                 if isinstance(outcome, BaseException):
-                    result.errors.append(f"client {n} setup: {outcome!r}")
+                    setup_errors.append(f"client {n} setup: {outcome!r}")
                 else:
-                    cursors[n] = outcome
-        pipe.send(("ready", list(result.errors)))
-        if await asyncio.to_thread(pipe.recv) != "go":
-            return
-        started, cpu_started = time.perf_counter(), time.process_time()
-        result.wire_bytes = 0  # the timed batches' only
-        await asyncio.gather(
-            *(
-                _page(session, plan, orders[n], cursors[n], result, plan.first_client + n)
-                for n, session in enumerate(sessions)
-                if session.user is not None
+                    client.cursor = outcome
+        pipe.send(("ready", setup_errors))
+        while await _next_order(pipe) == "go":
+            result = PagingResult()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            wire_before = wire.bytes  # the timed batches' only
+            await asyncio.gather(
+                *(_page(client, plan, result) for client in clients if client.session.user)
             )
-        )
-        result.seconds = time.perf_counter() - started
-        result.cpu_seconds = time.process_time() - cpu_started
-        pipe.send(("done", result))
+            result.seconds = time.perf_counter() - started
+            result.cpu_seconds = time.process_time() - cpu_started
+            result.wire_bytes = wire.bytes - wire_before
+            pipe.send(("done", result))
     finally:
-        for session in sessions:
+        for client in clients:
             with contextlib.suppress(Exception):
-                await session.close()
+                await client.session.close()
 
 
-def _count_pictures(session: Session, result: PagingResult) -> None:
-    """Add the bytes of the pictures ``session``'s replies carry to ``result.wire_bytes``."""
+async def _next_order(pipe: Connection) -> str:
+    """The benchmark's next word: ``go`` or ``stop`` (a closed pipe is a stop)."""
+    try:
+        return str(await asyncio.to_thread(pipe.recv))
+    except EOFError:
+        return "stop"
+
+
+def _count_pictures(session: Session, wire: _WireCounter) -> None:
+    """Add the bytes of the pictures ``session``'s replies carry to ``wire``."""
     request = session.request
 
     async def counted(message: Any, expect: Any, **kwargs: Any) -> Any:
         reply = await request(message, expect, **kwargs)
         # Before the client fills cards in from its store: what crossed the wire.
         if isinstance(reply, ItemBatch):
-            result.wire_bytes += sum(len(c.thumbnail) for c in reply.items if c.thumbnail)
+            wire.bytes += sum(len(c.thumbnail) for c in reply.items if c.thumbnail)
         elif isinstance(reply, Pictures):
-            result.wire_bytes += sum(len(picture.data) for picture in reply.pictures)
+            wire.bytes += sum(len(picture.data) for picture in reply.pictures)
         return reply
 
     setattr(session, "request", counted)  # noqa: B010 - an instance's method, replaced
@@ -486,46 +519,43 @@ async def _warm_up(session: Session, plan: PagingPlan, order: SortOrder) -> str 
     return None if plan.window else cursor
 
 
-async def _page(
-    session: Session,
-    plan: PagingPlan,
-    order: SortOrder,
-    cursor: str | None,
-    result: PagingResult,
-    client: int,
-) -> None:
-    """Ask for ``plan.pages`` batches one after the other; record latencies and errors."""
+async def _page(client: _Client, plan: PagingPlan, result: PagingResult) -> None:
+    """Ask for ``plan.pages`` batches one after the other from where ``client`` is; record
+    latencies and errors."""
     loop = asyncio.get_running_loop()
-    seen: set[int] = set()
-    rng = random.Random(client)
+    session, order, rng = client.session, client.order, client.rng
     if plan.think is not None:  # people do not start in step
         await asyncio.sleep(rng.uniform(0, plan.think[1]))
     for number in range(plan.pages):
         if plan.window and number % plan.window == 0:
-            cursor = None  # back to the top, over the same batches again
-            seen.clear()
+            client.cursor = None  # back to the top, over the same batches again
+            client.seen.clear()
         started = loop.time()
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 page: ItemBatch = await browse(
-                    session, sort=order, limit=plan.batch, cursor=cursor, pictures=plan.pictures
+                    session,
+                    sort=order,
+                    limit=plan.batch,
+                    cursor=client.cursor,
+                    pictures=plan.pictures,
                 )
         except Exception as exc:  # counted, never hidden: a row with errors says so
             result.errors.append(f"{order}: {exc!r}")
-            cursor = None
-            seen.clear()
+            client.cursor = None
+            client.seen.clear()
         else:
             elapsed = loop.time() - started
             result.latencies_ms.append(elapsed * 1000)
             result.batches += 1
             result.items += len(page.items)
             result.thumbnail_bytes += sum(len(card.thumbnail or b"") for card in page.items)
-            problem = _check_batch(page, plan.batch, seen)
+            problem = _check_batch(page, plan.batch, client.seen)
             if problem:
                 result.errors.append(f"{order}: {problem}")
-            cursor = page.cursor
-            if cursor is None:
-                seen.clear()  # end of the listing: start over, as a person scrolling back up
+            client.cursor = page.cursor
+            if client.cursor is None:
+                client.seen.clear()  # end of the listing: start over, as a person scrolling up
         left = plan.min_interval - (loop.time() - started)
         if plan.think is not None:
             left = max(left, rng.uniform(*plan.think))
