@@ -33,7 +33,9 @@ lint: $(STAMP)
 # passes' two workers (pytest-xdist, a test file each at a time) share them. The files are
 # handed out in collection order, where the files marked long_running come first (see
 # tests/conftest.py), not xdist's default of the files with most tests first, which left the
-# longest file (the wheel's five tests) to start late and finish alone.
+# longest file (the wheel's five tests) to start late and finish alone. The PostgreSQL pass
+# names tests/fault first: its files are few and long (the fuzz, the revocations), and with
+# tests/integration first they came last and ran on while the other worker sat idle.
 PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 test: lint
 	tmp=$$(mktemp -d) && \
@@ -42,7 +44,7 @@ test: lint
 	export PIP_CACHE_DIR="$${PIP_CACHE_DIR:-$$($(BIN)/python -m pip cache dir 2>/dev/null)}" && \
 	export XDG_CACHE_HOME="$$tmp/cache" PIXMART_TEST_MODEL_CACHE="$$tmp/models" && \
 	$(PYTEST) && \
-	PIXMART_TEST_ENGINE=postgres $(PYTEST) tests/integration tests/fault && \
+	PIXMART_TEST_ENGINE=postgres $(PYTEST) tests/fault tests/integration && \
 	PIXMART_TEST_ENGINE=postgres PIXMART_TEST_BLOBS=s3 $(PYTEST) \
 		tests/integration/test_catalogue_upload.py tests/integration/test_catalogue_access.py \
 		tests/integration/test_catalogue_items.py tests/integration/test_at_rest.py
