@@ -30,7 +30,9 @@ median ratio of the pairs timed encrypted first and that of the pairs timed unen
    (other engineers' tests took up to a core). Hence the runs are short rounds in blocks: both
    servers' clients connect first, each server gets an untimed pass over every page of the
    block, each set of clients an untimed round, then :data:`PAGING_ROUNDS` timed rounds per
-   server on the same connections, the two servers' rounds alternating back to back. Fresh
+   server on the same connections, the two servers' rounds alternating back to back, each pair
+   after an untimed pass that caches both servers' next batches anew (the listing cache keeps a
+   batch 30 s, a block lasts minutes: :func:`_rewarm`). Fresh
    client processes for every pair made a pair's first run about a third slower whichever
    server it timed, which spread single pairs' ratios over x0.6-2.0. The CPU other processes
    took is measured in every run, and a pair where it passed :data:`QUIET_SHARE` of a core is
