@@ -40,13 +40,13 @@ MAX_SIDE: Final = 256
 #: Drawings taken from openclipart per class at most (spread evenly over the sorted files).
 MAX_CLIPART: Final = 24
 _WEBP_QUALITY: Final = 82
-_CLIPART_ROOT: Final = "usr/share/openclipart/png"
+CLIPART_ROOT: Final = "usr/share/openclipart/png"
 _EMOJI_FONT: Final = "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 #: The only size at which Noto Color Emoji has bitmaps.
 _EMOJI_SIZE: Final = 109
 _REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 
-_LICENCES: Final = {
+LICENCES: Final = {
     "openclipart-png": "Public domain (Open Clip Art Library dedication)",
     "fonts-noto-color-emoji": "Apache-2.0",
 }
@@ -169,12 +169,12 @@ def spread(items: Sequence[Path], count: int) -> list[Path]:
     return [items[int(i * step)] for i in range(count)]
 
 
-def clipart(root: Path, spec: VisualClass, version: str) -> Iterator[Picture]:
-    """The class's openclipart drawings, filtered by name."""
+def clipart_files(root: Path, spec: VisualClass) -> list[Path]:
+    """The class's openclipart drawings (unpacked under ``root``), filtered by name."""
     files: list[Path] = []
     seen: set[str] = set()  # the package has a few files twice, in two folders
     for folder in spec.folders:
-        for path in sorted((root / _CLIPART_ROOT / folder).glob("*.png")):
+        for path in sorted((root / CLIPART_ROOT / folder).glob("*.png")):
             name = path.stem.lower()
             if spec.keep and not re.search(spec.keep, name):
                 continue
@@ -182,29 +182,50 @@ def clipart(root: Path, spec: VisualClass, version: str) -> Iterator[Picture]:
                 continue
             seen.add(name)
             files.append(path)
-    for path in spread(files, MAX_CLIPART):
+    return spread(files, MAX_CLIPART)
+
+
+def clipart(root: Path, spec: VisualClass, version: str) -> Iterator[Picture]:
+    """The class's openclipart drawings, filtered by name."""
+    for path in clipart_files(root, spec):
         with Image.open(path) as opened:
             image = opened.convert("RGBA")
         relative = path.relative_to(root)
         yield Picture(image, f"clipart-{path.stem}",
                       f"Debian `openclipart-png` {version}: `/{relative}`",
-                      _LICENCES["openclipart-png"])
+                      LICENCES["openclipart-png"])
+
+
+def emoji_font(root: Path) -> ImageFont.FreeTypeFont:
+    """Noto Color Emoji (unpacked under ``root``) at the one size it has bitmaps for."""
+    return ImageFont.truetype(str(root / _EMOJI_FONT), _EMOJI_SIZE)
+
+
+def draw_emoji(font: ImageFont.FreeTypeFont, character: str) -> Image.Image | None:
+    """``character`` drawn in colour on a transparent canvas, cropped to the figure; ``None``
+    when the font draws nothing for it."""
+    canvas = Image.new("RGBA", (_EMOJI_SIZE * 2, _EMOJI_SIZE * 2), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((8, 8), character, font=font, embedded_color=True)
+    box = canvas.getbbox()
+    return None if box is None else canvas.crop(box)
+
+
+def emoji_source(version: str, code: str) -> str:
+    """Where the glyph of code points ``code`` (hex, dash-separated) comes from."""
+    return (f"Debian `fonts-noto-color-emoji` {version}: `/{_EMOJI_FONT}`, "
+            f"glyph U+{code.upper()} drawn at {_EMOJI_SIZE} px")
 
 
 def emoji(root: Path, spec: VisualClass, version: str) -> Iterator[Picture]:
     """The class's emoji, drawn in colour on a transparent canvas and cropped to the figure."""
-    font = ImageFont.truetype(str(root / _EMOJI_FONT), _EMOJI_SIZE)
+    font = emoji_font(root)
     for character in spec.emoji:
-        canvas = Image.new("RGBA", (_EMOJI_SIZE * 2, _EMOJI_SIZE * 2), (0, 0, 0, 0))
-        ImageDraw.Draw(canvas).text((8, 8), character, font=font, embedded_color=True)
-        box = canvas.getbbox()
-        if box is None:
+        image = draw_emoji(font, character)
+        if image is None:
             raise RuntimeError(f"the emoji font draws nothing for U+{ord(character[0]):04X}")
         code = "-".join(f"{ord(c):04x}" for c in character)
-        yield Picture(canvas.crop(box), f"emoji-u{code}",
-                      f"Debian `fonts-noto-color-emoji` {version}: `/{_EMOJI_FONT}`, "
-                      f"glyph U+{code.upper()} drawn at {_EMOJI_SIZE} px",
-                      _LICENCES["fonts-noto-color-emoji"])
+        yield Picture(image, f"emoji-u{code}", emoji_source(version, code),
+                      LICENCES["fonts-noto-color-emoji"])
 
 
 def photos(spec: VisualClass) -> Iterator[Picture]:
@@ -246,7 +267,7 @@ def build(out: Path) -> int:
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="pixmart-devset-") as scratch:
         work = Path(scratch)
-        versions = download(sorted(_LICENCES), work)
+        versions = download(sorted(LICENCES), work)
         root = work / "root"
         for spec in CLASSES:
             folder = out / spec.name
