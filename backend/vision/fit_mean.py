@@ -30,6 +30,7 @@ from backend.media.errors import MediaError
 from backend.vision.centring import format_mean
 from backend.vision.embedder import MODEL_VERSION, Embedder
 from backend.vision.evaluate import default_model_cache, load_picture
+from backend.vision.types import EMBEDDING_DIM
 
 _BATCH: Final = 32
 _SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
@@ -45,21 +46,17 @@ def picture_files(folders: Sequence[Path]) -> list[Path]:
     )
 
 
-def fit_mean(files: Sequence[Path], embedder: Embedder) -> tuple[NDArray[np.float32], int]:
-    """Return the mean uncentred descriptor of ``files`` and how many were used.
+def describe_files(files: Sequence[Path], embedder: Embedder) -> NDArray[np.float32]:
+    """Return the uncentred descriptors of ``files`` (float32 ``[N, 1280]``), as uploads get them.
 
     Files an upload would refuse are skipped (and named on stderr).
     """
-    total = np.zeros(0, np.float64)
-    count = 0
+    rows: list[NDArray[np.float32]] = []
     pending: list[NDArray[np.uint8]] = []
 
     def flush() -> None:
-        nonlocal total, count
         if pending:
-            rows = embedder.uncentred(np.stack(pending)).astype(np.float64)
-            total = rows.sum(axis=0) if count == 0 else total + rows.sum(axis=0)
-            count += len(rows)
+            rows.append(embedder.uncentred(np.stack(pending)))
             pending.clear()
 
     for path in files:
@@ -71,9 +68,18 @@ def fit_mean(files: Sequence[Path], embedder: Embedder) -> tuple[NDArray[np.floa
         if len(pending) == _BATCH:
             flush()
     flush()
-    if count == 0:
+    return np.concatenate(rows) if rows else np.empty((0, EMBEDDING_DIM), np.float32)
+
+
+def fit_mean(files: Sequence[Path], embedder: Embedder) -> tuple[NDArray[np.float32], int]:
+    """Return the mean uncentred descriptor of ``files`` and how many were used.
+
+    Files an upload would refuse are skipped (and named on stderr).
+    """
+    rows = describe_files(files, embedder)
+    if len(rows) == 0:
         raise ValueError("no pictures to fit the mean on")
-    return (total / count).astype(np.float32), count
+    return rows.astype(np.float64).mean(axis=0).astype(np.float32), len(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -294,6 +294,7 @@ def test_the_wheel_ships_the_data_files_and_no_tests(built: Built) -> None:
         "pixmart_data/imagenet_hypernyms.txt",
         "pixmart_data/starter_tags.txt",
         "pixmart_data/vision_embedding_mean.txt",
+        "pixmart_data/vision_whitening.npy",
         "pixmart_data/demo/catalogue.json",
         *(f"pixmart_data/demo/{name}" for name in demo_photos),
         *(f"tui/styles/{path.name}" for path in (source / "tui" / "styles").glob("*.tcss")),
