@@ -14,7 +14,7 @@ def describe_search(
     min_similarity: int | None = None,
     currency: str = "EUR",
 ) -> str:
-    """``“sunset” · tags: print · €5.00 to €20.00 · in stock · like cat.jpg (≥ 80%)``.
+    """``“sunset” · tags: print · €5.00 to €20.00 · in stock · like cat.jpg (≥ 70%)``.
 
     Args:
         filters: The saved filters.

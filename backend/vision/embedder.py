@@ -19,7 +19,8 @@ Keras float32).
 The network returns its last feature map and the last but one stage's output; the embedding
 pools both into a two-part descriptor (:func:`backend.vision.pooling.describe`), centres it on
 the shipped mean descriptor and weighs the parts into one unit vector
-(:mod:`backend.vision.centring`).
+(:mod:`backend.vision.centring`), then whitens that by the shipped linear map
+(:mod:`backend.vision.whitening`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ from backend.vision.types import (
     check_batch,
 )
 from backend.vision.weights import WEIGHTS_SHA256, load_state_dict
+from backend.vision.whitening import whiten_rows
 from backend.vision.worker import EmbeddingWorker as EmbeddingWorker
 
 #: Bump when preprocessing, the graph, the quantisation or its calibration set changes embeddings.
 #: (1: float32 TFLite; 2: int8 TFLite calibrated on the shipped demo photographs; 3: the whole
 #: picture letterboxed on white, and GeM pooling of the last feature map; 4: the picture cropped to
 #: its content before the letterbox, and embeddings centred on the shipped mean; 5: the last but
-#: one stage's map pooled beside the last one, each square-rooted, and a mean refitted for it.)
-PIPELINE_REVISION: Final = 5
+#: one stage's map pooled beside the last one, each square-rooted, and a mean refitted for it;
+#: 6: the centred embedding whitened by a shipped map.)
+PIPELINE_REVISION: Final = 6
 #: Recorded with every stored embedding; embeddings of different versions are not comparable.
 MODEL_VERSION: Final = f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v{PIPELINE_REVISION}-int8"
 #: The version of embeddings made by the float32 Keras reference runtime.
@@ -228,8 +231,8 @@ class Embedder:
             batch: uint8 ``[N, 224, 224, 3]`` RGB pictures.
 
         Returns:
-            L2-normalised, centred float32 ``[N, 1280]`` embeddings and float32 ``[N, 1000]``
-            softmax probabilities over the ImageNet classes.
+            L2-normalised, centred and whitened float32 ``[N, 1280]`` embeddings and float32
+            ``[N, 1000]`` softmax probabilities over the ImageNet classes.
 
         Raises:
             ValueError: ``batch`` has the wrong dtype or shape.
@@ -237,7 +240,7 @@ class Embedder:
         batch = check_batch(batch)
         with self._lock:
             features, logits = _run_chunked(self._network, batch)
-        return EmbedBatch(centre_rows(features), softmax(logits))
+        return EmbedBatch(whiten_rows(centre_rows(features)), softmax(logits))
 
     def uncentred(self, batch: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Return the descriptors before centring (what the mean is fitted on), float32

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.alerts.service import DEFAULT_MIN_SIMILARITY
 from backend.config import ServerConfig
 from backend.server import PixmartServer
 from protocol import inbox_client as inbox
@@ -84,7 +85,7 @@ async def test_searches_saved_from_a_running_search_or_an_item(
     assert running.query_id is not None
     by_query = await save_search(buyer, like_query_id=running.query_id, min_similarity=90)
     by_item = await save_search(buyer, like_item_id=rocket, like_label="the rocket")
-    assert by_item.min_similarity == 80 and by_item.like_label == "the rocket"
+    assert by_item.min_similarity == DEFAULT_MIN_SIMILARITY and by_item.like_label == "the rocket"
     assert server.domains is not None
     pictures = server.domains.alerts.matcher.pictures
     assert by_query.id in pictures and by_item.id in pictures

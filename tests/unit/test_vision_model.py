@@ -113,7 +113,7 @@ def test_int8_model_stays_close_to_the_float_reference(
 
 
 def test_model_version_names_the_weights_and_the_quantisation() -> None:
-    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v5-int8"
+    assert MODEL_VERSION == f"efficientnet-lite0@{WEIGHTS_SHA256[:8]}/v6-int8"
 
 
 def test_quantised_model_runs_without_tensorflow(
