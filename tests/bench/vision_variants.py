@@ -20,7 +20,12 @@ computes them) for:
   half's mean (the honest estimate for pictures the shipped mean never saw): CroW spatial and
   channel weighting, power normalisation, GeM p chosen on the other half, the last but one
   stage's map beside the last one (the product's descriptor of pipeline revision 5 among them),
-  and the embedding cosine blended with the cosine of the class probabilities.
+  and the embedding cosine blended with the cosine of the class probabilities;
+- with ``--pool DIR`` (unlabelled pictures, ``python -m tests.support.vision_pool``): the
+  product's embedding (revision 5's, centred on the shipped mean) whitened by shrunk PCA maps
+  fitted on the pool (:func:`backend.vision.whitening.fit`) at several powers and shrinks, on
+  the whole set and on halves of the classes, beside the shipped map of revision 6, and one
+  fitted on the pool's drawings alone.
 
 Images per second: the network's throughput on each input; variants that add a view halve it,
 variants after pooling do not change it measurably. This is a study, not a benchmark target:
@@ -45,9 +50,11 @@ from backend.media.validate import inspect_image
 from backend.vision.centring import centre_rows
 from backend.vision.embedder import Embedder, NetworkOutputs, normalise_rows, softmax
 from backend.vision.evaluate import default_model_cache, find_pictures, precision_at_k
+from backend.vision.fit_mean import describe_files, picture_files
 from backend.vision.pooling import HEAD_CHANNELS, describe, gem_pool
 from backend.vision.preprocess import WHITE, preprocess
 from backend.vision.types import IMAGE_SIZE
+from backend.vision.whitening import fit, shipped_whitening
 
 Matrix = NDArray[np.float32]
 
@@ -293,14 +300,45 @@ def revision5_study(outputs: NetworkOutputs, labels: NDArray[np.int64],
     return rows
 
 
+def revision6_study(outputs: NetworkOutputs, labels: NDArray[np.int64], rate: float,
+                    pool: Matrix, pool_names: Sequence[str]) -> list[str]:
+    """Rows of whitening maps fitted on the unlabelled ``pool`` (centred embeddings named by
+    their files), applied to the product's centred embedding; each on the whole set and on
+    random halves of the classes (the maps are fitted apart from the set, so both are honest)."""
+    descriptors = describe(outputs.feature_map, outputs.mid_map)
+    centred = centre_rows(descriptors.copy())
+    emoji = np.array([Path(name).name.startswith("emoji-") for name in pool_names])
+    variants: dict[str, Callable[[Matrix], Matrix]] = {
+        "revision 5 (centred on the shipped mean, not whitened)": lambda rows: rows,
+        "revision 6: the shipped map": shipped_whitening().apply,
+    }
+    for power in (0.25, 0.35, 0.5):
+        for shrink in (0.0, 0.1, 0.5, 1.0, 2.0):
+            variants[f"whitened, power {power}, shrink {shrink}"] = fit(pool, power, shrink).apply
+    # The emoji alone (about 1,200) and the set itself (399) are too few for a 1280-wide fit.
+    drawings = fit(pool[~emoji])
+    variants["whitened on the pool's drawings alone (power 0.5, shrink 1)"] = drawings.apply
+    rows = []
+    for name, whiten in variants.items():
+        def build(_: NDArray[np.int64], use: NDArray[np.int64],
+                  whiten: Callable[[Matrix], Matrix] = whiten) -> Matrix:
+            return whiten(centred[use])
+
+        whole, halves = whole_and_halves(build, labels)
+        rows.append(_row(f"content letterbox, {name}", whole, rate))
+        rows.append(_row(f"content letterbox, {name}, half the classes", halves, rate))
+    return rows
+
+
 def _row(name: str, precision: dict[int, float], rate: float | str) -> str:
     figures = " ".join(f"{precision[k]:.4f}" for k in (1, 5, 10))
     speed = f"{rate:.1f}" if isinstance(rate, float) else rate
     return f"| {name} | {figures.replace(' ', ' | ')} | {speed} |"
 
 
-def study(root: Path, embedder: Embedder) -> list[str]:
-    """Return the table rows (markdown) of every variant on the pictures under ``root``."""
+def study(root: Path, embedder: Embedder, pool: Path | None = None) -> list[str]:
+    """Return the table rows (markdown) of every variant on the pictures under ``root``
+    (and, given an unlabelled ``pool`` folder, the whitening variants fitted on it)."""
     pictures: list[Image.Image] = []
     labels_list: list[int] = []
     for path, label in find_pictures(root):
@@ -327,8 +365,8 @@ def study(root: Path, embedder: Embedder) -> list[str]:
     rows = ["| variant | P@1 | P@5 | P@10 | network images/s |", "| --- | --- | --- | --- | --- |"]
     pooled: dict[tuple[str, str], Matrix] = {}
     for input_name, feature_map in maps.items():
-        for pool_name, pool in POOLINGS.items():
-            pooled[input_name, pool_name] = normalise_rows(pool(feature_map))
+        for pool_name, pooling in POOLINGS.items():
+            pooled[input_name, pool_name] = normalise_rows(pooling(feature_map))
             rows.append(_row(f"{input_name}, {pool_name}",
                              precision_at_k(pooled[input_name, pool_name], labels),
                              rates[input_name]))
@@ -356,7 +394,13 @@ def study(root: Path, embedder: Embedder) -> list[str]:
         for neighbours in (1, 2, 3):
             rows.append(_row(f"letterbox, {pool_name}, query expansion k={neighbours}",
                              expanded_precision(base, labels, neighbours), rates["letterbox"]))
-    return rows + revision5_study(product_outputs, labels, rates["content letterbox"])
+    rows += revision5_study(product_outputs, labels, rates["content letterbox"])
+    if pool is not None:
+        files = picture_files([pool])
+        pool_rows = centre_rows(describe_files(files, embedder))
+        rows += revision6_study(product_outputs, labels, rates["content letterbox"], pool_rows,
+                                [path.name for path in files])
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,9 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.vision_variants")
     parser.add_argument("directory", type=Path, help="folder whose subfolders are classes")
     parser.add_argument("--cache-dir", type=Path, default=None, help="model cache folder")
+    parser.add_argument("--pool", type=Path, default=None,
+                        help="unlabelled pictures to fit whitening maps on "
+                             "(python -m tests.support.vision_pool)")
     args = parser.parse_args(argv)
     embedder = Embedder(args.cache_dir or default_model_cache())
-    print("\n".join(study(args.directory, embedder)))
+    print("\n".join(study(args.directory, embedder, args.pool)))
     return 0
 
 
