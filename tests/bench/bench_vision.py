@@ -377,12 +377,14 @@ def _average_pooled_int8_embed(keras_model: Any) -> Callable[[np.ndarray], objec
     return embed
 
 
-def bench_embedding(batches: int = 6) -> list[dict[str, Any]]:
+def bench_embedding(batches: int = 12) -> list[dict[str, Any]]:
     """Images per second on uint8 224x224 batches of 32, per runtime and through the worker.
 
-    The product's int8 model (feature map out, GeM pooling in numpy) is compared with the int8
-    model of the previous pipeline (average pooling inside the graph), a float32 TFLite
-    conversion and Keras, all in the same run.
+    The product's int8 model (feature maps out, pooled, centred and whitened in numpy) is
+    compared with the int8 model of the previous pipeline (average pooling inside the graph), a
+    float32 TFLite conversion and Keras, all in the same run. The runtimes take turns, one batch
+    each per round (the order rotating from round to round), so a change in the machine's load
+    falls on all of them alike; each ratio is the median of the rounds' ratios.
     """
     from backend.vision.model import build_keras_model
     from backend.vision.weights import load_state_dict
@@ -403,19 +405,27 @@ def bench_embedding(batches: int = 6) -> list[dict[str, Any]]:
             ("TFLite float32 (LiteRT XNNPACK, 2 threads)", float32),
             ("Keras float32 predict_on_batch", keras.embed),
         )
-        rates: dict[str, float] = {}
-        for name, embed in runtimes:
-            samples = _time_ms(functools.partial(embed, batch), batches)
-            per_second = sorted(32_000 / ms for ms in samples)
-            rates[name] = statistics.median(per_second)
+        samples: dict[str, list[float]] = {name: [] for name, _ in runtimes}
+        for _, embed in runtimes:
+            embed(batch)  # warm-up (caches)
+        for round_number in range(batches):
+            shift = round_number % len(runtimes)
+            for name, embed in runtimes[shift:] + runtimes[:shift]:
+                started = time.perf_counter()
+                embed(batch)
+                samples[name].append(32_000 / ((time.perf_counter() - started) * 1000))
+        for name, _ in runtimes:
+            per_second = sorted(samples[name])
             rows.append({
                 "what": "embedding throughput", "setting": f"{name}, batch 32",
-                "value": round(rates[name], 1), "unit": "images/s",
+                "value": round(statistics.median(per_second), 1), "unit": "images/s",
                 "spread": f"{per_second[0]:.0f} - {per_second[-1]:.0f} images/s",
             })
         rows[0]["comparison"] = "vs int8 v2 / TFLite float32 / Keras"
         rows[0]["ratio"] = " / ".join(
-            f"{rates[ours] / rates[name]:.2f}" for name, _ in runtimes[1:])
+            "{:.2f}".format(statistics.median(
+                mine / theirs for mine, theirs in zip(samples[ours], samples[name], strict=True)))
+            for name, _ in runtimes[1:])
 
         async def through_worker() -> float:
             pictures = list(batch) * 2
