@@ -25,7 +25,6 @@ whoever refits it must update the digest *and* bump the embedder's pipeline revi
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 from typing import Final
 
@@ -34,6 +33,7 @@ from numpy.typing import NDArray
 from pixmart_data import data_file
 
 from backend.vision.pooling import PARTS, combine_parts
+from backend.vision.shipped import read_pinned
 from backend.vision.types import EMBEDDING_DIM
 
 #: The shipped mean, relative to the ``pixmart_data`` package.
@@ -54,12 +54,7 @@ def embedding_mean(path: Path | None = None) -> NDArray[np.float32]:
         CentringError: The file is missing, differs from :data:`MEAN_SHA256` or is malformed.
     """
     source = path or data_file(MEAN_FILE)
-    try:
-        content = source.read_bytes()
-    except OSError as exc:
-        raise CentringError(f"the mean embedding {source} cannot be read: {exc}") from None
-    if hashlib.sha256(content).hexdigest() != MEAN_SHA256:
-        raise CentringError(f"the mean embedding {source} is not the pinned one")
+    content = read_pinned(source, MEAN_SHA256, "mean embedding", CentringError)
     values = np.array(
         [float(line) for line in content.decode("ascii").splitlines()
          if line.strip() and not line.startswith("#")],

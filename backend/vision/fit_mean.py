@@ -82,14 +82,23 @@ def fit_mean(files: Sequence[Path], embedder: Embedder) -> tuple[NDArray[np.floa
     return rows.astype(np.float64).mean(axis=0).astype(np.float32), len(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m backend.vision.fit_mean")
+def fitting_command(
+    prog: str, out_help: str, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, Embedder]:
+    """Parse the command line shared by the fitting commands (``folders``, ``--out``,
+    ``--cache-dir``) and load the embedder it names."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("folders", type=Path, nargs="+", help="folders of pictures")
-    parser.add_argument("--out", type=Path, required=True, help="the mean file to write")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
     parser.add_argument("--cache-dir", type=Path, default=None, help="model cache folder")
     args = parser.parse_args(argv)
-    embedder = Embedder(args.cache_dir or default_model_cache())
+    return args, Embedder(args.cache_dir or default_model_cache())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args, embedder = fitting_command("python -m backend.vision.fit_mean",
+                                     "the mean file to write", argv)
     mean, count = fit_mean(picture_files(args.folders), embedder)
     header = [
         "Mean of the uncentred descriptors (two parts, each GeM, square root, L2) that",

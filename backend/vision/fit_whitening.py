@@ -15,26 +15,18 @@ The shipped map was fitted on the unlabelled pool of :mod:`tests.support.vision_
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from backend.vision.centring import centre_rows
-from backend.vision.embedder import Embedder
-from backend.vision.evaluate import default_model_cache
-from backend.vision.fit_mean import describe_files, picture_files
+from backend.vision.fit_mean import describe_files, fitting_command, picture_files
 from backend.vision.whitening import fit, to_bytes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m backend.vision.fit_whitening")
-    parser.add_argument("folders", type=Path, nargs="+", help="folders of pictures")
-    parser.add_argument("--out", type=Path, required=True, help="the map file to write")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="model cache folder")
-    args = parser.parse_args(argv)
-    embedder = Embedder(args.cache_dir or default_model_cache())
+    args, embedder = fitting_command("python -m backend.vision.fit_whitening",
+                                     "the map file to write", argv)
     rows = centre_rows(describe_files(picture_files(args.folders), embedder))
     content = to_bytes(fit(rows))
     args.out.write_bytes(content)

@@ -26,7 +26,6 @@ whose other rows are the projection (principal axes already scaled). The output 
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -36,6 +35,7 @@ from numpy.typing import NDArray
 from pixmart_data import data_file
 from threadpoolctl import ThreadpoolController
 
+from backend.vision.shipped import read_pinned
 from backend.vision.types import EMBEDDING_DIM
 
 #: The shipped map, relative to the ``pixmart_data`` package.
@@ -116,12 +116,7 @@ def shipped_whitening(path: Path | None = None) -> Whitening:
             malformed.
     """
     source = path or data_file(WHITENING_FILE)
-    try:
-        content = source.read_bytes()
-    except OSError as exc:
-        raise WhiteningError(f"the whitening map {source} cannot be read: {exc}") from None
-    if hashlib.sha256(content).hexdigest() != WHITENING_SHA256:
-        raise WhiteningError(f"the whitening map {source} is not the pinned one")
+    content = read_pinned(source, WHITENING_SHA256, "whitening map", WhiteningError)
     try:
         stored = np.load(io.BytesIO(content), allow_pickle=False)
     except ValueError as exc:
