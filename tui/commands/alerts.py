@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--min-similarity",
         type=int,
         metavar="PCT",
-        help="how alike, in percent, with --like (the server's default: 80)",
+        help="how alike, in percent, with --like (the server's default: 70)",
     )
     add.add_argument("--json", action="store_true", help="print the saved search as JSON")
     add.set_defaults(func=add_command)
