@@ -9,9 +9,11 @@ similar-picture results show their similarity (``93% similar``) on the frame; a 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -29,6 +31,9 @@ from protocol.money import format_price
 from tui.data.reasons import card_reason
 from tui.data.thumbnails import PictureCache
 from tui.widgets.picture import Picture
+
+#: Seconds a tile waits before showing a card again when it was not composed yet.
+_COMPOSE_WAIT: Final = 0.02
 
 #: Cells per tile, border included; the grid stretches tiles to fill the width.
 TILE_MIN_WIDTH = 24
@@ -95,6 +100,8 @@ class ItemTile(Vertical):
         super().__init__(id=f"tile-{slot}")
         self.slot = slot
         self.card: ItemCard | None = None
+        #: How many cards were asked for: a deferred one shows only if no later one was.
+        self._requests = 0
 
     def compose(self) -> ComposeResult:
         yield Picture("loading…")
@@ -117,19 +124,27 @@ class ItemTile(Vertical):
         Args:
             favourite: mark the card as one of the person's favourites.
         """
-        if not self.is_attached:
-            return False  # being removed (the grid was resized, or the app is closing)
+        self._requests += 1
+        return await self._show(self._requests, card, cache, currency, highlighted, favourite)
+
+    async def _show(
+        self,
+        request: int,
+        card: ItemCard | None,
+        cache: PictureCache,
+        currency: str,
+        highlighted: bool,
+        favourite: bool,
+    ) -> bool:
+        if request != self._requests or not self.is_attached:
+            return False  # a later card replaced this one, or the tile is being removed
         if not self.query("#stock"):
             # Not composed down to its row of facts yet (a grid filled the moment it grew):
-            # show the card once it is, after the messages already queued.
-            self.call_later(
-                self.show,
-                card,
-                cache=cache,
-                currency=currency,
-                highlighted=highlighted,
-                favourite=favourite,
-            )
+            # try again shortly. A timer, not call_later: re-queuing at once kept this tile's
+            # message queue from ever emptying, which starved the very composition it waited
+            # for (a test's app spun at 100% CPU for 25 minutes).
+            self.set_timer(_COMPOSE_WAIT, functools.partial(
+                self._show, request, card, cache, currency, highlighted, favourite))
             return False
         self.set_class(highlighted and card is not None, "-highlight")
         self.visible = card is not None
