@@ -10,7 +10,7 @@ noise) from being blown up: plain PCA whitening (``shrink = 0``, ``power = 0.5``
 precision on the development set (P@5 0.58 -> 0.08) when fitted on the few hundred pictures
 searched.
 
-Fitted once on about 7,900 unlabelled drawings and emoji that the development set does not
+Fitted once on 7,831 unlabelled drawings and emoji that the development set does not
 contain (``python -m tests.support.vision_pool``, then ``python -m
 backend.vision.fit_whitening``), it raised the development set's P@5 from 0.603 to 0.647
 (``docs/vision-quality.md``). Like the mean, it is shipped rather than fitted per catalogue, so
@@ -67,11 +67,12 @@ class Whitening(NamedTuple):
         # One BLAS thread: the product takes about 1 ms that way. With OpenBLAS's threads it
         # took 7-16 ms, and their spinning after it slowed the network's next batch on a
         # 2-core machine (a batch of 32: 168 ms against 90).
+        values = np.asarray(rows, np.float32)
         with _blas().limit(limits=1, user_api="blas"):
-            whitened = (np.asarray(rows, np.float32) - self.mean) @ self.projection
+            whitened = (values - self.mean) @ self.projection
         norms = np.linalg.norm(whitened, axis=1, keepdims=True)
         flat = norms[:, 0] < 1e-6
-        whitened[flat] = rows[flat]
+        whitened[flat] = values[flat]
         norms[flat] = 1.0
         result: NDArray[np.float32] = (whitened / norms).astype(np.float32, copy=False)
         return result

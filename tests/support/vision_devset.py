@@ -252,12 +252,17 @@ def photos(spec: VisualClass) -> Iterator[Picture]:
             raise ValueError(f"unknown photo source {ref!r}")
 
 
-def save(picture: Picture, folder: Path) -> str:
-    """Store ``picture`` reduced to :data:`MAX_SIDE` as WebP; return the file name."""
+def reduced(picture: Picture) -> Image.Image:
+    """A copy of ``picture``'s image whose longer side is at most :data:`MAX_SIDE` pixels."""
     image = picture.image.copy()
     image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def save(picture: Picture, folder: Path) -> str:
+    """Store ``picture`` reduced to :data:`MAX_SIDE` as WebP; return the file name."""
     name = f"{picture.stem}.webp"
-    image.save(folder / name, "WEBP", quality=_WEBP_QUALITY, method=6)
+    reduced(picture).save(folder / name, "WEBP", quality=_WEBP_QUALITY, method=6)
     return name
 
 

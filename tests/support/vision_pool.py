@@ -10,7 +10,7 @@ draws its own. Pictures are reduced as the set's are (longer side at most
 takes a second a picture with transparency), flat in ``OUT``, with ``SOURCES.md`` naming the
 packages, their versions and the licences.
 
-The pool is not labelled and not committed (about 7,900 pictures, 80 MB): it only has to be
+The pool is not labelled and not committed (7,831 pictures, about 80 MB): it only has to be
 broad, and apart from the development set so that the set's figures stay honest. The shipped
 whitening (``data/vision_whitening.npy``) is fitted on it with::
 
@@ -35,13 +35,13 @@ from tests.support.vision_devset import (
     CLASSES,
     CLIPART_ROOT,
     LICENCES,
-    MAX_SIDE,
     Picture,
     clipart_files,
     download,
     draw_emoji,
     emoji_font,
     emoji_source,
+    reduced,
 )
 
 #: Unicode blocks whose single code points are tried as emoji: Miscellaneous Symbols and
@@ -86,10 +86,8 @@ def emoji_pool(root: Path, version: str) -> Iterator[Picture]:
 
 
 def save(picture: Picture, folder: Path) -> None:
-    """Store ``picture`` reduced to :data:`MAX_SIDE` as PNG."""
-    image = picture.image.copy()
-    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-    image.save(folder / f"{picture.stem}.png", "PNG")
+    """Store ``picture`` reduced (:func:`~tests.support.vision_devset.reduced`) as PNG."""
+    reduced(picture).save(folder / f"{picture.stem}.png", "PNG")
 
 
 def build(out: Path) -> int:
